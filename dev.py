@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""The project's commands; each sets up what it needs first.
+
+    python3 dev.py run     set up .venv and run the main job
+    python3 dev.py test    set up and run the whole suite: ruff, mypy --strict, and
+                           pytest on Python 3.11 plus 3.12 / 3.13 where installed
+    python3 dev.py bench   run the benchmarks against django.dispatch, blinker, psygnal
+
+Needs only Python 3.11+. Virtual environments live in .venv (the Python that
+runs this script) and .venv-3.12 / .venv-3.13 (found on PATH or under pyenv).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+EXTRA_PYTHONS = ("3.12", "3.13")
+
+
+def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):
+        sys.exit(f"tocsin needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
+    command = argv[1] if len(argv) > 1 else "help"
+    if command == "run":
+        python = setup(ROOT / ".venv", sys.executable)
+        return run([python, str(ROOT / "examples" / "quickstart.py"), *argv[2:]])
+    if command == "test":
+        return test(argv[2:])
+    if command == "bench":
+        python = setup(ROOT / ".venv", sys.executable)
+        return run([python, str(ROOT / "benchmarks" / "bench.py"), *argv[2:]])
+    print(__doc__)
+    return 0 if command in {"help", "-h", "--help"} else 2
+
+
+def run(cmd: list[str], **kwargs: object) -> int:
+    print("+", " ".join(os.path.relpath(c, ROOT) if c.startswith(str(ROOT)) else c for c in cmd))
+    sys.stdout.flush()
+    return subprocess.call(cmd, cwd=ROOT, **kwargs)  # type: ignore[call-overload]
+
+
+def setup(venv: Path, base_python: str) -> str:
+    """Create *venv* with *base_python* and install tocsin with its test extras."""
+    python = venv / "bin" / "python"
+    stamp = venv / ".tocsin-installed"
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return str(python)
+    if not python.exists():
+        subprocess.check_call([base_python, "-m", "venv", str(venv)])
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.check_call([*pip, "--upgrade", "pip"])
+    subprocess.check_call([*pip, "-e", f"{ROOT}[test]"])
+    stamp.write_text(wanted)
+    return str(python)
+
+
+def find_python(version: str) -> str | None:
+    found = shutil.which(f"python{version}")
+    if found and _works(found):
+        return found
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        out = subprocess.run(
+            [pyenv, "versions", "--bare"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for name in sorted((v for v in out if v.startswith(version + ".")), reverse=True):
+            prefix = subprocess.run(
+                [pyenv, "prefix", name], capture_output=True, text=True, check=False
+            ).stdout.strip()
+            candidate = Path(prefix) / "bin" / "python3"
+            if candidate.exists() and _works(str(candidate)):
+                return str(candidate)
+    return None
+
+
+def _works(python: str) -> bool:
+    return subprocess.run([python, "-c", "import venv"], capture_output=True).returncode == 0
+
+
+def test(pytest_args: list[str]) -> int:
+    python = setup(ROOT / ".venv", sys.executable)
+    failures: list[str] = []
+    if run([python, "-m", "ruff", "check", "."]) != 0:
+        failures.append("ruff check")
+    if run([python, "-m", "ruff", "format", "--check", "."]) != 0:
+        failures.append("ruff format")
+    if run([python, "-m", "mypy"]) != 0:
+        failures.append("mypy --strict")
+
+    interpreters = [(f"{sys.version_info.major}.{sys.version_info.minor}", python)]
+    for version in EXTRA_PYTHONS:
+        if version == interpreters[0][0]:
+            continue
+        base = find_python(version)
+        if base is None:
+            print(f"(Python {version} not found: its test run is skipped)")
+            continue
+        interpreters.append((version, setup(ROOT / f".venv-{version}", base)))
+
+    reports = ROOT / ".reports"
+    reports.mkdir(exist_ok=True)
+    totals = {"passed": 0, "failed": 0, "skipped": 0}
+    for version, venv_python in interpreters:
+        report = reports / f"pytest-{version}.xml"
+        code = run(
+            [
+                venv_python,
+                "-m",
+                "pytest",
+                f"--junitxml={report}",
+                "-p",
+                "no:cacheprovider",
+                *pytest_args,
+            ]
+        )
+        if code != 0:  # includes 5: no tests collected
+            failures.append(f"pytest on Python {version} (exit {code})")
+        for key, value in _count(report).items():
+            totals[key] += value
+
+    print()
+    print(f"Python versions tested: {', '.join(v for v, _ in interpreters)}")
+    if failures:
+        print("FAILED: " + "; ".join(failures))
+    print(
+        f"tests: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped"
+    )
+    return 1 if failures else 0
+
+
+def _count(report: Path) -> dict[str, int]:
+    if not report.exists():
+        return {}
+    root = ET.parse(report).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root)
+    tests = sum(int(s.get("tests", 0)) for s in suites)
+    failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+    skipped = sum(int(s.get("skipped", 0)) for s in suites)
+    return {"passed": tests - failed - skipped, "failed": failed, "skipped": skipped}
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,101 @@
+"""What tocsin needs to know about a receiver before it connects it.
+
+These checks run once per ``connect()``, never on the send path, and they hold
+no reference to the receiver afterwards (Django's ``func_accepts_kwargs`` is
+``lru_cache``-d, which kept weakly connected lambdas alive under ``DEBUG``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from types import FunctionType, MethodType
+from typing import Any
+
+# Python 3.11's asyncio and asgiref mark "async" callables with this attribute;
+# 3.12+ replaced it with inspect.markcoroutinefunction, which
+# inspect.iscoroutinefunction already understands.
+_LEGACY_COROUTINE_MARKER = getattr(asyncio.coroutines, "_is_coroutine", object())
+
+_CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
+
+
+def is_bound_method(receiver: object) -> bool:
+    """Whether *receiver* must be referenced through ``weakref.WeakMethod``.
+
+    Django's rule, kept as is: anything with both ``__self__`` and ``__func__``.
+    """
+    return hasattr(receiver, "__self__") and hasattr(receiver, "__func__")
+
+
+def _unwrap_partial(receiver: object) -> object:
+    while isinstance(receiver, functools.partial):
+        receiver = receiver.func
+    return receiver
+
+
+def _marked_async(func: object) -> bool:
+    return inspect.iscoroutinefunction(func) or (
+        getattr(func, "_is_coroutine", None) is _LEGACY_COROUTINE_MARKER
+    )
+
+
+def is_async(receiver: object) -> bool:
+    """Whether calling *receiver* returns an awaitable that must be awaited.
+
+    Django 6.1 uses ``inspect.iscoroutinefunction``, which misses objects whose
+    class defines ``async def __call__`` (Django's ``send()`` then returns an
+    un-awaited coroutine). tocsin also looks at ``type(obj).__call__``, through
+    any number of ``functools.partial`` layers.
+    """
+    if _marked_async(receiver):
+        return True
+    target = _unwrap_partial(receiver)
+    if _marked_async(target):
+        return True
+    if isinstance(target, (FunctionType, MethodType, type)):
+        return False
+    return _marked_async(getattr(type(target), "__call__", None))
+
+
+def accepts_kwargs(receiver: object) -> bool:
+    """Whether *receiver* has a ``**kwargs`` parameter.
+
+    Plain functions and bound methods are answered from their code flags
+    (cheap, so ``connect()`` stays fast); everything else goes through
+    ``inspect.signature``. A callable whose signature cannot be read (some
+    C builtins) is given the benefit of the doubt.
+    """
+    func = receiver.__func__ if isinstance(receiver, MethodType) else receiver
+    if type(func) is FunctionType and not hasattr(func, "__wrapped__"):
+        return bool(func.__code__.co_flags & _CO_VARKEYWORDS)
+    try:
+        signature = inspect.signature(receiver)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+
+
+def describe(receiver: Any) -> str:
+    """A short, human name for *receiver*, for errors and logs.
+
+    Never raises: Django's ``send_robust`` crashed on ``receiver.__qualname__``
+    for ``functools.partial`` objects and callable instances.
+    """
+    try:
+        if isinstance(receiver, functools.partial):
+            return f"functools.partial({describe(receiver.func)})"
+        if isinstance(receiver, MethodType):
+            owner = type(receiver.__self__)
+            if isinstance(receiver.__self__, type):
+                owner = receiver.__self__
+            return f"{owner.__module__}.{owner.__qualname__}.{receiver.__func__.__name__}"
+        qualname = getattr(receiver, "__qualname__", None)
+        if isinstance(qualname, str):
+            module = getattr(receiver, "__module__", None)
+            return f"{module}.{qualname}" if module else qualname
+        cls = type(receiver)
+        return f"{cls.__module__}.{cls.__qualname__} instance"
+    except Exception:  # a hostile __getattr__ must not break logging
+        return object.__repr__(receiver)

@@ -1,0 +1,614 @@
+"""``Signal`` and ``receiver``: Django's dispatcher, rebuilt for speed and safety.
+
+How it is laid out (see docs/how-it-works.md for the long walk-through):
+
+* ``_registry`` is a dict from lookup key to connection, in connection order.
+  Looking a key up makes duplicate detection and ``disconnect()`` O(1), where
+  Django scans a list. The most common connection (a weakly referenced,
+  synchronous receiver for any sender) is stored as the bare
+  ``weakref.ref``, which keeps a connected receiver under 150 bytes; any other
+  connection is a :class:`_Connection`.
+* A *plan* is what ``send()`` needs for one sender: a tuple of derefs for the
+  sync receivers and one for the async receivers, built under the lock from
+  the registry the first time it is needed and cached until the registry
+  changes. ``send()`` itself takes no lock and never scans the registry.
+* Weak-reference callbacks only flag the signal dirty and drop the cached
+  plans; the dead entries are purged under the lock by the next connect,
+  disconnect or plan build (a callback can run during garbage collection
+  while this thread holds the lock, so it must not take it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, NamedTuple, SupportsIndex, TypeVar, overload
+
+from . import _async
+from ._inspect import accepts_kwargs, describe, is_async, is_bound_method
+from ._refs import NONE_ID, Deref, WeakMethodRef, deref_for, make_id
+
+__all__ = ["Signal", "receiver"]
+
+logger = logging.getLogger("tocsin")
+
+R = TypeVar("R", bound=Callable[..., Any])
+
+# Registry keys of connections restricted to one sender are tagged with this,
+# so that they can never equal a key of an "any sender" connection (which is
+# the receiver's id or the dispatch_uid itself).
+_SENDER = object()
+
+# How many per-sender plans a signal keeps before it starts afresh: bounds the
+# memory used by signals sent by many short-lived senders.
+_MAX_PLANS = 512
+
+Plan = tuple[tuple[Deref, ...], tuple[Deref, ...]]
+_NO_PLAN: Plan = ((), ())
+
+
+class _Connection:
+    """A connection that is not the common case (see the module docstring)."""
+
+    __slots__ = ("is_async", "ref", "sender_key", "sender_ref", "weak")
+
+    def __init__(
+        self,
+        ref: Any,
+        weak: bool,
+        sender_key: Hashable,
+        sender_ref: weakref.ref[Any] | None,
+        is_async: bool,
+    ) -> None:
+        self.ref = ref
+        self.weak = weak
+        self.sender_key = sender_key
+        self.sender_ref = sender_ref
+        self.is_async = is_async
+
+    def is_dead(self) -> bool:
+        if self.weak and self.ref() is None:
+            return True
+        return self.sender_ref is not None and self.sender_ref() is None
+
+
+class ReceiverEntry(NamedTuple):
+    """One row of :attr:`Signal.receivers`, in Django 6's layout."""
+
+    lookup_key: tuple[Hashable, Hashable]
+    receiver: Any
+    sender_ref: weakref.ref[Any] | None
+    is_async: bool
+
+
+def _is_dead(entry: Any) -> bool:
+    if type(entry) is _Connection:
+        return entry.is_dead()
+    return entry() is None
+
+
+class Signal:
+    """A signal that receivers connect to and senders send, as ``django.dispatch.Signal``.
+
+    :param use_caching: accepted for compatibility with Django, where it
+        turns on a per-sender cache. tocsin always caches, safely: the cache
+        also works for ``None`` and for senders that cannot be weakly
+        referenced, which Django's rejects with ``TypeError``.
+    """
+
+    def __init__(self, use_caching: bool = False) -> None:
+        self.use_caching = use_caching
+        self.lock = threading.Lock()
+        self._registry: dict[Hashable, Any] = {}
+        # Number of connections restricted to a sender. While it is 0,
+        # send() skips the per-sender lookup entirely.
+        self._filtered = 0
+        self._any_plan: Plan | None = None
+        # Per-sender plans keyed by id(sender); exposed under Django's name
+        # so that code calling ``sender_receivers_cache.clear()`` keeps working.
+        self._plans: dict[int, Plan] = {}
+        self._dead_receivers = False
+        # One bound method shared by every weak reference this signal makes.
+        self._on_dead = self._flag_dead_receivers
+
+    # -- registration --------------------------------------------------------------
+
+    def connect(
+        self,
+        receiver: Callable[..., Any],
+        sender: object = None,
+        weak: bool = True,
+        dispatch_uid: Hashable = None,
+    ) -> None:
+        """Connect *receiver* so that it is called when this signal is sent.
+
+        :param receiver: a callable that accepts ``**kwargs``: a function, a
+            bound method, a ``functools.partial`` or a callable object, sync
+            or async. Checked now, not when the signal is first sent.
+        :param sender: receive only what this object sends (compared by
+            identity); ``None`` receives from every sender.
+        :param weak: hold *receiver* through a weak reference, so that
+            connecting it does not keep it alive; it is disconnected when it is
+            garbage collected. Lambdas, closures and partials that nothing else
+            references vanish at once: connect them with ``weak=False``.
+        :param dispatch_uid: a hashable identifier; a second connection with
+            the same (truthy) ``dispatch_uid`` and sender is ignored.
+
+        Connecting the same receiver (or ``dispatch_uid``) to the same sender
+        twice is ignored: the first connection wins and keeps its place.
+        """
+        _check_receiver(receiver)
+        key = self._lookup_key(receiver, sender, dispatch_uid)
+        receiver_is_async = is_async(receiver)
+        ref: Any = receiver
+        if weak:
+            ref = self._weak_ref(receiver)
+        sender_ref = None
+        if sender is not None:
+            try:
+                sender_ref = weakref.ref(sender, self._on_dead)
+            except TypeError:
+                pass  # as in Django: such senders are matched by id() alone
+        entry: Any
+        if weak and sender is None and not receiver_is_async and type(ref) is weakref.ref:
+            entry = ref  # the compact common case
+        else:
+            sender_key = NONE_ID if sender is None else id(sender)
+            entry = _Connection(ref, bool(weak), sender_key, sender_ref, receiver_is_async)
+        with self.lock:
+            self._clear_dead_receivers()
+            if key not in self._registry:
+                self._registry[key] = entry
+                if sender is not None:
+                    self._filtered += 1
+                self._invalidate()
+
+    def disconnect(
+        self,
+        receiver: Callable[..., Any] | None = None,
+        sender: object = None,
+        dispatch_uid: Hashable = None,
+    ) -> bool:
+        """Disconnect *receiver* (or the receiver connected with *dispatch_uid*).
+
+        *sender* must be the one given to ``connect()``: ``disconnect(r)`` does
+        not remove ``connect(r, sender=A)``. Returns whether a connection was
+        removed. Weakly connected receivers need not be disconnected: they go
+        when they are garbage collected.
+        """
+        if receiver is None and not dispatch_uid:
+            raise TypeError(
+                "disconnect() needs the receiver to disconnect, or the dispatch_uid "
+                "it was connected with."
+            )
+        key = self._lookup_key(receiver, sender, dispatch_uid)
+        with self.lock:
+            self._clear_dead_receivers()
+            entry = self._registry.pop(key, None)
+            if entry is None:
+                return False
+            if type(key) is tuple and key and key[0] is _SENDER:
+                self._filtered -= 1
+            self._invalidate()
+        return True
+
+    def has_listeners(self, sender: object = None) -> bool:
+        """Whether sending from *sender* would call at least one live receiver.
+
+        With the default ``sender=None`` only receivers connected for any
+        sender count, as in Django.
+        """
+        sync, async_ = self._plan(sender)
+        return any(d() is not None for d in sync) or any(d() is not None for d in async_)
+
+    # -- sending -------------------------------------------------------------------
+
+    def send(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
+        """Call every receiver of *sender* and return ``[(receiver, response), ...]``.
+
+        Receivers are called in connection order as
+        ``receiver(signal=self, sender=sender, **named)``. An exception raised
+        by a receiver propagates at once and the remaining receivers are not
+        called (use :meth:`send_robust` to call them all).
+
+        Async receivers run after the sync ones, concurrently, and their
+        responses follow in connection order. From a thread whose event loop
+        is running, ``send()`` raises :class:`AsyncReceiversInLoopError`
+        before calling anything when async receivers are connected.
+        """
+        # The hot path: no lock, no registry scan, one lookup of a cached plan.
+        plan = self._plans.get(id(sender)) if self._filtered else self._any_plan
+        if plan is None:
+            plan = self._plan(sender)
+        sync, async_ = plan
+        if async_:
+            return self._send_with_async(sender, named, plan, robust=False)
+        # Dereference every receiver before calling any, so that what a
+        # receiver does to the others cannot change this send.
+        responses = []
+        for receiver in [deref() for deref in sync]:
+            if receiver is not None:
+                responses.append((receiver, receiver(signal=self, sender=sender, **named)))
+        return responses
+
+    def send_robust(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
+        """Like :meth:`send`, but an ``Exception`` raised by a receiver is caught.
+
+        The exception (with its ``__traceback__``) takes the place of that
+        receiver's response, is logged with its traceback to the ``tocsin``
+        logger, and the remaining receivers are still called.
+        ``BaseException``\\ s such as ``KeyboardInterrupt`` still propagate.
+        """
+        plan = self._plans.get(id(sender)) if self._filtered else self._any_plan
+        if plan is None:
+            plan = self._plan(sender)
+        sync, async_ = plan
+        if async_:
+            return self._send_with_async(sender, named, plan, robust=True)
+        return self._call_robust(_live(sync), sender, named)
+
+    async def asend(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
+        """Send from async code; see :meth:`send`.
+
+        Sync receivers are called first, together, off the event loop (in
+        asgiref's ``sync_to_async`` when it is installed, as Django does);
+        then async receivers run concurrently. One failing async receiver's
+        exception is re-raised as is; several are raised as an
+        ``ExceptionGroup``.
+        """
+        plan = self._plans.get(id(sender)) if self._filtered else self._any_plan
+        if plan is None:
+            plan = self._plan(sender)
+        sync, async_ = plan
+        sync_receivers = _live(sync)
+        async_receivers = _live(async_)
+        responses: list[tuple[Any, Any]] = []
+        if sync_receivers:
+            responses = await _async.run_sync_off_loop(
+                lambda: self._call_all(sync_receivers, sender, named)
+            )
+        if async_receivers:
+            responses.extend(await self._run_async(async_receivers, sender, named, robust=False))
+        return responses
+
+    async def asend_robust(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
+        """Send from async code, catching exceptions; see :meth:`send_robust`."""
+        plan = self._plans.get(id(sender)) if self._filtered else self._any_plan
+        if plan is None:
+            plan = self._plan(sender)
+        sync, async_ = plan
+        sync_receivers = _live(sync)
+        async_receivers = _live(async_)
+        responses: list[tuple[Any, Any]] = []
+        if sync_receivers:
+            responses = await _async.run_sync_off_loop(
+                lambda: self._call_robust(sync_receivers, sender, named)
+            )
+        if async_receivers:
+            responses.extend(await self._run_async(async_receivers, sender, named, robust=True))
+        return responses
+
+    def _call_all(
+        self, receivers: Iterable[Any], sender: object, named: dict[str, Any]
+    ) -> list[tuple[Any, Any]]:
+        return [(r, r(signal=self, sender=sender, **named)) for r in receivers]
+
+    def _call_robust(
+        self, receivers: Iterable[Any], sender: object, named: dict[str, Any]
+    ) -> list[tuple[Any, Any]]:
+        responses = []
+        for receiver in receivers:
+            try:
+                response = receiver(signal=self, sender=sender, **named)
+            except Exception as err:
+                self._log_robust_failure(receiver, err)
+                response = err
+            responses.append((receiver, response))
+        return responses
+
+    async def _run_async(
+        self, receivers: Sequence[Any], sender: object, named: dict[str, Any], robust: bool
+    ) -> list[tuple[Any, Any]]:
+        def call(receiver: Any) -> Any:
+            return receiver(signal=self, sender=sender, **named)
+
+        on_error = self._robust_failure if robust else None
+        results = await _async.run_concurrently(receivers, call, on_error)
+        return list(zip(receivers, results, strict=True))
+
+    def _send_with_async(
+        self, sender: object, named: dict[str, Any], plan: Plan, robust: bool
+    ) -> list[tuple[Any, Any]]:
+        method = "send_robust()" if robust else "send()"
+        _async.check_no_running_loop(f"Signal.{method}")
+        sync, async_ = plan
+        sync_receivers = _live(sync)
+        async_receivers = _live(async_)
+        if robust:
+            responses = self._call_robust(sync_receivers, sender, named)
+        else:
+            responses = self._call_all(sync_receivers, sender, named)
+        if async_receivers:
+            responses.extend(
+                _async.run_from_sync(
+                    lambda: self._run_async(async_receivers, sender, named, robust)
+                )
+            )
+        return responses
+
+    def _log_robust_failure(self, receiver: Any, err: Exception) -> None:
+        logger.error(
+            "Error calling %s in Signal.send_robust() (%s)",
+            describe(receiver),
+            err,
+            exc_info=err,
+        )
+
+    def _robust_failure(self, receiver: Any, err: Exception) -> Exception:
+        self._log_robust_failure(receiver, err)
+        return err
+
+    # -- plans ---------------------------------------------------------------------
+
+    def _plan(self, sender: object) -> Plan:
+        """The plan for *sender*, built and cached if needed (the slow path)."""
+        with self.lock:
+            self._clear_dead_receivers()
+            if not self._filtered:
+                plan = self._any_plan
+                if plan is None:
+                    plan = self._any_plan = self._build_plan(NONE_ID)
+                return plan
+            key = id(sender)
+            plan = self._plans.get(key)
+            if plan is None:
+                plan = self._build_plan(key)
+                if len(self._plans) >= _MAX_PLANS:
+                    self._plans.clear()
+                self._plans[key] = plan
+            return plan
+
+    def _build_plan(self, sender_key: Hashable) -> Plan:
+        # Caller holds self.lock.
+        sync: list[Deref] = []
+        async_: list[Deref] = []
+        for entry in self._registry.values():
+            if type(entry) is not _Connection:
+                sync.append(entry)
+                continue
+            if entry.sender_key != NONE_ID and entry.sender_key != sender_key:
+                continue
+            (async_ if entry.is_async else sync).append(deref_for(entry.ref, entry.weak))
+        if not sync and not async_:
+            return _NO_PLAN
+        return tuple(sync), tuple(async_)
+
+    def _invalidate(self) -> None:
+        self._any_plan = None
+        self._plans.clear()
+
+    def _flag_dead_receivers(self, reference: object = None) -> None:
+        # Called by weak-reference callbacks, possibly in the middle of a
+        # garbage collection while this thread holds self.lock: flag only,
+        # and let the next connect/disconnect/plan build purge under the lock.
+        # Dropping the plans is safe without the lock and makes the next send
+        # rebuild (and so purge) instead of carrying a dead reference.
+        self._dead_receivers = True
+        self._invalidate()
+
+    def _clear_dead_receivers(self) -> None:
+        # Caller holds self.lock.
+        if not self._dead_receivers:
+            return
+        self._dead_receivers = False
+        live = {k: e for k, e in self._registry.items() if not _is_dead(e)}
+        self._filtered = sum(1 for k in live if type(k) is tuple and k and k[0] is _SENDER)
+        self._registry = live
+
+    # -- helpers -------------------------------------------------------------------
+
+    @staticmethod
+    def _lookup_key(receiver: object, sender: object, dispatch_uid: Hashable) -> Hashable:
+        if dispatch_uid:
+            try:
+                hash(dispatch_uid)
+            except TypeError:
+                raise TypeError(
+                    f"dispatch_uid must be hashable, got {type(dispatch_uid).__name__} "
+                    f"{dispatch_uid!r}; use a string such as 'myapp.on_save'."
+                ) from None
+            identity: Hashable = dispatch_uid
+        else:
+            identity = make_id(receiver)
+        if sender is None:
+            return identity
+        return (_SENDER, identity, id(sender))
+
+    def _weak_ref(self, receiver: Callable[..., Any]) -> Any:
+        try:
+            if is_bound_method(receiver):
+                return WeakMethodRef(receiver, self._on_dead)
+            return weakref.ref(receiver, self._on_dead)
+        except TypeError:
+            raise TypeError(
+                f"cannot weakly reference receiver {describe(receiver)} "
+                f"({type(receiver).__name__} objects do not support weak references); "
+                f"connect it with weak=False."
+            ) from None
+
+    def _live_receivers(self, sender: object) -> tuple[list[Any], list[Any]]:
+        """The live ``(sync, async)`` receivers of *sender*, as in Django 5.0+.
+
+        Kept for code written against Django's private method. tocsin's own
+        ``send()`` does not call it: to observe sends, use the tracing hook.
+        """
+        sync, async_ = self._plan(sender)
+        return _live(sync), _live(async_)
+
+    # -- Django's attributes ---------------------------------------------------------
+
+    @property
+    def receivers(self) -> list[ReceiverEntry]:
+        """The connections, in Django 6's layout ``(lookup_key, receiver, sender_ref, is_async)``.
+
+        ``receiver`` is a weak reference for weak connections. The list is a
+        live view: assigning to the attribute, or changing the list in place
+        (as some Django add-ons do), replaces the signal's connections.
+        """
+        with self.lock:
+            self._clear_dead_receivers()
+            rows = [_row(key, entry) for key, entry in self._registry.items()]
+        return _ReceiverList(self, rows)
+
+    @receivers.setter
+    def receivers(self, rows: Iterable[Sequence[Any]]) -> None:
+        registry: dict[Hashable, Any] = {}
+        for row in rows:
+            key, entry = _parse_row(row)
+            registry.setdefault(key, entry)
+        with self.lock:
+            self._registry = registry
+            self._filtered = sum(1 for k in registry if type(k) is tuple and k and k[0] is _SENDER)
+            self._dead_receivers = False
+            self._invalidate()
+
+    @property
+    def sender_receivers_cache(self) -> dict[int, Plan]:
+        """The per-sender plan cache; ``clear()`` it freely, as Django code does."""
+        return self._plans
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}>"
+
+
+def _live(derefs: Iterable[Deref]) -> list[Any]:
+    return [r for r in [d() for d in derefs] if r is not None]
+
+
+def _row(key: Hashable, entry: Any) -> ReceiverEntry:
+    if type(entry) is not _Connection:
+        return ReceiverEntry((key, NONE_ID), entry, None, False)
+    identity = key[1] if type(key) is tuple and key and key[0] is _SENDER else key
+    return ReceiverEntry((identity, entry.sender_key), entry.ref, entry.sender_ref, entry.is_async)
+
+
+def _parse_row(row: Sequence[Any]) -> tuple[Hashable, Any]:
+    """Turn a Django-layout row (6.0+ 4-tuple, or <=5.2 3-tuple) into a registry item."""
+    if len(row) == 4:
+        lookup_key, ref, sender_ref, receiver_is_async = row
+    elif len(row) == 3:
+        lookup_key, ref, receiver_is_async = row
+        sender_ref = None
+    else:
+        raise ValueError(
+            f"Signal.receivers rows are (lookup_key, receiver, sender_ref, is_async); got {row!r}"
+        )
+    identity, sender_key = lookup_key
+    weak = isinstance(ref, weakref.ref)
+    key: Hashable = identity if sender_key == NONE_ID else (_SENDER, identity, sender_key)
+    if weak and type(ref) is weakref.ref and sender_key == NONE_ID and not receiver_is_async:
+        return key, ref
+    return key, _Connection(ref, weak, sender_key, sender_ref, bool(receiver_is_async))
+
+
+class _ReceiverList(list[ReceiverEntry]):
+    """``Signal.receivers``: a list whose in-place changes are written back."""
+
+    def __init__(self, signal: Signal, rows: Iterable[ReceiverEntry]) -> None:
+        super().__init__(rows)
+        self._signal = signal
+
+    def _write_back(self) -> None:
+        self._signal.receivers = self
+
+    def append(self, row: ReceiverEntry) -> None:
+        super().append(row)
+        self._write_back()
+
+    def extend(self, rows: Iterable[ReceiverEntry]) -> None:
+        super().extend(rows)
+        self._write_back()
+
+    def insert(self, index: SupportsIndex, row: ReceiverEntry) -> None:
+        super().insert(index, row)
+        self._write_back()
+
+    def remove(self, row: ReceiverEntry) -> None:
+        super().remove(row)
+        self._write_back()
+
+    def pop(self, index: SupportsIndex = -1) -> ReceiverEntry:
+        row = super().pop(index)
+        self._write_back()
+        return row
+
+    def clear(self) -> None:
+        super().clear()
+        self._write_back()
+
+    def reverse(self) -> None:
+        super().reverse()
+        self._write_back()
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        super().sort(*args, **kwargs)
+        self._write_back()
+
+    @overload
+    def __setitem__(self, index: SupportsIndex, value: ReceiverEntry) -> None: ...
+    @overload
+    def __setitem__(self, index: slice, value: Iterable[ReceiverEntry]) -> None: ...
+    def __setitem__(self, index: Any, value: Any) -> None:
+        super().__setitem__(index, value)
+        self._write_back()
+
+    def __delitem__(self, index: SupportsIndex | slice) -> None:
+        super().__delitem__(index)
+        self._write_back()
+
+    def __iadd__(self, rows: Iterable[ReceiverEntry]) -> _ReceiverList:  # type: ignore[override,misc]
+        super().__iadd__(rows)
+        self._write_back()
+        return self
+
+
+def _check_receiver(receiver: object) -> None:
+    if not callable(receiver):
+        raise TypeError(
+            f"Signal receivers must be callable; got {type(receiver).__name__} {receiver!r}."
+        )
+    if not accepts_kwargs(receiver):
+        raise ValueError(
+            f"Signal receivers must accept keyword arguments (**kwargs): "
+            f"receiver {describe(receiver)} does not; add **kwargs to its parameters."
+        )
+
+
+def receiver(signal: Signal | Sequence[Signal], **kwargs: Any) -> Callable[[R], R]:
+    """Decorator that connects the decorated function to one or more signals.
+
+    ``kwargs`` are passed to :meth:`Signal.connect`; the function is returned
+    unchanged::
+
+        @receiver(post_save, sender=Todo)
+        def on_save(sender, **kwargs): ...
+
+        @receiver([post_save, post_delete], sender=Todo)
+        def on_change(sender, **kwargs): ...
+    """
+    signals = list(signal) if isinstance(signal, (list, tuple)) else [signal]
+    for s in signals:
+        if not hasattr(s, "connect"):
+            raise TypeError(
+                f"receiver() takes a signal or a list or tuple of signals; "
+                f"got {type(s).__name__} {s!r}."
+            )
+
+    def decorator(func: R) -> R:
+        for s in signals:
+            s.connect(func, **kwargs)
+        return func
+
+    return decorator
