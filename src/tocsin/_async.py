@@ -77,7 +77,7 @@ def _drive(
         cursor.index = index
         receiver = receivers[index]
         try:
-            awaitable = call(receiver)
+            awaitable: Any = call(receiver)
             if type(awaitable) is not types.CoroutineType:
                 awaitable = awaitable.__await__()
             results[index] = yield from awaitable
@@ -239,7 +239,7 @@ _executor_lock = threading.Lock()
 def _sync_executor() -> ThreadPoolExecutor:
     # One thread, like asgiref's thread-sensitive mode: sync receivers called
     # from asend() never run concurrently with each other.
-    global _executor
+    global _executor  # noqa: PLW0603
     with _executor_lock:
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tocsin-sync")

@@ -56,7 +56,7 @@ def is_async(receiver: object) -> bool:
         return True
     if isinstance(target, (FunctionType, MethodType, type)):
         return False
-    return _marked_async(getattr(type(target), "__call__", None))
+    return _marked_async(getattr(type(target), "__call__", None))  # noqa: B004
 
 
 def accepts_kwargs(receiver: object) -> bool:
@@ -71,10 +71,10 @@ def accepts_kwargs(receiver: object) -> bool:
     if type(func) is FunctionType and not hasattr(func, "__wrapped__"):
         return bool(func.__code__.co_flags & _CO_VARKEYWORDS)
     try:
-        signature = inspect.signature(receiver)  # type: ignore[arg-type]
+        parameters = inspect.signature(receiver).parameters.values()  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return True
-    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def describe(receiver: Any) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 Deref = Callable[[], Any]
 
 
-def make_id(target: object) -> int | tuple[int, int]:
+def make_id(target: Any) -> int | tuple[int, int]:
     """Django's identity key: ``(id(self), id(func))`` for bound methods, else ``id()``."""
     if hasattr(target, "__func__"):
         return (id(target.__self__), id(target.__func__))
@@ -41,6 +41,7 @@ class WeakMethodRef(weakref.WeakMethod):  # type: ignore[type-arg]
     """
 
     __slots__ = ("deref",)
+    deref: Deref
 
     def __new__(cls, meth: Any, callback: Callable[[Any], object] | None = None) -> WeakMethodRef:
         self: WeakMethodRef = super().__new__(cls, meth, callback)
@@ -74,7 +75,8 @@ def deref_for(ref_or_receiver: object, weak: bool) -> Deref:
     if not weak:
         return strong_deref(ref_or_receiver)
     if isinstance(ref_or_receiver, WeakMethodRef):
-        return ref_or_receiver.deref
+        method_deref: Deref = ref_or_receiver.deref
+        return method_deref
     # A plain weakref.ref, or a WeakMethod someone assigned into ``receivers``.
     deref: Deref = ref_or_receiver  # type: ignore[assignment]
     return deref

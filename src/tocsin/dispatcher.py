@@ -20,6 +20,7 @@ How it is laid out (see docs/how-it-works.md for the long walk-through):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
@@ -45,8 +46,11 @@ _SENDER = object()
 # memory used by signals sent by many short-lived senders.
 _MAX_PLANS = 512
 
-Plan = tuple[tuple[Deref, ...], tuple[Deref, ...]]
-_NO_PLAN: Plan = ((), ())
+# (sync derefs, async derefs), or () when no receiver matches: falsy, so
+# that send() with nobody listening returns after one test.
+Derefs = tuple[tuple[Deref, ...], tuple[Deref, ...]]
+Plan = Derefs | tuple[()]
+_NO_PLAN: Plan = ()
 
 
 class _Connection:
@@ -105,6 +109,8 @@ class Signal:
         # Number of connections restricted to a sender. While it is 0,
         # send() skips the per-sender lookup entirely.
         self._filtered = 0
+        # The plan for every sender, while no connection is sender-filtered;
+        # None when not built yet or when some connection is.
         self._any_plan: Plan | None = None
         # Per-sender plans keyed by id(sender); exposed under Django's name
         # so that code calling ``sender_receivers_cache.clear()`` keeps working.
@@ -147,10 +153,10 @@ class Signal:
             ref = self._weak_ref(receiver)
         sender_ref = None
         if sender is not None:
-            try:
+            # As in Django, a sender that cannot be weakly referenced is
+            # matched by id() alone.
+            with contextlib.suppress(TypeError):
                 sender_ref = weakref.ref(sender, self._on_dead)
-            except TypeError:
-                pass  # as in Django: such senders are matched by id() alone
         entry: Any
         if weak and sender is None and not receiver_is_async and type(ref) is weakref.ref:
             entry = ref  # the compact common case
@@ -200,7 +206,7 @@ class Signal:
         With the default ``sender=None`` only receivers connected for any
         sender count, as in Django.
         """
-        sync, async_ = self._plan(sender)
+        sync, async_ = self._receivers_of(sender)
         return any(d() is not None for d in sync) or any(d() is not None for d in async_)
 
     # -- sending -------------------------------------------------------------------
@@ -219,12 +225,24 @@ class Signal:
         before calling anything when async receivers are connected.
         """
         # The hot path: no lock, no registry scan, one lookup of a cached plan.
-        plan = self._plans.get(id(sender)) if self._filtered else self._any_plan
-        if plan is None:
-            plan = self._plan(sender)
+        plan = self._any_plan
+        if not plan:
+            if plan is not None:  # (): nobody is listening
+                return []
+            # Not built yet, or some receivers are sender-filtered.
+            plan = self._plans.get(id(sender)) if self._filtered else None
+            if plan is None:
+                plan = self._plan(sender)
+            if not plan:
+                return []
         sync, async_ = plan
         if async_:
             return self._send_with_async(sender, named, plan, robust=False)
+        if len(sync) == 1:  # the most common case, without building a snapshot list
+            receiver = sync[0]()
+            if receiver is None:
+                return []
+            return [(receiver, receiver(signal=self, sender=sender, **named))]
         # Dereference every receiver before calling any, so that what a
         # receiver does to the others cannot change this send.
         responses = []
@@ -241,13 +259,10 @@ class Signal:
         logger, and the remaining receivers are still called.
         ``BaseException``\\ s such as ``KeyboardInterrupt`` still propagate.
         """
-        plan = self._plans.get(id(sender)) if self._filtered else self._any_plan
-        if plan is None:
-            plan = self._plan(sender)
-        sync, async_ = plan
-        if async_:
+        plan = self._receivers_of(sender)
+        if plan[1]:
             return self._send_with_async(sender, named, plan, robust=True)
-        return self._call_robust(_live(sync), sender, named)
+        return self._call_robust(_live(plan[0]), sender, named)
 
     async def asend(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
         """Send from async code; see :meth:`send`.
@@ -258,10 +273,7 @@ class Signal:
         exception is re-raised as is; several are raised as an
         ``ExceptionGroup``.
         """
-        plan = self._plans.get(id(sender)) if self._filtered else self._any_plan
-        if plan is None:
-            plan = self._plan(sender)
-        sync, async_ = plan
+        sync, async_ = self._receivers_of(sender)
         sync_receivers = _live(sync)
         async_receivers = _live(async_)
         responses: list[tuple[Any, Any]] = []
@@ -275,10 +287,7 @@ class Signal:
 
     async def asend_robust(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
         """Send from async code, catching exceptions; see :meth:`send_robust`."""
-        plan = self._plans.get(id(sender)) if self._filtered else self._any_plan
-        if plan is None:
-            plan = self._plan(sender)
-        sync, async_ = plan
+        sync, async_ = self._receivers_of(sender)
         sync_receivers = _live(sync)
         async_receivers = _live(async_)
         responses: list[tuple[Any, Any]] = []
@@ -319,7 +328,7 @@ class Signal:
         return list(zip(receivers, results, strict=True))
 
     def _send_with_async(
-        self, sender: object, named: dict[str, Any], plan: Plan, robust: bool
+        self, sender: object, named: dict[str, Any], plan: Derefs, robust: bool
     ) -> list[tuple[Any, Any]]:
         method = "send_robust()" if robust else "send()"
         _async.check_no_running_loop(f"Signal.{method}")
@@ -352,6 +361,15 @@ class Signal:
 
     # -- plans ---------------------------------------------------------------------
 
+    def _receivers_of(self, sender: object) -> Derefs:
+        """The ``(sync, async)`` derefs for *sender*; what send() inlines."""
+        plan = self._any_plan
+        if plan is None:
+            plan = self._plans.get(id(sender)) if self._filtered else None
+            if plan is None:
+                plan = self._plan(sender)
+        return plan or ((), ())
+
     def _plan(self, sender: object) -> Plan:
         """The plan for *sender*, built and cached if needed (the slow path)."""
         with self.lock:
@@ -378,7 +396,7 @@ class Signal:
             if type(entry) is not _Connection:
                 sync.append(entry)
                 continue
-            if entry.sender_key != NONE_ID and entry.sender_key != sender_key:
+            if entry.sender_key not in (NONE_ID, sender_key):
                 continue
             (async_ if entry.is_async else sync).append(deref_for(entry.ref, entry.weak))
         if not sync and not async_:
@@ -444,7 +462,7 @@ class Signal:
         Kept for code written against Django's private method. tocsin's own
         ``send()`` does not call it: to observe sends, use the tracing hook.
         """
-        sync, async_ = self._plan(sender)
+        sync, async_ = self._receivers_of(sender)
         return _live(sync), _live(async_)
 
     # -- Django's attributes ---------------------------------------------------------
@@ -598,7 +616,7 @@ def receiver(signal: Signal | Sequence[Signal], **kwargs: Any) -> Callable[[R], 
         @receiver([post_save, post_delete], sender=Todo)
         def on_change(sender, **kwargs): ...
     """
-    signals = list(signal) if isinstance(signal, (list, tuple)) else [signal]
+    signals: list[Signal] = list(signal) if isinstance(signal, (list, tuple)) else [signal]  # type: ignore[list-item]
     for s in signals:
         if not hasattr(s, "connect"):
             raise TypeError(
