@@ -84,18 +84,22 @@ def describe(receiver: Any) -> str:
     for ``functools.partial`` objects and callable instances.
     """
     try:
-        if isinstance(receiver, functools.partial):
-            return f"functools.partial({describe(receiver.func)})"
-        if isinstance(receiver, MethodType):
-            owner = type(receiver.__self__)
-            if isinstance(receiver.__self__, type):
-                owner = receiver.__self__
-            return f"{owner.__module__}.{owner.__qualname__}.{receiver.__func__.__name__}"
-        qualname = getattr(receiver, "__qualname__", None)
-        if isinstance(qualname, str):
-            module = getattr(receiver, "__module__", None)
-            return f"{module}.{qualname}" if module else qualname
-        cls = type(receiver)
-        return f"{cls.__module__}.{cls.__qualname__} instance"
+        return _name(receiver)
     except Exception:  # a hostile __getattr__ must not break logging
         return object.__repr__(receiver)
+
+
+def _name(receiver: Any) -> str:
+    if isinstance(receiver, functools.partial):
+        return f"functools.partial({describe(receiver.func)})"
+    if isinstance(receiver, MethodType):
+        owner = receiver.__self__
+        if not isinstance(owner, type):
+            owner = type(owner)
+        return f"{owner.__module__}.{owner.__qualname__}.{receiver.__func__.__name__}"
+    qualname = getattr(receiver, "__qualname__", None)
+    if isinstance(qualname, str):
+        module = getattr(receiver, "__module__", None)
+        return f"{module}.{qualname}" if module else qualname
+    cls = type(receiver)
+    return f"{cls.__module__}.{cls.__qualname__} instance"
