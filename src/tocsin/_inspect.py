@@ -18,7 +18,44 @@ from typing import Any
 # inspect.iscoroutinefunction already understands.
 _LEGACY_COROUTINE_MARKER = getattr(asyncio.coroutines, "_is_coroutine", object())
 
+# What inspect.markcoroutinefunction (3.12+) stores on a function.
+_COROUTINE_MARK = getattr(inspect, "_is_coroutine_mark", object())
+
 _CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
+_CO_COROUTINE = inspect.CO_COROUTINE
+
+
+def check_receiver(receiver: object) -> bool:
+    """Check that *receiver* can be connected, and say whether it is async.
+
+    Raises ``TypeError`` if it is not callable and ``ValueError`` if it does not
+    accept ``**kwargs``, naming the receiver. Plain functions and methods are
+    answered from their code object, which keeps ``connect()`` cheap.
+    """
+    func = receiver.__func__ if type(receiver) is MethodType else receiver
+    if type(func) is FunctionType and not hasattr(func, "__wrapped__"):
+        flags = func.__code__.co_flags
+        if not flags & _CO_VARKEYWORDS:
+            _reject_kwargs(receiver)
+        # (getattr, not func.__dict__, which would allocate a dict.)
+        return bool(flags & _CO_COROUTINE) or (
+            getattr(func, "_is_coroutine_marker", None) is _COROUTINE_MARK
+            or getattr(func, "_is_coroutine", None) is _LEGACY_COROUTINE_MARKER
+        )
+    if not callable(receiver):
+        raise TypeError(
+            f"Signal receivers must be callable; got {type(receiver).__name__} {receiver!r}."
+        )
+    if not accepts_kwargs(receiver):
+        _reject_kwargs(receiver)
+    return is_async(receiver)
+
+
+def _reject_kwargs(receiver: object) -> None:
+    raise ValueError(
+        f"Signal receivers must accept keyword arguments (**kwargs): "
+        f"receiver {describe(receiver)} does not; add **kwargs to its parameters."
+    )
 
 
 def is_bound_method(receiver: object) -> bool:
@@ -26,6 +63,8 @@ def is_bound_method(receiver: object) -> bool:
 
     Django's rule, kept as is: anything with both ``__self__`` and ``__func__``.
     """
+    if type(receiver) is FunctionType:
+        return False
     return hasattr(receiver, "__self__") and hasattr(receiver, "__func__")
 
 

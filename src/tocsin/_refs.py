@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import weakref
 from collections.abc import Callable
-from types import MethodType
+from types import FunctionType, MethodType
 from typing import Any
 
 Deref = Callable[[], Any]
@@ -25,6 +25,8 @@ Deref = Callable[[], Any]
 
 def make_id(target: Any) -> int | tuple[int, int]:
     """Django's identity key: ``(id(self), id(func))`` for bound methods, else ``id()``."""
+    if type(target) is FunctionType:
+        return id(target)
     if hasattr(target, "__func__"):
         return (id(target.__self__), id(target.__func__))
     return id(target)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, NamedTuple, SupportsIndex, TypeVar, overload
 
 from . import _async
-from ._inspect import accepts_kwargs, describe, is_async, is_bound_method
+from ._inspect import check_receiver, describe, is_bound_method
 from ._refs import NONE_ID, Deref, WeakMethodRef, deref_for, make_id
 
 __all__ = ["Signal", "receiver"]
@@ -145,9 +145,8 @@ class Signal:
         Connecting the same receiver (or ``dispatch_uid``) to the same sender
         twice is ignored: the first connection wins and keeps its place.
         """
-        _check_receiver(receiver)
+        receiver_is_async = check_receiver(receiver)
         key = self._lookup_key(receiver, sender, dispatch_uid)
-        receiver_is_async = is_async(receiver)
         ref: Any = receiver
         if weak:
             ref = self._weak_ref(receiver)
@@ -164,7 +163,8 @@ class Signal:
             sender_key = NONE_ID if sender is None else id(sender)
             entry = _Connection(ref, bool(weak), sender_key, sender_ref, receiver_is_async)
         with self.lock:
-            self._clear_dead_receivers()
+            if self._dead_receivers:
+                self._clear_dead_receivers()
             if key not in self._registry:
                 self._registry[key] = entry
                 if sender is not None:
@@ -191,7 +191,8 @@ class Signal:
             )
         key = self._lookup_key(receiver, sender, dispatch_uid)
         with self.lock:
-            self._clear_dead_receivers()
+            if self._dead_receivers:
+                self._clear_dead_receivers()
             entry = self._registry.pop(key, None)
             if entry is None:
                 return False
@@ -590,18 +591,6 @@ class _ReceiverList(list[ReceiverEntry]):
         super().__iadd__(rows)
         self._write_back()
         return self
-
-
-def _check_receiver(receiver: object) -> None:
-    if not callable(receiver):
-        raise TypeError(
-            f"Signal receivers must be callable; got {type(receiver).__name__} {receiver!r}."
-        )
-    if not accepts_kwargs(receiver):
-        raise ValueError(
-            f"Signal receivers must accept keyword arguments (**kwargs): "
-            f"receiver {describe(receiver)} does not; add **kwargs to its parameters."
-        )
 
 
 def receiver(signal: Signal | Sequence[Signal], **kwargs: Any) -> Callable[[R], R]:
