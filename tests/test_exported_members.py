@@ -54,4 +54,4 @@ def test_quickstart_demo_runs() -> None:
     assert "receipt-1" in result.stdout
     assert "ConnectionError('analytics service is down')" in result.stdout
     assert "asend responses: ['receipt-3', 'stock-ok', 'notified']" in result.stdout
-    assert "Error calling __main__.flaky_analytics in Signal.send_robust()" in result.stderr
+    assert "Error calling flaky_analytics in Signal.send_robust()" in result.stderr

@@ -349,9 +349,12 @@ class Signal:
         return responses
 
     def _log_robust_failure(self, receiver: Any, err: Exception) -> None:
+        # Django's message, word for word, but a receiver without a
+        # __qualname__ (a partial, a callable object) is named, not fatal.
+        name = getattr(receiver, "__qualname__", None)
         logger.error(
             "Error calling %s in Signal.send_robust() (%s)",
-            describe(receiver),
+            name if isinstance(name, str) else describe(receiver),
             err,
             exc_info=err,
         )
