@@ -1,14 +1,17 @@
-"""How async receivers are run: concurrently, cheaply, and from sync code.
+"""How async receivers are run: concurrently, each in its own task, and from sync code.
 
-Django 6.1 starts every async receiver as an ``asyncio`` task in a
-``TaskGroup``. A task costs a few microseconds, which is why Django's
-``asend()`` with ten receivers that never suspend is ~19x slower than awaiting
-them one after another. tocsin starts the receivers *eagerly* instead: one
-generator drives them in order with ``yield from`` (no task, no exception per
-receiver), and only a receiver that really suspends is moved into a task of
-its own, so that the next one can start. The result is the same concurrency
-as Django's (every receiver starts before any is waited on; failures cancel
-the ones still running) at close to the cost of a plain ``await`` loop.
+Django 6.1 runs async receivers as tasks of an ``asyncio.TaskGroup``: all of
+them start before any is waited on, the first failure cancels the ones still
+running, one failure is re-raised as is and several as an ``ExceptionGroup``.
+tocsin keeps those semantics, and on Python 3.12+ creates the tasks with
+``eager_start=True``: a receiver runs at once, up to its first real wait, and
+one that never waits is finished without a trip through the event loop. That
+is where most of the cost of Django's ``asend()`` goes.
+
+Each receiver must have a task of its own, even one that never waits: code
+such as ``asyncio.timeout()`` or a ``TaskGroup`` inside a receiver acts on
+``asyncio.current_task()``, and running the receiver inside the caller's task
+would make a timeout cancel the caller instead.
 
 Contextvars follow Django 6.1: the receivers share one copy of the caller's
 context, and whatever they set is copied back into the caller's context.
@@ -19,20 +22,21 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import sys
 import threading
-import types
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from types import CoroutineType
 from typing import Any, TypeVar
 
 from .exceptions import AsyncReceiversInLoopError
 
 T = TypeVar("T")
 
-# What a failing receiver is turned into under send_robust/asend_robust;
-# ``None`` means "re-raise".
-ErrorHandler = Callable[[Any, Exception], Any] | None
-Call = Callable[[Any], Awaitable[Any]]
+# What turns a failing receiver's exception into its result (the robust sends).
+OnError = Callable[[Any, Exception], Any]
+
+_EAGER: dict[str, Any] = {"eager_start": True} if sys.version_info >= (3, 12) else {}
 
 
 def restore_context(context: contextvars.Context) -> None:
@@ -46,142 +50,114 @@ def restore_context(context: contextvars.Context) -> None:
         var.set(value)
 
 
-class _Abort(Exception):
-    """Raised inside the task group to cancel receivers still running."""
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
-class _Cursor:
-    __slots__ = ("detached", "index")
-
-    def __init__(self) -> None:
-        self.index = 0
-        self.detached = False
-
-
-@types.coroutine
-def _drive(
-    receivers: Sequence[Any],
-    start: int,
-    call: Call,
-    results: list[Any],
-    cursor: _Cursor,
-    on_error: ErrorHandler,
-) -> Generator[Any, Any, None]:
-    """Run receivers ``start..`` in order; ``yield from`` costs nothing when none suspends.
-
-    If receiver *i* suspends, the caller moves this generator into a task
-    (``cursor.detached``) and starts receiver *i + 1* with a new generator; this
-    one finishes receiver *i* and stops.
-    """
-    for index in range(start, len(receivers)):
-        cursor.index = index
-        receiver = receivers[index]
-        try:
-            awaitable: Any = call(receiver)
-            if type(awaitable) is not types.CoroutineType:
-                awaitable = awaitable.__await__()
-            results[index] = yield from awaitable
-        except Exception as exc:
-            if on_error is None:
-                raise
-            results[index] = on_error(receiver, exc)
-        if cursor.detached:
-            return
-
-
-@types.coroutine
-def _resume(gen: Generator[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
-    """Hand-written ``yield from`` for a generator that has already yielded *yielded*."""
-    while True:
-        try:
-            value = yield yielded
-        except BaseException as exc:
-            try:
-                yielded = gen.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                yielded = gen.send(value)
-            except StopIteration:
-                return
-
-
-async def _finish(gen: Generator[Any, Any, None], yielded: Any) -> None:
-    await _resume(gen, yielded)
-
-
-def _start_all(
-    receivers: Sequence[Any],
-    call: Call,
-    results: list[Any],
-    on_error: ErrorHandler,
-    suspended: list[tuple[Generator[Any, Any, None], Any]],
-    errors: list[BaseException],
-) -> None:
-    """Start every receiver; collect the suspended ones and the failures."""
-    start = 0
-    while start < len(receivers):
-        cursor = _Cursor()
-        gen = _drive(receivers, start, call, results, cursor, on_error)
-        try:
-            yielded = gen.send(None)
-        except StopIteration:
-            return
-        except Exception as exc:  # only reached when not robust
-            errors.append(exc)
-        except BaseException:
-            # KeyboardInterrupt and friends stop everything at once.
-            for other, _ in suspended:
-                other.close()
-            raise
-        else:
-            cursor.detached = True
-            suspended.append((gen, yielded))
-        start = cursor.index + 1
+async def _robust(
+    receiver: Any, signal: object, sender: object, named: dict[str, Any], on_error: OnError
+) -> Any:
+    try:
+        return await receiver(signal=signal, sender=sender, **named)
+    except Exception as exc:
+        return on_error(receiver, exc)
 
 
 async def run_concurrently(
-    receivers: Sequence[Any], call: Call, on_error: ErrorHandler = None
+    receivers: Sequence[Any],
+    signal: object,
+    sender: object,
+    named: dict[str, Any],
+    on_error: OnError | None = None,
 ) -> list[Any]:
-    """Await ``call(r)`` for every receiver concurrently; results in receiver order.
+    """Await ``receiver(signal=, sender=, **named)`` for every receiver concurrently.
 
-    One failure is re-raised as is; several are raised together as an
-    ``ExceptionGroup``, as Django 6.1's ``TaskGroup`` does.
+    Returns the results in receiver order. With *on_error*, an ``Exception``
+    becomes ``on_error(receiver, exc)``'s result. Without, one failure is
+    re-raised as is and several are raised together as an ``ExceptionGroup``;
+    the first failure cancels the receivers still running, and they are waited
+    for first, as Django 6.1's ``TaskGroup`` does.
     """
-    results: list[Any] = [None] * len(receivers)
-    suspended: list[tuple[Generator[Any, Any, None], Any]] = []
-    errors: list[BaseException] = []
+    loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
+    outcomes: list[asyncio.Task[Any] | Exception] = []
+    failed = False
     try:
-        context.run(_start_all, receivers, call, results, on_error, suspended, errors)
-        if suspended:
-            await _wait_for(suspended, errors, context)
+        for receiver in receivers:
+            try:
+                if on_error is None:
+                    awaitable = receiver(signal=signal, sender=sender, **named)
+                    if type(awaitable) is not CoroutineType and not asyncio.iscoroutine(awaitable):
+                        awaitable = _await(awaitable)  # a Future, or an object with __await__
+                else:
+                    awaitable = _robust(receiver, signal, sender, named, on_error)
+                task = asyncio.Task(awaitable, loop=loop, context=context, **_EAGER)
+            except Exception as exc:  # calling the receiver failed (not robust)
+                outcomes.append(exc)
+                failed = True
+                continue
+            outcomes.append(task)
+            if task.done() and not failed:
+                failed = not task.cancelled() and task.exception() is not None
+        tasks = [o for o in outcomes if isinstance(o, asyncio.Task) and not o.done()]
+        if tasks:
+            if failed:
+                _cancel(tasks)
+            await _settle(tasks)
     finally:
         restore_context(context)
-    if errors:
-        if len(errors) == 1:
-            raise errors[0]
-        raise BaseExceptionGroup("unhandled errors in a TaskGroup", errors)
-    return results
+    return _collect(outcomes)
 
 
-async def _wait_for(
-    suspended: list[tuple[Generator[Any, Any, None], Any]],
-    errors: list[BaseException],
-    context: contextvars.Context,
-) -> None:
+def _collect(outcomes: Sequence[asyncio.Task[Any] | Exception]) -> list[Any]:
+    results: list[Any] = []
+    errors: list[BaseException] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            errors.append(outcome)
+        elif outcome.cancelled():
+            results.append(None)  # cancelled from inside: None, as under a TaskGroup
+        elif (error := outcome.exception()) is not None:
+            errors.append(error)
+        else:
+            results.append(outcome.result())
+    if not errors:
+        return results
+    if len(errors) == 1:
+        raise errors[0]
+    raise BaseExceptionGroup("unhandled errors in a TaskGroup", errors)
+
+
+def _failed(task: asyncio.Task[Any]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is not None
+
+
+def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+
+
+async def _settle(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Wait for *tasks*; the first failure cancels the others at once (from its
+    done callback, as a TaskGroup does). Cancelling the caller cancels them all
+    and waits for them before it propagates."""
+    pending = {task for task in tasks if not task.done()}
+    if not pending:
+        return
+
+    def on_done(task: asyncio.Task[Any]) -> None:
+        if _failed(task):
+            _cancel(tasks)
+
+    for task in pending:
+        task.add_done_callback(on_done)
     try:
-        async with asyncio.TaskGroup() as group:
-            for gen, yielded in suspended:
-                group.create_task(_finish(gen, yielded), context=context)
-            if errors:
-                # Let each task take its first step, then cancel them all,
-                # as a TaskGroup whose first task failed at once would.
-                await asyncio.sleep(0)
-                raise _Abort
-    except BaseExceptionGroup as group_error:
-        errors.extend(e for e in group_error.exceptions if not isinstance(e, _Abort))
+        await asyncio.wait(pending)
+    except asyncio.CancelledError:
+        _cancel(tasks)
+        await asyncio.wait(pending)
+        raise
 
 
 # -- sync -> async and async -> sync -------------------------------------------------

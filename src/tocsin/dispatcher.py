@@ -321,11 +321,8 @@ class Signal:
     async def _run_async(
         self, receivers: Sequence[Any], sender: object, named: dict[str, Any], robust: bool
     ) -> list[tuple[Any, Any]]:
-        def call(receiver: Any) -> Any:
-            return receiver(signal=self, sender=sender, **named)
-
         on_error = self._robust_failure if robust else None
-        results = await _async.run_concurrently(receivers, call, on_error)
+        results = await _async.run_concurrently(receivers, self, sender, named, on_error)
         return list(zip(receivers, results, strict=True))
 
     def _send_with_async(
