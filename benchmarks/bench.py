@@ -1,0 +1,912 @@
+#!/usr/bin/env python3
+"""Time tocsin against django.dispatch, blinker, psygnal and bare-Python baselines.
+
+    python benchmarks/bench.py                 # the full run (well under a minute)
+    python benchmarks/bench.py --quick         # tiny counts, a few seconds: smoke test only
+    python benchmarks/bench.py --json out.json # also write every number to out.json
+    python benchmarks/bench.py --only send-10,asend-10
+
+Everything runs in this one process. Each timed case is calibrated to a fixed
+time per sample, then sampled ``repeats`` times round-robin with the other
+cases of its scenario (so that drift hits them all alike) with the garbage
+collector disabled; the reported figure is the fastest sample. The ratios are
+to the scenario's baseline, and the summary compares tocsin's with the
+project's targets. See benchmarks/README.md for what each scenario measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+import weakref
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+perf_counter_ns = time.perf_counter_ns
+
+Receiver = Callable[..., Any]
+AsyncReceiver = Callable[..., Coroutine[Any, Any, Any]]
+# A timed loop: runs its operation ``loops * ops_per_loop`` times, returns elapsed ns.
+Runner = Callable[[int], int]
+
+UNROLL = 10  # sends per loop iteration in the send/asend loops
+SLEEP = 0.01  # seconds each receiver sleeps in the concurrency check
+SCENARIO_IDS = (
+    "send-0",
+    "send-1",
+    "send-10",
+    "send-100",
+    "send-filtered",
+    "send-bound",
+    "connect-disconnect",
+    "asend-10",
+    "bytes-per-receiver",
+    "bytes-per-cycle",
+    "asend-concurrency",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    repeats: int
+    sample_ns: int  # calibrated duration of one timed sample
+    receivers_for_memory: int
+    cycles_for_memory: int
+
+    @property
+    def name(self) -> str:
+        return "quick" if self.sample_ns < 10_000_000 else "default"
+
+
+DEFAULT = Config(
+    repeats=7, sample_ns=80_000_000, receivers_for_memory=10_000, cycles_for_memory=10_000
+)
+QUICK = Config(repeats=2, sample_ns=1_000_000, receivers_for_memory=500, cycles_for_memory=500)
+
+
+# -- receivers, senders and the bare-Python baselines ------------------------------------
+
+
+def make_receivers(n: int) -> list[Receiver]:
+    """*n* distinct trivial receivers ``def r(sender=None, **kw): return None``."""
+
+    def make() -> Receiver:
+        def r(sender: object = None, **kw: Any) -> None:
+            return None
+
+        return r
+
+    return [make() for _ in range(n)]
+
+
+def make_async_receivers(n: int, sleep: float = 0.0) -> list[AsyncReceiver]:
+    """*n* distinct async receivers; with *sleep*, each really suspends that long."""
+
+    def make() -> AsyncReceiver:
+        async def r(sender: object = None, **kw: Any) -> None:
+            return None
+
+        async def sleeper(sender: object = None, **kw: Any) -> None:
+            await asyncio.sleep(sleep)
+
+        return sleeper if sleep else r
+
+    return [make() for _ in range(n)]
+
+
+class Handler:
+    """Owner of a bound-method receiver."""
+
+    def on_signal(self, sender: object = None, **kw: Any) -> None:
+        return None
+
+
+class Model:
+    """The sender of the send scenarios (a class, as Django's model signals have)."""
+
+
+class BareLoop:
+    """``for r in rs: r(sender, **kw)``: the floor, builds nothing."""
+
+    def __init__(self, receivers: Iterable[Receiver]) -> None:
+        self.receivers = list(receivers)
+
+    def send(self, sender: object, **kw: Any) -> None:
+        for r in self.receivers:
+            r(sender, **kw)
+
+
+class BareWeak:
+    """What Django's ``send()`` must do at least: deref weak refs, build the response list."""
+
+    def __init__(self, receivers: Iterable[Receiver] = ()) -> None:
+        self.refs = [weakref.ref(r) for r in receivers]
+
+    def connect(self, receiver: Receiver) -> None:
+        self.refs.append(weakref.ref(receiver))
+
+    def disconnect(self, receiver: Receiver) -> None:
+        for i, ref in enumerate(self.refs):
+            if ref() is receiver:
+                del self.refs[i]
+                return
+
+    def send(self, sender: object, **kw: Any) -> list[tuple[Any, Any]]:
+        responses = []
+        for ref in self.refs:
+            r = ref()
+            if r is not None:
+                responses.append((r, r(signal=self, sender=sender, **kw)))
+        return responses
+
+
+class BareWeakMethod(BareWeak):
+    """``BareWeak`` over ``weakref.WeakMethod``: how Django holds bound methods."""
+
+    def __init__(self, receivers: Iterable[Receiver] = ()) -> None:
+        self.refs = [weakref.WeakMethod(r) for r in receivers]
+
+
+class SeqAwait:
+    """Await each async receiver in turn: no concurrency, no tasks."""
+
+    def __init__(self, receivers: Iterable[AsyncReceiver]) -> None:
+        self.receivers = list(receivers)
+
+    async def asend(self, sender: object, **kw: Any) -> list[tuple[Any, Any]]:
+        responses = []
+        for r in self.receivers:
+            responses.append((r, await r(signal=self, sender=sender, **kw)))
+        return responses
+
+
+# -- timed loops -------------------------------------------------------------------------
+
+
+def send_runner(send: Callable[..., Any], sender: object) -> Runner:
+    """``send(sender, value=1)``, UNROLL times per loop."""
+
+    def run(loops: int) -> int:
+        f, s = send, sender
+        t0 = perf_counter_ns()
+        for _ in repeat(None, loops):
+            f(s, value=1)
+            f(s, value=1)
+            f(s, value=1)
+            f(s, value=1)
+            f(s, value=1)
+            f(s, value=1)
+            f(s, value=1)
+            f(s, value=1)
+            f(s, value=1)
+            f(s, value=1)
+        return perf_counter_ns() - t0
+
+    return run
+
+
+def emit_runner(emit: Callable[..., Any]) -> Runner:
+    """``emit(1)`` (psygnal's positional payload), UNROLL times per loop."""
+
+    def run(loops: int) -> int:
+        f = emit
+        t0 = perf_counter_ns()
+        for _ in repeat(None, loops):
+            f(1)
+            f(1)
+            f(1)
+            f(1)
+            f(1)
+            f(1)
+            f(1)
+            f(1)
+            f(1)
+            f(1)
+        return perf_counter_ns() - t0
+
+    return run
+
+
+def asend_runner(asend: Callable[..., Any], sender: object) -> Runner:
+    """``await asend(sender, value=1)``, UNROLL times per loop, timed inside the event loop."""
+
+    async def timed_loop(loops: int) -> int:
+        f, s = asend, sender
+        t0 = perf_counter_ns()
+        for _ in repeat(None, loops):
+            await f(s, value=1)
+            await f(s, value=1)
+            await f(s, value=1)
+            await f(s, value=1)
+            await f(s, value=1)
+            await f(s, value=1)
+            await f(s, value=1)
+            await f(s, value=1)
+            await f(s, value=1)
+            await f(s, value=1)
+        return perf_counter_ns() - t0
+
+    def run(loops: int) -> int:
+        return asyncio.run(timed_loop(loops))
+
+    return run
+
+
+def cycle_runner(
+    connect: Callable[[Receiver], Any], disconnect: Callable[[Receiver], Any], receiver: Receiver
+) -> Runner:
+    """``connect(receiver); disconnect(receiver)``, once per loop."""
+
+    def run(loops: int) -> int:
+        c, d, r = connect, disconnect, receiver
+        t0 = perf_counter_ns()
+        for _ in repeat(None, loops):
+            c(r)
+            d(r)
+        return perf_counter_ns() - t0
+
+    return run
+
+
+def timed(run: Runner, loops: int) -> int:
+    gc.disable()
+    try:
+        return run(loops)
+    finally:
+        gc.enable()
+
+
+def calibrate(run: Runner, sample_ns: int) -> int:
+    """How many loops take about *sample_ns* (the small runs double as warm-up)."""
+    loops = 1
+    while True:
+        elapsed = max(1, timed(run, loops))
+        if elapsed * 10 >= sample_ns:
+            return max(1, round(loops * sample_ns / elapsed))
+        loops *= 10
+
+
+# -- the implementations under test ------------------------------------------------------
+
+
+class Unsupported(Exception):
+    """The implementation has no equivalent of what a scenario needs."""
+
+
+class Impl:
+    """How the benchmark drives one dispatcher; subclasses adapt the API."""
+
+    name = ""
+    version = ""
+
+    def new_signal(self) -> Any:
+        raise NotImplementedError
+
+    def connect(self, sig: Any, receiver: Receiver, sender: object = None) -> None:
+        sig.connect(receiver, sender=sender)
+
+    def send_once(self, sig: Any, sender: object) -> Any:
+        return sig.send(sender, value=1)
+
+    def send_runner(self, sig: Any, sender: object) -> Runner:
+        return send_runner(sig.send, sender)
+
+    def asend(self, sig: Any) -> Callable[..., Any]:
+        return sig.asend  # type: ignore[no-any-return]
+
+
+class TocsinImpl(Impl):
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.name = "tocsin"
+        self.version = f"{module.__version__} ({Path(module.__file__).parent})"
+
+    def new_signal(self) -> Any:
+        return self.module.Signal()
+
+
+class DjangoImpl(Impl):
+    def __init__(self, django: Any, module: Any, use_caching: bool = False) -> None:
+        self.module = module
+        self.use_caching = use_caching
+        self.name = "django(use_caching)" if use_caching else "django"
+        self.version = django.get_version()
+
+    def new_signal(self) -> Any:
+        return self.module.Signal(use_caching=self.use_caching)
+
+
+class BlinkerImpl(Impl):
+    """``connect(r, sender=ANY, weak=True)``; ``send(sender, **kw)`` calls ``r(sender, **kw)``."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.name = "blinker"
+        self.version = metadata.version("blinker")
+
+    def new_signal(self) -> Any:
+        return self.module.Signal()
+
+    def connect(self, sig: Any, receiver: Receiver, sender: object = None) -> None:
+        sig.connect(receiver, sender=self.module.ANY if sender is None else sender)
+
+    def asend(self, sig: Any) -> Callable[..., Any]:
+        return sig.send_async  # type: ignore[no-any-return]
+
+
+class PsygnalImpl(Impl):
+    """A ``SignalInstance`` with one argument: no senders, ``emit(value)``, no asend."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.name = "psygnal"
+        compiled = "compiled" if getattr(module, "_compiled", False) else "pure Python"
+        self.version = f"{module.__version__} ({compiled})"
+
+    def new_signal(self) -> Any:
+        return self.module.SignalInstance((object,))
+
+    def connect(self, sig: Any, receiver: Receiver, sender: object = None) -> None:
+        if sender is not None:
+            raise Unsupported("no sender filtering")
+        sig.connect(receiver)
+
+    def send_once(self, sig: Any, sender: object) -> Any:
+        sig.emit(1)
+        return None  # emit() returns nothing to check
+
+    def send_runner(self, sig: Any, sender: object) -> Runner:
+        return emit_runner(sig.emit)
+
+    def asend(self, sig: Any) -> Callable[..., Any]:
+        raise Unsupported("no async emit")
+
+
+def load_impls() -> tuple[list[Impl], dict[str, str]]:
+    """tocsin (required) and whichever peers are importable; why the others are not."""
+    try:
+        import tocsin
+    except ImportError as err:
+        sys.exit(f"cannot import tocsin ({err}); install it first: pip install -e .")
+    impls: list[Impl] = [TocsinImpl(tocsin)]
+    skipped: dict[str, str] = {}
+
+    def django_impl() -> Impl:
+        import django
+        import django.dispatch
+
+        return DjangoImpl(django, django.dispatch)
+
+    def blinker_impl() -> Impl:
+        import blinker
+
+        return BlinkerImpl(blinker)
+
+    def psygnal_impl() -> Impl:
+        import psygnal
+
+        return PsygnalImpl(psygnal)
+
+    for name, load in (
+        ("django", django_impl),
+        ("blinker", blinker_impl),
+        ("psygnal", psygnal_impl),
+    ):
+        try:
+            impls.append(load())
+        except ImportError as err:
+            skipped[name] = f"skipped: not importable ({err})"
+    return impls, skipped
+
+
+# -- scenarios ---------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    """One implementation in one scenario: a timed loop, or why there is none."""
+
+    name: str
+    run: Runner | None
+    ops_per_loop: int = UNROLL
+    note: str = ""
+    keep: object = None  # whatever must stay alive while the case runs
+
+
+@dataclass
+class Result:
+    value: float | None
+    samples: list[float] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class Scenario:
+    id: str
+    title: str
+    unit: str
+    baseline: str
+    results: dict[str, Result] = field(default_factory=dict)
+
+    def ratio(self, name: str) -> float | None:
+        value = self.results[name].value if name in self.results else None
+        base = self.results[self.baseline].value if self.baseline in self.results else None
+        if value is None or base is None or base <= 0:
+            return None
+        return value / base
+
+
+def expect_responses(name: str, result: Any, expected: int) -> None:
+    """Check, untimed, that a send really reached the receivers it should."""
+    if result is not None and len(result) != expected:
+        raise RuntimeError(f"{name}: expected {expected} responses, got {len(result)}")
+
+
+def na(name: str, err: Exception) -> Case:
+    return Case(name, None, note=f"n/a ({err})")
+
+
+def run_cases(cases: list[Case], cfg: Config) -> dict[str, Result]:
+    """Calibrate every case, then sample them round-robin; ns/op is the fastest sample."""
+    gc.collect()
+    runnable = [c for c in cases if c.run is not None]
+    loops = {c.name: calibrate(c.run, cfg.sample_ns) for c in runnable if c.run is not None}
+    samples: dict[str, list[float]] = {c.name: [] for c in runnable}
+    for _ in range(cfg.repeats):
+        for c in runnable:
+            assert c.run is not None
+            elapsed = timed(c.run, loops[c.name])
+            samples[c.name].append(elapsed / (loops[c.name] * c.ops_per_loop))
+    results = {}
+    for c in cases:
+        if c.run is None:
+            results[c.name] = Result(None, note=c.note)
+        else:
+            results[c.name] = Result(min(samples[c.name]), samples[c.name])
+    return results
+
+
+def send_cases(impls: list[Impl], receivers: list[Receiver]) -> list[Case]:
+    sender = Model
+    cases = [
+        Case("bare-loop", send_runner(BareLoop(receivers).send, sender)),
+        Case("bare-weak", send_runner(BareWeak(receivers).send, sender), keep=receivers),
+    ]
+    for impl in impls:
+        sig = impl.new_signal()
+        for r in receivers:
+            impl.connect(sig, r)
+        expect_responses(impl.name, impl.send_once(sig, sender), len(receivers))
+        cases.append(Case(impl.name, impl.send_runner(sig, sender), keep=receivers))
+    return cases
+
+
+def scenario_send(impls: list[Impl], cfg: Config, n: int) -> Scenario:
+    plural = "receiver" if n == 1 else "receivers"
+    scenario = Scenario(
+        f"send-{n}",
+        f"send() with {n} {plural}",
+        "ns/op",
+        "bare-loop" if n == 0 else "bare-weak",
+    )
+    scenario.results = run_cases(send_cases(impls, make_receivers(n)), cfg)
+    return scenario
+
+
+def scenario_filtered(impls: list[Impl], cfg: Config) -> Scenario:
+    scenario = Scenario(
+        "send-filtered",
+        "send() from one of 100 senders, each with its own receiver (1 matches)",
+        "ns/op",
+        "bare-weak(1)",
+    )
+    senders = [type(f"Model{i}", (), {}) for i in range(100)]
+    receivers = make_receivers(100)
+    sender = senders[42]
+    cases = [Case("bare-weak(1)", send_runner(BareWeak(receivers[42:43]).send, sender))]
+    with_cached = list(impls)
+    for i, impl in enumerate(impls):
+        if isinstance(impl, DjangoImpl):
+            with_cached.insert(i + 1, DjangoImpl(sys.modules["django"], impl.module, True))
+    for impl in with_cached:
+        sig = impl.new_signal()
+        try:
+            for r, s in zip(receivers, senders, strict=True):
+                impl.connect(sig, r, sender=s)
+        except Unsupported as err:
+            cases.append(na(impl.name, err))
+            continue
+        expect_responses(impl.name, impl.send_once(sig, sender), 1)
+        cases.append(Case(impl.name, impl.send_runner(sig, sender), keep=(receivers, senders)))
+    scenario.results = run_cases(cases, cfg)
+    return scenario
+
+
+def scenario_bound(impls: list[Impl], cfg: Config) -> Scenario:
+    scenario = Scenario(
+        "send-bound",
+        "send() with 10 bound-method receivers (10 instances)",
+        "ns/op",
+        "bare-loop",
+    )
+    handlers = [Handler() for _ in range(10)]
+    methods: list[Receiver] = [h.on_signal for h in handlers]
+    cases = [
+        Case("bare-loop", send_runner(BareLoop(methods).send, Model)),
+        Case("bare-weakmethod", send_runner(BareWeakMethod(methods).send, Model)),
+    ]
+    for impl in impls:
+        sig = impl.new_signal()
+        for h in handlers:
+            impl.connect(sig, h.on_signal)
+        expect_responses(impl.name, impl.send_once(sig, Model), 10)
+        cases.append(Case(impl.name, impl.send_runner(sig, Model), keep=handlers))
+    scenario.results = run_cases(cases, cfg)
+    return scenario
+
+
+def scenario_connect(impls: list[Impl], cfg: Config) -> Scenario:
+    scenario = Scenario(
+        "connect-disconnect",
+        "connect() + disconnect() of one receiver, 100 others connected",
+        "ns/op",
+        "blinker",
+    )
+    cases = []
+    for impl in impls:
+        sig = impl.new_signal()
+        receivers = make_receivers(101)
+        for r in receivers[:100]:
+            impl.connect(sig, r)
+
+        # Every peer's connect(r) / disconnect(r) means "for any sender": time them bare.
+        run = cycle_runner(sig.connect, sig.disconnect, receivers[100])
+        cases.append(Case(impl.name, run, ops_per_loop=1, keep=receivers))
+    scenario.results = run_cases(cases, cfg)
+    return scenario
+
+
+def scenario_asend(impls: list[Impl], cfg: Config) -> Scenario:
+    scenario = Scenario(
+        "asend-10",
+        "asend() with 10 async receivers that do not suspend",
+        "ns/op",
+        "seq-await",
+    )
+    receivers = make_async_receivers(10)
+    cases = [Case("seq-await", asend_runner(SeqAwait(receivers).asend, Model))]
+    for impl in impls:
+        sig = impl.new_signal()
+        try:
+            asend = impl.asend(sig)
+        except Unsupported as err:
+            cases.append(na(impl.name, err))
+            continue
+        for r in receivers:
+            impl.connect(sig, r)
+        expect_responses(impl.name, asyncio.run(asend(Model, value=1)), 10)
+        cases.append(Case(impl.name, asend_runner(asend, Model), keep=receivers))
+    scenario.results = run_cases(cases, cfg)
+    return scenario
+
+
+def traced_bytes(action: Callable[[], object]) -> int:
+    """Bytes that *action* leaves allocated, after a collection (tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        action()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def scenario_bytes_per_receiver(impls: list[Impl], cfg: Config) -> Scenario:
+    n = cfg.receivers_for_memory
+    scenario = Scenario(
+        "bytes-per-receiver",
+        f"memory per connected receiver ({n:,} distinct functions, receivers excluded)",
+        "B/receiver",
+        "bare-weak",
+    )
+    receivers = make_receivers(n)  # allocated before tracing starts: not counted
+
+    def connecting_all(connect: Callable[[Receiver], Any]) -> Callable[[], None]:
+        def connect_all() -> None:
+            for r in receivers:
+                connect(r)
+
+        return connect_all
+
+    bare = BareWeak()
+    used = traced_bytes(connecting_all(bare.connect))
+    scenario.results["bare-weak"] = Result(used / n, [used / n])
+    for impl in impls:
+        sig = impl.new_signal()
+        used = traced_bytes(connecting_all(sig.connect))  # each peer's connect(r): any sender
+        expect_responses(impl.name, impl.send_once(sig, Model), n)
+        scenario.results[impl.name] = Result(used / n, [used / n])
+    return scenario
+
+
+def retained_per_cycle(
+    connect: Callable[[Receiver], Any], disconnect: Callable[[Receiver], Any], cycles: int
+) -> float:
+    """Bytes retained per connect+disconnect cycle.
+
+    One round of *cycles* runs traced before the measured one, so that the
+    containers reach their steady size: a dict that resizes during the
+    measured round then frees a traced table as it allocates the new one.
+    """
+    receiver = make_receivers(1)[0]
+
+    def cycle() -> None:
+        for _ in range(cycles):
+            connect(receiver)
+            disconnect(receiver)
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        cycle()
+        gc.collect()
+        mid = tracemalloc.get_traced_memory()[0]
+        cycle()
+        gc.collect()
+        end = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return (end - mid) / cycles
+
+
+def scenario_bytes_per_cycle(impls: list[Impl], cfg: Config) -> Scenario:
+    cycles = cfg.cycles_for_memory
+    scenario = Scenario(
+        "bytes-per-cycle",
+        f"memory retained per connect()+disconnect() ({cycles:,} cycles, 100 others connected)",
+        "B/cycle",
+        "bare-weak",
+    )
+    bare = BareWeak(keep := make_receivers(100))
+    value = retained_per_cycle(bare.connect, bare.disconnect, cycles)
+    scenario.results["bare-weak"] = Result(value, [value])
+    for impl in impls:
+        sig = impl.new_signal()
+        others = make_receivers(100)
+        for r in others:
+            impl.connect(sig, r)
+        value = retained_per_cycle(sig.connect, sig.disconnect, cycles)
+        expect_responses(impl.name, impl.send_once(sig, Model), 100)
+        scenario.results[impl.name] = Result(value, [value])
+    del keep
+    return scenario
+
+
+def scenario_concurrency(impls: list[Impl], cfg: Config) -> Scenario:
+    """Not a benchmark: do receivers that really suspend run concurrently?"""
+    scenario = Scenario(
+        "asend-concurrency",
+        f"asend() wall time, 10 receivers each awaiting asyncio.sleep({SLEEP}) (one run)",
+        "ms",
+        "seq-await",
+    )
+    receivers = make_async_receivers(10, sleep=SLEEP)
+
+    async def wall_ms(asend: Callable[..., Any]) -> float:
+        t0 = time.perf_counter()
+        responses = await asend(Model, value=1)
+        elapsed = time.perf_counter() - t0
+        expect_responses("asend", responses, 10)
+        return elapsed * 1000
+
+    value = asyncio.run(wall_ms(SeqAwait(receivers).asend))
+    scenario.results["seq-await"] = Result(value, [value])
+    for impl in impls:
+        sig = impl.new_signal()
+        try:
+            asend = impl.asend(sig)
+        except Unsupported as err:
+            scenario.results[impl.name] = Result(None, note=f"n/a ({err})")
+            continue
+        for r in receivers:
+            impl.connect(sig, r)
+        value = asyncio.run(wall_ms(asend))
+        scenario.results[impl.name] = Result(value, [value])
+    return scenario
+
+
+def build(sid: str, impls: list[Impl], cfg: Config) -> Scenario:
+    if sid.startswith("send-") and sid.removeprefix("send-").isdigit():
+        return scenario_send(impls, cfg, int(sid.removeprefix("send-")))
+    builders: dict[str, Callable[[list[Impl], Config], Scenario]] = {
+        "send-filtered": scenario_filtered,
+        "send-bound": scenario_bound,
+        "connect-disconnect": scenario_connect,
+        "asend-10": scenario_asend,
+        "bytes-per-receiver": scenario_bytes_per_receiver,
+        "bytes-per-cycle": scenario_bytes_per_cycle,
+        "asend-concurrency": scenario_concurrency,
+    }
+    return builders[sid](impls, cfg)
+
+
+# -- reporting ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    scenario: str
+    limit: float
+    relative: bool  # a ratio to the scenario's baseline, else an absolute value
+    unit: str = ""  # of an absolute value
+
+
+TARGETS = (
+    Target("send-0", 1.00, relative=True),
+    Target("send-1", 1.10, relative=True),
+    Target("send-10", 1.10, relative=True),
+    Target("send-100", 1.10, relative=True),
+    Target("send-filtered", 1.20, relative=True),
+    Target("send-bound", 1.30, relative=True),
+    Target("connect-disconnect", 1.00, relative=True),
+    Target("asend-10", 1.50, relative=True),
+    Target("bytes-per-receiver", 150.0, relative=False, unit="B"),
+    Target("bytes-per-cycle", 0.0, relative=False, unit="B"),
+    Target("asend-concurrency", 2 * SLEEP * 1000, relative=False, unit="ms"),
+)
+
+
+def fmt_value(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}"
+
+
+def print_scenario(scenario: Scenario) -> None:
+    print()
+    print(f"== {scenario.id}: {scenario.title}")
+    print(f"   {'implementation':<22}{scenario.unit:>14}  {'x ' + scenario.baseline:>18}")
+    for name, result in scenario.results.items():
+        if result.value is None:
+            print(f"   {name:<22}{result.note:>14}")
+            continue
+        ratio = scenario.ratio(name)
+        shown = "-" if ratio is None else f"{ratio:.2f}x"
+        marker = "  (baseline)" if name == scenario.baseline else ""
+        print(f"   {name:<22}{fmt_value(result.value):>14}  {shown:>18}{marker}")
+    sys.stdout.flush()
+
+
+def summarize(scenarios: dict[str, Scenario]) -> list[dict[str, Any]]:
+    rows = []
+    for target in TARGETS:
+        scenario = scenarios.get(target.scenario)
+        row: dict[str, Any] = {"scenario": target.scenario, "limit": target.limit}
+        if target.relative:
+            row["target"] = f"<= {target.limit:.2f}x"
+            measured = scenario.ratio("tocsin") if scenario else None
+            row["measured"] = measured
+            if scenario is None:
+                row["shown"] = "- (not run)"
+            elif measured is None:
+                row["shown"] = f"- (no {scenario.baseline})"
+            else:
+                row["shown"] = f"{measured:.3f}x {scenario.baseline}"
+        else:
+            result = scenario.results.get("tocsin") if scenario else None
+            measured = result.value if result else None
+            row["measured"] = measured
+            unit = target.unit
+            row["target"] = f"<= {target.limit:g} {unit}" if target.limit else f"0 {unit} (< 1)"
+            row["shown"] = (
+                f"{fmt_value(measured)} {unit}" if measured is not None else "- (not run)"
+            )
+        if measured is None:
+            row["result"] = "n/a"
+        elif target.limit == 0:
+            # A real leak retains at least one small block (>= 16 B) per cycle.
+            row["result"] = "PASS" if measured < 1 else "MISS"
+        else:
+            row["result"] = "PASS" if measured <= target.limit else "MISS"
+        rows.append(row)
+    return rows
+
+
+def print_summary(rows: list[dict[str, Any]]) -> None:
+    print()
+    print("== SUMMARY: tocsin against its targets")
+    print(f"   {'scenario':<22}{'measured':<24}{'target':<16}result")
+    for row in rows:
+        print(f"   {row['scenario']:<22}{row['shown']:<24}{row['target']:<16}{row['result']}")
+
+
+def header(cfg: Config) -> dict[str, str]:
+    info = {
+        "python": sys.version.replace("\n", " "),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+    }
+    print(f"Python   {info['python']} ({info['implementation']})")
+    print(f"platform {info['platform']}")
+    print(
+        f"mode     {cfg.name}: {cfg.repeats} samples of ~{cfg.sample_ns / 1e6:g} ms per case, "
+        f"fastest reported, gc disabled while timing"
+    )
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
+    parser.add_argument("--json", metavar="PATH", type=Path, help="also write results here")
+    parser.add_argument("--only", metavar="IDS", help="comma-separated scenario ids to run")
+    args = parser.parse_args(argv)
+    selected = args.only.split(",") if args.only else list(SCENARIO_IDS)
+    unknown = sorted(set(selected) - set(SCENARIO_IDS))
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIO_IDS)}")
+    cfg = QUICK if args.quick else DEFAULT
+
+    started = time.perf_counter()
+    info = header(cfg)
+    print("peers")
+    impls, skipped = load_impls()
+    for impl in impls:
+        print(f"  {impl.name:<10} {impl.version}")
+    for name, why in skipped.items():
+        print(f"  {name:<10} {why}")
+
+    scenarios: dict[str, Scenario] = {}
+    for sid in SCENARIO_IDS:
+        if sid in selected:
+            scenarios[sid] = build(sid, impls, cfg)
+            print_scenario(scenarios[sid])
+    rows = summarize(scenarios)
+    print_summary(rows)
+    print(f"\n(total {time.perf_counter() - started:.1f} s)")
+
+    if args.json:
+        data = {
+            **info,
+            "mode": cfg.name,
+            "peers": {impl.name: impl.version for impl in impls} | skipped,
+            "scenarios": {
+                sid: {
+                    "title": s.title,
+                    "unit": s.unit,
+                    "baseline": s.baseline,
+                    "results": {
+                        name: {
+                            "value": r.value,
+                            "ratio": s.ratio(name),
+                            "median": statistics.median(r.samples) if r.samples else None,
+                            "samples": r.samples,
+                            "note": r.note,
+                        }
+                        for name, r in s.results.items()
+                    },
+                }
+                for sid, s in scenarios.items()
+            },
+            "summary": rows,
+        }
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
