@@ -101,9 +101,7 @@ async def run_concurrently(
                 failed = not task.cancelled() and task.exception() is not None
         tasks = [o for o in outcomes if isinstance(o, asyncio.Task) and not o.done()]
         if tasks:
-            if failed:
-                _cancel(tasks)
-            await _settle(tasks)
+            await _settle(tasks, abort=failed)
     finally:
         restore_context(context)
     return _collect(outcomes)
@@ -138,25 +136,34 @@ def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
             task.cancel()
 
 
-async def _settle(tasks: Sequence[asyncio.Task[Any]]) -> None:
-    """Wait for *tasks*; the first failure cancels the others at once (from its
-    done callback, as a TaskGroup does). Cancelling the caller cancels them all
-    and waits for them before it propagates."""
-    pending = {task for task in tasks if not task.done()}
-    if not pending:
-        return
+async def _settle(tasks: Sequence[asyncio.Task[Any]], abort: bool) -> None:
+    """Wait for *tasks*, with a TaskGroup's rules.
+
+    The first failure cancels the others at once (from its done callback, as
+    a TaskGroup does); *abort* says one receiver already failed. Cancelling
+    the caller cancels them all and waits for them before it propagates.
+    """
 
     def on_done(task: asyncio.Task[Any]) -> None:
         if _failed(task):
             _cancel(tasks)
 
-    for task in pending:
-        task.add_done_callback(on_done)
     try:
-        await asyncio.wait(pending)
+        if abort:
+            if not _EAGER:
+                # Let every task take its first step before it is cancelled,
+                # as in a TaskGroup (3.12+ tasks have taken it already).
+                await asyncio.sleep(0)
+            _cancel(tasks)
+        pending = {task for task in tasks if not task.done()}
+        for task in pending:
+            task.add_done_callback(on_done)
+        if pending:
+            await asyncio.wait(pending)
     except asyncio.CancelledError:
         _cancel(tasks)
-        await asyncio.wait(pending)
+        if pending := {task for task in tasks if not task.done()}:
+            await asyncio.wait(pending)
         raise
 
 

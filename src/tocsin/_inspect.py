@@ -18,9 +18,6 @@ from typing import Any
 # inspect.iscoroutinefunction already understands.
 _LEGACY_COROUTINE_MARKER = getattr(asyncio.coroutines, "_is_coroutine", object())
 
-# What inspect.markcoroutinefunction (3.12+) stores on a function.
-_COROUTINE_MARK = getattr(inspect, "_is_coroutine_mark", object())
-
 _CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
 _CO_COROUTINE = inspect.CO_COROUTINE
 
@@ -37,11 +34,13 @@ def check_receiver(receiver: object) -> bool:
         flags = func.__code__.co_flags
         if not flags & _CO_VARKEYWORDS:
             _reject_kwargs(receiver)
-        # (getattr, not func.__dict__, which would allocate a dict.)
-        return bool(flags & _CO_COROUTINE) or (
-            getattr(func, "_is_coroutine_marker", None) is _COROUTINE_MARK
-            or getattr(func, "_is_coroutine", None) is _LEGACY_COROUTINE_MARKER
-        )
+        if flags & _CO_COROUTINE:
+            return True
+        # inspect.markcoroutinefunction (3.12+) and asgiref on 3.11 set these;
+        # getattr, not func.__dict__, which would allocate a dict.
+        if getattr(func, "_is_coroutine_marker", None) is not None:
+            return inspect.iscoroutinefunction(func)
+        return getattr(func, "_is_coroutine", None) is _LEGACY_COROUTINE_MARKER
     if not callable(receiver):
         raise TypeError(
             f"Signal receivers must be callable; got {type(receiver).__name__} {receiver!r}."

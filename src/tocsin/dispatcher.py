@@ -163,13 +163,19 @@ class Signal:
             sender_key = NONE_ID if sender is None else id(sender)
             entry = _Connection(ref, bool(weak), sender_key, sender_ref, receiver_is_async)
         with self.lock:
-            if self._dead_receivers:
-                self._clear_dead_receivers()
-            if key not in self._registry:
+            purged = self._clear_dead_receivers()
+            existing = self._registry.get(key)
+            if existing is not None and _is_dead(existing):
+                # Dead, but not flagged: a row copied from another signal's
+                # ``receivers`` whose weakref reports to that signal.
+                del self._registry[key]
+                existing = None
+            if existing is None:
                 self._registry[key] = entry
                 if sender is not None:
                     self._filtered += 1
                 self._invalidate()
+        del purged  # only now: a receiver's __del__ may use this signal
 
     def disconnect(
         self,
@@ -191,14 +197,14 @@ class Signal:
             )
         key = self._lookup_key(receiver, sender, dispatch_uid)
         with self.lock:
-            if self._dead_receivers:
-                self._clear_dead_receivers()
+            purged = self._clear_dead_receivers()
             entry = self._registry.pop(key, None)
             if entry is None:
                 return False
             if type(key) is tuple and key and key[0] is _SENDER:
                 self._filtered -= 1
             self._invalidate()
+        del purged, entry  # only now: a receiver's __del__ may use this signal
         return True
 
     def has_listeners(self, sender: object = None) -> bool:
@@ -274,30 +280,27 @@ class Signal:
         exception is re-raised as is; several are raised as an
         ``ExceptionGroup``.
         """
-        sync, async_ = self._receivers_of(sender)
-        sync_receivers = _live(sync)
-        async_receivers = _live(async_)
-        responses: list[tuple[Any, Any]] = []
-        if sync_receivers:
-            responses = await _async.run_sync_off_loop(
-                lambda: self._call_all(sync_receivers, sender, named)
-            )
-        if async_receivers:
-            responses.extend(await self._run_async(async_receivers, sender, named, robust=False))
-        return responses
+        return await self._asend(sender, named, robust=False)
 
     async def asend_robust(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
         """Send from async code, catching exceptions; see :meth:`send_robust`."""
+        return await self._asend(sender, named, robust=True)
+
+    async def _asend(
+        self, sender: object, named: dict[str, Any], robust: bool
+    ) -> list[tuple[Any, Any]]:
         sync, async_ = self._receivers_of(sender)
         sync_receivers = _live(sync)
         async_receivers = _live(async_)
         responses: list[tuple[Any, Any]] = []
         if sync_receivers:
-            responses = await _async.run_sync_off_loop(
-                lambda: self._call_robust(sync_receivers, sender, named)
-            )
+            call = self._call_robust if robust else self._call_all
+            responses = await _async.run_sync_off_loop(lambda: call(sync_receivers, sender, named))
+            # The worker thread may hold the job a moment longer: let it
+            # hold no receiver, so that a weak one can be collected at once.
+            sync_receivers.clear()
         if async_receivers:
-            responses.extend(await self._run_async(async_receivers, sender, named, robust=True))
+            responses.extend(await self._run_async(async_receivers, sender, named, robust))
         return responses
 
     def _call_all(
@@ -373,21 +376,23 @@ class Signal:
 
     def _plan(self, sender: object) -> Plan:
         """The plan for *sender*, built and cached if needed (the slow path)."""
+        plan: Plan | None
         with self.lock:
-            self._clear_dead_receivers()
+            purged = self._clear_dead_receivers()
             if not self._filtered:
+                if self._any_plan is None:
+                    self._any_plan = self._build_plan(NONE_ID)
                 plan = self._any_plan
+            else:
+                key = id(sender)
+                plan = self._plans.get(key)
                 if plan is None:
-                    plan = self._any_plan = self._build_plan(NONE_ID)
-                return plan
-            key = id(sender)
-            plan = self._plans.get(key)
-            if plan is None:
-                plan = self._build_plan(key)
-                if len(self._plans) >= _MAX_PLANS:
-                    self._plans.clear()
-                self._plans[key] = plan
-            return plan
+                    plan = self._build_plan(key)
+                    if len(self._plans) >= _MAX_PLANS:
+                        self._plans.clear()
+                    self._plans[key] = plan
+        del purged  # only now: a receiver's __del__ may use this signal
+        return plan
 
     def _build_plan(self, sender_key: Hashable) -> Plan:
         # Caller holds self.lock.
@@ -417,14 +422,20 @@ class Signal:
         self._dead_receivers = True
         self._invalidate()
 
-    def _clear_dead_receivers(self) -> None:
-        # Caller holds self.lock.
+    def _clear_dead_receivers(self) -> dict[Hashable, Any] | None:
+        """Drop the connections whose receiver or sender died; caller holds self.lock.
+
+        Returns the old registry, which the caller must keep until it has
+        released the lock: dropping it may free a strongly connected receiver
+        whose ``__del__`` uses this signal, and the lock is not reentrant.
+        """
         if not self._dead_receivers:
-            return
+            return None
         self._dead_receivers = False
-        live = {k: e for k, e in self._registry.items() if not _is_dead(e)}
-        self._filtered = sum(1 for k in live if type(k) is tuple and k and k[0] is _SENDER)
-        self._registry = live
+        old = self._registry
+        self._registry = {k: e for k, e in old.items() if not _is_dead(e)}
+        self._filtered = _count_filtered(self._registry)
+        return old
 
     # -- helpers -------------------------------------------------------------------
 
@@ -477,21 +488,60 @@ class Signal:
         (as some Django add-ons do), replaces the signal's connections.
         """
         with self.lock:
-            self._clear_dead_receivers()
+            purged = self._clear_dead_receivers()
             rows = [_row(key, entry) for key, entry in self._registry.items()]
+        del purged  # only now: a receiver's __del__ may use this signal
         return _ReceiverList(self, rows)
 
     @receivers.setter
     def receivers(self, rows: Iterable[Sequence[Any]]) -> None:
         registry: dict[Hashable, Any] = {}
         for row in rows:
-            key, entry = _parse_row(row)
-            registry.setdefault(key, entry)
+            item = self._adopt_row(row)
+            if item is not None:
+                registry.setdefault(*item)
         with self.lock:
+            old = self._registry
             self._registry = registry
-            self._filtered = sum(1 for k in registry if type(k) is tuple and k and k[0] is _SENDER)
+            self._filtered = _count_filtered(registry)
             self._dead_receivers = False
             self._invalidate()
+        del old  # only now: a receiver's __del__ may use this signal
+
+    def _adopt_row(self, row: Sequence[Any]) -> tuple[Hashable, Any] | None:
+        """Turn a Django-layout row (6.0+ 4-tuple, or <=5.2 3-tuple) into a registry item.
+
+        Weak references are remade with this signal's callback (rows may come
+        from another signal, or from code that built them by hand), so that
+        the connection goes when its receiver or sender dies. A row whose
+        receiver or sender is already dead is dropped.
+        """
+        if len(row) == 4:
+            lookup_key, ref, sender_ref, receiver_is_async = row
+        elif len(row) == 3:
+            lookup_key, ref, receiver_is_async = row
+            sender_ref = None
+        else:
+            raise ValueError(
+                "Signal.receivers rows are (lookup_key, receiver, sender_ref, is_async); "
+                f"got {row!r}"
+            )
+        identity, sender_key = lookup_key
+        weak = isinstance(ref, weakref.ref)
+        if weak:
+            receiver = ref()
+            if receiver is None:
+                return None
+            ref = self._weak_ref(receiver)
+        if sender_ref is not None:
+            sender = sender_ref()
+            if sender is None:
+                return None
+            sender_ref = weakref.ref(sender, self._on_dead)
+        key: Hashable = identity if sender_key == NONE_ID else (_SENDER, identity, sender_key)
+        if weak and type(ref) is weakref.ref and sender_key == NONE_ID and not receiver_is_async:
+            return key, ref
+        return key, _Connection(ref, weak, sender_key, sender_ref, bool(receiver_is_async))
 
     @property
     def sender_receivers_cache(self) -> dict[int, Plan]:
@@ -513,23 +563,9 @@ def _row(key: Hashable, entry: Any) -> ReceiverEntry:
     return ReceiverEntry((identity, entry.sender_key), entry.ref, entry.sender_ref, entry.is_async)
 
 
-def _parse_row(row: Sequence[Any]) -> tuple[Hashable, Any]:
-    """Turn a Django-layout row (6.0+ 4-tuple, or <=5.2 3-tuple) into a registry item."""
-    if len(row) == 4:
-        lookup_key, ref, sender_ref, receiver_is_async = row
-    elif len(row) == 3:
-        lookup_key, ref, receiver_is_async = row
-        sender_ref = None
-    else:
-        raise ValueError(
-            f"Signal.receivers rows are (lookup_key, receiver, sender_ref, is_async); got {row!r}"
-        )
-    identity, sender_key = lookup_key
-    weak = isinstance(ref, weakref.ref)
-    key: Hashable = identity if sender_key == NONE_ID else (_SENDER, identity, sender_key)
-    if weak and type(ref) is weakref.ref and sender_key == NONE_ID and not receiver_is_async:
-        return key, ref
-    return key, _Connection(ref, weak, sender_key, sender_ref, bool(receiver_is_async))
+def _count_filtered(registry: dict[Hashable, Any]) -> int:
+    """How many connections in *registry* are restricted to one sender."""
+    return sum(1 for key in registry if type(key) is tuple and key and key[0] is _SENDER)
 
 
 class _ReceiverList(list[ReceiverEntry]):
