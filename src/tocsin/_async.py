@@ -24,7 +24,7 @@ import contextvars
 import functools
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import CoroutineType
 from typing import Any, TypeVar
@@ -43,11 +43,12 @@ def restore_context(context: contextvars.Context) -> None:
     """Copy the values set in *context* into the current context."""
     for var, value in context.items():
         try:
-            if var.get() is value:
-                continue
+            current = var.get()
         except LookupError:
-            pass
-        var.set(value)
+            var.set(value)
+            continue
+        if current is not value and current != value:  # as Django compares
+            var.set(value)
 
 
 async def _await(awaitable: Awaitable[T]) -> T:
@@ -79,55 +80,63 @@ async def run_concurrently(
     for first, as Django 6.1's ``TaskGroup`` does.
     """
     loop = asyncio.get_running_loop()
+    awaitables = _make_awaitables(receivers, signal, sender, named, on_error)
     context = contextvars.copy_context()
-    outcomes: list[asyncio.Task[Any] | Exception] = []
-    failed = False
+    tasks: list[asyncio.Task[Any]] = []
+    errors: list[BaseException] = []  # in the order the receivers failed, as in a TaskGroup
+
+    def on_done(task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            errors.append(error)
+            _cancel(tasks)
+
     try:
-        for receiver in receivers:
-            try:
-                if on_error is None:
-                    awaitable = receiver(signal=signal, sender=sender, **named)
-                    if type(awaitable) is not CoroutineType and not asyncio.iscoroutine(awaitable):
-                        awaitable = _await(awaitable)  # a Future, or an object with __await__
-                else:
-                    awaitable = _robust(receiver, signal, sender, named, on_error)
-                task = asyncio.Task(awaitable, loop=loop, context=context, **_EAGER)
-            except Exception as exc:  # calling the receiver failed (not robust)
-                outcomes.append(exc)
-                failed = True
-                continue
-            outcomes.append(task)
-            if task.done() and not failed:
-                failed = not task.cancelled() and task.exception() is not None
-        tasks = [o for o in outcomes if isinstance(o, asyncio.Task) and not o.done()]
-        if tasks:
-            await _settle(tasks, abort=failed)
+        for awaitable in awaitables:
+            task = asyncio.Task(awaitable, loop=loop, context=context, **_EAGER)
+            tasks.append(task)
+            if task.done():
+                on_done(task)
+            else:
+                task.add_done_callback(on_done)
+        if errors:
+            _cancel(tasks)
+        await _settle(tasks)
     finally:
         restore_context(context)
-    return _collect(outcomes)
+    if errors:
+        if len(errors) == 1:
+            raise errors[0]
+        raise BaseExceptionGroup("unhandled errors in a TaskGroup", errors)
+    # A receiver cancelled from inside gets None, as under Django's TaskGroup.
+    return [None if task.cancelled() else task.result() for task in tasks]
 
 
-def _collect(outcomes: Sequence[asyncio.Task[Any] | Exception]) -> list[Any]:
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    for outcome in outcomes:
-        if isinstance(outcome, Exception):
-            errors.append(outcome)
-        elif outcome.cancelled():
-            results.append(None)  # cancelled from inside: None, as under a TaskGroup
-        elif (error := outcome.exception()) is not None:
-            errors.append(error)
-        else:
-            results.append(outcome.result())
-    if not errors:
-        return results
-    if len(errors) == 1:
-        raise errors[0]
-    raise BaseExceptionGroup("unhandled errors in a TaskGroup", errors)
+def _make_awaitables(
+    receivers: Sequence[Any],
+    signal: object,
+    sender: object,
+    named: dict[str, Any],
+    on_error: OnError | None,
+) -> list[Coroutine[Any, Any, Any]]:
+    """Call every receiver before any runs, as Django does.
 
-
-def _failed(task: asyncio.Task[Any]) -> bool:
-    return task.done() and not task.cancelled() and task.exception() is not None
+    If calling one fails (not robust), no receiver runs: the error propagates
+    and the coroutines already made are closed.
+    """
+    if on_error is not None:
+        return [_robust(r, signal, sender, named, on_error) for r in receivers]
+    awaitables: list[Coroutine[Any, Any, Any]] = []
+    try:
+        for receiver in receivers:
+            awaitable = receiver(signal=signal, sender=sender, **named)
+            if type(awaitable) is not CoroutineType and not asyncio.iscoroutine(awaitable):
+                awaitable = _await(awaitable)  # a Future, or an object with __await__
+            awaitables.append(awaitable)
+    except BaseException:
+        for made in awaitables:
+            made.close()
+        raise
+    return awaitables
 
 
 def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
@@ -136,29 +145,11 @@ def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
             task.cancel()
 
 
-async def _settle(tasks: Sequence[asyncio.Task[Any]], abort: bool) -> None:
-    """Wait for *tasks*, with a TaskGroup's rules.
-
-    The first failure cancels the others at once (from its done callback, as
-    a TaskGroup does); *abort* says one receiver already failed. Cancelling
-    the caller cancels them all and waits for them before it propagates.
-    """
-
-    def on_done(task: asyncio.Task[Any]) -> None:
-        if _failed(task):
-            _cancel(tasks)
-
+async def _settle(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Wait for *tasks*. Cancelling the caller cancels them all, and waits for
+    them, before it propagates, as a TaskGroup does."""
     try:
-        if abort:
-            if not _EAGER:
-                # Let every task take its first step before it is cancelled,
-                # as in a TaskGroup (3.12+ tasks have taken it already).
-                await asyncio.sleep(0)
-            _cancel(tasks)
-        pending = {task for task in tasks if not task.done()}
-        for task in pending:
-            task.add_done_callback(on_done)
-        if pending:
+        if pending := {task for task in tasks if not task.done()}:
             await asyncio.wait(pending)
     except asyncio.CancelledError:
         _cancel(tasks)

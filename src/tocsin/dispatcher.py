@@ -15,7 +15,7 @@ How it is laid out (see docs/how-it-works.md for the long walk-through):
 * Weak-reference callbacks only flag the signal dirty and drop the cached
   plans; the dead entries are purged under the lock by the next connect,
   disconnect or plan build (a callback can run during garbage collection
-  while this thread holds the lock, so it must not take it).
+  while this very thread is half-way through changing the registry).
 """
 
 from __future__ import annotations
@@ -41,10 +41,6 @@ R = TypeVar("R", bound=Callable[..., Any])
 # so that they can never equal a key of an "any sender" connection (which is
 # the receiver's id or the dispatch_uid itself).
 _SENDER = object()
-
-# How many per-sender plans a signal keeps before it starts afresh: bounds the
-# memory used by signals sent by many short-lived senders.
-_MAX_PLANS = 512
 
 # (sync derefs, async derefs), or () when no receiver matches: falsy, so
 # that send() with nobody listening returns after one test.
@@ -104,17 +100,25 @@ class Signal:
 
     def __init__(self, use_caching: bool = False) -> None:
         self.use_caching = use_caching
-        self.lock = threading.Lock()
+        # Reentrant, unlike Django's Lock: code that holds ``signal.lock``
+        # (as some Django add-ons do) may still read or assign ``receivers``.
+        self.lock = threading.RLock()
         self._registry: dict[Hashable, Any] = {}
-        # Number of connections restricted to a sender. While it is 0,
-        # send() skips the per-sender lookup entirely.
-        self._filtered = 0
+        # Sender key -> number of connections restricted to that sender.
+        # While it is empty, send() skips the per-sender lookup entirely.
+        self._senders: dict[Hashable, int] = {}
         # The plan for every sender, while no connection is sender-filtered;
         # None when not built yet or when some connection is.
         self._any_plan: Plan | None = None
-        # Per-sender plans keyed by id(sender); exposed under Django's name
+        # Plans of the senders in _senders, keyed by their sender key (id(),
+        # or Django's (id(self), id(func)) for a bound method), plus the plan
+        # of every other sender under NONE_ID. Only keys of senders that have
+        # connections are cached, so that a dead sender's id() reused by a
+        # new object can never find a stale plan. Exposed under Django's name
         # so that code calling ``sender_receivers_cache.clear()`` keeps working.
-        self._plans: dict[int, Plan] = {}
+        self._plans: dict[Hashable, Plan] = {}
+        # Bumped on every change of the registry; see _ReceiverList.
+        self._version = 0
         self._dead_receivers = False
         # One bound method shared by every weak reference this signal makes.
         self._on_dead = self._flag_dead_receivers
@@ -160,7 +164,7 @@ class Signal:
         if weak and sender is None and not receiver_is_async and type(ref) is weakref.ref:
             entry = ref  # the compact common case
         else:
-            sender_key = NONE_ID if sender is None else id(sender)
+            sender_key = NONE_ID if sender is None else make_id(sender)
             entry = _Connection(ref, bool(weak), sender_key, sender_ref, receiver_is_async)
         with self.lock:
             purged = self._clear_dead_receivers()
@@ -173,7 +177,8 @@ class Signal:
             if existing is None:
                 self._registry[key] = entry
                 if sender is not None:
-                    self._filtered += 1
+                    sender_key = key[2]  # type: ignore[index]
+                    self._senders[sender_key] = self._senders.get(sender_key, 0) + 1
                 self._invalidate()
         del purged  # only now: a receiver's __del__ may use this signal
 
@@ -202,7 +207,11 @@ class Signal:
             if entry is None:
                 return False
             if type(key) is tuple and key and key[0] is _SENDER:
-                self._filtered -= 1
+                sender_key = key[2]
+                if self._senders[sender_key] == 1:
+                    del self._senders[sender_key]
+                else:
+                    self._senders[sender_key] -= 1
             self._invalidate()
         del purged, entry  # only now: a receiver's __del__ may use this signal
         return True
@@ -237,7 +246,7 @@ class Signal:
             if plan is not None:  # (): nobody is listening
                 return []
             # Not built yet, or some receivers are sender-filtered.
-            plan = self._plans.get(id(sender)) if self._filtered else None
+            plan = self._plans.get(id(sender)) if self._senders else None
             if plan is None:
                 plan = self._plan(sender)
             if not plan:
@@ -369,28 +378,35 @@ class Signal:
         """The ``(sync, async)`` derefs for *sender*; what send() inlines."""
         plan = self._any_plan
         if plan is None:
-            plan = self._plans.get(id(sender)) if self._filtered else None
+            plan = self._plans.get(id(sender)) if self._senders else None
             if plan is None:
                 plan = self._plan(sender)
         return plan or ((), ())
 
     def _plan(self, sender: object) -> Plan:
         """The plan for *sender*, built and cached if needed (the slow path)."""
-        plan: Plan | None
+        if not self._senders:
+            plan = self._any_plan
+        else:
+            key = make_id(sender)
+            if key not in self._senders:
+                key = NONE_ID  # no connection is restricted to this sender
+            plan = self._plans.get(key)
+        if plan is not None:
+            return plan
         with self.lock:
             purged = self._clear_dead_receivers()
-            if not self._filtered:
+            if not self._senders:
                 if self._any_plan is None:
                     self._any_plan = self._build_plan(NONE_ID)
                 plan = self._any_plan
             else:
-                key = id(sender)
+                key = make_id(sender)
+                if key not in self._senders:
+                    key = NONE_ID
                 plan = self._plans.get(key)
                 if plan is None:
-                    plan = self._build_plan(key)
-                    if len(self._plans) >= _MAX_PLANS:
-                        self._plans.clear()
-                    self._plans[key] = plan
+                    plan = self._plans[key] = self._build_plan(key)
         del purged  # only now: a receiver's __del__ may use this signal
         return plan
 
@@ -412,11 +428,13 @@ class Signal:
     def _invalidate(self) -> None:
         self._any_plan = None
         self._plans.clear()
+        self._version += 1
 
     def _flag_dead_receivers(self, reference: object = None) -> None:
         # Called by weak-reference callbacks, possibly in the middle of a
-        # garbage collection while this thread holds self.lock: flag only,
-        # and let the next connect/disconnect/plan build purge under the lock.
+        # garbage collection while this thread is changing the registry under
+        # self.lock: flag only, and let the next connect/disconnect/plan build
+        # purge under the lock.
         # Dropping the plans is safe without the lock and makes the next send
         # rebuild (and so purge) instead of carrying a dead reference.
         self._dead_receivers = True
@@ -427,14 +445,15 @@ class Signal:
 
         Returns the old registry, which the caller must keep until it has
         released the lock: dropping it may free a strongly connected receiver
-        whose ``__del__`` uses this signal, and the lock is not reentrant.
+        whose ``__del__`` uses this signal, which must not find it half-changed.
         """
         if not self._dead_receivers:
             return None
         self._dead_receivers = False
         old = self._registry
         self._registry = {k: e for k, e in old.items() if not _is_dead(e)}
-        self._filtered = _count_filtered(self._registry)
+        self._senders = _count_senders(self._registry)
+        self._invalidate()
         return old
 
     # -- helpers -------------------------------------------------------------------
@@ -454,7 +473,7 @@ class Signal:
             identity = make_id(receiver)
         if sender is None:
             return identity
-        return (_SENDER, identity, id(sender))
+        return (_SENDER, identity, make_id(sender))
 
     def _weak_ref(self, receiver: Callable[..., Any]) -> Any:
         try:
@@ -483,15 +502,18 @@ class Signal:
     def receivers(self) -> list[ReceiverEntry]:
         """The connections, in Django 6's layout ``(lookup_key, receiver, sender_ref, is_async)``.
 
-        ``receiver`` is a weak reference for weak connections. The list is a
-        live view: assigning to the attribute, or changing the list in place
-        (as some Django add-ons do), replaces the signal's connections.
+        ``receiver`` is a weak reference for weak connections. Assigning a list
+        to the attribute replaces the signal's connections. Changing the list
+        in place (as some Django add-ons do) writes it back too, as long as
+        the signal has not changed since the list was read; after that the
+        list is detached, like Django's once the signal has replaced it.
         """
         with self.lock:
             purged = self._clear_dead_receivers()
             rows = [_row(key, entry) for key, entry in self._registry.items()]
+            version = self._version
         del purged  # only now: a receiver's __del__ may use this signal
-        return _ReceiverList(self, rows)
+        return _ReceiverList(self, rows, version)
 
     @receivers.setter
     def receivers(self, rows: Iterable[Sequence[Any]]) -> None:
@@ -503,7 +525,7 @@ class Signal:
         with self.lock:
             old = self._registry
             self._registry = registry
-            self._filtered = _count_filtered(registry)
+            self._senders = _count_senders(registry)
             self._dead_receivers = False
             self._invalidate()
         del old  # only now: a receiver's __del__ may use this signal
@@ -544,9 +566,16 @@ class Signal:
         return key, _Connection(ref, weak, sender_key, sender_ref, bool(receiver_is_async))
 
     @property
-    def sender_receivers_cache(self) -> dict[int, Plan]:
+    def sender_receivers_cache(self) -> dict[Hashable, Plan]:
         """The per-sender plan cache; ``clear()`` it freely, as Django code does."""
         return self._plans
+
+    @sender_receivers_cache.setter
+    def sender_receivers_cache(self, value: object) -> None:
+        # Test fixtures save the cache and assign it back. Plans are rebuilt
+        # from the registry on demand, so the value itself is not needed.
+        with self.lock:
+            self._invalidate()
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}>"
@@ -563,20 +592,30 @@ def _row(key: Hashable, entry: Any) -> ReceiverEntry:
     return ReceiverEntry((identity, entry.sender_key), entry.ref, entry.sender_ref, entry.is_async)
 
 
-def _count_filtered(registry: dict[Hashable, Any]) -> int:
-    """How many connections in *registry* are restricted to one sender."""
-    return sum(1 for key in registry if type(key) is tuple and key and key[0] is _SENDER)
+def _count_senders(registry: dict[Hashable, Any]) -> dict[Hashable, int]:
+    """Sender key -> how many connections in *registry* are restricted to it."""
+    counts: dict[Hashable, int] = {}
+    for key in registry:
+        if type(key) is tuple and key and key[0] is _SENDER:
+            counts[key[2]] = counts.get(key[2], 0) + 1
+    return counts
 
 
 class _ReceiverList(list[ReceiverEntry]):
     """``Signal.receivers``: a list whose in-place changes are written back."""
 
-    def __init__(self, signal: Signal, rows: Iterable[ReceiverEntry]) -> None:
+    def __init__(self, signal: Signal, rows: Iterable[ReceiverEntry], version: int) -> None:
         super().__init__(rows)
         self._signal = signal
+        self._version = version
 
     def _write_back(self) -> None:
-        self._signal.receivers = self
+        signal = self._signal
+        # A list read before the signal last changed is a stale copy (a
+        # saved "paused" list, say): writing it back would undo that change.
+        if self._version == signal._version:
+            signal.receivers = self
+            self._version = signal._version
 
     def append(self, row: ReceiverEntry) -> None:
         super().append(row)
@@ -641,16 +680,22 @@ def receiver(signal: Signal | Sequence[Signal], **kwargs: Any) -> Callable[[R], 
         @receiver([post_save, post_delete], sender=Todo)
         def on_change(sender, **kwargs): ...
     """
-    signals: list[Signal] = list(signal) if isinstance(signal, (list, tuple)) else [signal]  # type: ignore[list-item]
-    for s in signals:
-        if not hasattr(s, "connect"):
-            raise TypeError(
-                f"receiver() takes a signal or a list or tuple of signals; "
-                f"got {type(s).__name__} {s!r}."
-            )
+
+    def each(signals: Signal | Sequence[Signal]) -> list[Signal]:
+        found: list[Signal] = list(signals) if isinstance(signals, (list, tuple)) else [signals]  # type: ignore[list-item]
+        for s in found:
+            if not hasattr(s, "connect"):
+                raise TypeError(
+                    f"receiver() takes a signal or a list or tuple of signals; "
+                    f"got {type(s).__name__} {s!r}."
+                )
+        return found
+
+    each(signal)  # fail at the decorator line, not at the function below it
 
     def decorator(func: R) -> R:
-        for s in signals:
+        # Read the list again, as Django does: it may have grown since.
+        for s in each(signal):
             s.connect(func, **kwargs)
         return func
 
