@@ -167,18 +167,17 @@ class Signal:
             sender_key = NONE_ID if sender is None else make_id(sender)
             entry = _Connection(ref, bool(weak), sender_key, sender_ref, receiver_is_async)
         with self.lock:
-            purged = self._clear_dead_receivers()
+            purged = self._clear_dead_receivers() if self._dead_receivers else None
             existing = self._registry.get(key)
             if existing is not None and _is_dead(existing):
                 # Dead, but not flagged: a row copied from another signal's
                 # ``receivers`` whose weakref reports to that signal.
-                del self._registry[key]
+                self._remove(key)
                 existing = None
             if existing is None:
                 self._registry[key] = entry
                 if sender is not None:
-                    sender_key = key[2]  # type: ignore[index]
-                    self._senders[sender_key] = self._senders.get(sender_key, 0) + 1
+                    self._count_sender(key, +1)
                 self._invalidate()
         del purged  # only now: a receiver's __del__ may use this signal
 
@@ -202,16 +201,12 @@ class Signal:
             )
         key = self._lookup_key(receiver, sender, dispatch_uid)
         with self.lock:
-            purged = self._clear_dead_receivers()
+            purged = self._clear_dead_receivers() if self._dead_receivers else None
             entry = self._registry.pop(key, None)
             if entry is None:
                 return False
-            if type(key) is tuple and key and key[0] is _SENDER:
-                sender_key = key[2]
-                if self._senders[sender_key] == 1:
-                    del self._senders[sender_key]
-                else:
-                    self._senders[sender_key] -= 1
+            if sender is not None:
+                self._count_sender(key, -1)
             self._invalidate()
         del purged, entry  # only now: a receiver's __del__ may use this signal
         return True
@@ -424,6 +419,23 @@ class Signal:
         if not sync and not async_:
             return _NO_PLAN
         return tuple(sync), tuple(async_)
+
+    def _remove(self, key: Hashable) -> Any:
+        """Remove and return the connection at *key*, or None; caller holds self.lock."""
+        entry = self._registry.pop(key, None)
+        if entry is not None:
+            self._count_sender(key, -1)
+        return entry
+
+    def _count_sender(self, key: Hashable, change: int) -> None:
+        # Keep _senders in step with the registry; caller holds self.lock.
+        if type(key) is not tuple or not key or key[0] is not _SENDER:
+            return
+        count = self._senders.get(key[2], 0) + change
+        if count:
+            self._senders[key[2]] = count
+        else:
+            del self._senders[key[2]]
 
     def _invalidate(self) -> None:
         self._any_plan = None
