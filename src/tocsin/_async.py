@@ -83,32 +83,37 @@ async def run_concurrently(
     awaitables = _make_awaitables(receivers, signal, sender, named, on_error)
     context = contextvars.copy_context()
     tasks: list[asyncio.Task[Any]] = []
-    errors: list[BaseException] = []  # in the order the receivers failed, as in a TaskGroup
+    failed: list[asyncio.Task[Any]] = []  # in the order they failed, as in a TaskGroup
 
     def on_done(task: asyncio.Task[Any]) -> None:
-        if not task.cancelled() and (error := task.exception()) is not None:
-            errors.append(error)
+        # Called from the event loop, never at once, also for a task that
+        # finished eagerly: receivers that already took a step still get
+        # the turn they would get in Django's TaskGroup before the cancel.
+        if _failed(task):
+            failed.append(task)
             _cancel(tasks)
 
     try:
         for awaitable in awaitables:
             task = asyncio.Task(awaitable, loop=loop, context=context, **_EAGER)
+            task.add_done_callback(on_done)
             tasks.append(task)
-            if task.done():
-                on_done(task)
-            else:
-                task.add_done_callback(on_done)
-        if errors:
-            _cancel(tasks)
         await _settle(tasks)
     finally:
         restore_context(context)
-    if errors:
+    # Tasks that all finished eagerly may not have reported yet.
+    failed.extend(task for task in tasks if _failed(task) and task not in failed)
+    if failed:
+        errors = [error for task in failed if (error := task.exception()) is not None]
         if len(errors) == 1:
             raise errors[0]
         raise BaseExceptionGroup("unhandled errors in a TaskGroup", errors)
     # A receiver cancelled from inside gets None, as under Django's TaskGroup.
     return [None if task.cancelled() else task.result() for task in tasks]
+
+
+def _failed(task: asyncio.Task[Any]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is not None
 
 
 def _make_awaitables(

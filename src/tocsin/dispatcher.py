@@ -166,20 +166,21 @@ class Signal:
         else:
             sender_key = NONE_ID if sender is None else make_id(sender)
             entry = _Connection(ref, bool(weak), sender_key, sender_ref, receiver_is_async)
+        replaced = None
         with self.lock:
             purged = self._clear_dead_receivers() if self._dead_receivers else None
             existing = self._registry.get(key)
             if existing is not None and _is_dead(existing):
-                # Dead, but not flagged: a row copied from another signal's
-                # ``receivers`` whose weakref reports to that signal.
-                self._remove(key)
+                # Dead, but not flagged yet (its weakref callback has not run,
+                # or reports elsewhere): the new connection takes its place.
+                replaced = self._remove(key)
                 existing = None
             if existing is None:
                 self._registry[key] = entry
                 if sender is not None:
                     self._count_sender(key, +1)
                 self._invalidate()
-        del purged  # only now: a receiver's __del__ may use this signal
+        del purged, replaced  # only now: a receiver's __del__ may use this signal
 
     def disconnect(
         self,
@@ -438,9 +439,13 @@ class Signal:
             del self._senders[key[2]]
 
     def _invalidate(self) -> None:
+        """The registry changed: drop the plans, and detach ``receivers`` lists."""
+        self._drop_plans()
+        self._version += 1
+
+    def _drop_plans(self) -> None:
         self._any_plan = None
         self._plans.clear()
-        self._version += 1
 
     def _flag_dead_receivers(self, reference: object = None) -> None:
         # Called by weak-reference callbacks, possibly in the middle of a
@@ -450,7 +455,7 @@ class Signal:
         # Dropping the plans is safe without the lock and makes the next send
         # rebuild (and so purge) instead of carrying a dead reference.
         self._dead_receivers = True
-        self._invalidate()
+        self._drop_plans()
 
     def _clear_dead_receivers(self) -> dict[Hashable, Any] | None:
         """Drop the connections whose receiver or sender died; caller holds self.lock.
@@ -503,7 +508,7 @@ class Signal:
         """The live ``(sync, async)`` receivers of *sender*, as in Django 5.0+.
 
         Kept for code written against Django's private method. tocsin's own
-        ``send()`` does not call it: to observe sends, use the tracing hook.
+        ``send()`` does not call it, so patching it does not observe sends.
         """
         sync, async_ = self._receivers_of(sender)
         return _live(sync), _live(async_)
@@ -587,7 +592,7 @@ class Signal:
         # Test fixtures save the cache and assign it back. Plans are rebuilt
         # from the registry on demand, so the value itself is not needed.
         with self.lock:
-            self._invalidate()
+            self._drop_plans()
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}>"
@@ -625,9 +630,10 @@ class _ReceiverList(list[ReceiverEntry]):
         signal = self._signal
         # A list read before the signal last changed is a stale copy (a
         # saved "paused" list, say): writing it back would undo that change.
-        if self._version == signal._version:
-            signal.receivers = self
-            self._version = signal._version
+        with signal.lock:
+            if self._version == signal._version:
+                signal.receivers = self
+                self._version = signal._version
 
     def append(self, row: ReceiverEntry) -> None:
         super().append(row)

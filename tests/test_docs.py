@@ -1,0 +1,144 @@
+"""The code in docs/*.md is run, and quoted source is checked against src/.
+
+Every ```python block of a page is executed, in order, in one namespace per
+page, so a later block can use what an earlier one defined; the assertions in
+the examples are the tests. A block is skipped when its fence says
+```python no-test, or when the line before it is ``<!-- no-test -->``.
+
+A block whose preceding line is ``<!-- quote: src/tocsin/dispatcher.py -->``
+is a quotation of real code: it is not run, but its lines must appear in that
+file, in order and contiguously (indentation and blank lines aside). A line
+holding only ``...`` stands for lines left out.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.glob("*.md"))
+
+NO_TEST = "<!-- no-test -->"
+QUOTE = re.compile(r"<!--\s*quote:\s*(\S+)\s*-->")
+LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
+
+
+class Block(NamedTuple):
+    page: Path
+    line: int  # 1-based line number of the block's first line of code
+    info: str  # what follows the opening ``` (e.g. "python no-test")
+    before: str  # the line before the opening fence, stripped
+    code: str
+
+    @property
+    def language(self) -> str:
+        words = self.info.split()
+        return words[0] if words else ""
+
+    @property
+    def quoted_file(self) -> str | None:
+        match = QUOTE.fullmatch(self.before)
+        return match.group(1) if match else None
+
+    @property
+    def runs(self) -> bool:
+        return (
+            self.language == "python"
+            and "no-test" not in self.info.split()
+            and self.before != NO_TEST
+            and self.quoted_file is None
+        )
+
+
+def blocks(page: Path) -> list[Block]:
+    """The fenced code blocks of *page*."""
+    found: list[Block] = []
+    lines = page.read_text(encoding="utf-8").splitlines()
+    opening: tuple[int, str, str] | None = None  # (line index, info, line before)
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if opening is None:
+            if stripped.startswith("```"):
+                before = lines[index - 1].strip() if index else ""
+                opening = (index, stripped[3:].strip(), before)
+        elif stripped == "```":
+            start, info, before = opening
+            code = "\n".join(lines[start + 1 : index]) + "\n"
+            found.append(Block(page, start + 2, info, before, code))
+            opening = None
+    assert opening is None, f"{page.name}:{opening[0] + 1}: code block is never closed"
+    return found
+
+
+def _stripped(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _find(needle: list[str], haystack: list[str], start: int) -> int:
+    """Index of the first run of *needle* in *haystack* at or after *start*, or -1."""
+    for index in range(start, len(haystack) - len(needle) + 1):
+        if haystack[index : index + len(needle)] == needle:
+            return index
+    return -1
+
+
+QUOTED = [b for page in PAGES for b in blocks(page) if b.quoted_file is not None]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_examples_run(page: Path) -> None:
+    """Every runnable block of a page runs without error, in order, in one namespace."""
+    namespace: dict[str, object] = {"__name__": f"docs.{page.stem}"}
+    for block in blocks(page):
+        if block.runs:
+            # Pad with newlines so that tracebacks point at the Markdown line.
+            source = "\n" * (block.line - 1) + block.code
+            exec(compile(source, str(page), "exec"), namespace)
+
+
+@pytest.mark.parametrize("block", QUOTED, ids=[f"{b.page.name}:{b.line}" for b in QUOTED] or None)
+def test_quoted_code_matches_source(block: Block) -> None:
+    """A quotation of tocsin's code is still what the code says."""
+    assert block.quoted_file is not None
+    source = ROOT / block.quoted_file
+    assert source.is_file(), f"{block.page.name}:{block.line}: no file {block.quoted_file}"
+    haystack = _stripped(source.read_text(encoding="utf-8"))
+    chunks: list[list[str]] = [[]]
+    for line in _stripped(block.code):
+        if line == "...":
+            chunks.append([])
+        else:
+            chunks[-1].append(line)
+    position = 0
+    for chunk in filter(None, chunks):
+        found = _find(chunk, haystack, position)
+        assert found >= 0, (
+            f"{block.page.name}:{block.line}: quoted code no longer matches "
+            f"{block.quoted_file}; first line of the missing part: {chunk[0]!r}"
+        )
+        position = found + len(chunk)
+
+
+def test_pages_have_examples() -> None:
+    """The extractor finds the pages and their examples (so the tests above test something)."""
+    names = {p.name for p in PAGES}
+    expected = {"index.md", "quickstart.md", "api.md", "coming-from-django.md", "how-it-works.md"}
+    assert expected <= names
+    for name in ("quickstart.md", "api.md"):
+        assert any(b.runs for b in blocks(DOCS / name)), f"{name} has no runnable example"
+    assert QUOTED, "how-it-works.md quotes no code"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_relative_links_resolve(page: Path) -> None:
+    """Links to other Markdown files point at files that exist."""
+    text = page.read_text(encoding="utf-8")
+    for target in LINK.findall(text):
+        if "://" in target:
+            continue
+        assert (page.parent / target).resolve().is_file(), f"{page.name}: broken link {target}"
