@@ -1,0 +1,1 @@
+"""Compatibility suite: the same scenarios run against django.dispatch and tocsin."""
