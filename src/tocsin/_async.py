@@ -87,8 +87,8 @@ async def run_concurrently(
 
     def on_done(task: asyncio.Task[Any]) -> None:
         # Called from the event loop, never at once, also for a task that
-        # finished eagerly: receivers that already took a step still get
-        # the turn they would get in Django's TaskGroup before the cancel.
+        # failed eagerly: receivers that already took a step still get the
+        # turn they would get in Django's TaskGroup before the cancel.
         if _failed(task):
             failed.append(task)
             _cancel(tasks)
@@ -96,20 +96,29 @@ async def run_concurrently(
     try:
         for awaitable in awaitables:
             task = asyncio.Task(awaitable, loop=loop, context=context, **_EAGER)
-            task.add_done_callback(on_done)
             tasks.append(task)
+            if not task.done():
+                task.add_done_callback(on_done)
+            elif _failed(task):
+                loop.call_soon(on_done, task)
+            # (A task that succeeded eagerly needs no callback at all.)
         await _settle(tasks)
     finally:
         restore_context(context)
-    # Tasks that all finished eagerly may not have reported yet.
-    failed.extend(task for task in tasks if _failed(task) and task not in failed)
+    results: list[Any] = []
+    for task in tasks:
+        if task.cancelled():
+            results.append(None)  # cancelled from inside: None, as under a TaskGroup
+        elif task.exception() is None:
+            results.append(task.result())
+        elif task not in failed:
+            failed.append(task)  # failed eagerly, and on_done has not run yet
     if failed:
         errors = [error for task in failed if (error := task.exception()) is not None]
         if len(errors) == 1:
             raise errors[0]
         raise BaseExceptionGroup("unhandled errors in a TaskGroup", errors)
-    # A receiver cancelled from inside gets None, as under Django's TaskGroup.
-    return [None if task.cancelled() else task.result() for task in tasks]
+    return results
 
 
 def _failed(task: asyncio.Task[Any]) -> bool:

@@ -242,10 +242,7 @@ class Signal:
             if plan is not None:  # (): nobody is listening
                 return []
             # Not built yet, or some receivers are sender-filtered.
-            plan = self._plans.get(id(sender)) if self._senders else None
-            if plan is None:
-                plan = self._plan(sender)
-            if not plan:
+            if not (plan := self._plans.get(id(sender)) or self._plan(sender)):
                 return []
         sync, async_ = plan
         if async_:
