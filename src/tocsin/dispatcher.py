@@ -150,7 +150,11 @@ class Signal:
         twice is ignored: the first connection wins and keeps its place.
         """
         receiver_is_async = check_receiver(receiver)
-        key = self._lookup_key(receiver, sender, dispatch_uid)
+        key: Hashable
+        if sender is None and not dispatch_uid:  # the common case, inline
+            key = make_id(receiver)
+        else:
+            key = self._lookup_key(receiver, sender, dispatch_uid)
         ref: Any = receiver
         if weak:
             ref = self._weak_ref(receiver)
@@ -200,7 +204,11 @@ class Signal:
                 "disconnect() needs the receiver to disconnect, or the dispatch_uid "
                 "it was connected with."
             )
-        key = self._lookup_key(receiver, sender, dispatch_uid)
+        key: Hashable
+        if sender is None and not dispatch_uid:  # the common case, inline
+            key = make_id(receiver)
+        else:
+            key = self._lookup_key(receiver, sender, dispatch_uid)
         with self.lock:
             purged = self._clear_dead_receivers() if self._dead_receivers else None
             entry = self._registry.pop(key, None)
@@ -437,7 +445,8 @@ class Signal:
 
     def _invalidate(self) -> None:
         """The registry changed: drop the plans, and detach ``receivers`` lists."""
-        self._drop_plans()
+        self._any_plan = None
+        self._plans.clear()
         self._version += 1
 
     def _drop_plans(self) -> None:
