@@ -1,0 +1,111 @@
+"""Request signals for any ASGI application (Starlette, FastAPI, Litestar, Django, Quart).
+
+::
+
+    from tocsin.contrib.asgi import RequestSignalsMiddleware
+
+    app = RequestSignalsMiddleware(app)
+
+For every ``http`` request the middleware awaits, in this order:
+
+* ``request_started.asend(sender=RequestSignalsMiddleware, scope=scope)`` before the
+  application is called;
+* ``got_request_exception.asend(sender=..., scope=scope, exception=exc)`` if the
+  application raises; the exception then propagates unchanged;
+* ``request_finished.asend(sender=..., scope=scope)`` exactly once: after the last body
+  message of the response has been sent, or when the client disconnects, the request
+  is cancelled, or the application fails (Django's ticket 35059 was a missing
+  ``request_finished`` on cancellation).
+
+``websocket`` and ``lifespan`` scopes, and scope types it does not know, are passed
+to the application untouched. It is a pure ASGI middleware: it does not read the
+body and does not buffer the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ..signals import got_request_exception, request_finished, request_started
+
+__all__ = ["RequestSignalsMiddleware"]
+
+# Declared here, as Starlette and httpx do, so that nothing needs importing.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Messages after which the response is complete (the last two are ASGI extensions).
+_FINAL = {"http.response.body", "http.response.zerocopysend", "http.response.pathsend"}
+
+
+class RequestSignalsMiddleware:
+    """ASGI middleware that sends ``request_started``, ``request_finished`` and
+    ``got_request_exception`` for every HTTP request.
+
+    :param app: the ASGI application to wrap.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        if not callable(app):
+            raise TypeError(
+                f"RequestSignalsMiddleware wraps an ASGI application (an async callable "
+                f"taking scope, receive and send); got {type(app).__name__} {app!r}."
+            )
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        await _Request(type(self), scope).run(self.app, receive, send)
+
+
+class _Request:
+    """One HTTP request going through the middleware."""
+
+    __slots__ = ("finished", "scope", "sender")
+
+    def __init__(self, sender: type, scope: Scope) -> None:
+        self.sender = sender
+        self.scope = scope
+        self.finished = False
+
+    async def run(self, app: ASGIApp, receive: Receive, send: Send) -> None:
+        await request_started.asend(sender=self.sender, scope=self.scope)
+        try:
+            await app(self.scope, self._receiver(receive), self._sender(send))
+        except Exception as exc:
+            await got_request_exception.asend(sender=self.sender, scope=self.scope, exception=exc)
+            raise
+        finally:
+            if not self.finished:
+                # Also when cancelled (CancelledError is not an Exception): the
+                # signal must go out, and must not be cancelled half-way.
+                await asyncio.shield(self._finish())
+
+    async def _finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            await request_finished.asend(sender=self.sender, scope=self.scope)
+
+    def _sender(self, send: Send) -> Send:
+        async def send_and_finish(message: Message) -> None:
+            await send(message)
+            if message.get("type") in _FINAL and not message.get("more_body", False):
+                await self._finish()
+
+        return send_and_finish
+
+    def _receiver(self, receive: Receive) -> Receive:
+        async def receive_and_notice() -> Message:
+            message = await receive()
+            if message.get("type") == "http.disconnect":
+                await self._finish()
+            return message
+
+        return receive_and_notice
