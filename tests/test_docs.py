@@ -1,4 +1,4 @@
-"""The code in docs/*.md is run, and quoted source is checked against src/.
+"""The code in docs/**/*.md is run, and quoted source is checked against src/.
 
 Every ```python block of a page is executed, in order, in one namespace per
 page, so a later block can use what an earlier one defined; the assertions in
@@ -21,7 +21,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PAGES = sorted(DOCS.glob("*.md"))
+PAGES = sorted(DOCS.rglob("*.md"))
+PAGE_IDS = [str(p.relative_to(DOCS)) for p in PAGES]
 
 NO_TEST = "<!-- no-test -->"
 QUOTE = re.compile(r"<!--\s*quote:\s*(\S+)\s*-->")
@@ -90,10 +91,10 @@ def _find(needle: list[str], haystack: list[str], start: int) -> int:
 QUOTED = [b for page in PAGES for b in blocks(page) if b.quoted_file is not None]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
 def test_examples_run(page: Path) -> None:
     """Every runnable block of a page runs without error, in order, in one namespace."""
-    namespace: dict[str, object] = {"__name__": f"docs.{page.stem}"}
+    namespace: dict[str, object] = {"__name__": "docs." + page.stem}
     for block in blocks(page):
         if block.runs:
             # Pad with newlines so that tracebacks point at the Markdown line.
@@ -134,7 +135,7 @@ def test_pages_have_examples() -> None:
     assert QUOTED, "how-it-works.md quotes no code"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
 def test_relative_links_resolve(page: Path) -> None:
     """Links to other Markdown files point at files that exist."""
     text = page.read_text(encoding="utf-8")
