@@ -28,6 +28,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from .._async import _EAGER
 from ..signals import got_request_exception, request_finished, request_started
 
 __all__ = ["RequestSignalsMiddleware"]
@@ -38,6 +39,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_NOBODY = object()
 
 # Messages after which the response is complete (the last two are ASGI extensions).
 _FINAL = {"http.response.body", "http.response.zerocopysend", "http.response.pathsend"}
@@ -68,30 +71,49 @@ class RequestSignalsMiddleware:
 class _Request:
     """One HTTP request going through the middleware."""
 
-    __slots__ = ("finished", "scope", "sender")
+    __slots__ = ("finishing", "scope", "sender")
 
     def __init__(self, sender: type, scope: Scope) -> None:
         self.sender = sender
         self.scope = scope
-        self.finished = False
+        # The task sending request_finished, once started; _NOBODY if nobody listens.
+        self.finishing: asyncio.Task[Any] | object | None = None
 
     async def run(self, app: ASGIApp, receive: Receive, send: Send) -> None:
         await request_started.asend(sender=self.sender, scope=self.scope)
         try:
             await app(self.scope, self._receiver(receive), self._sender(send))
         except Exception as exc:
-            await got_request_exception.asend(sender=self.sender, scope=self.scope, exception=exc)
+            # Robustly: a failing receiver is logged, and must not replace the
+            # application's exception, which propagates unchanged.
+            await got_request_exception.asend_robust(
+                sender=self.sender, scope=self.scope, exception=exc
+            )
             raise
         finally:
-            if not self.finished:
-                # Also when cancelled (CancelledError is not an Exception): the
-                # signal must go out, and must not be cancelled half-way.
-                await asyncio.shield(self._finish())
+            # Also when cancelled (CancelledError is not an Exception): the
+            # signal goes out, and the request waits for its receivers.
+            await self._finish()
 
     async def _finish(self) -> None:
-        if not self.finished:
-            self.finished = True
-            await request_finished.asend(sender=self.sender, scope=self.scope)
+        """Send ``request_finished``, once, in a task of its own.
+
+        It may be sent from inside the application's ``send()`` or ``receive()``,
+        in a task the application is about to cancel (Starlette's
+        StreamingResponse cancels its sender once the client is gone): shielded,
+        the receivers run to the end all the same.
+        """
+        finishing = self.finishing
+        if finishing is None:
+            if not request_finished.has_listeners(self.sender):
+                self.finishing = _NOBODY
+                return
+            coroutine = request_finished.asend(sender=self.sender, scope=self.scope)
+            loop = asyncio.get_running_loop()
+            finishing = self.finishing = asyncio.Task(coroutine, loop=loop, **_EAGER)
+        elif finishing is _NOBODY:
+            return
+        await asyncio.shield(finishing)  # type: ignore[arg-type]
 
     def _sender(self, send: Send) -> Send:
         async def send_and_finish(message: Message) -> None:

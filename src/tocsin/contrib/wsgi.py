@@ -26,27 +26,14 @@ warning that names the culprit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
-from typing import Any, Protocol
+from collections.abc import Iterable, Iterator
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from ..signals import got_request_exception, request_finished, request_started
 
 __all__ = ["RequestSignalsMiddleware"]
 
 logger = logging.getLogger("tocsin.contrib.wsgi")
-
-Environ = dict[str, Any]
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
-
-
-class StartResponse(Protocol):
-    def __call__(
-        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = ..., /
-    ) -> Callable[[bytes], object]: ...
-
-
-WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 
 class RequestSignalsMiddleware:
@@ -56,7 +43,7 @@ class RequestSignalsMiddleware:
     :param app: the WSGI application to wrap.
     """
 
-    def __init__(self, app: WSGIApp) -> None:
+    def __init__(self, app: WSGIApplication) -> None:
         if not callable(app):
             raise TypeError(
                 f"RequestSignalsMiddleware wraps a WSGI application (a callable taking "
@@ -64,14 +51,18 @@ class RequestSignalsMiddleware:
             )
         self.app = app
 
-    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         sender = type(self)
         request_started.send(sender=sender, environ=environ)
         try:
             response = self.app(environ, start_response)
-        except Exception as exc:
+        except BaseException as exc:
+            # There is no response for the server to close: finish here. A
+            # BaseException (a gevent Timeout, say) is no application error,
+            # but the request is over all the same.
             try:
-                got_request_exception.send(sender=sender, environ=environ, exception=exc)
+                if isinstance(exc, Exception):
+                    _report(sender, environ, exc)
             finally:
                 request_finished.send(sender=sender, environ=environ)
             raise
@@ -79,10 +70,16 @@ class RequestSignalsMiddleware:
         return wrapper(response, sender, environ)
 
 
+def _report(sender: type, environ: WSGIEnvironment, exc: Exception) -> None:
+    # Robustly: a failing receiver is logged, and must not replace the
+    # application's exception, which propagates unchanged.
+    got_request_exception.send_robust(sender=sender, environ=environ, exception=exc)
+
+
 class _ClosingResponse:
     """The application's response iterable, with a ``close()`` that finishes the request."""
 
-    def __init__(self, response: Iterable[bytes], sender: type, environ: Environ) -> None:
+    def __init__(self, response: Iterable[bytes], sender: type, environ: WSGIEnvironment) -> None:
         self._response = response
         self._iterator: Iterator[bytes] | None = None
         self._sender = sender
@@ -100,7 +97,7 @@ class _ClosingResponse:
         except StopIteration:
             raise
         except Exception as exc:
-            got_request_exception.send(sender=self._sender, environ=self._environ, exception=exc)
+            _report(self._sender, self._environ, exc)
             raise
 
     def close(self) -> None:
@@ -121,7 +118,7 @@ class _ClosingResponse:
         logger.warning(
             "The response to %s %s was never closed: the WSGI server or a middleware "
             "in front of RequestSignalsMiddleware does not call close() (PEP 3333). "
-            "Sending request_finished now, late.",
+            "Sending request_finished now, when the response is garbage collected.",
             self._environ.get("REQUEST_METHOD", "?"),
             self._environ.get("PATH_INFO", "?"),
         )
