@@ -14,10 +14,14 @@ holding only ``...`` stands for lines left out.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+
+import tocsin.signals
+from tocsin import Signal
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -91,7 +95,18 @@ def _find(needle: list[str], haystack: list[str], start: int) -> int:
 QUOTED = [b for page in PAGES for b in blocks(page) if b.quoted_file is not None]
 
 
+@pytest.fixture
+def builtin_signals_restored() -> Iterator[None]:
+    """Whatever a page connects to the built-in signals is gone after it, even if it fails."""
+    signals = [s for s in vars(tocsin.signals).values() if isinstance(s, Signal)]
+    saved = [list(s.receivers) for s in signals]
+    yield
+    for signal, receivers in zip(signals, saved, strict=True):
+        signal.receivers = receivers
+
+
 @pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+@pytest.mark.usefixtures("builtin_signals_restored")
 def test_examples_run(page: Path) -> None:
     """Every runnable block of a page runs without error, in order, in one namespace."""
     namespace: dict[str, object] = {"__name__": "docs." + page.stem}
