@@ -491,3 +491,13 @@ def test_a_non_callable_app_is_refused(app: Any) -> None:
     assert "ASGI application" in message
     assert "scope, receive and send" in message
     assert type(app).__name__ in message
+
+
+def test_a_wsgi_application_is_refused_with_a_pointer_to_the_wsgi_middleware() -> None:
+    """Wrapping a WSGI callable by mistake fails at once, naming the right middleware."""
+
+    def wsgi_app(environ: dict[str, object], start_response: object) -> list[bytes]:
+        return [b""]
+
+    with pytest.raises(TypeError, match=r"tocsin\.contrib\.wsgi"):
+        RequestSignalsMiddleware(wsgi_app)  # type: ignore[arg-type]

@@ -498,3 +498,13 @@ def test_the_middleware_type_checks_as_a_wsgi_application(signals: Recorder) -> 
 
     assert callable(wrapped)
     assert callable(validated)
+
+
+def test_an_asgi_application_is_refused_with_a_pointer_to_the_asgi_middleware() -> None:
+    """Wrapping an async (ASGI) callable by mistake fails at once, naming the right middleware."""
+
+    async def asgi_app(scope: object, receive: object, send: object) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"tocsin\.contrib\.asgi"):
+        RequestSignalsMiddleware(asgi_app)  # type: ignore[arg-type]

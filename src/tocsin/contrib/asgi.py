@@ -25,10 +25,12 @@ body and does not buffer the response.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .._async import _EAGER
+from .._inspect import is_async
 from ..signals import got_request_exception, request_finished, request_started
 
 __all__ = ["RequestSignalsMiddleware"]
@@ -59,6 +61,11 @@ class RequestSignalsMiddleware:
                 f"RequestSignalsMiddleware wraps an ASGI application (an async callable "
                 f"taking scope, receive and send); got {type(app).__name__} {app!r}."
             )
+        if not is_async(app) and _positional_count(app) == 2:
+            raise TypeError(
+                f"{app!r} looks like a WSGI application (environ, start_response); "
+                f"wrap it with tocsin.contrib.wsgi.RequestSignalsMiddleware instead."
+            )
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -66,6 +73,15 @@ class RequestSignalsMiddleware:
             await self.app(scope, receive, send)
             return
         await _Request(type(self), scope).run(self.app, receive, send)
+
+
+def _positional_count(app: object) -> int | None:
+    try:
+        parameters = inspect.signature(app).parameters.values()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in parameters if p.kind in kinds)
 
 
 class _Request:

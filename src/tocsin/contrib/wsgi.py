@@ -29,6 +29,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+from .._inspect import is_async
 from ..signals import got_request_exception, request_finished, request_started
 
 __all__ = ["RequestSignalsMiddleware"]
@@ -48,6 +49,11 @@ class RequestSignalsMiddleware:
             raise TypeError(
                 f"RequestSignalsMiddleware wraps a WSGI application (a callable taking "
                 f"environ and start_response); got {type(app).__name__} {app!r}."
+            )
+        if is_async(app):
+            raise TypeError(
+                f"{app!r} is an async callable, an ASGI application; wrap it with "
+                f"tocsin.contrib.asgi.RequestSignalsMiddleware instead."
             )
         self.app = app
 
