@@ -1,0 +1,988 @@
+#!/usr/bin/env python3
+"""Measure what tocsin's request-signal middleware costs a hello-world ASGI or WSGI app.
+
+    python benchmarks/bench_middleware.py                    # the full run (about 70 s)
+    python benchmarks/bench_middleware.py --quick            # a few seconds: smoke test only
+    python benchmarks/bench_middleware.py --in-process-only  # no server, no load generator
+    python benchmarks/bench_middleware.py --json out.json    # also write every number
+
+Two measurements, in the same run:
+
+* in process (precise, always available): a raw hello-world ASGI app, awaited
+  directly with a synthetic scope, receive and send, and a raw WSGI app called
+  directly (call, iterate, close), with and without ``RequestSignalsMiddleware``,
+  with one async receiver on each request signal, one sync receiver on each,
+  or none. Cases are calibrated to a fixed time per sample and sampled
+  round-robin with the garbage collector disabled; the fastest sample counts.
+* under a real server: the same ASGI app served by uvicorn on 127.0.0.1 in a
+  subprocess, loaded for a fixed time with and without the middleware, the
+  variants taking turns, by ``wrk`` when it is installed and otherwise by an
+  asyncio HTTP/1.1 keep-alive client in another process. Reported: requests/s,
+  and (on Linux) the server process's CPU time per request, which is steadier.
+
+The project's target (issue 3): the middleware with one receiver on each
+signal costs at most 3 % of the requests/s of a hello-world app under a
+server. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import re
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import asdict, dataclass, field, replace
+from importlib import metadata
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+from tocsin.signals import got_request_exception, request_finished, request_started
+
+perf_counter_ns = time.perf_counter_ns
+
+Runner = Callable[[int], int]  # runs *loops* requests, returns the elapsed ns
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Environ = dict[str, Any]
+WSGIApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
+
+TARGET_PERCENT = 3.0  # issue 3: at most 3 % fewer requests/s
+HOST = "127.0.0.1"
+SIGNALS = {
+    "request_started": request_started,
+    "request_finished": request_finished,
+    "got_request_exception": got_request_exception,
+}
+# What one successful request sends.
+EXPECTED_CALLS = {"request_started": 1, "request_finished": 1, "got_request_exception": 0}
+RECEIVER_KINDS = ("none", "async", "sync")
+CASE_TITLES = {
+    "bare": "bare app (no middleware)",
+    "none": "middleware, no receivers",
+    "async": "middleware, 1 async receiver each",
+    "sync": "middleware, 1 sync receiver each",
+}
+SERVER_VARIANTS = ("bare", "none", "async", "sync")
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    repeats: int  # in-process samples per case
+    sample_ns: int  # calibrated duration of one in-process sample
+    rounds: int  # server samples per variant
+    duration: float  # seconds of load per server sample
+    warmup: float  # seconds of load per server before the first round
+    connections: int
+
+
+DEFAULT = Config("default", 7, 80_000_000, rounds=3, duration=5.0, warmup=1.0, connections=32)
+QUICK = Config("quick", 2, 2_000_000, rounds=1, duration=1.0, warmup=0.3, connections=32)
+
+
+# -- the apps ------------------------------------------------------------------------------
+
+BODY = b"Hello, world!"
+ASGI_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", str(len(BODY)).encode())]
+WSGI_HEADERS = [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))]
+
+
+async def hello_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+    """The smallest real ASGI app: one response, no framework. (No lifespan: run
+    it with ``lifespan="off"``.)"""
+    await send({"type": "http.response.start", "status": 200, "headers": ASGI_HEADERS})
+    await send({"type": "http.response.body", "body": BODY})
+
+
+def hello_wsgi(environ: Environ, start_response: Callable[..., Any]) -> list[bytes]:
+    start_response("200 OK", WSGI_HEADERS)
+    return [BODY]
+
+
+def asgi_app(kind: str) -> ASGIApp:
+    """``hello_asgi``, bare (*kind* ``"bare"``) or in the middleware."""
+    from tocsin.contrib.asgi import RequestSignalsMiddleware
+
+    return hello_asgi if kind == "bare" else RequestSignalsMiddleware(hello_asgi)
+
+
+def wsgi_app(kind: str) -> WSGIApp:
+    from tocsin.contrib.wsgi import RequestSignalsMiddleware
+
+    return hello_wsgi if kind == "bare" else RequestSignalsMiddleware(hello_wsgi)
+
+
+class Receivers:
+    """One receiver (sync or async) on each request signal, counting its calls."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.calls = dict.fromkeys(SIGNALS, 0)
+        self.functions = {name: self._make(name) for name in SIGNALS}
+
+    def _make(self, name: str) -> Callable[..., Any]:
+        calls = self.calls
+
+        def on_signal(sender: object = None, **kw: Any) -> None:
+            calls[name] += 1
+
+        async def on_signal_async(sender: object = None, **kw: Any) -> None:
+            calls[name] += 1
+
+        return on_signal_async if self.kind == "async" else on_signal
+
+    def connect(self) -> None:
+        if self.kind == "none":
+            return
+        for name, function in self.functions.items():
+            SIGNALS[name].connect(function)
+
+    def disconnect(self) -> None:
+        for name, function in self.functions.items():
+            SIGNALS[name].disconnect(function)
+
+    def check(self, before: dict[str, int], what: str) -> None:
+        """Check (untimed) that one request reached each receiver as it should."""
+        if self.kind == "none":
+            return
+        got = {name: self.calls[name] - before[name] for name in SIGNALS}
+        if got != EXPECTED_CALLS:
+            raise RuntimeError(f"{what}: one request made the receivers see {got}")
+
+
+def check_no_listeners() -> None:
+    for name, sig in SIGNALS.items():
+        if sig.has_listeners():
+            raise RuntimeError(f"{name} already has receivers: the cases would not be alike")
+
+
+# -- in-process drivers --------------------------------------------------------------------
+
+
+def make_scope() -> Scope:
+    """An HTTP scope like the one uvicorn builds for ``GET /``."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "server": (HOST, 8000),
+        "client": (HOST, 50000),
+        "scheme": "http",
+        "method": "GET",
+        "root_path": "",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench")],
+        "state": {},
+    }
+
+
+def make_environ() -> Environ:
+    return {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": HOST,
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+
+
+async def receive_request() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def discard(message: Message) -> None:
+    return None
+
+
+def write(data: bytes) -> None:
+    return None
+
+
+def start_response(
+    status: str, headers: list[tuple[str, str]], exc_info: object = None
+) -> Callable[[bytes], None]:
+    return write
+
+
+def asgi_runner(app: ASGIApp) -> Runner:
+    """``await app(scope, receive, send)`` *loops* times, timed inside one event loop."""
+    scope = make_scope()
+
+    async def timed_loop(loops: int) -> int:
+        a, s, r, w = app, scope, receive_request, discard
+        t0 = perf_counter_ns()
+        for _ in repeat(None, loops):
+            await a(s, r, w)
+        return perf_counter_ns() - t0
+
+    def run(loops: int) -> int:
+        return asyncio.run(timed_loop(loops))
+
+    return run
+
+
+def wsgi_runner(app: WSGIApp) -> Runner:
+    """What a WSGI server does *loops* times: call, iterate the response, close it."""
+    environ = make_environ()
+
+    def run(loops: int) -> int:
+        a, e, sr = app, environ, start_response
+        t0 = perf_counter_ns()
+        for _ in repeat(None, loops):
+            response = a(e, sr)
+            for _chunk in response:
+                pass
+            close = getattr(response, "close", None)
+            if close is not None:
+                close()
+        return perf_counter_ns() - t0
+
+    return run
+
+
+def asgi_once(app: ASGIApp) -> list[Message]:
+    sent: list[Message] = []
+
+    async def keep(message: Message) -> None:
+        sent.append(message)
+
+    async def request() -> None:
+        await app(make_scope(), receive_request, keep)
+
+    asyncio.run(request())
+    return sent
+
+
+def check_asgi(app: ASGIApp, what: str) -> None:
+    sent = asgi_once(app)
+    if [m["type"] for m in sent] != ["http.response.start", "http.response.body"]:
+        raise RuntimeError(f"{what}: unexpected messages {sent}")
+    if sent[0]["status"] != 200 or sent[1]["body"] != BODY:
+        raise RuntimeError(f"{what}: unexpected response {sent}")
+
+
+def check_wsgi(app: WSGIApp, what: str) -> None:
+    statuses: list[str] = []
+
+    def keep_status(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None
+    ) -> Callable[[bytes], None]:
+        statuses.append(status)
+        return write
+
+    response = app(make_environ(), keep_status)
+    try:
+        body = b"".join(response)
+    finally:
+        close = getattr(response, "close", None)
+        if close is not None:
+            close()
+    if statuses != ["200 OK"] or body != BODY:
+        raise RuntimeError(f"{what}: unexpected response {statuses} {body!r}")
+
+
+# -- in-process sampling -------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    """One app (bare, or in the middleware with some receivers) and its timed loop."""
+
+    kind: str  # "bare" or a receiver kind
+    run: Runner
+    receivers: Receivers
+
+    @property
+    def title(self) -> str:
+        return CASE_TITLES[self.kind]
+
+
+@dataclass
+class Result:
+    kind: str
+    title: str
+    samples: list[float]  # us/request, one per sample
+
+    @property
+    def best(self) -> float:
+        return min(self.samples)
+
+
+def timed(run: Runner, loops: int) -> int:
+    gc.disable()
+    try:
+        return run(loops)
+    finally:
+        gc.enable()
+
+
+def calibrate(run: Runner, sample_ns: int) -> int:
+    """How many requests take about *sample_ns* (the small runs double as warm-up)."""
+    loops = 1
+    while True:
+        elapsed = max(1, timed(run, loops))
+        if elapsed * 10 >= sample_ns:
+            return max(1, round(loops * sample_ns / elapsed))
+        loops *= 10
+
+
+def make_cases(protocol: str) -> list[Case]:
+    """The four cases of *protocol* (``"asgi"`` or ``"wsgi"``), each checked once."""
+    check_no_listeners()
+    cases = []
+    for kind in ("bare", *RECEIVER_KINDS):
+        receivers = Receivers("none" if kind == "bare" else kind)
+        what = f"{protocol} {CASE_TITLES[kind]}"
+        receivers.connect()
+        try:
+            before = dict(receivers.calls)
+            if protocol == "asgi":
+                app = asgi_app(kind)
+                check_asgi(app, what)
+                run = asgi_runner(app)
+            else:
+                wapp = wsgi_app(kind)
+                check_wsgi(wapp, what)
+                run = wsgi_runner(wapp)
+            receivers.check(before, what)
+        finally:
+            receivers.disconnect()
+        cases.append(Case(kind, run, receivers))
+    return cases
+
+
+def run_cases(cases: list[Case], cfg: Config) -> dict[str, Result]:
+    """Calibrate every case, then sample them round-robin (receivers connected only
+    while their own case runs)."""
+    loops: dict[str, int] = {}
+    for case in cases:
+        case.receivers.connect()
+        try:
+            loops[case.kind] = calibrate(case.run, cfg.sample_ns)
+        finally:
+            case.receivers.disconnect()
+    results = {case.kind: Result(case.kind, case.title, []) for case in cases}
+    gc.collect()
+    for _ in range(cfg.repeats):
+        for case in cases:
+            case.receivers.connect()
+            try:
+                elapsed = timed(case.run, loops[case.kind])
+            finally:
+                case.receivers.disconnect()
+            results[case.kind].samples.append(elapsed / loops[case.kind] / 1000)
+    return results
+
+
+def print_in_process(protocol: str, title: str, results: dict[str, Result]) -> None:
+    base = results["bare"].best
+    print()
+    print(f"== {protocol} in-process: {title}")
+    print(f"   {'case':<36}{'us/request':>12}{'added us':>11}{'overhead':>12}")
+    for kind, result in results.items():
+        if kind == "bare":
+            print(f"   {result.title:<36}{result.best:>12.2f}{'-':>11}{'(baseline)':>12}")
+            continue
+        added = result.best - base
+        print(
+            f"   {result.title:<36}{result.best:>12.2f}{added:>+11.2f}{100 * added / base:>+11.1f}%"
+        )
+    sys.stdout.flush()
+
+
+# -- the server and its load -----------------------------------------------------------------
+
+
+def serve(kind: str) -> int:
+    """Child process: serve ``asgi_app(kind)`` with uvicorn on a free loopback port.
+
+    Prints one JSON line (the port, what uvicorn runs on) once the socket
+    listens; exits when its stdin closes (the parent went away) or on SIGTERM.
+    """
+    import uvicorn
+
+    receivers = Receivers("none" if kind == "bare" else kind)
+    receivers.connect()
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, 0))
+    sock.listen(2048)
+    config = uvicorn.Config(
+        asgi_app(kind), log_level="warning", access_log=False, lifespan="off", backlog=2048
+    )
+    config.load()
+    loop = "uvloop" if _importable("uvloop") else "asyncio"
+    info = {
+        "port": sock.getsockname()[1],
+        "pid": os.getpid(),
+        "server": f"uvicorn {metadata.version('uvicorn')}",
+        "http": config.http_protocol_class.__name__,
+        "loop": loop,
+    }
+    print(json.dumps(info), flush=True)
+
+    def exit_when_orphaned() -> None:
+        sys.stdin.read()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=exit_when_orphaned, daemon=True).start()
+    uvicorn.Server(config).run(sockets=[sock])
+    # Reached once uvicorn has shut down; the receivers lived until then.
+    receivers.disconnect()
+    return 0
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+class ServerProcess:
+    """``serve(kind)`` in a subprocess, ready to take requests."""
+
+    def __init__(self, kind: str, timeout: float = 30.0) -> None:
+        self.kind = kind
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", kind],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            self.info = self._read_info(timeout)
+            self.port = int(self.info["port"])
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _read_info(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            raise RuntimeError(f"the {self.kind} server did not start (see its errors above)")
+        info: dict[str, Any] = json.loads(line)
+        return info
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Until a GET / gets the hello-world response."""
+        deadline = time.monotonic() + timeout
+        request = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
+        while True:
+            try:
+                with socket.create_connection((HOST, self.port), timeout=2.0) as conn:
+                    conn.sendall(request)
+                    data = b""
+                    while chunk := conn.recv(65536):
+                        data += chunk
+                if data.startswith(b"HTTP/1.1 200") and data.endswith(BODY):
+                    return
+                raise RuntimeError(f"the {self.kind} server answered {data!r}")
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server has used so far (Linux: /proc), all threads; None elsewhere."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+
+
+@dataclass
+class Load:
+    """One measured stretch of load."""
+
+    rps: float
+    requests: int
+    errors: int  # failed connections or unexpected responses
+    cpu_us: float | None = None  # server CPU time per request
+
+
+class LoadGenerator:
+    name = ""
+
+    def run(self, port: int, connections: int, duration: float, warmup: float) -> Load:
+        raise NotImplementedError
+
+
+class Wrk(LoadGenerator):
+    """``wrk -t1 -c<connections>``: keep-alive, one thread (one core), written in C."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+        version = (out.stdout + out.stderr).split()
+        self.name = f"wrk {version[1] if len(version) > 1 else '?'} (-t1, keep-alive)"
+
+    def run(self, port: int, connections: int, duration: float, warmup: float) -> Load:
+        # No warm-up of its own: wrk connects in well under a millisecond, and the
+        # servers are warmed up once before the first round.
+        seconds = max(1, round(duration))  # wrk takes whole seconds
+        cmd = [self.path, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s"]
+        out = subprocess.run(
+            [*cmd, f"http://{HOST}:{port}/"],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+            check=False,
+        )
+        rps = re.search(r"Requests/sec:\s*([\d.]+)", out.stdout)
+        total = re.search(r"(\d+) requests in", out.stdout)
+        if out.returncode != 0 or rps is None or total is None:
+            raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}{out.stderr}")
+        return Load(float(rps.group(1)), int(total.group(1)), wrk_errors(out.stdout))
+
+
+def wrk_errors(output: str) -> int:
+    """Socket errors and non-2xx responses in wrk's report (it prints them only if any)."""
+    errors = 0
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    if sockets:
+        errors += sum(int(n) for n in sockets.groups())
+    if non_2xx := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
+        errors += int(non_2xx.group(1))
+    return errors
+
+
+class AsyncioClient(LoadGenerator):
+    """``--load-client``: HTTP/1.1 keep-alive over raw asyncio streams, in another process."""
+
+    name = "asyncio client (raw streams, keep-alive, one process)"
+
+    def run(self, port: int, connections: int, duration: float, warmup: float) -> Load:
+        cmd = [sys.executable, __file__, "--load-client", str(port)]
+        cmd += ["--connections", str(connections), "--duration", str(duration)]
+        cmd += ["--warmup", str(warmup)]
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=duration + warmup + 60, check=False
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"the load client failed ({out.returncode}):\n{out.stderr}")
+        data = json.loads(out.stdout)
+        return Load(data["requests"] / data["seconds"], data["requests"], data["errors"])
+
+
+async def generate_load(port: int, connections: int, duration: float, warmup: float) -> Any:
+    """Keep *connections* keep-alive connections busy with ``GET /``; count responses.
+
+    Counting starts after *warmup* seconds and lasts *duration* seconds.
+    """
+    request = f"GET / HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+    counts = {"requests": 0, "errors": 0}
+    stop = asyncio.Event()
+
+    async def connection() -> None:
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection(HOST, port)
+            except OSError:
+                counts["errors"] += 1
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                while not stop.is_set():
+                    writer.write(request)
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+                    if length is None or not head.startswith(b"HTTP/1.1 200"):
+                        counts["errors"] += 1
+                        break
+                    await reader.readexactly(int(length.group(1)))
+                    counts["requests"] += 1
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                counts["errors"] += 1
+            finally:
+                writer.close()
+
+    tasks = [asyncio.create_task(connection()) for _ in range(connections)]
+    await asyncio.sleep(warmup)
+    start_count, errors = counts["requests"], counts["errors"]
+    t0 = time.perf_counter()
+    await asyncio.sleep(duration)
+    requests = counts["requests"] - start_count
+    seconds = time.perf_counter() - t0
+    errors = counts["errors"] - errors
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {"requests": requests, "seconds": seconds, "errors": errors}
+
+
+def load_client(port: int, connections: int, duration: float, warmup: float) -> int:
+    """Child process: run ``generate_load`` and print its counts as JSON."""
+    print(json.dumps(asyncio.run(generate_load(port, connections, duration, warmup))))
+    return 0
+
+
+def choose_load(wanted: str) -> LoadGenerator:
+    """wrk if installed (or *wanted*), else the asyncio client, saying so."""
+    path = shutil.which("wrk")
+    if wanted == "asyncio":
+        return AsyncioClient()
+    if path is None:
+        print(
+            "note     wrk is not installed: the load comes from this script's asyncio client,\n"
+            "         which may not keep uvicorn fully busy and then understates the overhead\n"
+            "         (install wrk, e.g. apt-get install wrk, for a load generator written in C)"
+        )
+        return AsyncioClient()
+    return Wrk(path)
+
+
+@dataclass
+class ServerResult:
+    kind: str
+    title: str
+    loads: list[Load] = field(default_factory=list)
+
+    @property
+    def best(self) -> float:
+        return max(load.rps for load in self.loads)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(load.rps for load in self.loads)
+
+    @property
+    def cpu_us(self) -> float | None:
+        """The least server CPU time per request of the rounds (None if not measurable)."""
+        measured = [load.cpu_us for load in self.loads if load.cpu_us is not None]
+        return min(measured) if measured else None
+
+    @property
+    def errors(self) -> int:
+        return sum(load.errors for load in self.loads)
+
+
+def run_server(cfg: Config, load: LoadGenerator) -> tuple[dict[str, ServerResult], dict[str, Any]]:
+    """Every variant under uvicorn, all started first, then loaded in turn."""
+    servers: dict[str, ServerProcess] = {}
+    try:
+        for kind in SERVER_VARIANTS:
+            servers[kind] = ServerProcess(kind)
+        info = servers["bare"].info
+        print(
+            f"server   {info['server']} ({info['http']}, {info['loop']} loop) on {HOST}, "
+            f"one process per variant"
+        )
+        print(
+            f"load     {load.name}, {cfg.connections} connections; {cfg.rounds} round(s) of "
+            f"{cfg.duration:g} s per variant, taking turns, after a {cfg.warmup:g} s warm-up"
+        )
+        sys.stdout.flush()
+        results = {kind: ServerResult(kind, CASE_TITLES[kind]) for kind in SERVER_VARIANTS}
+        for server in servers.values():
+            load.run(server.port, cfg.connections, cfg.warmup, 0)
+        for i in range(cfg.rounds):
+            # Alternate the order, so that drift within a round hits all variants alike.
+            order = SERVER_VARIANTS if i % 2 == 0 else SERVER_VARIANTS[::-1]
+            shown = []
+            for kind in order:
+                server = servers[kind]
+                cpu_before = server.cpu_seconds()
+                # No warm-up: the servers are warm, and the CPU time must match the count.
+                measured = load.run(server.port, cfg.connections, cfg.duration, 0)
+                cpu_after = server.cpu_seconds()
+                if cpu_before is not None and cpu_after is not None and measured.requests:
+                    measured.cpu_us = 1e6 * (cpu_after - cpu_before) / measured.requests
+                results[kind].loads.append(measured)
+                shown.append(f"{kind} {measured.rps:,.0f}")
+            print(f"   round {i + 1}/{cfg.rounds}: " + ", ".join(shown) + " req/s")
+            sys.stdout.flush()
+        return results, {**info, "load": load.name}
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def paired_slowdowns(base: ServerResult, other: ServerResult) -> list[float]:
+    """Per round: how many % fewer requests/s than the bare app in the same round."""
+    return [
+        100 * (1 - o.rps / b.rps) for b, o in zip(base.loads, other.loads, strict=True) if b.rps
+    ]
+
+
+def print_server(results: dict[str, ServerResult]) -> None:
+    base = results["bare"]
+    print()
+    print("== asgi under uvicorn: requests/s (best and median of the rounds), server CPU/request")
+    print(
+        f"   {'case':<36}{'best':>9}{'median':>9}{'slower':>12}{'paired':>8}"
+        f"{'cpu us':>8}{'added':>8}{'errors':>7}"
+    )
+    for kind, result in results.items():
+        if kind == "bare":
+            slower, paired, added = "(baseline)", "", ""
+        else:
+            slower = f"{100 * (1 - result.best / base.best):.1f}%"
+            paired = f"{statistics.median(paired_slowdowns(base, result)):.1f}%"
+            added = (
+                "-"
+                if result.cpu_us is None or base.cpu_us is None
+                else (f"{result.cpu_us - base.cpu_us:+.1f}")
+            )
+        cpu = "-" if result.cpu_us is None else f"{result.cpu_us:.1f}"
+        print(
+            f"   {result.title:<36}{result.best:>9,.0f}{result.median:>9,.0f}"
+            f"{slower:>12}{paired:>8}{cpu:>8}{added:>8}{result.errors:>7}"
+        )
+    print(
+        "   (slower: best against best; paired: median over rounds of the drop against the\n"
+        "   bare app's run of the same round; cpu us: the server process's CPU time per\n"
+        "   request, least of the rounds (Linux only). The server and the load generator share\n"
+        "   the machine's cores, so requests/s move by a few % from run to run; CPU time per\n"
+        "   request is steadier.)"
+    )
+    sys.stdout.flush()
+
+
+# -- summary ---------------------------------------------------------------------------------
+
+
+def summarize(
+    in_process: dict[str, dict[str, Result]], server: dict[str, ServerResult] | None
+) -> list[dict[str, Any]]:
+    """One row per middleware case; the target applies to the ASGI row with async receivers."""
+    bare = server["bare"] if server else None
+    rows = []
+    for protocol in ("asgi", "wsgi"):
+        results = in_process.get(protocol)
+        if results is None and (protocol == "wsgi" or server is None):
+            continue
+        for kind in RECEIVER_KINDS:
+            row: dict[str, Any] = {"protocol": protocol, "receivers": kind}
+            row["added_us"] = added = results[kind].best - results["bare"].best if results else None
+            row["estimated_percent"] = row["server_cpu_added_us"] = row["server_percent"] = None
+            if protocol == "asgi" and server and bare:
+                # The in-process cost added to the bare app's time per request under uvicorn.
+                if added is not None:
+                    row["estimated_percent"] = 100 * added / (1e6 / bare.best + added)
+                cpu, base_cpu = server[kind].cpu_us, bare.cpu_us
+                if cpu is not None and base_cpu is not None:
+                    row["server_cpu_added_us"] = cpu - base_cpu
+                row["server_percent"] = 100 * (1 - server[kind].best / bare.best)
+            is_target = protocol == "asgi" and kind == "async"
+            row["target"] = f"<= {TARGET_PERCENT:g}%" if is_target else "(info)"
+            if not is_target:
+                row["result"] = "-"
+            elif row["server_percent"] is None:
+                row["result"] = "n/a"
+            else:
+                row["result"] = "PASS" if row["server_percent"] <= TARGET_PERCENT else "MISS"
+            rows.append(row)
+    return rows
+
+
+def _shown(value: float | None, fmt: str, suffix: str = "") -> str:
+    return "-" if value is None else format(value, fmt) + suffix
+
+
+def print_summary(rows: list[dict[str, Any]], server_ran: bool) -> None:
+    print()
+    print(
+        f"== SUMMARY: middleware with one receiver on each signal; target: at most "
+        f"{TARGET_PERCENT:g}% fewer requests/s"
+    )
+    print(f"   {'':<16}{'-- in process --':^22}{'---- under uvicorn ----':^27}")
+    print(
+        f"   {'case':<16}{'added us':>10}{'estimate':>12}{'added cpu us':>14}"
+        f"{'fewer req/s':>13}  target  result"
+    )
+    for row in rows:
+        print(
+            f"   {row['protocol'] + ', ' + row['receivers']:<16}"
+            f"{_shown(row['added_us'], '+.2f'):>10}"
+            f"{_shown(row['estimated_percent'], '.1f', '%'):>12}"
+            f"{_shown(row['server_cpu_added_us'], '+.1f'):>14}"
+            f"{_shown(row['server_percent'], '.1f', '%'):>13}"
+            f"  {row['target']:<8}{row['result']}"
+        )
+    print(
+        "   (added us: in process, per request, against the bare app. estimate: the requests/s\n"
+        "   lost if uvicorn spent just that much more per request. added cpu us: the server's\n"
+        "   CPU time per request, against the bare app's. fewer req/s: best against best; the\n"
+        "   target is judged on it." + ("" if server_ran else " The server was not run.") + ")"
+    )
+
+
+def header(cfg: Config) -> dict[str, str]:
+    info = {
+        "python": sys.version.replace("\n", " "),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpus": str(os.cpu_count()),
+        "tocsin": metadata.version("tocsin"),
+    }
+    asgiref = _importable("asgiref")
+    print(f"Python   {info['python']} ({info['implementation']})")
+    print(f"platform {info['platform']}, {info['cpus']} CPUs; tocsin {info['tocsin']}")
+    print(
+        f"mode     {cfg.name}: in process, {cfg.repeats} samples of ~{cfg.sample_ns / 1e6:g} ms "
+        f"per case, fastest reported, gc disabled while timing"
+    )
+    print(
+        "         sync receivers under asend() run "
+        + ("in asgiref's sync_to_async (installed)" if asgiref else "in a worker thread")
+        + "; async receivers under send() run "
+        + ("in asgiref's async_to_sync" if asgiref else "in a private event loop")
+    )
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
+    parser.add_argument("--json", metavar="PATH", type=Path, help="also write results here")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--in-process-only", action="store_true", help="do not run a server")
+    only.add_argument("--server-only", action="store_true", help="only the uvicorn measurement")
+    parser.add_argument(
+        "--load",
+        choices=("auto", "wrk", "asyncio"),
+        default="auto",
+        help="load generator for the server measurement (auto: wrk if installed)",
+    )
+    parser.add_argument("--duration", type=float, help="seconds of load per server sample")
+    parser.add_argument("--rounds", type=int, help="server samples per variant")
+    parser.add_argument("--connections", type=int, help="concurrent connections of the load")
+    # The child processes: a server, and the asyncio load client.
+    parser.add_argument("--serve", choices=SERVER_VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--load-client", metavar="PORT", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else DEFAULT
+    for name in ("duration", "rounds", "connections"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            parser.error(f"--{name} must be positive")
+    cfg = replace(
+        cfg,
+        duration=args.duration or cfg.duration,
+        rounds=args.rounds or cfg.rounds,
+        connections=args.connections or cfg.connections,
+    )
+
+    if args.load == "wrk" and not args.in_process_only and shutil.which("wrk") is None:
+        parser.error("--load wrk: wrk is not installed (on Debian/Ubuntu: apt-get install wrk)")
+    if args.serve:
+        return serve(args.serve)
+    if args.load_client is not None:
+        return load_client(args.load_client, cfg.connections, cfg.duration, args.warmup)
+
+    started = time.perf_counter()
+    info: dict[str, Any] = header(cfg)
+    in_process: dict[str, dict[str, Result]] = {}
+    titles = {
+        "asgi": "raw ASGI hello world awaited directly (synthetic scope, receive, send)",
+        "wsgi": "raw WSGI hello world called directly (call, iterate, close)",
+    }
+    if not args.server_only:
+        for protocol in ("asgi", "wsgi"):
+            in_process[protocol] = run_cases(make_cases(protocol), cfg)
+            print_in_process(protocol, titles[protocol], in_process[protocol])
+
+    server: dict[str, ServerResult] | None = None
+    if not args.in_process_only:
+        print()
+        if _importable("uvicorn"):
+            load = choose_load(args.load)
+            server, info["server"] = run_server(cfg, load)
+            print_server(server)
+        else:
+            print("note     uvicorn is not installed: no measurement under a server")
+
+    rows = summarize(in_process, server)
+    print_summary(rows, server is not None)
+    print(f"\n(total {time.perf_counter() - started:.1f} s)")
+
+    if args.json:
+        data = {
+            **info,
+            "mode": cfg.name,
+            "config": asdict(cfg),
+            "target_percent": TARGET_PERCENT,
+            "in_process": {
+                protocol: {
+                    kind: {
+                        "title": r.title,
+                        "us_per_request": r.best,
+                        "median": statistics.median(r.samples),
+                        "samples": r.samples,
+                    }
+                    for kind, r in results.items()
+                }
+                for protocol, results in in_process.items()
+            },
+            "server": None
+            if server is None
+            else {
+                kind: {
+                    "title": r.title,
+                    "best_rps": r.best,
+                    "median_rps": r.median,
+                    "rps": [load.rps for load in r.loads],
+                    "requests": [load.requests for load in r.loads],
+                    "cpu_us_per_request": r.cpu_us,
+                    "cpu_us": [load.cpu_us for load in r.loads],
+                    "errors": r.errors,
+                }
+                for kind, r in server.items()
+            },
+            "summary": rows,
+        }
+        args.json.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
