@@ -41,6 +41,8 @@ _EAGER: dict[str, Any] = {"eager_start": True} if sys.version_info >= (3, 12) el
 
 def restore_context(context: contextvars.Context) -> None:
     """Copy the values set in *context* into the current context."""
+    if context == contextvars.copy_context():
+        return  # nothing was set: the two share one mapping, so this test is O(1)
     for var, value in context.items():
         try:
             current = var.get()
@@ -93,16 +95,19 @@ async def run_concurrently(
             failed.append(task)
             _cancel(tasks)
 
+    pending = False
     try:
         for awaitable in awaitables:
             task = asyncio.Task(awaitable, loop=loop, context=context, **_EAGER)
             tasks.append(task)
             if not task.done():
                 task.add_done_callback(on_done)
+                pending = True
             elif _failed(task):
                 loop.call_soon(on_done, task)
             # (A task that succeeded eagerly needs no callback at all.)
-        await _settle(tasks)
+        if pending:
+            await _settle(tasks)
     finally:
         restore_context(context)
     results: list[Any] = []

@@ -227,7 +227,10 @@ class Signal:
         sender count, as in Django.
         """
         sync, async_ = self._receivers_of(sender)
-        return any(d() is not None for d in sync) or any(d() is not None for d in async_)
+        for deref in sync:
+            if deref() is not None:
+                return True
+        return any(deref() is not None for deref in async_)
 
     # -- sending -------------------------------------------------------------------
 
@@ -300,17 +303,17 @@ class Signal:
         self, sender: object, named: dict[str, Any], robust: bool
     ) -> list[tuple[Any, Any]]:
         sync, async_ = self._receivers_of(sender)
-        sync_receivers = _live(sync)
-        async_receivers = _live(async_)
         responses: list[tuple[Any, Any]] = []
-        if sync_receivers:
+        if sync and (sync_receivers := _live(sync)):
             call = self._call_robust if robust else self._call_all
             responses = await _async.run_sync_off_loop(lambda: call(sync_receivers, sender, named))
             # The worker thread may hold the job a moment longer: let it
             # hold no receiver, so that a weak one can be collected at once.
             sync_receivers.clear()
-        if async_receivers:
-            responses.extend(await self._run_async(async_receivers, sender, named, robust))
+        if async_ and (async_receivers := _live(async_)):
+            on_error = self._robust_failure if robust else None
+            results = await _async.run_concurrently(async_receivers, self, sender, named, on_error)
+            responses.extend(zip(async_receivers, results, strict=True))
         return responses
 
     def _call_all(

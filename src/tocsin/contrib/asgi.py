@@ -129,7 +129,11 @@ class _Request:
             finishing = self.finishing = asyncio.Task(coroutine, loop=loop, **_EAGER)
         elif finishing is _NOBODY:
             return
-        await asyncio.shield(finishing)  # type: ignore[arg-type]
+        assert isinstance(finishing, asyncio.Task)
+        if finishing.done():  # the usual case on 3.12+: the eager task is over already
+            finishing.result()
+        else:
+            await asyncio.shield(finishing)
 
     def _sender(self, send: Send) -> Send:
         async def send_and_finish(message: Message) -> None:
