@@ -52,6 +52,10 @@ from typing import Any
 
 from tocsin.signals import got_request_exception, request_finished, request_started
 
+# The timing helpers of the dispatcher benchmark, beside this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import calibrate, timed
+
 perf_counter_ns = time.perf_counter_ns
 
 Runner = Callable[[int], int]  # runs *loops* requests, returns the elapsed ns
@@ -333,24 +337,6 @@ class Result:
     @property
     def best(self) -> float:
         return min(self.samples)
-
-
-def timed(run: Runner, loops: int) -> int:
-    gc.disable()
-    try:
-        return run(loops)
-    finally:
-        gc.enable()
-
-
-def calibrate(run: Runner, sample_ns: int) -> int:
-    """How many requests take about *sample_ns* (the small runs double as warm-up)."""
-    loops = 1
-    while True:
-        elapsed = max(1, timed(run, loops))
-        if elapsed * 10 >= sample_ns:
-            return max(1, round(loops * sample_ns / elapsed))
-        loops *= 10
 
 
 def make_cases(protocol: str) -> list[Case]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -25,7 +24,6 @@ from ._asgi_support import (
     get,
     http_scope,
     receiving,
-    recording,
     serving,
     wait_until,
 )
@@ -35,13 +33,6 @@ START: Message = {"type": "http.response.start", "status": 200, "headers": []}
 
 def body(data: bytes, *, more: bool = False) -> Message:
     return {"type": "http.response.body", "body": data, "more_body": more}
-
-
-@pytest.fixture
-def sent() -> Iterator[Recorder]:
-    """The request signals sent during the test; the receiver is disconnected afterwards."""
-    with recording() as recorder:
-        yield recorder
 
 
 # -- what is sent, and when ------------------------------------------------------------

@@ -23,27 +23,13 @@ from flask import Flask, request, stream_with_context
 
 from tocsin.contrib.wsgi import RequestSignalsMiddleware
 
-from ._wsgi_support import LiveServer, Recorder, get, live_servers, recording
+from ._wsgi_support import LiveServer, Recorder, get
 
 Serve = Callable[[Flask], LiveServer]
 
 
 class Boom(Exception):
     """What the failing view raises."""
-
-
-@pytest.fixture
-def signals() -> Iterator[Recorder]:
-    """The request signals received during the test, in order (disconnected after it)."""
-    with recording() as recorder:
-        yield recorder
-
-
-@pytest.fixture
-def serve() -> Iterator[Serve]:
-    """``serve(app)`` runs *app* under wsgiref in a thread; the servers stop after the test."""
-    with live_servers() as serve:
-        yield serve
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -27,7 +27,7 @@ from starlette.routing import Route
 from tocsin.contrib.asgi import ASGIApp, Message, Receive, RequestSignalsMiddleware, Scope, Send
 from tocsin.signals import request_finished
 
-from ._asgi_support import Recorder, connected, get, receiving, recording, serving, wait_until
+from ._asgi_support import Recorder, connected, get, receiving, serving, wait_until
 
 # -- the applications ------------------------------------------------------------------
 
@@ -147,13 +147,6 @@ WRAPPED: dict[str, Recipe] = {
     "fastapi-wrapped": fastapi_wrapped,
 }
 ALL = INSIDE | WRAPPED
-
-
-@pytest.fixture
-def sent() -> Iterator[Recorder]:
-    """The request signals sent during the test; the receiver is disconnected afterwards."""
-    with recording() as recorder:
-        yield recorder
 
 
 def responses_noted(app: ASGIApp, sent: Recorder) -> ASGIApp:

@@ -25,7 +25,7 @@ import pytest
 from tocsin.contrib.wsgi import RequestSignalsMiddleware
 from tocsin.signals import request_started
 
-from ._wsgi_support import LiveServer, Recorder, connected, get, live_servers, recording
+from ._wsgi_support import LiveServer, Recorder, connected, get
 
 Serve = Callable[[WSGIApplication], LiveServer]
 
@@ -35,20 +35,6 @@ TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
 class Boom(Exception):
     """What the failing applications and receivers raise."""
-
-
-@pytest.fixture
-def signals() -> Iterator[Recorder]:
-    """The request signals received during the test, in order (disconnected after it)."""
-    with recording() as recorder:
-        yield recorder
-
-
-@pytest.fixture
-def serve() -> Iterator[Serve]:
-    """``serve(app)`` runs *app* under wsgiref in a thread; the servers stop after the test."""
-    with live_servers() as serve:
-        yield serve
 
 
 class NotedBody(list[bytes]):
