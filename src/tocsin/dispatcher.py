@@ -311,9 +311,7 @@ class Signal:
             # hold no receiver, so that a weak one can be collected at once.
             sync_receivers.clear()
         if async_ and (async_receivers := _live(async_)):
-            on_error = self._robust_failure if robust else None
-            results = await _async.run_concurrently(async_receivers, self, sender, named, on_error)
-            responses.extend(zip(async_receivers, results, strict=True))
+            responses.extend(await self._run_async(async_receivers, sender, named, robust))
         return responses
 
     def _call_all(
