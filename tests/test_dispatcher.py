@@ -438,6 +438,19 @@ def held_by_this_thread(signal: Signal) -> bool:
     return not acquired[0]
 
 
+def finalized_receiver(signal: Signal, record: list[bool]) -> type:
+    """A callable receiver class whose ``__del__`` records whether *signal*'s lock is held."""
+
+    class Handler:
+        def __call__(self, **kwargs: Any) -> None:
+            pass
+
+        def __del__(self) -> None:
+            record.append(held_by_this_thread(signal))
+
+    return Handler
+
+
 def test_receiver_finalizer_does_not_run_under_the_signal_lock() -> None:
     """A receiver released when its sender dies is finalized after the signal's lock is released.
 
@@ -446,14 +459,7 @@ def test_receiver_finalizer_does_not_run_under_the_signal_lock() -> None:
     """
     signal = Signal()
     lock_held_in_finalizer: list[bool] = []
-
-    class Handler:
-        def __call__(self, **kwargs: Any) -> None:
-            pass
-
-        def __del__(self) -> None:
-            lock_held_in_finalizer.append(held_by_this_thread(signal))
-
+    Handler = finalized_receiver(signal, lock_held_in_finalizer)
     sender = Sender()
     signal.connect(Handler(), sender=sender, weak=False)
     del sender
@@ -466,14 +472,7 @@ def test_receiver_finalizer_does_not_run_under_the_lock_when_receivers_are_repla
     """Assigning ``receivers`` releases the old receivers after the signal's lock is released."""
     signal = Signal()
     lock_held_in_finalizer: list[bool] = []
-
-    class Handler:
-        def __call__(self, **kwargs: Any) -> None:
-            pass
-
-        def __del__(self) -> None:
-            lock_held_in_finalizer.append(held_by_this_thread(signal))
-
+    Handler = finalized_receiver(signal, lock_held_in_finalizer)
     signal.connect(Handler(), weak=False)
     signal.receivers = []
     assert lock_held_in_finalizer == [False]

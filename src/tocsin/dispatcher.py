@@ -211,11 +211,9 @@ class Signal:
             key = self._lookup_key(receiver, sender, dispatch_uid)
         with self.lock:
             purged = self._clear_dead_receivers() if self._dead_receivers else None
-            entry = self._registry.pop(key, None)
+            entry = self._remove(key)
             if entry is None:
                 return False
-            if sender is not None:
-                self._count_sender(key, -1)
             self._invalidate()
         del purged, entry  # only now: a receiver's __del__ may use this signal
         return True
