@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -98,6 +100,7 @@ def test(pytest_args: list[str]) -> int:
     if run([python, "-m", "mypy"]) != 0:
         failures.append("mypy --strict")
 
+    ensure_postgres()
     interpreters = [(f"{sys.version_info.major}.{sys.version_info.minor}", python)]
     for version in EXTRA_PYTHONS:
         if version == interpreters[0][0]:
@@ -137,6 +140,35 @@ def test(pytest_args: list[str]) -> int:
         f"tests: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped"
     )
     return 1 if failures else 0
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def ensure_postgres() -> None:
+    """Start the machine's PostgreSQL cluster if it is installed and stopped.
+
+    The SQLAlchemy tests run against it (127.0.0.1:5432, database ``test``);
+    without it they are skipped, unless TOCSIN_REQUIRE_SERVICES=1 (CI) makes
+    that a failure.
+    """
+    if _listening(5432):
+        return
+    clusters = Path("/etc/postgresql")
+    starter = shutil.which("pg_ctlcluster")
+    if starter is None or not clusters.is_dir():
+        print("(PostgreSQL is not installed here: its tests are skipped)")
+        return
+    for version in sorted(v.name for v in clusters.iterdir()):
+        run([starter, "--skip-systemctl-redirect", version, "main", "start"])
+    for _ in range(30):
+        if _listening(5432):
+            return
+        time.sleep(0.5)
+    print("(PostgreSQL did not start: its tests will be skipped or fail)")
 
 
 def _count(report: Path) -> dict[str, int]:

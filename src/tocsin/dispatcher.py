@@ -9,9 +9,10 @@ How it is laid out (see docs/how-it-works.md for the long walk-through):
   ``weakref.ref``, which keeps a connected receiver under 150 bytes; any other
   connection is a :class:`_Connection`.
 * A *plan* is what ``send()`` needs for one sender: a tuple of derefs for the
-  sync receivers and one for the async receivers, built under the lock from
-  the registry the first time it is needed and cached until the registry
-  changes. ``send()`` itself takes no lock and never scans the registry.
+  sync receivers, and the rest (async and on-commit receivers) in a
+  :class:`_Slow`, built under the lock from the registry the first time it is
+  needed and cached until the registry changes. ``send()`` itself takes no
+  lock and never scans the registry.
 * Weak-reference callbacks only flag the signal dirty and drop the cached
   plans; the dead entries are purged under the lock by the next connect,
   disconnect or plan build (a callback can run during garbage collection
@@ -24,10 +25,10 @@ import contextlib
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, SupportsIndex, TypeVar, overload
 
-from . import _async
+from . import _async, oncommit
 from ._inspect import check_receiver, describe, is_bound_method
 from ._refs import NONE_ID, Deref, WeakMethodRef, deref_for, make_id
 
@@ -42,9 +43,30 @@ R = TypeVar("R", bound=Callable[..., Any])
 # the receiver's id or the dispatch_uid itself).
 _SENDER = object()
 
-# (sync derefs, async derefs), or () when no receiver matches: falsy, so
-# that send() with nobody listening returns after one test.
-Derefs = tuple[tuple[Deref, ...], tuple[Deref, ...]]
+# Connection.on_commit: an ordinary receiver, or one that waits for the
+# commit and whose failures are logged (robust) or raised.
+_NOW, _ON_COMMIT_ROBUST, _ON_COMMIT_RAISE = 0, 1, 2
+
+
+class _Later(NamedTuple):
+    """An on-commit receiver in a plan."""
+
+    deref: Deref
+    is_async: bool
+    robust: bool
+
+
+class _Slow(NamedTuple):
+    """The receivers send() does not call inline: async and on-commit ones."""
+
+    async_: tuple[Deref, ...]
+    later: tuple[_Later, ...]
+
+
+# (sync derefs, _Slow or ()), or () when no receiver matches: falsy, so that
+# send() with nobody listening returns after one test, and () in the second
+# place keeps the all-sync send to one more test.
+Derefs = tuple[tuple[Deref, ...], _Slow | tuple[()]]
 Plan = Derefs | tuple[()]
 _NO_PLAN: Plan = ()
 
@@ -52,7 +74,7 @@ _NO_PLAN: Plan = ()
 class _Connection:
     """A connection that is not the common case (see the module docstring)."""
 
-    __slots__ = ("is_async", "ref", "sender_key", "sender_ref", "weak")
+    __slots__ = ("is_async", "on_commit", "ref", "sender_key", "sender_ref", "weak")
 
     def __init__(
         self,
@@ -61,12 +83,14 @@ class _Connection:
         sender_key: Hashable,
         sender_ref: weakref.ref[Any] | None,
         is_async: bool,
+        on_commit: int = _NOW,
     ) -> None:
         self.ref = ref
         self.weak = weak
         self.sender_key = sender_key
         self.sender_ref = sender_ref
         self.is_async = is_async
+        self.on_commit = on_commit
 
     def is_dead(self) -> bool:
         if self.weak and self.ref() is None:
@@ -81,6 +105,13 @@ class ReceiverEntry(NamedTuple):
     receiver: Any
     sender_ref: weakref.ref[Any] | None
     is_async: bool
+
+
+class _OnCommitRow(ReceiverEntry):
+    """A row of an on-commit connection: Django's layout, plus the mode, so
+    that assigning saved rows back to ``receivers`` keeps it."""
+
+    on_commit: int
 
 
 def _is_dead(entry: Any) -> bool:
@@ -131,6 +162,9 @@ class Signal:
         sender: object = None,
         weak: bool = True,
         dispatch_uid: Hashable = None,
+        *,
+        on_commit: bool = False,
+        robust: bool | None = None,
     ) -> None:
         """Connect *receiver* so that it is called when this signal is sent.
 
@@ -146,10 +180,18 @@ class Signal:
         :param dispatch_uid: a hashable identifier; a second connection with
             the same (truthy) ``dispatch_uid`` and sender is ignored.
 
+        :param on_commit: (tocsin only) call *receiver* only after the
+            transaction the send happened in commits, and never if it rolls
+            back; outside a transaction it is called at once. See
+            :mod:`tocsin.oncommit` and docs/after-commit.md.
+        :param robust: for an ``on_commit`` receiver: log its failures after
+            the commit (True, the default) or raise them from the commit.
+
         Connecting the same receiver (or ``dispatch_uid``) to the same sender
         twice is ignored: the first connection wins and keeps its place.
         """
         receiver_is_async = check_receiver(receiver)
+        later = _on_commit_mode(on_commit, robust) if on_commit or robust is not None else _NOW
         key: Hashable
         if sender is None and not dispatch_uid:  # the common case, inline
             key = make_id(receiver)
@@ -165,11 +207,17 @@ class Signal:
             with contextlib.suppress(TypeError):
                 sender_ref = weakref.ref(sender, self._on_dead)
         entry: Any
-        if weak and sender is None and not receiver_is_async and type(ref) is weakref.ref:
+        if (
+            weak
+            and sender is None
+            and not receiver_is_async
+            and not later
+            and type(ref) is weakref.ref
+        ):
             entry = ref  # the compact common case
         else:
             sender_key = NONE_ID if sender is None else make_id(sender)
-            entry = _Connection(ref, bool(weak), sender_key, sender_ref, receiver_is_async)
+            entry = _Connection(ref, bool(weak), sender_key, sender_ref, receiver_is_async, later)
         replaced = None
         with self.lock:
             purged = self._clear_dead_receivers() if self._dead_receivers else None
@@ -224,11 +272,13 @@ class Signal:
         With the default ``sender=None`` only receivers connected for any
         sender count, as in Django.
         """
-        sync, async_ = self._receivers_of(sender)
+        sync, slow = self._receivers_of(sender)
         for deref in sync:
             if deref() is not None:
                 return True
-        return any(deref() is not None for deref in async_)
+        if not slow:
+            return False
+        return any(deref() is not None for deref in _slow_derefs(slow))
 
     # -- sending -------------------------------------------------------------------
 
@@ -253,9 +303,9 @@ class Signal:
             # Not built yet, or some receivers are sender-filtered.
             if not (plan := self._plans.get(id(sender)) or self._plan(sender)):
                 return []
-        sync, async_ = plan
-        if async_:
-            return self._send_with_async(sender, named, plan, robust=False)
+        sync, slow = plan
+        if slow:
+            return self._send_slow(sender, named, plan, robust=False)
         if len(sync) == 1:  # the most common case, without building a snapshot list
             receiver = sync[0]()
             if receiver is None:
@@ -279,7 +329,7 @@ class Signal:
         """
         plan = self._receivers_of(sender)
         if plan[1]:
-            return self._send_with_async(sender, named, plan, robust=True)
+            return self._send_slow(sender, named, plan, robust=True)
         return self._call_robust(_live(plan[0]), sender, named)
 
     async def asend(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
@@ -300,16 +350,19 @@ class Signal:
     async def _asend(
         self, sender: object, named: dict[str, Any], robust: bool
     ) -> list[tuple[Any, Any]]:
-        sync, async_ = self._receivers_of(sender)
+        sync_receivers, async_receivers, deferred = self._gather(
+            self._receivers_of(sender), sender, named
+        )
         responses: list[tuple[Any, Any]] = []
-        if sync and (sync_receivers := _live(sync)):
+        if sync_receivers:
             call = self._call_robust if robust else self._call_all
             responses = await _async.run_sync_off_loop(lambda: call(sync_receivers, sender, named))
             # The worker thread may hold the job a moment longer: let it
             # hold no receiver, so that a weak one can be collected at once.
             sync_receivers.clear()
-        if async_ and (async_receivers := _live(async_)):
+        if async_receivers:
             responses.extend(await self._run_async(async_receivers, sender, named, robust))
+        responses.extend(deferred)
         return responses
 
     def _call_all(
@@ -337,24 +390,79 @@ class Signal:
         results = await _async.run_concurrently(receivers, self, sender, named, on_error)
         return list(zip(receivers, results, strict=True))
 
-    def _send_with_async(
-        self, sender: object, named: dict[str, Any], plan: Derefs, robust: bool
+    def _send_slow(
+        self,
+        sender: object,
+        named: dict[str, Any],
+        plan: Derefs,
+        robust: bool,
+        await_: Callable[[Awaitable[Any]], Any] | None = None,
     ) -> list[tuple[Any, Any]]:
-        method = "send_robust()" if robust else "send()"
-        _async.check_no_running_loop(f"Signal.{method}")
-        sync, async_ = plan
-        sync_receivers = _live(sync)
-        async_receivers = _live(async_)
+        """send() when async or on-commit receivers are connected.
+
+        *await_* is how to wait for the async receivers: by default on a
+        private loop (or asgiref's), which needs this thread to be outside a
+        running loop. An integration that runs inside one without being able
+        to ``await`` (SQLAlchemy's greenlets) passes its own.
+        """
+        sync_receivers, async_receivers, deferred = self._gather(plan, sender, named)
+        if async_receivers and await_ is None:
+            method = "send_robust()" if robust else "send()"
+            _async.check_no_running_loop(f"Signal.{method}")
         if robust:
             responses = self._call_robust(sync_receivers, sender, named)
         else:
             responses = self._call_all(sync_receivers, sender, named)
         if async_receivers:
-            responses.extend(
-                _async.run_from_sync(
-                    lambda: self._run_async(async_receivers, sender, named, robust)
-                )
-            )
+
+            def make() -> Awaitable[list[tuple[Any, Any]]]:
+                return self._run_async(async_receivers, sender, named, robust)
+
+            responses.extend(await_(make()) if await_ is not None else _async.run_from_sync(make))
+        responses.extend(deferred)
+        return responses
+
+    def _gather(
+        self, plan: Derefs, sender: object, named: dict[str, Any]
+    ) -> tuple[list[Any], list[Any], list[tuple[Any, Any]]]:
+        """The live sync and async receivers a send calls now, and the
+        ``(receiver, Deferred)`` responses of those it defers."""
+        sync, slow = plan
+        sync_receivers = _live(sync)
+        if not slow:
+            return sync_receivers, [], []
+        async_receivers = _live(slow.async_)
+        deferred: list[tuple[Any, Any]] = []
+        if slow.later:
+            deferred = self._defer(slow.later, sender, named, sync_receivers, async_receivers)
+        return sync_receivers, async_receivers, deferred
+
+    def _defer(
+        self,
+        later: tuple[_Later, ...],
+        sender: object,
+        named: dict[str, Any],
+        sync_receivers: list[Any],
+        async_receivers: list[Any],
+    ) -> list[tuple[Any, Any]]:
+        """Defer the on-commit receivers to the send's transaction, if it has one.
+
+        Returns their ``(receiver, Deferred)`` responses. With no transaction,
+        they join *sync_receivers* / *async_receivers* (after the others) and
+        are called at once, like any receiver of this send.
+        """
+        live = [(r, item) for item in later if (r := item.deref()) is not None]
+        if not live:
+            return []
+        scope = oncommit.find_scope(sender, named)
+        responses: list[tuple[Any, Any]] = []
+        for receiver, item in live:
+            if scope is not None:
+                call = oncommit.Deferred(self, receiver, sender, named, item.robust)
+                if scope.defer(call):
+                    responses.append((receiver, call))
+                    continue
+            (async_receivers if item.is_async else sync_receivers).append(receiver)
         return responses
 
     def _log_robust_failure(self, receiver: Any, err: Exception) -> None:
@@ -375,7 +483,7 @@ class Signal:
     # -- plans ---------------------------------------------------------------------
 
     def _receivers_of(self, sender: object) -> Derefs:
-        """The ``(sync, async)`` derefs for *sender*; what send() inlines."""
+        """The ``(sync, slow)`` plan for *sender*; what send() inlines."""
         plan = self._any_plan
         if plan is None:
             plan = self._plans.get(id(sender)) if self._senders else None
@@ -414,16 +522,22 @@ class Signal:
         # Caller holds self.lock.
         sync: list[Deref] = []
         async_: list[Deref] = []
+        later: list[_Later] = []
         for entry in self._registry.values():
             if type(entry) is not _Connection:
                 sync.append(entry)
                 continue
             if entry.sender_key not in (NONE_ID, sender_key):
                 continue
-            (async_ if entry.is_async else sync).append(deref_for(entry.ref, entry.weak))
-        if not sync and not async_:
+            deref = deref_for(entry.ref, entry.weak)
+            if entry.on_commit:
+                later.append(_Later(deref, entry.is_async, entry.on_commit == _ON_COMMIT_ROBUST))
+            else:
+                (async_ if entry.is_async else sync).append(deref)
+        if not sync and not async_ and not later:
             return _NO_PLAN
-        return tuple(sync), tuple(async_)
+        slow: _Slow | tuple[()] = _Slow(tuple(async_), tuple(later)) if async_ or later else ()
+        return tuple(sync), slow
 
     def _remove(self, key: Hashable) -> Any:
         """Remove and return the connection at *key*, or None; caller holds self.lock."""
@@ -515,8 +629,13 @@ class Signal:
         Kept for code written against Django's private method. tocsin's own
         ``send()`` does not call it, so patching it does not observe sends.
         """
-        sync, async_ = self._receivers_of(sender)
-        return _live(sync), _live(async_)
+        sync, slow = self._receivers_of(sender)
+        receivers = _live(sync), _live(slow.async_) if slow else []
+        if slow:
+            for item in slow.later:  # on-commit receivers are receivers too
+                if (r := item.deref()) is not None:
+                    receivers[item.is_async].append(r)
+        return receivers
 
     # -- Django's attributes ---------------------------------------------------------
 
@@ -583,9 +702,16 @@ class Signal:
                 return None
             sender_ref = weakref.ref(sender, self._on_dead)
         key: Hashable = identity if sender_key == NONE_ID else (_SENDER, identity, sender_key)
-        if weak and type(ref) is weakref.ref and sender_key == NONE_ID and not receiver_is_async:
+        later = row.on_commit if type(row) is _OnCommitRow else _NOW
+        if (
+            weak
+            and type(ref) is weakref.ref
+            and sender_key == NONE_ID
+            and not receiver_is_async
+            and not later
+        ):
             return key, ref
-        return key, _Connection(ref, weak, sender_key, sender_ref, bool(receiver_is_async))
+        return key, _Connection(ref, weak, sender_key, sender_ref, bool(receiver_is_async), later)
 
     @property
     def sender_receivers_cache(self) -> dict[Hashable, Plan]:
@@ -607,11 +733,35 @@ def _live(derefs: Iterable[Deref]) -> list[Any]:
     return [r for r in [d() for d in derefs] if r is not None]
 
 
+def _slow_derefs(slow: _Slow) -> Iterator[Deref]:
+    yield from slow.async_
+    for item in slow.later:
+        yield item.deref
+
+
+def _on_commit_mode(on_commit: object, robust: object) -> int:
+    if not isinstance(on_commit, bool):
+        raise TypeError(f"on_commit must be True or False; got {on_commit!r}.")
+    if robust is not None and not isinstance(robust, bool):
+        raise TypeError(f"robust must be True or False; got {robust!r}.")
+    if not on_commit:
+        raise TypeError(
+            "robust= applies only to on_commit=True receivers; to catch the errors "
+            "of ordinary receivers, send with send_robust()."
+        )
+    return _ON_COMMIT_RAISE if robust is False else _ON_COMMIT_ROBUST
+
+
 def _row(key: Hashable, entry: Any) -> ReceiverEntry:
     if type(entry) is not _Connection:
         return ReceiverEntry((key, NONE_ID), entry, None, False)
     identity = key[1] if type(key) is tuple and key and key[0] is _SENDER else key
-    return ReceiverEntry((identity, entry.sender_key), entry.ref, entry.sender_ref, entry.is_async)
+    fields = ((identity, entry.sender_key), entry.ref, entry.sender_ref, entry.is_async)
+    if not entry.on_commit:
+        return ReceiverEntry(*fields)
+    row = _OnCommitRow(*fields)
+    row.on_commit = entry.on_commit
+    return row
 
 
 def _count_senders(registry: dict[Hashable, Any]) -> dict[Hashable, int]:

@@ -1,0 +1,100 @@
+"""Turning the integration on and off for a registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Mapper, Session, registry
+
+from . import _bulk, _m2m, _model, _transactions
+from ._base import ENABLED, Options, UsingName, default_using
+
+
+def _registry_of(target: Any) -> registry:
+    if isinstance(target, registry):
+        return target
+    found = getattr(target, "registry", None) if isinstance(target, type) else None
+    if isinstance(found, registry):
+        return found
+    raise TypeError(
+        "enable_model_signals() takes a declarative base class (a DeclarativeBase "
+        "subclass, or what declarative_base() returns) or a sqlalchemy.orm.registry; "
+        f"got {type(target).__name__} {target!r}."
+    )
+
+
+def _on_mapper_constructed(mapper: Mapper[Any], class_: type) -> None:
+    if mapper.registry in ENABLED:
+        _model.install(mapper)
+
+
+_SESSION_EVENTS = (
+    ("before_flush", _m2m.before_flush),
+    ("after_flush", _m2m.after_flush),
+    ("after_flush", _model.forget_origins_after_flush),
+    ("do_orm_execute", _bulk.do_orm_execute),
+)
+
+
+def _install_globals() -> None:
+    if not event.contains(Mapper, "after_mapper_constructed", _on_mapper_constructed):
+        event.listen(Mapper, "after_mapper_constructed", _on_mapper_constructed)
+        for name, fn in _SESSION_EVENTS:
+            event.listen(Session, name, fn)
+    _transactions.install()
+
+
+def _uninstall_globals() -> None:
+    if event.contains(Mapper, "after_mapper_constructed", _on_mapper_constructed):
+        event.remove(Mapper, "after_mapper_constructed", _on_mapper_constructed)
+        for name, fn in _SESSION_EVENTS:
+            event.remove(Session, name, fn)
+    _transactions.uninstall()
+
+
+def enable_model_signals(target: Any, *, using: UsingName | None = None) -> None:
+    """Make every class mapped by *target* send Django's model signals.
+
+    :param target: a declarative base (``class Base(DeclarativeBase)``, or
+        what ``declarative_base()`` returns) or a ``sqlalchemy.orm.registry``.
+        Classes mapped later by it are included.
+    :param using: ``using(engine) -> str``, the ``using`` argument of the
+        signals; by default the engine's ``logging_name``, else ``"default"``.
+
+    Calling it again for the same target with the same options does nothing;
+    with other options it raises ``ValueError``.
+    """
+    reg = _registry_of(target)
+    if using is not None and not callable(using):
+        raise TypeError(f"using must be a callable engine -> str; got {using!r}.")
+    options = Options(using=using or default_using)
+    current = ENABLED.get(reg)
+    if current is not None:
+        if current != options:
+            raise ValueError(
+                "model signals are already enabled for this registry with other options; "
+                "call disable_model_signals() first."
+            )
+        return
+    ENABLED[reg] = options
+    _install_globals()
+    for mapper in reg.mappers:
+        _model.install(mapper)
+
+
+def disable_model_signals(target: Any) -> bool:
+    """Stop *target*'s classes from sending model signals; returns whether they did."""
+    reg = _registry_of(target)
+    if ENABLED.pop(reg, None) is None:
+        return False
+    for mapper in reg.mappers:
+        _model.uninstall(mapper)
+    if not ENABLED:
+        _uninstall_globals()
+    return True
+
+
+def model_signals_enabled(target: Any) -> bool:
+    """Whether :func:`enable_model_signals` is in effect for *target*."""
+    return _registry_of(target) in ENABLED

@@ -1,0 +1,200 @@
+"""Receivers that run after the surrounding transaction commits.
+
+``signal.connect(receiver, on_commit=True)`` asks for it. When such a receiver
+is reached by a send, tocsin looks for the transaction the send happened in:
+
+1. a scope bound with :func:`bind` in the current context, else
+2. a scope that a *finder* (registered by an integration with
+   :func:`add_scope_finder`) recognises from the send's sender and arguments:
+   ``tocsin.contrib.sqlalchemy`` finds the session of any mapped instance
+   among them.
+
+With a scope, the call is recorded as a :class:`Deferred` (which is the
+receiver's response in ``send()``'s result) and handed to the scope, which
+runs it after the commit, or drops it on rollback. With no scope, there is no
+transaction to wait for, and the receiver is called at once.
+
+tocsin's core knows nothing about databases: a scope is any object with a
+``defer(deferred)`` method (:class:`TransactionScope`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from . import _async
+from ._inspect import describe
+
+if TYPE_CHECKING:
+    from .dispatcher import Signal
+
+__all__ = ["Deferred", "ScopeFinder", "TransactionScope", "add_scope_finder", "bind"]
+
+logger = logging.getLogger("tocsin")
+
+State = Literal["pending", "done", "failed", "dropped"]
+
+
+class Deferred:
+    """One on-commit receiver's call, waiting for its transaction to end.
+
+    It is what ``send()`` returns as that receiver's response. After the
+    commit, :attr:`state` is ``"done"`` (and :attr:`result` holds what the
+    receiver returned) or ``"failed"`` (and :attr:`exception` holds what it
+    raised); after a rollback it is ``"dropped"``.
+    """
+
+    __slots__ = ("exception", "named", "receiver", "result", "robust", "sender", "signal", "state")
+
+    def __init__(
+        self,
+        signal: Signal,
+        receiver: Callable[..., Any],
+        sender: object,
+        named: Mapping[str, Any],
+        robust: bool,
+    ) -> None:
+        self.signal = signal
+        self.receiver = receiver
+        self.sender = sender
+        self.named = dict(named)
+        self.robust = robust
+        self.state: State = "pending"
+        self.result: Any = None
+        self.exception: BaseException | None = None
+
+    def run(self, await_: Callable[[Awaitable[Any]], Any] | None = None) -> None:
+        """Call the receiver now; the scope calls this after the commit.
+
+        An async receiver's coroutine is awaited with *await_* when given (an
+        integration running inside an event loop passes its own), else on a
+        private loop. A failure is logged and kept in :attr:`exception` when
+        the receiver is robust (the default), and raised otherwise.
+        """
+        if self.state != "pending":
+            raise RuntimeError(f"this deferred call has already run or been dropped: {self!r}")
+        try:
+            result = self.receiver(signal=self.signal, sender=self.sender, **self.named)
+            if inspect.isawaitable(result):
+                awaitable = result
+                if await_ is not None:
+                    result = await_(awaitable)
+                else:
+                    result = _async.run_from_sync(lambda: awaitable)
+        except Exception as err:
+            self.state, self.exception = "failed", err
+            if not self.robust:
+                raise
+            logger.error(  # noqa: TRY400 - exc_info is the receiver's error, as in send_robust
+                "Error calling %s in on_commit() (%s)", describe(self.receiver), err, exc_info=err
+            )
+        else:
+            self.state, self.result = "done", result
+
+    def drop(self) -> None:
+        """The transaction rolled back: the receiver will never be called."""
+        if self.state == "pending":
+            self.state = "dropped"
+
+    def __repr__(self) -> str:
+        return f"<Deferred {describe(self.receiver)} {self.state}>"
+
+
+@runtime_checkable
+class TransactionScope(Protocol):
+    """Where on-commit receivers wait: one transaction of some database layer."""
+
+    def defer(self, deferred: Deferred) -> bool:
+        """Keep *deferred* until the transaction ends; run it after a commit
+        (in the order calls were deferred), drop it on rollback.
+
+        Return False when there is no transaction in progress after all: the
+        receiver is then called at once.
+        """
+        ...
+
+
+ScopeFinder = Callable[[object, Mapping[str, Any]], TransactionScope | None]
+
+_bound: contextvars.ContextVar[TransactionScope | None] = contextvars.ContextVar(
+    "tocsin_transaction_scope", default=None
+)
+_finders: list[ScopeFinder] = []
+
+
+@contextlib.contextmanager
+def bind(scope: TransactionScope) -> Iterator[TransactionScope]:
+    """Defer the on-commit receivers of every send in this block to *scope*.
+
+    Bound in a context variable, so it follows the code (threads and asyncio
+    tasks started inside see it only if they copy the context, as tasks do).
+    """
+    if not isinstance(scope, TransactionScope):
+        raise TypeError(
+            f"bind() takes a transaction scope (an object with a defer(deferred) method); "
+            f"got {type(scope).__name__} {scope!r}."
+        )
+    token = _bound.set(scope)
+    try:
+        yield scope
+    finally:
+        _bound.reset(token)
+
+
+def add_scope_finder(finder: ScopeFinder) -> Callable[[], None]:
+    """Register *finder*, called as ``finder(sender, named)`` on sends that
+    reach an on-commit receiver outside :func:`bind`; it returns a scope or None.
+
+    Returns a function that unregisters it. Registering the same finder twice
+    is ignored.
+    """
+    if not callable(finder):
+        raise TypeError(f"add_scope_finder() takes a callable; got {type(finder).__name__}.")
+    if finder not in _finders:
+        _finders.append(finder)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            _finders.remove(finder)
+
+    return remove
+
+
+def find_scope(sender: object, named: Mapping[str, Any]) -> TransactionScope | None:
+    """The scope a send belongs to, or None when it is outside any transaction."""
+    scope = _bound.get()
+    if scope is not None:
+        return scope
+    for finder in list(_finders):
+        scope = finder(sender, named)
+        if scope is not None:
+            return scope
+    return None
+
+
+def run_all(
+    deferred: list[Deferred], await_: Callable[[Awaitable[Any]], Any] | None = None
+) -> None:
+    """Run *deferred* in order; then raise what non-robust receivers raised.
+
+    Every call runs even when an earlier one fails (Django stops at the
+    first failure and loses the rest): one error is raised as it is, several
+    as an ``ExceptionGroup``.
+    """
+    errors: list[Exception] = []
+    for call in deferred:
+        if call.state != "pending":
+            continue
+        try:
+            call.run(await_)
+        except Exception as err:
+            errors.append(err)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExceptionGroup("on-commit receivers failed", errors)
