@@ -45,6 +45,13 @@ def using_of(options: Options, bind: Engine | Connection) -> str:
     return options.using(engine)
 
 
+def listening(signal: Signal, sender: object) -> bool:
+    """Whether *signal* has receivers for *sender*: checked before building
+    the arguments, which costs more than the send itself."""
+    sync, slow = signal._receivers_of(sender)
+    return bool(sync or slow)
+
+
 def send(signal: Signal, sender: object, **named: Any) -> None:
     """``signal.send()`` that also works inside an ``AsyncSession``.
 

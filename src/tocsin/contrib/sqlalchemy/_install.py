@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapper, Session, registry
 
 from . import _bulk, _m2m, _model, _transactions
@@ -14,6 +14,11 @@ from ._base import ENABLED, Options, UsingName, default_using
 def _registry_of(target: Any) -> registry:
     if isinstance(target, registry):
         return target
+    if isinstance(target, type) and inspect(target, raiseerr=False) is not None:
+        raise TypeError(
+            f"{target.__qualname__} is a mapped class; pass its declarative base or "
+            "registry: model signals are turned on for every class a registry maps."
+        )
     found = getattr(target, "registry", None) if isinstance(target, type) else None
     if isinstance(found, registry):
         return found
@@ -30,9 +35,10 @@ def _on_mapper_constructed(mapper: Mapper[Any], class_: type) -> None:
 
 
 _SESSION_EVENTS = (
+    ("before_flush", _model.forget_origins),
     ("before_flush", _m2m.before_flush),
     ("after_flush", _m2m.after_flush),
-    ("after_flush", _model.forget_origins_after_flush),
+    ("after_flush", _model.forget_origins),
     ("do_orm_execute", _bulk.do_orm_execute),
 )
 

@@ -11,11 +11,11 @@ signals follow the flush:
 * ``post_remove`` and ``post_add`` after the flush has written everything.
 
 One change of a pair is reported once, even when both sides of a
-``back_populates`` pair recorded it: from the side the user changed when only
-one side knows (the other collection was not loaded), else from the forward
-side. The forward side is the one whose table the secondary table's first
-foreign-key column refers to, as ``from_model`` comes first in a Django
-through table; ``reverse`` is True for the other side.
+``back_populates`` pair recorded it: from the side the user changed when the
+other side's collection was not loaded, else from the forward side. The
+forward side is the one whose table the secondary table's first foreign-key
+column refers to, as ``from_model`` comes first in a Django through table;
+``reverse`` is True for the other side.
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ _flushes: weakref.WeakKeyDictionary[Session, _Flush] = weakref.WeakKeyDictionary
 _sides: weakref.WeakKeyDictionary[Mapper[Any], tuple[tuple[Relationship, bool], ...]] = (
     weakref.WeakKeyDictionary()
 )
-# What the unit of work itself reads: no loading, pending backref changes included.
-_PASSIVE = PassiveFlag.PASSIVE_NO_INITIALIZE | PassiveFlag.INCLUDE_PENDING_MUTATIONS
+# Load nothing, and leave out a collection that is not loaded: its only
+# changes are those a backref queued from the other side, which reports them.
+_PASSIVE = PassiveFlag.PASSIVE_NO_INITIALIZE
 
 
 def _pk(mapper: Mapper[Any], obj: Any) -> Any:
@@ -110,22 +111,10 @@ def sides_of(mapper: Mapper[Any]) -> tuple[tuple[RelationshipProperty[Any], bool
 
 def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
     _flushes.pop(session, None)
-    states = []
-    for obj in itertools.chain(session.new, session.dirty):
-        state = instance_state(obj)
-        if sides_of(state.mapper) and options_for(state.mapper) is not None:
-            states.append(state)
-    if not states:
+    if not signals.m2m_changed._registry:  # nobody listens to any table
         return
-    flush = _Flush()
-    seen: set[tuple[Any, ...]] = set()
-    # Forward sides first, so that a change both sides know of is theirs.
-    for reverse_pass in (False, True):
-        for state in states:
-            for rel, reverse in sides_of(state.mapper):
-                if reverse is reverse_pass:
-                    _collect(session, flush, seen, state, rel, reverse)
-    if not flush.changes:
+    flush = _changes(session)
+    if flush is None:
         return
     _flushes[session] = flush
     for change in flush.changes:
@@ -134,6 +123,26 @@ def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
     for change in flush.changes:
         if change.added and not change.missing:
             change.send("pre_add", change.added)
+
+
+def _changes(session: Session) -> _Flush | None:
+    """The many-to-many changes this flush will write, each pair once."""
+    states = []
+    for obj in itertools.chain(session.new, session.dirty):
+        state = instance_state(obj)
+        if sides_of(state.mapper) and options_for(state.mapper) is not None:
+            states.append(state)
+    if not states:
+        return None
+    flush = _Flush()
+    seen: set[tuple[Any, ...]] = set()
+    # Forward sides first, so that a change both sides know of is theirs.
+    for reverse_pass in (False, True):
+        for state in states:
+            for rel, reverse in sides_of(state.mapper):
+                if reverse is reverse_pass:
+                    _collect(session, flush, seen, state, rel, reverse)
+    return flush if flush.changes else None
 
 
 def _collect(
@@ -169,10 +178,11 @@ def _collect(
     flush.changes.append(change)
 
 
-def after_insert(state: InstanceState[Any]) -> None:
+def after_insert(instance: Any) -> None:
     """An object was INSERTed: send the pre_add that waited for its key."""
     if not _flushes:
         return
+    state = instance_state(instance)
     session = state.session
     flush = _flushes.get(session) if session is not None else None
     if flush is None or not flush.waiting:

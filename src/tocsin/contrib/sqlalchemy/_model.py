@@ -18,27 +18,30 @@ from sqlalchemy.orm.instrumentation import manager_of_class
 
 from ... import signals
 from . import _m2m
-from ._base import options_for, send, using_of
+from ._base import listening, options_for, send, using_of
 
 # -- init --------------------------------------------------------------------------
 
 
 def _on_init(instance: Any, args: Any, kwargs: Any) -> None:
     # Django sends pre_init(args=, kwargs=); instance= is tocsin's addition.
-    send(signals.pre_init, type(instance), args=args, kwargs=kwargs, instance=instance)
+    if listening(signals.pre_init, type(instance)):
+        send(signals.pre_init, type(instance), args=args, kwargs=kwargs, instance=instance)
 
 
 def _on_load(instance: Any, context: Any) -> None:
     # Django builds loaded rows with __init__, so they send pre_init and
     # post_init; SQLAlchemy does not call __init__, and only post_init has
     # something true to say.
-    send(signals.post_init, type(instance), instance=instance)
+    if listening(signals.post_init, type(instance)):
+        send(signals.post_init, type(instance), instance=instance)
 
 
 def _wrap_init(original: Callable[..., None]) -> Callable[..., None]:
     def init_then_post_init(instance: Any, *args: Any, **kwargs: Any) -> None:
         original(instance, *args, **kwargs)
-        send(signals.post_init, type(instance), instance=instance)
+        if listening(signals.post_init, type(instance)):
+            send(signals.post_init, type(instance), instance=instance)
 
     init_then_post_init._tocsin_original = original  # type: ignore[attr-defined]
     return init_then_post_init
@@ -66,6 +69,8 @@ def _using(mapper: Mapper[Any], connection: Connection) -> str:
 
 
 def _before_insert(mapper: Mapper[Any], connection: Connection, instance: Any) -> None:
+    if not listening(signals.pre_save, mapper.class_):
+        return
     send(
         signals.pre_save,
         mapper.class_,
@@ -77,7 +82,9 @@ def _before_insert(mapper: Mapper[Any], connection: Connection, instance: Any) -
 
 
 def _after_insert(mapper: Mapper[Any], connection: Connection, instance: Any) -> None:
-    _m2m.after_insert(instance_state(instance))
+    _m2m.after_insert(instance)
+    if not listening(signals.post_save, mapper.class_):
+        return
     send(
         signals.post_save,
         mapper.class_,
@@ -93,6 +100,8 @@ def _before_update(mapper: Mapper[Any], connection: Connection, instance: Any) -
     # SQLAlchemy calls this for every "dirty" instance, even one whose columns
     # did not change (a collection did, or a value was set to itself): only an
     # instance that gets an UPDATE is saved.
+    if not listening(signals.pre_save, mapper.class_):
+        return
     fields = changed_fields(mapper, instance_state(instance))
     if fields:
         send(
@@ -108,6 +117,8 @@ def _before_update(mapper: Mapper[Any], connection: Connection, instance: Any) -
 def _after_update(mapper: Mapper[Any], connection: Connection, instance: Any) -> None:
     # The history is still there until the flush ends, and now includes what
     # pre_save receivers changed: update_fields is what was written.
+    if not listening(signals.post_save, mapper.class_):
+        return
     fields = changed_fields(mapper, instance_state(instance))
     if fields:
         send(
@@ -156,7 +167,9 @@ def delete_origins(session: Session) -> dict[InstanceState[Any], Any]:
     return origins
 
 
-def forget_origins_after_flush(session: Session, flush_context: Any) -> None:
+def forget_origins(session: Session, *flush_args: Any) -> None:
+    """Drop a flush's origins: after it, and before the next one (a flush
+    that raised never reaches after_flush)."""
     _origins.pop(session, None)
 
 
@@ -170,7 +183,7 @@ def _origin_of(instance: Any) -> Any:
 
 def _before_delete(mapper: Mapper[Any], connection: Connection, instance: Any) -> None:
     sender = mapper.class_
-    if signals.pre_delete.has_listeners(sender):
+    if listening(signals.pre_delete, sender):
         send(
             signals.pre_delete,
             sender,
@@ -182,7 +195,7 @@ def _before_delete(mapper: Mapper[Any], connection: Connection, instance: Any) -
 
 def _after_delete(mapper: Mapper[Any], connection: Connection, instance: Any) -> None:
     sender = mapper.class_
-    if signals.post_delete.has_listeners(sender):
+    if listening(signals.post_delete, sender):
         send(
             signals.post_delete,
             sender,
