@@ -29,9 +29,7 @@ class Pizza(Base):
     toppings: Mapped[list[Topping]] = relationship(
         secondary=pizza_toppings, back_populates="pizzas"
     )
-    slices: Mapped[list[Slice]] = relationship(
-        back_populates="pizza", cascade="all, delete-orphan"
-    )
+    slices: Mapped[list[Slice]] = relationship(back_populates="pizza", cascade="all, delete-orphan")
 
 
 class Topping(Base):
@@ -39,9 +37,7 @@ class Topping(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50))
-    pizzas: Mapped[list[Pizza]] = relationship(
-        secondary=pizza_toppings, back_populates="toppings"
-    )
+    pizzas: Mapped[list[Pizza]] = relationship(secondary=pizza_toppings, back_populates="toppings")
 
 
 class Slice(Base):
@@ -61,10 +57,10 @@ class Todo(Base):
     kind: Mapped[str] = mapped_column(String(20), default="todo")
     completed_at: Mapped[datetime.datetime | None] = mapped_column(default=None)
 
-    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "todo"}  # noqa: RUF012
+    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "todo"}
 
 
 class UrgentTodo(Todo):
     """Single-table inheritance: tocsin's answer to Django's proxy models."""
 
-    __mapper_args__ = {"polymorphic_identity": "urgent"}  # noqa: RUF012
+    __mapper_args__ = {"polymorphic_identity": "urgent"}

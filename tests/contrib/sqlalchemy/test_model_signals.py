@@ -944,3 +944,9 @@ def test_disabling_one_registry_leaves_the_others_sending(engine: Engine, sent: 
         session.commit()
 
     assert {s.sender for s in sent} == {Pizza}
+
+
+def test_a_mapped_class_is_refused_because_it_would_enable_its_whole_registry() -> None:
+    """enable_model_signals(Pizza) would turn on every class Base maps: say so."""
+    with pytest.raises(TypeError, match="Pizza is a mapped class; pass its declarative base"):
+        enable_model_signals(Pizza)
