@@ -113,6 +113,11 @@ class _OnCommitRow(ReceiverEntry):
 
     on_commit: int
 
+    def _replace(self, /, **fields: Any) -> _OnCommitRow:
+        row = super()._replace(**fields)
+        row.on_commit = self.on_commit
+        return row
+
 
 def _is_dead(entry: Any) -> bool:
     if type(entry) is _Connection:
@@ -191,7 +196,9 @@ class Signal:
         twice is ignored: the first connection wins and keeps its place.
         """
         receiver_is_async = check_receiver(receiver)
-        later = _on_commit_mode(on_commit, robust) if on_commit or robust is not None else _NOW
+        later = _NOW
+        if on_commit is not False or robust is not None:
+            later = _on_commit_mode(on_commit, robust)
         key: Hashable
         if sender is None and not dispatch_uid:  # the common case, inline
             key = make_id(receiver)
@@ -354,14 +361,17 @@ class Signal:
             self._receivers_of(sender), sender, named
         )
         responses: list[tuple[Any, Any]] = []
-        if sync_receivers:
-            call = self._call_robust if robust else self._call_all
-            responses = await _async.run_sync_off_loop(lambda: call(sync_receivers, sender, named))
-            # The worker thread may hold the job a moment longer: let it
-            # hold no receiver, so that a weak one can be collected at once.
-            sync_receivers.clear()
-        if async_receivers:
-            responses.extend(await self._run_async(async_receivers, sender, named, robust))
+        with _dropped_on_failure(deferred):
+            if sync_receivers:
+                call = self._call_robust if robust else self._call_all
+                responses = await _async.run_sync_off_loop(
+                    lambda: call(sync_receivers, sender, named)
+                )
+                # The worker thread may hold the job a moment longer: let it
+                # hold no receiver, so that a weak one can be collected at once.
+                sync_receivers.clear()
+            if async_receivers:
+                responses.extend(await self._run_async(async_receivers, sender, named, robust))
         responses.extend(deferred)
         return responses
 
@@ -406,19 +416,22 @@ class Signal:
         to ``await`` (SQLAlchemy's greenlets) passes its own.
         """
         sync_receivers, async_receivers, deferred = self._gather(plan, sender, named)
-        if async_receivers and await_ is None:
-            method = "send_robust()" if robust else "send()"
-            _async.check_no_running_loop(f"Signal.{method}")
-        if robust:
-            responses = self._call_robust(sync_receivers, sender, named)
-        else:
-            responses = self._call_all(sync_receivers, sender, named)
-        if async_receivers:
+        with _dropped_on_failure(deferred):
+            if async_receivers and await_ is None:
+                method = "send_robust()" if robust else "send()"
+                _async.check_no_running_loop(f"Signal.{method}")
+            if robust:
+                responses = self._call_robust(sync_receivers, sender, named)
+            else:
+                responses = self._call_all(sync_receivers, sender, named)
+            if async_receivers:
 
-            def make() -> Awaitable[list[tuple[Any, Any]]]:
-                return self._run_async(async_receivers, sender, named, robust)
+                def make() -> Awaitable[list[tuple[Any, Any]]]:
+                    return self._run_async(async_receivers, sender, named, robust)
 
-            responses.extend(await_(make()) if await_ is not None else _async.run_from_sync(make))
+                responses.extend(
+                    await_(make()) if await_ is not None else _async.run_from_sync(make)
+                )
         responses.extend(deferred)
         return responses
 
@@ -702,7 +715,7 @@ class Signal:
                 return None
             sender_ref = weakref.ref(sender, self._on_dead)
         key: Hashable = identity if sender_key == NONE_ID else (_SENDER, identity, sender_key)
-        later = row.on_commit if type(row) is _OnCommitRow else _NOW
+        later = getattr(row, "on_commit", _NOW) if type(row) is _OnCommitRow else _NOW
         if (
             weak
             and type(ref) is weakref.ref
@@ -731,6 +744,18 @@ class Signal:
 
 def _live(derefs: Iterable[Deref]) -> list[Any]:
     return [r for r in [d() for d in derefs] if r is not None]
+
+
+@contextlib.contextmanager
+def _dropped_on_failure(deferred: list[tuple[Any, Any]]) -> Iterator[None]:
+    """A send that raises calls none of its on-commit receivers either: the
+    calls it already handed to the transaction are dropped."""
+    try:
+        yield
+    except BaseException:
+        for _receiver, call in deferred:
+            call.drop()
+        raise
 
 
 def _slow_derefs(slow: _Slow) -> Iterator[Deref]:
