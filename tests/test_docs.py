@@ -13,7 +13,10 @@ holding only ``...`` stands for lines left out.
 
 from __future__ import annotations
 
+import importlib.machinery
 import re
+import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -21,7 +24,9 @@ from typing import NamedTuple
 import pytest
 
 import tocsin.signals
-from tocsin import Signal
+from tocsin import Signal, oncommit
+from tocsin.contrib.sqlalchemy import _base as sqlalchemy_base
+from tocsin.contrib.sqlalchemy import disable_model_signals
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -97,24 +102,39 @@ QUOTED = [b for page in PAGES for b in blocks(page) if b.quoted_file is not None
 
 @pytest.fixture
 def builtin_signals_restored() -> Iterator[None]:
-    """Whatever a page connects to the built-in signals is gone after it, even if it fails."""
+    """Whatever a page connects to the built-in signals is gone after it, even if it
+    fails; so are the model signals it enabled and the scope finders it added."""
     signals = [s for s in vars(tocsin.signals).values() if isinstance(s, Signal)]
     saved = [list(s.receivers) for s in signals]
+    enabled = set(sqlalchemy_base.ENABLED)
+    finders = list(oncommit._finders)
     yield
     for signal, receivers in zip(signals, saved, strict=True):
         signal.receivers = receivers
+    for registry in set(sqlalchemy_base.ENABLED) - enabled:
+        disable_model_signals(registry)
+    oncommit._finders[:] = finders
 
 
 @pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
 @pytest.mark.usefixtures("builtin_signals_restored")
 def test_examples_run(page: Path) -> None:
     """Every runnable block of a page runs without error, in order, in one namespace."""
-    namespace: dict[str, object] = {"__name__": "docs." + page.stem}
-    for block in blocks(page):
-        if block.runs:
-            # Pad with newlines so that tracebacks point at the Markdown line.
-            source = "\n" * (block.line - 1) + block.code
-            exec(compile(source, str(page), "exec"), namespace)
+    # A real module, so that what resolves names through sys.modules (SQLAlchemy's
+    # Mapped[...] annotations, dataclasses, pickling) works as in a user's file.
+    module = types.ModuleType("docs." + page.stem)
+    module.__file__ = str(page)
+    module.__spec__ = importlib.machinery.ModuleSpec(module.__name__, None, origin=str(page))
+    sys.modules[module.__name__] = module
+    try:
+        for block in blocks(page):
+            if block.runs:
+                # Pad with newlines so that tracebacks point at the Markdown line.
+                source = "\n" * (block.line - 1) + block.code
+                code = compile(source, str(page), "exec", dont_inherit=True)
+                exec(code, module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
 
 
 @pytest.mark.parametrize("block", QUOTED, ids=[f"{b.page.name}:{b.line}" for b in QUOTED] or None)

@@ -33,7 +33,15 @@ from ._inspect import describe
 if TYPE_CHECKING:
     from .dispatcher import Signal
 
-__all__ = ["Deferred", "ScopeFinder", "TransactionScope", "add_scope_finder", "bind"]
+__all__ = [
+    "Deferred",
+    "ScopeFinder",
+    "TransactionScope",
+    "add_scope_finder",
+    "bind",
+    "find_scope",
+    "run_all",
+]
 
 logger = logging.getLogger("tocsin")
 

@@ -11,8 +11,8 @@ Who sends them:
 
 * the request signals, by the WSGI and ASGI middleware in :mod:`tocsin.contrib.wsgi`
   and :mod:`tocsin.contrib.asgi`;
-* the model signals, by the SQLAlchemy integration (planned; until then, by your
-  own code if you like);
+* the model signals, by :mod:`tocsin.contrib.sqlalchemy` for SQLAlchemy ORM classes
+  (docs/model-signals.md), or by your own code;
 * the auth signals, by the code of your application that logs users in and out,
   with :func:`cleanse_credentials` for what a failed login sends.
 
@@ -93,6 +93,8 @@ pre_init = _signal(
     """Sent at the start of a model's ``__init__``.
 
     sender: the model class. args, kwargs: the arguments passed to ``__init__``.
+    instance: the instance being built (sent by the SQLAlchemy integration; not
+    by Django).
     """,
     use_caching=True,
 )
@@ -148,6 +150,8 @@ m2m_changed = _signal(
     ``"post_clear"``. instance: the instance whose relationship changed. reverse:
     whether it changed from the other side. model: the class of the objects added
     or removed. pk_set: their primary keys (None for clears). using, raw.
+    The SQLAlchemy integration sends the add and remove actions, never the
+    clear ones (docs/model-signals.md).
     """,
     use_caching=True,
 )

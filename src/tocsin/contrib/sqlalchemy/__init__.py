@@ -10,6 +10,8 @@
 
 What is sent, and when, is on docs/model-signals.md; on-commit receivers
 (``post_save.connect(r, sender=Todo, on_commit=True)``) on docs/after-commit.md.
+Importing this module makes on-commit receivers wait for the commit of the
+SQLAlchemy session that a send's arguments belong to.
 Needs the ``sqlalchemy`` extra: ``pip install 'tocsin[sqlalchemy]'``.
 """
 
@@ -28,9 +30,14 @@ if int(_sqlalchemy.__version__.split(".")[0]) < 2:  # pragma: no cover
         f"{_sqlalchemy.__version__} is installed."
     )
 
+from . import _transactions
 from ._base import default_using
 from ._install import disable_model_signals, enable_model_signals, model_signals_enabled
 from ._transactions import SessionScope, bind_session
+
+# On-commit receivers wait for SQLAlchemy sessions as soon as this is imported,
+# whether or not any class sends model signals.
+_transactions.install()
 
 __all__ = [
     "SessionScope",

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapper, Session, registry
 
-from . import _bulk, _m2m, _model, _transactions
+from . import _bulk, _m2m, _model
 from ._base import ENABLED, Options, UsingName, default_using
 
 
@@ -48,7 +48,6 @@ def _install_globals() -> None:
         event.listen(Mapper, "after_mapper_constructed", _on_mapper_constructed)
         for name, fn in _SESSION_EVENTS:
             event.listen(Session, name, fn)
-    _transactions.install()
 
 
 def _uninstall_globals() -> None:
@@ -56,7 +55,6 @@ def _uninstall_globals() -> None:
         event.remove(Mapper, "after_mapper_constructed", _on_mapper_constructed)
         for name, fn in _SESSION_EVENTS:
             event.remove(Session, name, fn)
-    _transactions.uninstall()
 
 
 def enable_model_signals(target: Any, *, using: UsingName | None = None) -> None:

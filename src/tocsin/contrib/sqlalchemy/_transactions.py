@@ -141,21 +141,14 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
             call.drop()
 
 
-_LISTENERS = (("after_commit", _after_commit), ("after_transaction_end", _after_transaction_end))
-_installed: list[Any] = []
-
-
 def install() -> None:
-    """Track session transactions, and find sessions from a send's arguments."""
-    if _installed:
+    """Track session transactions, and find sessions from a send's arguments.
+
+    Done once, when ``tocsin.contrib.sqlalchemy`` is imported, and never
+    undone: a deferred call must not be stranded by turning model signals off.
+    """
+    if event.contains(Session, "after_transaction_end", _after_transaction_end):
         return
-    for name, fn in _LISTENERS:
-        event.listen(Session, name, fn)
-    _installed.append(oncommit.add_scope_finder(find_session_scope))
-
-
-def uninstall() -> None:
-    while _installed:
-        _installed.pop()()
-        for name, fn in _LISTENERS:
-            event.remove(Session, name, fn)
+    event.listen(Session, "after_commit", _after_commit)
+    event.listen(Session, "after_transaction_end", _after_transaction_end)
+    oncommit.add_scope_finder(find_session_scope)
