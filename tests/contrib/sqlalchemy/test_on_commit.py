@@ -23,11 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from tocsin import Signal
-from tocsin.contrib.sqlalchemy import SessionScope, bind_session
+from tocsin.contrib.sqlalchemy import (
+    SessionScope,
+    bind_session,
+    disable_model_signals,
+    enable_model_signals,
+)
 from tocsin.oncommit import Deferred, TransactionScope
 from tocsin.signals import m2m_changed, post_delete, post_save, pre_save
 
-from .models import Pizza, Todo, Topping
+from .models import Base, Pizza, Todo, Topping
 
 # A project's own signal, sent by application code rather than by the ORM.
 todo_completed = Signal()
@@ -883,3 +888,50 @@ def test_send_from_async_code_defers_async_receivers_to_an_instance_s_session(
     assert ran == ["finish"]
     assert deferred.state == "done"
     assert deferred.result == "notified"
+
+
+def test_sessions_are_tracked_without_any_model_signals_enabled(
+    engine: Engine, connect: Connect
+) -> None:
+    """Importing tocsin.contrib.sqlalchemy is enough: on-commit receivers of a
+    project's own signal wait for the session with no registry enabled."""
+    seen: list[list[str]] = []
+
+    def notify(sender: type[Todo], todo: Todo, **kwargs: Any) -> None:
+        seen.append(committed_texts(engine))
+
+    connect(todo_completed, notify, on_commit=True)
+    disable_model_signals(Base)  # the autouse fixture enabled them; enabled again after
+    try:
+        with Session(engine) as session:
+            todo = Todo(text="no model signals")
+            session.add(todo)
+            todo_completed.send(sender=Todo, todo=todo)
+            assert seen == []
+            session.commit()
+    finally:
+        enable_model_signals(Base)
+    assert seen == [["no model signals"]]
+
+
+def test_disabling_model_signals_does_not_strand_a_waiting_call(
+    engine: Engine, connect: Connect
+) -> None:
+    """A call deferred while the model signals were on still runs at the commit."""
+    seen: list[str] = []
+    connect(
+        post_save,
+        lambda sender, instance, **kw: seen.append(instance.text),
+        sender=Todo,
+        on_commit=True,
+        weak=False,
+    )
+    with Session(engine) as session:
+        session.add(Todo(text="saved while enabled"))
+        session.flush()
+        disable_model_signals(Base)
+        try:
+            session.commit()
+        finally:
+            enable_model_signals(Base)
+    assert seen == ["saved while enabled"]
