@@ -3,15 +3,16 @@ signal is sent from inside SQLAlchemy, and the ``using`` name of a bind."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import util as sa_util
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapper, registry
 
-from ...dispatcher import Signal
+from ...dispatcher import Derefs, Signal
 
 try:  # SQLAlchemy 2.1
     await_: Callable[[Any], Any] = sa_util.await_
@@ -30,6 +31,12 @@ def default_using(engine: Engine) -> str:
 @dataclass(frozen=True)
 class Options:
     using: UsingName
+    # engine -> its using name: computed once, as the flush asks for every row
+    names: weakref.WeakKeyDictionary[Engine, str] = field(
+        default_factory=weakref.WeakKeyDictionary, compare=False
+    )
+    # [connection, name] of the last lookup (see _model._using)
+    last: list[Any] = field(default_factory=lambda: [None, None], compare=False)
 
 
 # registry -> options, for every registry whose classes send model signals.
@@ -42,29 +49,43 @@ def options_for(mapper: Mapper[Any]) -> Options | None:
 
 def using_of(options: Options, bind: Engine | Connection) -> str:
     engine = bind.engine if isinstance(bind, Connection) else bind
-    return options.using(engine)
+    name = options.names.get(engine)
+    if name is None:
+        name = options.names[engine] = options.using(engine)
+    return name
 
 
-def listening(signal: Signal, sender: object) -> bool:
-    """Whether *signal* has receivers for *sender*: checked before building
-    the arguments, which costs more than the send itself."""
-    sync, slow = signal._receivers_of(sender)
-    return bool(sync or slow)
+def receivers_of(signal: Signal, sender: object) -> Derefs | None:
+    """*signal*'s plan for *sender*, or None when nobody listens: checked before
+    building the arguments, which costs more than the send itself."""
+    plan = signal._receivers_of(sender)
+    return plan if plan[0] or plan[1] else None
 
 
-def send(signal: Signal, sender: object, **named: Any) -> None:
-    """``signal.send()`` that also works inside an ``AsyncSession``.
+def fire(signal: Signal, plan: Derefs, sender: object, named: dict[str, Any]) -> None:
+    """Send *signal* with *plan* (from :func:`receivers_of`); the responses are
+    not needed. Also works inside an ``AsyncSession``.
 
     An ``AsyncSession`` runs the ORM in a greenlet on the event loop's thread,
     where ``send()`` may not wait for async receivers (the loop is running);
     SQLAlchemy's ``await_`` can, from there.
     """
-    plan = signal._receivers_of(sender)
-    if not plan[1]:
-        if plan[0]:
-            signal.send(sender, **named)
+    sync, slow = plan
+    if slow:
+        await_or_none = await_ if in_greenlet() else None
+        signal._send_slow(sender, named, plan, robust=False, await_=await_or_none)
         return
-    signal._send_slow(sender, named, plan, robust=False, await_=await_ if in_greenlet() else None)
+    # send()'s all-sync path, without building the responses nobody reads.
+    for receiver in [deref() for deref in sync]:
+        if receiver is not None:
+            receiver(signal=signal, sender=sender, **named)
+
+
+def send(signal: Signal, sender: object, **named: Any) -> None:
+    """:func:`fire` for code that is not on a hot path."""
+    plan = receivers_of(signal, sender)
+    if plan is not None:
+        fire(signal, plan, sender, named)
 
 
 def awaiter() -> Callable[[Any], Any] | None:

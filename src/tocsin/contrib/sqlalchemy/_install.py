@@ -35,10 +35,10 @@ def _on_mapper_constructed(mapper: Mapper[Any], class_: type) -> None:
 
 
 _SESSION_EVENTS = (
-    ("before_flush", _model.forget_origins),
+    ("before_flush", _model.forget),
     ("before_flush", _m2m.before_flush),
     ("after_flush", _m2m.after_flush),
-    ("after_flush", _model.forget_origins),
+    ("after_flush", _model.forget),
     ("do_orm_execute", _bulk.do_orm_execute),
 )
 

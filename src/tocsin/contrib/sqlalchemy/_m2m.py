@@ -178,11 +178,10 @@ def _collect(
     flush.changes.append(change)
 
 
-def after_insert(instance: Any) -> None:
+def after_insert(state: InstanceState[Any]) -> None:
     """An object was INSERTed: send the pre_add that waited for its key."""
     if not _flushes:
         return
-    state = instance_state(instance)
     session = state.session
     flush = _flushes.get(session) if session is not None else None
     if flush is None or not flush.waiting:

@@ -17,119 +17,165 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.instrumentation import manager_of_class
 
 from ... import signals
+from ...dispatcher import Signal
 from . import _m2m
-from ._base import listening, options_for, send, using_of
+from ._base import fire, options_for, receivers_of, using_of
+
+# The listeners are registered with raw=True (they get the InstanceState, and
+# SQLAlchemy does not wrap them to look the instance up) and retval=True (it
+# does not wrap them to return EXT_CONTINUE, which these events ignore): on a
+# bulk flush, those wrappers cost as much as the sends.
 
 # -- init --------------------------------------------------------------------------
 
 
-def _on_init(instance: Any, args: Any, kwargs: Any) -> None:
-    # Django sends pre_init(args=, kwargs=); instance= is tocsin's addition.
-    if listening(signals.pre_init, type(instance)):
-        send(signals.pre_init, type(instance), args=args, kwargs=kwargs, instance=instance)
+def _wrap_init(original: Callable[..., None]) -> Callable[..., None]:
+    """The class's own ``__init__``, between pre_init and post_init.
+
+    SQLAlchemy calls it right after its ``init`` event, for the class being
+    instantiated only (a subclass's call of its parent's ``__init__`` does
+    not come here again), so each construction sends each signal once.
+    """
+
+    def init(instance: Any, *args: Any, **kwargs: Any) -> None:
+        cls = type(instance)
+        plan = receivers_of(signals.pre_init, cls)
+        if plan is not None:
+            # Django sends pre_init(args=, kwargs=); instance= is tocsin's addition.
+            fire(
+                signals.pre_init, plan, cls, {"args": args, "kwargs": kwargs, "instance": instance}
+            )
+        original(instance, *args, **kwargs)
+        plan = receivers_of(signals.post_init, cls)
+        if plan is not None:
+            fire(signals.post_init, plan, cls, {"instance": instance})
+
+    init._tocsin_original = original  # type: ignore[attr-defined]
+    return init
 
 
-def _on_load(instance: Any, context: Any) -> None:
+def _on_load(state: InstanceState[Any], context: Any) -> None:
     # Django builds loaded rows with __init__, so they send pre_init and
     # post_init; SQLAlchemy does not call __init__, and only post_init has
     # something true to say.
-    if listening(signals.post_init, type(instance)):
-        send(signals.post_init, type(instance), instance=instance)
-
-
-def _wrap_init(original: Callable[..., None]) -> Callable[..., None]:
-    def init_then_post_init(instance: Any, *args: Any, **kwargs: Any) -> None:
-        original(instance, *args, **kwargs)
-        if listening(signals.post_init, type(instance)):
-            send(signals.post_init, type(instance), instance=instance)
-
-    init_then_post_init._tocsin_original = original  # type: ignore[attr-defined]
-    return init_then_post_init
+    cls = state.class_
+    plan = receivers_of(signals.post_init, cls)
+    if plan is not None:
+        fire(signals.post_init, plan, cls, {"instance": state.obj()})
 
 
 # -- save --------------------------------------------------------------------------
 
-
 _column_keys: weakref.WeakKeyDictionary[Mapper[Any], frozenset[str]] = weakref.WeakKeyDictionary()
+# state -> update_fields, from before_update to after_update of one flush. A
+# plain dict, for speed: what a failed flush leaves is dropped by forget().
+_written: dict[InstanceState[Any], frozenset[str]] = {}
 
 
 def changed_fields(mapper: Mapper[Any], state: InstanceState[Any]) -> frozenset[str]:
-    """The names of the column attributes whose value will be written by an UPDATE."""
+    """The names of the column attributes whose value an UPDATE will write.
+
+    The test the unit of work itself makes: an attribute that was set (it is
+    in ``committed_state``) to a value that is not equal to the old one.
+    """
+    committed = state.committed_state
+    if not committed:
+        return _NOTHING
     keys = _column_keys.get(mapper)
     if keys is None:
         keys = _column_keys[mapper] = frozenset(p.key for p in mapper.column_attrs)
-    touched = keys.difference(state.unmodified)  # set and not yet flushed
-    return frozenset(k for k in touched if state.attrs[k].history.has_changes())
+    manager, values = state.manager, state.dict
+    return frozenset(
+        key
+        for key in keys.intersection(committed)
+        if manager[key].impl.is_equal(values.get(key), committed[key]) is not True
+    )
+
+
+_NOTHING: frozenset[str] = frozenset()
 
 
 def _using(mapper: Mapper[Any], connection: Connection) -> str:
     options = options_for(mapper)
     assert options is not None
-    return using_of(options, connection)
+    last = options.last
+    if last[0] is connection:  # a flush asks once per row, on one connection
+        return last[1]  # type: ignore[no-any-return]
+    name = using_of(options, connection)
+    last[:] = connection, name
+    return name
 
 
-def _before_insert(mapper: Mapper[Any], connection: Connection, instance: Any) -> None:
-    if not listening(signals.pre_save, mapper.class_):
-        return
-    send(
-        signals.pre_save,
-        mapper.class_,
-        instance=instance,
-        raw=False,
-        using=_using(mapper, connection),
-        update_fields=None,
-    )
+def _before_insert(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
+    cls = mapper.class_
+    plan = receivers_of(signals.pre_save, cls)
+    if plan is not None:
+        named = {
+            "instance": state.obj(),
+            "raw": False,
+            "using": _using(mapper, connection),
+            "update_fields": None,
+        }
+        fire(signals.pre_save, plan, cls, named)
 
 
-def _after_insert(mapper: Mapper[Any], connection: Connection, instance: Any) -> None:
-    _m2m.after_insert(instance)
-    if not listening(signals.post_save, mapper.class_):
-        return
-    send(
-        signals.post_save,
-        mapper.class_,
-        instance=instance,
-        created=True,
-        raw=False,
-        using=_using(mapper, connection),
-        update_fields=None,
-    )
+def _after_insert(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
+    _m2m.after_insert(state)
+    cls = mapper.class_
+    plan = receivers_of(signals.post_save, cls)
+    if plan is not None:
+        named = {
+            "instance": state.obj(),
+            "created": True,
+            "raw": False,
+            "using": _using(mapper, connection),
+            "update_fields": None,
+        }
+        fire(signals.post_save, plan, cls, named)
 
 
-def _before_update(mapper: Mapper[Any], connection: Connection, instance: Any) -> None:
+def _before_update(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
     # SQLAlchemy calls this for every "dirty" instance, even one whose columns
     # did not change (a collection did, or a value was set to itself): only an
     # instance that gets an UPDATE is saved.
-    if not listening(signals.pre_save, mapper.class_):
+    cls = mapper.class_
+    pre = receivers_of(signals.pre_save, cls)
+    if pre is None and receivers_of(signals.post_save, cls) is None:
         return
-    fields = changed_fields(mapper, instance_state(instance))
-    if fields:
-        send(
-            signals.pre_save,
-            mapper.class_,
-            instance=instance,
-            raw=False,
-            using=_using(mapper, connection),
-            update_fields=fields,
-        )
+    fields = changed_fields(mapper, state)
+    if not fields:
+        return
+    if pre is not None:
+        committed, values = state.committed_state, state.dict
+        before = len(committed), [values.get(key) for key in fields]
+        named = {
+            "instance": state.obj(),
+            "raw": False,
+            "using": _using(mapper, connection),
+            "update_fields": fields,
+        }
+        fire(signals.pre_save, pre, cls, named)
+        # What pre_save receivers changed is written too: post_save says so.
+        if before != (len(committed), [values.get(key) for key in fields]):
+            fields = changed_fields(mapper, state)
+    _written[state] = fields
 
 
-def _after_update(mapper: Mapper[Any], connection: Connection, instance: Any) -> None:
-    # The history is still there until the flush ends, and now includes what
-    # pre_save receivers changed: update_fields is what was written.
-    if not listening(signals.post_save, mapper.class_):
+def _after_update(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
+    fields = _written.pop(state, None)
+    if fields is None:
         return
-    fields = changed_fields(mapper, instance_state(instance))
-    if fields:
-        send(
-            signals.post_save,
-            mapper.class_,
-            instance=instance,
-            created=False,
-            raw=False,
-            using=_using(mapper, connection),
-            update_fields=fields,
-        )
+    cls = mapper.class_
+    plan = receivers_of(signals.post_save, cls)
+    if plan is not None:
+        named = {
+            "instance": state.obj(),
+            "created": False,
+            "raw": False,
+            "using": _using(mapper, connection),
+            "update_fields": fields,
+        }
+        fire(signals.post_save, plan, cls, named)
 
 
 # -- delete ------------------------------------------------------------------------
@@ -167,10 +213,14 @@ def delete_origins(session: Session) -> dict[InstanceState[Any], Any]:
     return origins
 
 
-def forget_origins(session: Session, *flush_args: Any) -> None:
-    """Drop a flush's origins: after it, and before the next one (a flush
+def forget(session: Session, *flush_args: Any) -> None:
+    """Drop what a flush kept: after it, and before the next one (a flush
     that raised never reaches after_flush)."""
     _origins.pop(session, None)
+    if _written:
+        key = session.hash_key
+        for state in [s for s in _written if s.session_id == key]:
+            del _written[state]
 
 
 def _origin_of(instance: Any) -> Any:
@@ -181,28 +231,27 @@ def _origin_of(instance: Any) -> Any:
     return delete_origins(session).get(state, instance)
 
 
-def _before_delete(mapper: Mapper[Any], connection: Connection, instance: Any) -> None:
-    sender = mapper.class_
-    if listening(signals.pre_delete, sender):
-        send(
-            signals.pre_delete,
-            sender,
-            instance=instance,
-            using=_using(mapper, connection),
-            origin=_origin_of(instance),
-        )
+def _send_delete(
+    signal: Signal, mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]
+) -> None:
+    cls = mapper.class_
+    plan = receivers_of(signal, cls)
+    if plan is not None:
+        instance = state.obj()
+        named = {
+            "instance": instance,
+            "using": _using(mapper, connection),
+            "origin": _origin_of(instance),
+        }
+        fire(signal, plan, cls, named)
 
 
-def _after_delete(mapper: Mapper[Any], connection: Connection, instance: Any) -> None:
-    sender = mapper.class_
-    if listening(signals.post_delete, sender):
-        send(
-            signals.post_delete,
-            sender,
-            instance=instance,
-            using=_using(mapper, connection),
-            origin=_origin_of(instance),
-        )
+def _before_delete(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
+    _send_delete(signals.pre_delete, mapper, connection, state)
+
+
+def _after_delete(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
+    _send_delete(signals.post_delete, mapper, connection, state)
 
 
 # -- installing --------------------------------------------------------------------
@@ -215,14 +264,13 @@ MAPPER_EVENTS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("before_delete", _before_delete),
     ("after_delete", _after_delete),
     ("load", _on_load),
-    ("init", _on_init),
 )
 
 
 def install(mapper: Mapper[Any]) -> None:
     for name, fn in MAPPER_EVENTS:
         if not event.contains(mapper, name, fn):
-            event.listen(mapper, name, fn)
+            event.listen(mapper, name, fn, raw=True, retval=True)
     manager = manager_of_class(mapper.class_)
     original = manager.original_init
     if original is not None and not hasattr(original, "_tocsin_original"):
