@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, SupportsIndex, TypeVar, overload
 
-from . import _async, oncommit
+from . import _async, diagnostics, oncommit
 from ._inspect import check_receiver, describe, is_bound_method
 from ._refs import NONE_ID, Deref, WeakMethodRef, deref_for, make_id
 
@@ -74,7 +74,7 @@ _NO_PLAN: Plan = ()
 class _Connection:
     """A connection that is not the common case (see the module docstring)."""
 
-    __slots__ = ("is_async", "on_commit", "ref", "sender_key", "sender_ref", "weak")
+    __slots__ = ("is_async", "on_commit", "priority", "ref", "sender_key", "sender_ref", "weak")
 
     def __init__(
         self,
@@ -84,6 +84,7 @@ class _Connection:
         sender_ref: weakref.ref[Any] | None,
         is_async: bool,
         on_commit: int = _NOW,
+        priority: int = 0,
     ) -> None:
         self.ref = ref
         self.weak = weak
@@ -91,6 +92,7 @@ class _Connection:
         self.sender_ref = sender_ref
         self.is_async = is_async
         self.on_commit = on_commit
+        self.priority = priority
 
     def is_dead(self) -> bool:
         if self.weak and self.ref() is None:
@@ -107,16 +109,22 @@ class ReceiverEntry(NamedTuple):
     is_async: bool
 
 
-class _OnCommitRow(ReceiverEntry):
-    """A row of an on-commit connection: Django's layout, plus the mode, so
-    that assigning saved rows back to ``receivers`` keeps it."""
+class _ExtendedRow(ReceiverEntry):
+    """A row of a connection with tocsin's options (``on_commit``, ``priority``):
+    Django's layout, plus the options, so that assigning saved rows back to
+    ``receivers`` keeps them."""
 
     on_commit: int
+    priority: int
 
-    def _replace(self, /, **fields: Any) -> _OnCommitRow:
+    def _replace(self, /, **fields: Any) -> _ExtendedRow:
         row = super()._replace(**fields)
-        row.on_commit = self.on_commit
+        row.on_commit, row.priority = self.on_commit, self.priority
         return row
+
+
+# Every Signal alive, for tocsin.introspect and the command line.
+_every_signal: weakref.WeakSet[Signal] = weakref.WeakSet()
 
 
 def _is_dead(entry: Any) -> bool:
@@ -136,6 +144,7 @@ class Signal:
 
     def __init__(self, use_caching: bool = False) -> None:
         self.use_caching = use_caching
+        _every_signal.add(self)  # for tocsin.introspect
         # Reentrant, unlike Django's Lock: code that holds ``signal.lock``
         # (as some Django add-ons do) may still read or assign ``receivers``.
         self.lock = threading.RLock()
@@ -170,6 +179,7 @@ class Signal:
         *,
         on_commit: bool = False,
         robust: bool | None = None,
+        priority: int = 0,
     ) -> None:
         """Connect *receiver* so that it is called when this signal is sent.
 
@@ -191,6 +201,9 @@ class Signal:
             :mod:`tocsin.oncommit` and docs/after-commit.md.
         :param robust: for an ``on_commit`` receiver: log its failures after
             the commit (True, the default) or raise them from the commit.
+        :param priority: (tocsin only) receivers with a higher priority are
+            called first; equal priorities (all are 0 by default) keep
+            connection order. Sync receivers still come before async ones.
 
         Connecting the same receiver (or ``dispatch_uid``) to the same sender
         twice is ignored: the first connection wins and keeps its place.
@@ -199,6 +212,8 @@ class Signal:
         later = _NOW
         if on_commit is not False or robust is not None:
             later = _on_commit_mode(on_commit, robust)
+        if priority != 0 or type(priority) is not int:
+            _check_priority(priority)
         key: Hashable
         if sender is None and not dispatch_uid:  # the common case, inline
             key = make_id(receiver)
@@ -206,7 +221,7 @@ class Signal:
             key = self._lookup_key(receiver, sender, dispatch_uid)
         ref: Any = receiver
         if weak:
-            ref = self._weak_ref(receiver)
+            ref = self._weak_ref(receiver, watch=True)
         sender_ref = None
         if sender is not None:
             # As in Django, a sender that cannot be weakly referenced is
@@ -219,12 +234,15 @@ class Signal:
             and sender is None
             and not receiver_is_async
             and not later
+            and not priority
             and type(ref) is weakref.ref
         ):
             entry = ref  # the compact common case
         else:
             sender_key = NONE_ID if sender is None else make_id(sender)
-            entry = _Connection(ref, bool(weak), sender_key, sender_ref, receiver_is_async, later)
+            entry = _Connection(
+                ref, bool(weak), sender_key, sender_ref, receiver_is_async, later, priority
+            )
         replaced = None
         with self.lock:
             purged = self._clear_dead_receivers() if self._dead_receivers else None
@@ -357,9 +375,12 @@ class Signal:
     async def _asend(
         self, sender: object, named: dict[str, Any], robust: bool
     ) -> list[tuple[Any, Any]]:
-        sync_receivers, async_receivers, deferred = self._gather(
-            self._receivers_of(sender), sender, named
-        )
+        return await self._asend_plan(self._receivers_of(sender), sender, named, robust)
+
+    async def _asend_plan(
+        self, plan: Derefs, sender: object, named: dict[str, Any], robust: bool
+    ) -> list[tuple[Any, Any]]:
+        sync_receivers, async_receivers, deferred = self._gather(plan, sender, named)
         responses: list[tuple[Any, Any]] = []
         with _dropped_on_failure(deferred):
             if sync_receivers:
@@ -481,6 +502,7 @@ class Signal:
     def _log_robust_failure(self, receiver: Any, err: Exception) -> None:
         # Django's message, word for word, but a receiver without a
         # __qualname__ (a partial, a callable object) is named, not fatal.
+        receiver = getattr(receiver, "_tocsin_traced", receiver)  # see tracing.py
         name = getattr(receiver, "__qualname__", None)
         logger.error(
             "Error calling %s in Signal.send_robust() (%s)",
@@ -536,7 +558,11 @@ class Signal:
         sync: list[Deref] = []
         async_: list[Deref] = []
         later: list[_Later] = []
-        for entry in self._registry.values():
+        entries: Iterable[Any] = self._registry.values()
+        if any(type(e) is _Connection and e.priority for e in entries):
+            # A stable sort: equal priorities keep connection order.
+            entries = sorted(entries, key=_priority, reverse=True)
+        for entry in entries:
             if type(entry) is not _Connection:
                 sync.append(entry)
                 continue
@@ -624,10 +650,12 @@ class Signal:
             return identity
         return (_SENDER, identity, make_id(sender))
 
-    def _weak_ref(self, receiver: Callable[..., Any]) -> Any:
+    def _weak_ref(self, receiver: Callable[..., Any], *, watch: bool = False) -> Any:
         try:
             if is_bound_method(receiver):
                 return WeakMethodRef(receiver, self._on_dead)
+            if watch and diagnostics._switch.on and diagnostics.ephemeral(receiver):
+                return weakref.ref(receiver, diagnostics.watch(receiver, self._on_dead))
             return weakref.ref(receiver, self._on_dead)
         except TypeError:
             raise TypeError(
@@ -715,16 +743,21 @@ class Signal:
                 return None
             sender_ref = weakref.ref(sender, self._on_dead)
         key: Hashable = identity if sender_key == NONE_ID else (_SENDER, identity, sender_key)
-        later = getattr(row, "on_commit", _NOW) if type(row) is _OnCommitRow else _NOW
+        later, priority = _NOW, 0
+        if type(row) is _ExtendedRow:
+            later, priority = getattr(row, "on_commit", _NOW), getattr(row, "priority", 0)
         if (
             weak
             and type(ref) is weakref.ref
             and sender_key == NONE_ID
             and not receiver_is_async
             and not later
+            and not priority
         ):
             return key, ref
-        return key, _Connection(ref, weak, sender_key, sender_ref, bool(receiver_is_async), later)
+        return key, _Connection(
+            ref, weak, sender_key, sender_ref, bool(receiver_is_async), later, priority
+        )
 
     @property
     def sender_receivers_cache(self) -> dict[Hashable, Plan]:
@@ -764,6 +797,17 @@ def _slow_derefs(slow: _Slow) -> Iterator[Deref]:
         yield item.deref
 
 
+def _priority(entry: Any) -> int:
+    return entry.priority if type(entry) is _Connection else 0
+
+
+def _check_priority(priority: object) -> None:
+    if type(priority) is not int:
+        raise TypeError(
+            f"priority must be an int (higher runs first, 0 by default); got {priority!r}."
+        )
+
+
 def _on_commit_mode(on_commit: object, robust: object) -> int:
     if not isinstance(on_commit, bool):
         raise TypeError(f"on_commit must be True or False; got {on_commit!r}.")
@@ -782,10 +826,10 @@ def _row(key: Hashable, entry: Any) -> ReceiverEntry:
         return ReceiverEntry((key, NONE_ID), entry, None, False)
     identity = key[1] if type(key) is tuple and key and key[0] is _SENDER else key
     fields = ((identity, entry.sender_key), entry.ref, entry.sender_ref, entry.is_async)
-    if not entry.on_commit:
+    if not entry.on_commit and not entry.priority:
         return ReceiverEntry(*fields)
-    row = _OnCommitRow(*fields)
-    row.on_commit = entry.on_commit
+    row = _ExtendedRow(*fields)
+    row.on_commit, row.priority = entry.on_commit, entry.priority
     return row
 
 

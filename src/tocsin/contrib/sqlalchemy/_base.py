@@ -12,6 +12,7 @@ from sqlalchemy import util as sa_util
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapper, registry
 
+from ... import tracing
 from ...dispatcher import Derefs, Signal
 
 try:  # SQLAlchemy 2.1
@@ -71,9 +72,12 @@ def fire(signal: Signal, plan: Derefs, sender: object, named: dict[str, Any]) ->
     SQLAlchemy's ``await_`` can, from there.
     """
     sync, slow = plan
-    if slow:
+    if slow or tracing._subscribed.tracers:
         await_or_none = await_ if in_greenlet() else None
-        signal._send_slow(sender, named, plan, robust=False, await_=await_or_none)
+        if tracing._subscribed.tracers:
+            tracing.dispatch(signal, sender, named, "send", await_or_none)
+        else:
+            signal._send_slow(sender, named, plan, robust=False, await_=await_or_none)
         return
     # send()'s all-sync path, without building the responses nobody reads.
     for receiver in [deref() for deref in sync]:
