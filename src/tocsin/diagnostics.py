@@ -78,26 +78,46 @@ def ephemeral(receiver: object) -> bool:
 def _connect_site() -> str:
     """file:line of the first caller outside tocsin."""
     frame: FrameType | None = sys._getframe(1)
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        _PACKAGE + os.sep
+    ):
         frame = frame.f_back
     if frame is None:
         return "an unknown place"
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
-def watch(receiver: object, on_dead: Callable[[Any], object]) -> Callable[[Any], object]:
-    """The weak-reference callback for *receiver*: *on_dead*, then the warning."""
-    name, site = describe(receiver), _connect_site()
+class _Watch:
+    """The weak-reference callback of a watched receiver: the signal's own
+    callback, then the warning."""
 
-    def lost(reference: weakref.ref[Any]) -> None:
-        on_dead(reference)
+    __slots__ = ("name", "on_dead", "site")
+
+    def __init__(self, name: str, site: str, on_dead: Callable[[Any], object]) -> None:
+        self.name, self.site, self.on_dead = name, site, on_dead
+
+    def __call__(self, reference: weakref.ref[Any]) -> None:
+        self.on_dead(reference)
         warnings.warn(
             LostReceiverWarning(
-                f"receiver {name}, connected weakly at {site}, was garbage collected: "
-                f"its signal no longer calls it. Keep a reference to it, or connect it "
-                f"with weak=False."
+                f"receiver {self.name}, connected weakly at {self.site}, was garbage "
+                f"collected: its signal no longer calls it. Keep a reference to it, or "
+                f"connect it with weak=False."
             ),
             stacklevel=2,
         )
 
-    return lost
+    def rewatch(self, on_dead: Callable[[Any], object]) -> _Watch:
+        """The same watch, for a new weak reference (rows assigned back to a signal)."""
+        return _Watch(self.name, self.site, on_dead)
+
+
+def watch(receiver: object, on_dead: Callable[[Any], object]) -> _Watch:
+    """The weak-reference callback for *receiver*: *on_dead*, then the warning."""
+    return _Watch(describe(receiver), _connect_site(), on_dead)
+
+
+def watched_by(reference: weakref.ref[Any]) -> _Watch | None:
+    """The watch on *reference*, if the diagnostic watches it."""
+    callback = reference.__callback__
+    return callback if type(callback) is _Watch else None

@@ -23,7 +23,9 @@ versions, and removing the last one puts the originals back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -31,6 +33,7 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from . import _async
 from .dispatcher import Derefs, Signal, _Later, _Slow
 
 __all__ = ["ReceiverCall", "SendEvent", "Tracer", "add_tracer", "subscribe", "tracing_active"]
@@ -62,6 +65,8 @@ class SendEvent:
     exception: BaseException | None = None
     """What the send raised, if it raised."""
     duration: float = 0.0
+    # Deferred on-commit receivers, reported after the receivers called now.
+    _deferred: list[ReceiverCall] = field(default_factory=list, repr=False)
 
 
 class Tracer:
@@ -233,6 +238,8 @@ def _tracing(event: SendEvent) -> Iterator[None]:
             raise
         finally:
             event.duration = time.perf_counter() - started
+            if event._deferred:
+                event.calls.extend(event._deferred)
 
 
 # -- receivers wrapped for one send --------------------------------------------------
@@ -251,6 +258,10 @@ class _Traced:
     def _tocsin_traced(self) -> Callable[..., Any]:
         """The receiver itself, for the dispatcher's error messages."""
         return self.receiver
+
+    def deferred(self, call: Any) -> None:
+        """The dispatcher deferred this on-commit receiver: report its Deferred."""
+        self.event._deferred.append(ReceiverCall(self.receiver, response=call))
 
     def _enter(self, stack: ExitStack) -> ReceiverCall:
         call = ReceiverCall(self.receiver)
@@ -282,6 +293,18 @@ class _TracedAsync(_Traced):
         return self._run(named)
 
     async def _run(self, named: dict[str, Any]) -> Any:
+        # The receivers of one send share a context; tracers' context managers
+        # (an OpenTelemetry span made current, say) would then see each other.
+        # Each traced receiver gets a context of its own, and what the receiver
+        # itself sets is copied back, as it would be without tracing.
+        context = contextvars.copy_context()
+        task = asyncio.get_running_loop().create_task(self._call(named), context=context)
+        try:
+            return await task
+        finally:
+            _async.restore_context(context)
+
+    async def _call(self, named: dict[str, Any]) -> Any:
         with ExitStack() as stack:
             call = self._enter(stack)
             started = time.perf_counter()
@@ -309,10 +332,13 @@ def _wrap(plan: Derefs, event: SendEvent) -> Derefs:
     wrapped_sync = tuple(_wrapping(d, _Traced, event) for d in sync)
     if not slow:
         return wrapped_sync, ()
-    # On-commit receivers are not wrapped: their call happens after the send,
-    # and they are reported there as the Deferred each returns.
+    # An on-commit receiver called at once is traced like the others; one that
+    # is deferred is reported with its Deferred (its later run is not traced).
     async_ = tuple(_wrapping(d, _TracedAsync, event) for d in slow.async_)
-    later = tuple(_Later(item.deref, item.is_async, item.robust) for item in slow.later)
+    later = tuple(
+        _Later(_wrapping(item.deref, _TracedAsync if item.is_async else _Traced, event), *item[1:])
+        for item in slow.later
+    )
     return wrapped_sync, _Slow(async_, later)
 
 

@@ -60,7 +60,8 @@ def receivers_of(signal: Signal, sender: object) -> Derefs | None:
     """*signal*'s plan for *sender*, or None when nobody listens: checked before
     building the arguments, which costs more than the send itself."""
     plan = signal._receivers_of(sender)
-    return plan if plan[0] or plan[1] else None
+    # Tracers hear of every send, also of one that nobody receives.
+    return plan if plan[0] or plan[1] or tracing._subscribed.tracers else None
 
 
 def fire(signal: Signal, plan: Derefs, sender: object, named: dict[str, Any]) -> None:
