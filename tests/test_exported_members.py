@@ -17,7 +17,9 @@ def test_all_names_are_exported() -> None:
         "AsyncReceiversInLoopError",
         "Signal",
         "TocsinError",
+        "TypedSignal",
         "receiver",
+        "typed_signal",
     ]
     for name in tocsin.__all__:
         assert getattr(tocsin, name).__module__ == "tocsin"

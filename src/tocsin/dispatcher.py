@@ -26,11 +26,18 @@ import logging
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
-from typing import Any, NamedTuple, SupportsIndex, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, SupportsIndex, TypeVar, overload
 
 from . import _async, diagnostics, oncommit
 from ._inspect import check_receiver, describe, is_bound_method
 from ._refs import NONE_ID, Deref, WeakMethodRef, deref_for, make_id
+
+if TYPE_CHECKING:
+    from typing import ParamSpec
+
+    from .typed import ReceiverDecorator, TypedSignal
+
+    _P = ParamSpec("_P")
 
 __all__ = ["Signal", "receiver"]
 
@@ -492,8 +499,13 @@ class Signal:
         responses: list[tuple[Any, Any]] = []
         for receiver, item in live:
             if scope is not None:
-                call = oncommit.Deferred(self, receiver, sender, named, item.robust)
+                # Under tracing, the receiver is wrapped (see tracing.py): the
+                # Deferred must hold the receiver itself, and the trace hears of it.
+                original: Any = getattr(receiver, "_tocsin_traced", receiver)
+                call = oncommit.Deferred(self, original, sender, named, item.robust)
                 if scope.defer(call):
+                    if original is not receiver:
+                        receiver.deferred(call)
                     responses.append((receiver, call))
                     continue
             (async_receivers if item.is_async else sync_receivers).append(receiver)
@@ -736,7 +748,11 @@ class Signal:
             receiver = ref()
             if receiver is None:
                 return None
-            ref = self._weak_ref(receiver)
+            watched = diagnostics.watched_by(ref)
+            if watched is not None:  # keep the lost-receiver diagnostic's watch
+                ref = weakref.ref(receiver, watched.rewatch(self._on_dead))
+            else:
+                ref = self._weak_ref(receiver)
         if sender_ref is not None:
             sender = sender_ref()
             if sender is None:
@@ -910,6 +926,33 @@ class _ReceiverList(list[ReceiverEntry]):
         return self
 
 
+# For type checkers: @receiver(typed_signal) checks the function against the
+# signal's arguments (see tocsin.typed); any other signal, or a list, is not.
+# The first overload wins for a TypedSignal, which is a Signal too; both spell
+# out connect()'s options, so that a wrong one is an error rather than a
+# silent fall back to the unchecked overload.
+@overload
+def receiver(  # type: ignore[overload-overlap]
+    signal: TypedSignal[_P],
+    *,
+    sender: object = ...,
+    weak: bool = ...,
+    dispatch_uid: Hashable = ...,
+    on_commit: bool = ...,
+    robust: bool | None = ...,
+    priority: int = ...,
+) -> ReceiverDecorator[_P]: ...
+@overload
+def receiver(
+    signal: Signal | Sequence[Signal],
+    *,
+    sender: object = ...,
+    weak: bool = ...,
+    dispatch_uid: Hashable = ...,
+    on_commit: bool = ...,
+    robust: bool | None = ...,
+    priority: int = ...,
+) -> Callable[[R], R]: ...
 def receiver(signal: Signal | Sequence[Signal], **kwargs: Any) -> Callable[[R], R]:
     """Decorator that connects the decorated function to one or more signals.
 
