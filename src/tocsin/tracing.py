@@ -33,7 +33,6 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import _async
 from .dispatcher import Derefs, Signal, _Later, _Slow
 
 __all__ = ["ReceiverCall", "SendEvent", "Tracer", "add_tracer", "subscribe", "tracing_active"]
@@ -67,6 +66,8 @@ class SendEvent:
     duration: float = 0.0
     # Deferred on-commit receivers, reported after the receivers called now.
     _deferred: list[ReceiverCall] = field(default_factory=list, repr=False)
+    # The tracers subscribed when the send began: they, and only they, see it all.
+    _tracers: tuple[Tracer, ...] = field(default=(), repr=False)
 
 
 class Tracer:
@@ -226,8 +227,9 @@ async def adispatch(
 @contextlib.contextmanager
 def _tracing(event: SendEvent) -> Iterator[None]:
     started = time.perf_counter()
+    event._tracers = _subscribed.tracers
     with ExitStack() as stack:
-        for tracer in _subscribed.tracers:
+        for tracer in event._tracers:
             manager = tracer.trace_send(event)
             if manager is not None:
                 stack.enter_context(manager)
@@ -265,7 +267,7 @@ class _Traced:
 
     def _enter(self, stack: ExitStack) -> ReceiverCall:
         call = ReceiverCall(self.receiver)
-        for tracer in _subscribed.tracers:
+        for tracer in self.event._tracers:
             manager = tracer.trace_receiver(self.event, self.receiver)
             if manager is not None:
                 stack.enter_context(manager)
@@ -297,12 +299,17 @@ class _TracedAsync(_Traced):
         # (an OpenTelemetry span made current, say) would then see each other.
         # Each traced receiver gets a context of its own, and what the receiver
         # itself sets is copied back, as it would be without tracing.
-        context = contextvars.copy_context()
+        before = contextvars.copy_context()
+        context = before.copy()
         task = asyncio.get_running_loop().create_task(self._call(named), context=context)
         try:
             return await task
         finally:
-            _async.restore_context(context)
+            # Only what this receiver changed: copying all of its context back
+            # would undo what a receiver that finished first set.
+            for var, value in context.items():
+                if before.get(var, _MISSING) is not value:
+                    var.set(value)
 
     async def _call(self, named: dict[str, Any]) -> Any:
         with ExitStack() as stack:
@@ -317,6 +324,9 @@ class _TracedAsync(_Traced):
                 call.duration = time.perf_counter() - started
                 self.event.calls.append(call)
             return call.response
+
+
+_MISSING = object()
 
 
 def _wrapping(deref: Callable[[], Any], kind: type[_Traced], event: SendEvent) -> Callable[[], Any]:
