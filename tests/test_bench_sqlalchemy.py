@@ -2,13 +2,17 @@
 database, variant and phase.
 
 No timing is asserted: ``--quick`` numbers are noise. The script checks, untimed,
-that each variant sends what it should (``plain`` nothing), and fails otherwise;
-SQLite (in memory and in a temporary file) is all it needs.
+that each variant sends what it should (``plain`` and ``events`` nothing) and that
+SQLAlchemy calls the ``events`` variant's listeners as often as it should, and fails
+otherwise. SQLite (in memory and in a temporary file) is all it needs; PostgreSQL
+(TOCSIN_POSTGRES_URL, as in tests/contrib/sqlalchemy) is checked when the server can
+be reached, and otherwise the script must say it left it out.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,20 +22,50 @@ import pytest
 
 pytest.importorskip("sqlalchemy")
 
+from sqlalchemy import create_engine
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks" / "bench_sqlalchemy.py"
+POSTGRES_URL = os.environ.get(
+    "TOCSIN_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
-DATABASES = ("memory", "file")
+SQLITE = ("memory", "file")
 VARIANTS = {
     "plain": "plain SQLAlchemy (integration disabled)",
     "enabled": "integration enabled, no receivers",
     "receivers": "integration enabled, 1 receiver per signal",
+    "events": "plain SQLAlchemy, 1 listener per event",
 }
+PEER_TITLE = "receivers vs SQLAlchemy events"
+# (variant, baseline) of the summary's rows, in order, for each database
+COMPARISONS = (
+    ("enabled", "plain"),
+    ("receivers", "plain"),
+    ("events", "plain"),
+    ("receivers", "events"),
+)
 PHASES = ("insert", "update", "total")
 NUMBER = r"[\d,]+\.\d+"
+RATIO = r"\d+\.\d+x"
+
+
+def postgres_reachable() -> bool:
+    try:
+        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 5})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception:
+        if os.environ.get("TOCSIN_REQUIRE_SERVICES") == "1":
+            raise
+        return False
+    return True
 
 
 def test_quick_run_reports_every_variant(tmp_path: Path) -> None:
+    with_postgres = postgres_reachable()
+    databases = (*SQLITE, "postgresql") if with_postgres else SQLITE
     out = tmp_path / "results.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--json", str(out)],
@@ -46,33 +80,50 @@ def test_quick_run_reports_every_variant(tmp_path: Path) -> None:
 
     head, sep, summary = proc.stdout.partition("== SUMMARY")
     assert sep, proc.stdout
-    for database in DATABASES:
+    if with_postgres:
+        assert re.search(r"^\s+PostgreSQL \d+", head, re.MULTILINE), head
+    else:
+        assert "PostgreSQL skipped: not reachable" in head, head
+        assert "== postgresql: " not in head
+    for database in databases:
         # Each database has its own table: a row of three figures for every variant,
-        # with a ratio to plain except on plain's own row.
+        # with a ratio to plain except on plain's own row; then the ratios of the
+        # receivers variant to the events variant.
         table = head.partition(f"== {database}: ")[2].partition("\n== ")[0]
         assert table, f"no {database} table:\n{head}"
         for kind, title in VARIANTS.items():
-            ratio = "" if kind == "plain" else r"\s+\d+\.\d+x"
+            ratio = "" if kind == "plain" else rf"\s+{RATIO}"
             cells = "".join(rf"\s+{NUMBER}{ratio}" for _ in PHASES)
             assert re.search(rf"^\s+{re.escape(title)}{cells}$", table, re.MULTILINE), (
                 f"no row for {title!r} in the {database} table:\n{table}"
             )
-        for kind in ("enabled", "receivers"):
+        ratios = "".join(rf"\s+{RATIO}" for _ in PHASES)
+        assert re.search(rf"^\s+{re.escape(PEER_TITLE)}{ratios}$", table, re.MULTILINE), (
+            f"no {PEER_TITLE!r} row in the {database} table:\n{table}"
+        )
+        for kind, baseline in COMPARISONS:
+            label = kind if baseline == "plain" else f"{kind} vs {baseline}"
             for phase in PHASES:
                 row = re.search(
-                    rf"^\s+{database}, {kind}\s+{phase}\s+(\d+\.\d+)x\s.*$", summary, re.MULTILINE
+                    rf"^\s+{database}, {label}\s+{phase}\s+(\d+\.\d+)x\s.*$",
+                    summary,
+                    re.MULTILINE,
                 )
                 assert row is not None, (
-                    f"no summary row for {database}, {kind}, {phase}:\n{summary}"
+                    f"no summary row for {database}, {label}, {phase}:\n{summary}"
                 )
-                # Only the target's row (the total, with receivers) has a verdict.
-                verdicts = ("PASS", "MISS") if (kind, phase) == ("receivers", "total") else ("-",)
+                # Only the target's row (the total, with receivers, against plain)
+                # has a verdict.
+                is_target = (kind, baseline, phase) == ("receivers", "plain", "total")
+                verdicts = ("PASS", "MISS") if is_target else ("-",)
                 assert row.group(0).split()[-1] in verdicts, row.group(0)
 
     data = json.loads(out.read_text())
     assert data["mode"] == "quick"
     assert data["config"]["expire_on_commit"] is False
-    assert set(data["databases"]) == set(DATABASES)
+    assert list(data["databases"]) == list(databases)
+    assert ("postgresql" in data["skipped"]) is not with_postgres
+    assert (data["postgresql"] is not None) is with_postgres
     for database in data["databases"].values():
         assert set(database["variants"]) == set(VARIANTS)
         for kind, variant in database["variants"].items():
@@ -82,5 +133,12 @@ def test_quick_run_reports_every_variant(tmp_path: Path) -> None:
                 assert isinstance(figures["best_ms"], float)
                 assert figures["best_ms"] > 0
                 assert len(figures["samples_ms"]) == data["config"]["rounds"]
-    rows = [(row["database"], row["variant"], row["phase"]) for row in data["summary"]]
-    assert rows == [(d, k, p) for d in DATABASES for k in ("enabled", "receivers") for p in PHASES]
+        peer = database["receivers_vs_events"]
+        assert set(peer) == set(PHASES)
+        for phase in PHASES:
+            receivers, events = (database["variants"][k][phase]["best_ms"] for k in COMPARISONS[3])
+            assert peer[phase] == pytest.approx(receivers / events)
+    rows = [
+        (row["database"], row["variant"], row["baseline"], row["phase"]) for row in data["summary"]
+    ]
+    assert rows == [(d, k, b, p) for d in databases for k, b in COMPARISONS for p in PHASES]
