@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (| head): not an error of ours
+        # Point stdout at devnull so that the interpreter's final flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 
@@ -76,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         help="import modules, then list their signals and receivers",
         description="Import each module (a dotted name, or the path of a .py file or a "
         "package directory; the current directory is on the import path, as with "
-        "python -m), then print every signal those modules define (and tocsin's built-in "
+        "python -m), then print every signal those modules bind to a name (and tocsin's built-in "
         "signals that have receivers) with a table of its receivers, in the order send() "
         "calls them.",
     )

@@ -18,7 +18,8 @@ them, and whose function-scoped fixtures do not put them back, errors at
 teardown with a line per signal saying what changed.
 
 This module is imported by every pytest run of every project that installs
-tocsin, so it imports nothing of tocsin's until a fixture is used.
+tocsin, so it imports :mod:`tocsin.testing` only when a fixture is used (the
+``tocsin`` package itself is imported, as any submodule import does).
 """
 
 from __future__ import annotations

@@ -422,6 +422,15 @@ class _Checking(TypedSignal[P]):
             signature = inspect.signature(receiver)
         except (TypeError, ValueError):
             return  # unreadable (some builtins): given the benefit of the doubt
+        for parameter in signature.parameters.values():
+            # Receivers are called with keywords only. (Signature.bind() on 3.13
+            # lets **kwargs take such a name and does not report the parameter.)
+            if parameter.kind is parameter.POSITIONAL_ONLY and parameter.default is parameter.empty:
+                raise TypeError(
+                    f"receiver {describe(receiver)} cannot receive {self._label}: its "
+                    f"parameter {parameter.name!r} is positional-only, and receivers are "
+                    f"called with keyword arguments only."
+                )
         calls = [("signal", "sender", *self._names)]
         if self._required != self._allowed:  # and without the optional arguments
             calls.append(("signal", "sender", *(n for n in self._names if n in self._required)))
