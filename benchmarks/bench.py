@@ -47,6 +47,7 @@ SCENARIO_IDS = (
     "send-1",
     "send-10",
     "send-100",
+    "send-10-priority",
     "send-filtered",
     "send-bound",
     "connect-disconnect",
@@ -504,6 +505,30 @@ def scenario_send(impls: list[Impl], cfg: Config, n: int) -> Scenario:
     return scenario
 
 
+def scenario_priority(impls: list[Impl], cfg: Config) -> Scenario:
+    """The same 10 receivers, connected without and with priorities (tocsin, psygnal)."""
+    scenario = Scenario(
+        "send-10-priority",
+        "send() with 10 receivers, connected with priorities 9..0 (reverse order)",
+        "ns/op",
+        "bare-weak",
+    )
+    receivers = make_receivers(10)
+    cases = [Case("bare-weak", send_runner(BareWeak(receivers).send, Model), keep=receivers)]
+    for impl in impls:
+        if impl.name not in {"tocsin", "psygnal"}:
+            cases.append(na(impl.name, Unsupported("no receiver priority")))
+            continue
+        sig = impl.new_signal()
+        for i, r in enumerate(reversed(receivers)):
+            sig.connect(r, priority=i)  # the last connected runs first: a real reordering
+        if impl.name == "tocsin":
+            expect_responses(impl.name, impl.send_once(sig, Model), len(receivers))
+        cases.append(Case(impl.name, impl.send_runner(sig, Model), keep=receivers))
+    scenario.results = run_cases(cases, cfg)
+    return scenario
+
+
 def scenario_filtered(impls: list[Impl], cfg: Config) -> Scenario:
     scenario = Scenario(
         "send-filtered",
@@ -733,6 +758,7 @@ def build(sid: str, impls: list[Impl], cfg: Config) -> Scenario:
         return scenario_send(impls, cfg, int(sid.removeprefix("send-")))
     builders: dict[str, Callable[[list[Impl], Config], Scenario]] = {
         "send-filtered": scenario_filtered,
+        "send-10-priority": scenario_priority,
         "send-bound": scenario_bound,
         "connect-disconnect": scenario_connect,
         "asend-10": scenario_asend,
@@ -759,6 +785,7 @@ TARGETS = (
     Target("send-1", 1.10, relative=True),
     Target("send-10", 1.10, relative=True),
     Target("send-100", 1.10, relative=True),
+    Target("send-10-priority", 1.10, relative=True),
     Target("send-filtered", 1.20, relative=True),
     Target("send-bound", 1.30, relative=True),
     Target("connect-disconnect", 1.00, relative=True),

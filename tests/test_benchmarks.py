@@ -21,6 +21,7 @@ SCENARIOS = (
     "send-1",
     "send-10",
     "send-100",
+    "send-10-priority",
     "send-filtered",
     "send-bound",
     "connect-disconnect",
