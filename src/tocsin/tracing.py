@@ -273,19 +273,25 @@ class _Traced:
                 stack.enter_context(manager)
         return call
 
-    def __call__(self, **named: Any) -> Any:
+    @contextlib.contextmanager
+    def _recording(self) -> Iterator[ReceiverCall]:
+        """Around one call: the tracers' context managers, the timing, the record."""
         with ExitStack() as stack:
             call = self._enter(stack)
             started = time.perf_counter()
             try:
-                call.response = self.receiver(**named)
+                yield call
             except BaseException as err:
                 call.exception = err
                 raise
             finally:
                 call.duration = time.perf_counter() - started
                 self.event.calls.append(call)
-            return call.response
+
+    def __call__(self, **named: Any) -> Any:
+        with self._recording() as call:
+            call.response = self.receiver(**named)
+        return call.response
 
 
 class _TracedAsync(_Traced):
@@ -312,18 +318,9 @@ class _TracedAsync(_Traced):
                     var.set(value)
 
     async def _call(self, named: dict[str, Any]) -> Any:
-        with ExitStack() as stack:
-            call = self._enter(stack)
-            started = time.perf_counter()
-            try:
-                call.response = await self.receiver(**named)
-            except BaseException as err:
-                call.exception = err
-                raise
-            finally:
-                call.duration = time.perf_counter() - started
-                self.event.calls.append(call)
-            return call.response
+        with self._recording() as call:
+            call.response = await self.receiver(**named)
+        return call.response
 
 
 _MISSING = object()
