@@ -1,0 +1,394 @@
+"""The JSON API, under ``/api``; documented at ``/docs`` (OpenAPI at ``/openapi.json``)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyCookie
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tocsin.signals import CLEANSED_SUBSTITUTE, cleanse_credentials
+
+from . import auth
+from .db import Database
+from .models import TEXT_MAX, USERNAME_MAX, WHITESPACE, Todo, User, clean_text, text_error
+
+DESCRIPTION = """\
+The Todo app's JSON API. Log in with `POST /api/session`: the session cookie it
+sets authenticates the other calls.
+
+**CSRF.** The session cookie is `SameSite=Lax`, so browsers do not send it with
+cross-site `POST`, `PATCH` or `DELETE` requests; and every unsafe call that has a
+body must send it as JSON (`Content-Type: application/json`, answered with 415
+otherwise), which a cross-site HTML form cannot do and a cross-site script can
+only do after a CORS preflight, which this API never allows.
+"""
+
+MAX_ID = 2**31 - 1
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+# Documents the cookie that authenticates the API (the session is read as usual).
+session_cookie = APIKeyCookie(
+    name="todo_session",
+    auto_error=False,
+    description="The session cookie that POST /api/session sets.",
+)
+
+# The rules, in the schema (the validators below check them, with clearer messages).
+USERNAME_SCHEMA: JsonDict = {
+    "minLength": auth.USERNAME_MIN,
+    "maxLength": USERNAME_MAX,
+    "pattern": "^[A-Za-z0-9_.-]+$",
+}
+PASSWORD_SCHEMA: JsonDict = {"minLength": auth.PASSWORD_MIN, "maxLength": auth.PASSWORD_MAX}
+
+
+def _char_class(chars: str) -> str:
+    """*chars* for a regex character class, runs written as ranges."""
+    codes, parts = sorted(map(ord, chars)), []
+    start = previous = codes[0]
+    for code in [*codes[1:], -1]:
+        if code != previous + 1:
+            parts.append(f"\\u{start:04x}" + (f"-\\u{previous:04x}" if previous > start else ""))
+            start = code
+        previous = code
+    return "".join(parts)
+
+
+# 1 to 500 characters once stripped of whitespace at both ends, and no NUL. The
+# whitespace is spelled out: what \s means differs between regex engines.
+_SPACE = _char_class(WHITESPACE)
+_CHAR, _VISIBLE = r"[^\u0000]", rf"[^{_SPACE}\u0000]"
+TEXT_SCHEMA: JsonDict = {
+    "pattern": rf"^[{_SPACE}]*{_VISIBLE}({_CHAR}{{0,{TEXT_MAX - 2}}}{_VISIBLE})?[{_SPACE}]*$"
+}
+TEXT_HELP = f"1 to {TEXT_MAX} characters once stripped, without NUL."
+
+
+class Message(BaseModel):
+    detail: str = Field(examples=["Not logged in."])
+
+
+class NewUser(BaseModel):
+    username: str = Field(
+        description="3 to 40 letters, digits, '_', '.' or '-'.", json_schema_extra=USERNAME_SCHEMA
+    )
+    password: str = Field(description="8 to 128 characters.", json_schema_extra=PASSWORD_SCHEMA)
+
+    @field_validator("username")
+    @classmethod
+    def _valid_username(cls, username: str) -> str:
+        error = auth.username_error(username)
+        if error:
+            raise ValueError(error)
+        return username
+
+    @field_validator("password")
+    @classmethod
+    def _valid_password(cls, password: str) -> str:
+        error = auth.password_error(password)
+        if error:
+            raise ValueError(error)
+        return password
+
+
+class Credentials(BaseModel):
+    username: str
+    password: str
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+
+
+def _valid_text(text: str) -> str:
+    text = clean_text(text)
+    error = text_error(text)
+    if error:
+        raise ValueError(error)
+    return text
+
+
+class NewTodo(BaseModel):
+    text: str = Field(description=TEXT_HELP, json_schema_extra=TEXT_SCHEMA)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, text: str) -> str:
+        return _valid_text(text)
+
+
+class TodoChange(BaseModel):
+    # The rules on the string itself, not beside the anyOf [string, null].
+    text: Annotated[str, Field(json_schema_extra=TEXT_SCHEMA)] | None = Field(
+        default=None, description=TEXT_HELP
+    )
+    done: bool | None = Field(
+        default=None,
+        strict=True,  # true or false, not "yes" or 1
+        description="true marks it done, false not done (sending the signals).",
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, text: str | None) -> str | None:
+        return None if text is None else _valid_text(text)
+
+
+class TodoOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    text: str
+    done: bool
+    created_at: datetime.datetime
+    completed_at: datetime.datetime | None
+
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": Message, "description": description}
+
+
+NOT_LOGGED_IN: Responses = {401: _error("Not logged in.")}
+NOT_FOUND: Responses = {404: _error("No such todo, or not yours.")}
+NOT_JSON: Responses = {415: _error("The body is not JSON.")}
+
+
+def _printable(value: Any) -> Any:
+    """*value* with lone surrogates (from JSON's ``"\\ud800"``) replaced, so that it
+    can be encoded in a response."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    return value
+
+
+def _without_secrets(error: dict[str, Any]) -> dict[str, Any]:
+    """A validation error that does not quote a password back."""
+    loc = [part for part in error.get("loc", ()) if isinstance(part, str)]
+    if "input" in error:
+        if any(cleanse_credentials({part: 1})[part] != 1 for part in loc):
+            error = {**error, "input": CLEANSED_SUBSTITUTE}
+        elif isinstance(error["input"], dict):
+            error = {**error, "input": cleanse_credentials(error["input"])}
+    return error
+
+
+def validation_error(exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 response, without passwords, and safe for any input it quotes."""
+    errors = [_without_secrets(error) for error in jsonable_encoder(exc.errors())]
+    return JSONResponse(status_code=422, content={"detail": _printable(errors)})
+
+
+def unreadable_body(exc: StarletteHTTPException) -> JSONResponse | None:
+    """A 422 like FastAPI's for invalid JSON, for a JSON body that is not even
+    UTF-8 (FastAPI answers 400 then); None for other errors."""
+    if exc.status_code != 400 or not isinstance(exc.__cause__, ValueError):
+        return None
+    error = {
+        "type": "json_invalid",
+        "loc": ["body"],
+        "msg": "JSON decode error",
+        "input": {},
+        "ctx": {"error": "The body is not UTF-8 text."},
+    }
+    return JSONResponse(status_code=422, content={"detail": [error]})
+
+
+async def require_json(request: Request) -> None:
+    """An unsafe request with a body must send JSON: the API's CSRF defence, with
+    the session cookie's ``SameSite=Lax``."""
+    if request.method not in _UNSAFE:
+        return
+    if not await request.body():
+        return
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise HTTPException(415, "Send JSON, with Content-Type: application/json.")
+
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_json)])
+
+
+def _database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def db_session(request: Request) -> Iterator[Session]:
+    with _database(request).session() as session:
+        yield session
+
+
+DBSession = Annotated[Session, Depends(db_session)]
+
+
+def logged_in(
+    request: Request,
+    session: DBSession,
+    cookie: Annotated[str | None, Security(session_cookie)] = None,
+) -> User:
+    user = auth.current_user(request, session)
+    if user is None:
+        raise HTTPException(401, "Not logged in.")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(logged_in)]
+
+
+def _own_todo(session: Session, user: User, todo_id: int) -> Todo:
+    todo = session.get(Todo, todo_id) if 0 < todo_id <= MAX_ID else None
+    if todo is None or todo.owner_id != user.id:
+        raise HTTPException(404, "There is no such todo.")
+    return todo
+
+
+# -- users and the session --------------------------------------------------------------------
+
+
+@router.post(
+    "/users",
+    tags=["users"],
+    status_code=201,
+    response_model=UserOut,
+    responses={409: _error("The username is taken."), **NOT_JSON},
+)
+def create_user(new: NewUser, session: DBSession) -> UserOut:
+    """Register a user (this does not log in)."""
+    taken = HTTPException(409, "That username is taken.")
+    if session.scalar(select(User.id).where(User.username == new.username)) is not None:
+        raise taken
+    user = User(username=new.username, password_hash=auth.hash_password(new.password))
+    session.add(user)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise taken from None
+    return UserOut(id=user.id, username=user.username)
+
+
+@router.post(
+    "/session",
+    tags=["session"],
+    response_model=UserOut,
+    responses={
+        401: _error("Wrong username or password."),
+        429: _error("Too many failed logins: the account is locked for a while."),
+        **NOT_JSON,
+    },
+)
+def log_in(credentials: Credentials, request: Request, session: DBSession) -> UserOut:
+    """Log in: sets the session cookie (a new session)."""
+    try:
+        user = auth.authenticate(
+            session, request, credentials.username.strip(), credentials.password
+        )
+    except auth.LoginLocked as locked:
+        raise HTTPException(429, locked.message) from None
+    except PermissionError:
+        raise HTTPException(401, "Wrong username or password.") from None
+    auth.login(request, user)
+    session.commit()
+    return UserOut(id=user.id, username=user.username)
+
+
+@router.delete("/session", tags=["session"], status_code=204, response_class=Response)
+def log_out(request: Request, session: DBSession) -> Response:
+    """Log out (also fine when not logged in)."""
+    user = auth.current_user(request, session)
+    if user is not None:
+        auth.logout(request, user)
+    return Response(status_code=204)
+
+
+# -- todos ------------------------------------------------------------------------------------
+
+
+@router.get("/todos", tags=["todos"], response_model=list[TodoOut], responses=NOT_LOGGED_IN)
+def list_todos(user: CurrentUser, session: DBSession) -> list[TodoOut]:
+    """Your todos, oldest first."""
+    todos = session.scalars(select(Todo).where(Todo.owner_id == user.id).order_by(Todo.id))
+    return [TodoOut.model_validate(todo) for todo in todos]
+
+
+@router.post(
+    "/todos",
+    tags=["todos"],
+    status_code=201,
+    response_model=TodoOut,
+    responses={**NOT_LOGGED_IN, **NOT_JSON},
+)
+def create_todo(new: NewTodo, user: CurrentUser, session: DBSession) -> TodoOut:
+    """Add a todo."""
+    todo = Todo(text=new.text, done=False, owner_id=user.id)
+    session.add(todo)
+    session.commit()
+    return TodoOut.model_validate(todo)
+
+
+@router.get(
+    "/todos/{todo_id}",
+    tags=["todos"],
+    response_model=TodoOut,
+    responses={**NOT_LOGGED_IN, **NOT_FOUND},
+)
+def get_todo(todo_id: int, user: CurrentUser, session: DBSession) -> TodoOut:
+    """One of your todos."""
+    return TodoOut.model_validate(_own_todo(session, user, todo_id))
+
+
+@router.patch(
+    "/todos/{todo_id}",
+    tags=["todos"],
+    response_model=TodoOut,
+    responses={**NOT_LOGGED_IN, **NOT_FOUND, **NOT_JSON},
+)
+def change_todo(todo_id: int, change: TodoChange, user: CurrentUser, session: DBSession) -> TodoOut:
+    """Change the text, or mark done (``done: true``, which sends ``todo_completed``)
+    or not done (``done: false``, ``todo_reopened``)."""
+    todo = _own_todo(session, user, todo_id)
+    if change.text is not None:
+        todo.text = change.text
+    if change.done is True:
+        todo.mark_as_done()
+    elif change.done is False:
+        todo.mark_as_not_done()
+    session.commit()
+    return TodoOut.model_validate(todo)
+
+
+@router.delete(
+    "/todos/{todo_id}",
+    tags=["todos"],
+    status_code=204,
+    response_class=Response,
+    responses={**NOT_LOGGED_IN, **NOT_FOUND},
+)
+def delete_todo(todo_id: int, user: CurrentUser, session: DBSession) -> Response:
+    """Delete one of your todos."""
+    session.delete(_own_todo(session, user, todo_id))
+    session.commit()
+    return Response(status_code=204)

@@ -1,0 +1,60 @@
+"""The app's settings, read from the environment.
+
+* ``DATABASE_URL``: a SQLAlchemy URL; ``sqlite:///<data dir>/todo.db`` by default.
+  ``postgresql+psycopg://postgres@127.0.0.1:5432/test`` switches to PostgreSQL.
+* ``TODO_SECRET_KEY``: signs the session cookie. Without it, a key is generated
+  once and kept in ``<data dir>/secret_key``, so that sessions survive a restart.
+* ``TODO_DATA_DIR``: where the SQLite database and the key live; ``data/`` at the
+  repository root by default.
+* ``TODO_SECURE_COOKIES=1``: mark the session cookie ``Secure`` (behind HTTPS).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = ROOT / "data"
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything :func:`todo.create_app` needs to know."""
+
+    database_url: str
+    secret_key: str = field(repr=False)
+    data_dir: Path = DEFAULT_DATA_DIR
+    secure_cookies: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from *environ* (``os.environ`` by default), creating the data
+        directory, and the secret key file if no key is given."""
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("TODO_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'todo.db'}"
+        secret_key = env.get("TODO_SECRET_KEY") or _stored_secret_key(data_dir / "secret_key")
+        secure = env.get("TODO_SECURE_COOKIES", "").strip().lower() in _TRUE
+        return cls(database_url, secret_key, data_dir, secure)
+
+
+def _stored_secret_key(path: Path) -> str:
+    """The key kept in *path*, generated (readable by the owner only) the first time."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text(encoding="ascii").strip()
+        if key:
+            return key
+        raise RuntimeError(f"{path} is empty: delete it, or set TODO_SECRET_KEY.") from None
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="ascii") as file:
+        file.write(key + "\n")
+    return key

@@ -1,0 +1,435 @@
+"""The web application: middleware, pages and forms (with CSRF checks), the signal
+panel's stream, and the JSON API (api.py)."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRouter
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Match, Route
+
+from tocsin.contrib.asgi import RequestSignalsMiddleware
+
+from . import api, auth
+from .db import Database
+from .models import Todo, User, clean_text, text_error
+from .panel import (
+    Panel,
+    PanelRequestMiddleware,
+    PanelSessionMiddleware,
+    panel_id_of,
+    stream_response,
+)
+from .receivers import connect_receivers
+from .settings import Settings
+
+HERE = Path(__file__).resolve().parent
+SESSION_COOKIE = "todo_session"
+SESSION_MAX_AGE = 14 * 24 * 3600
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
+
+# For the pages (not /docs, which loads Swagger UI from a CDN).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+class CSRFError(Exception):
+    """A form came without the session's CSRF token."""
+
+
+# -- helpers shared by the pages -----------------------------------------------------------
+
+
+def database_of(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+@contextmanager
+def db_session(request: Request) -> Iterator[Session]:
+    with database_of(request).session() as session:
+        yield session
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, made on first use."""
+    token = request.session.get("csrf_token")
+    if not isinstance(token, str):
+        token = request.session["csrf_token"] = secrets.token_urlsafe(32)
+    return token
+
+
+async def verify_csrf(request: Request, csrf_token: Annotated[str, Form()] = "") -> None:
+    """Every POST form carries the session's token in a hidden ``csrf_token`` field."""
+    expected = request.session.get("csrf_token")
+    if not isinstance(expected, str) or not hmac.compare_digest(
+        expected.encode(), csrf_token.encode("utf-8", "surrogatepass")
+    ):
+        raise CSRFError
+
+
+CSRFChecked = Annotated[None, Depends(verify_csrf)]
+FormText = Annotated[str, Form()]
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("user", None)
+    context.setdefault("show_panel", template != "error.html")
+    context["csrf_token"] = csrf_token(request)
+    response = templates.TemplateResponse(request, template, context, status_code=status_code)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def redirect(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+def render_todos(
+    request: Request,
+    session: Session,
+    user: User,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    todos = session.scalars(
+        select(Todo).where(Todo.owner_id == user.id).order_by(Todo.done, Todo.id)
+    ).all()
+    return render(request, "todos.html", status_code, user=user, todos=todos, **context)
+
+
+def own_todo(session: Session, user: User, todo_id: int) -> Todo:
+    """The user's todo *todo_id*; 404 if it is missing or someone else's."""
+    todo = session.get(Todo, todo_id) if 0 < todo_id <= MAX_ID else None
+    if todo is None or todo.owner_id != user.id:
+        raise HTTPException(404, "There is no such todo.")
+    return todo
+
+
+# -- the pages -------------------------------------------------------------------------------
+
+pages = APIRouter(include_in_schema=False)
+
+
+@pages.get("/")
+def index(request: Request) -> RedirectResponse:
+    return redirect("/todos" if "user_id" in request.session else "/login")
+
+
+@pages.get("/register", response_class=HTMLResponse)
+def register_page(request: Request) -> Response:
+    with db_session(request) as session:
+        if auth.current_user(request, session) is not None:
+            return redirect("/todos")
+    return render(request, "register.html")
+
+
+@pages.post("/register", response_class=HTMLResponse)
+def register(
+    request: Request, _: CSRFChecked, username: FormText = "", password: FormText = ""
+) -> Response:
+    username = username.strip()
+    error = auth.username_error(username) or auth.password_error(password)
+    if error:
+        return render(request, "register.html", 422, error=error, username=username)
+    taken = "That username is taken: choose another one."
+    with db_session(request) as session:
+        if session.scalar(select(User.id).where(User.username == username)) is not None:
+            return render(request, "register.html", 409, error=taken, username=username)
+        user = User(username=username, password_hash=auth.hash_password(password))
+        session.add(user)
+        try:
+            session.flush()
+            auth.login(request, user)
+            session.commit()
+        except IntegrityError:  # registered meanwhile
+            session.rollback()
+            return render(request, "register.html", 409, error=taken, username=username)
+    return redirect("/todos")
+
+
+@pages.get("/login", response_class=HTMLResponse)
+def login_page(request: Request) -> Response:
+    with db_session(request) as session:
+        if auth.current_user(request, session) is not None:
+            return redirect("/todos")
+    return render(request, "login.html")
+
+
+@pages.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request, _: CSRFChecked, username: FormText = "", password: FormText = ""
+) -> Response:
+    username = username.strip()
+    with db_session(request) as session:
+        try:
+            user = auth.authenticate(session, request, username, password)
+        except auth.LoginLocked as locked:
+            return render(request, "login.html", 429, error=locked.message, username=username)
+        except PermissionError:
+            error = "Wrong username or password."
+            return render(request, "login.html", 401, error=error, username=username)
+        auth.login(request, user)
+        session.commit()
+    return redirect("/todos")
+
+
+@pages.post("/logout")
+def logout(request: Request, _: CSRFChecked) -> RedirectResponse:
+    with db_session(request) as session:
+        auth.logout(request, auth.current_user(request, session))
+    return redirect("/login")
+
+
+@pages.get("/todos", response_class=HTMLResponse)
+def todos_page(request: Request) -> Response:
+    with db_session(request) as session:
+        user = auth.current_user(request, session)
+        if user is None:
+            return redirect("/login")
+        return render_todos(request, session, user)
+
+
+@pages.post("/todos", response_class=HTMLResponse)
+def add_todo(request: Request, _: CSRFChecked, text: FormText = "") -> Response:
+    with db_session(request) as session:
+        user = auth.current_user(request, session)
+        if user is None:
+            return redirect("/login")
+        text = clean_text(text)
+        error = text_error(text)
+        if error:
+            return render_todos(request, session, user, 422, error=error, new_text=text)
+        session.add(Todo(text=text, done=False, owner_id=user.id))
+        session.commit()
+    return redirect("/todos")
+
+
+@pages.post("/todos/{todo_id:int}/edit", response_class=HTMLResponse)
+def edit_todo(request: Request, todo_id: int, _: CSRFChecked, text: FormText = "") -> Response:
+    with db_session(request) as session:
+        user = auth.current_user(request, session)
+        if user is None:
+            return redirect("/login")
+        todo = own_todo(session, user, todo_id)
+        text = clean_text(text)
+        error = text_error(text)
+        if error:
+            return render_todos(request, session, user, 422, error=error, editing=todo.id)
+        todo.text = text
+        session.commit()
+    return redirect("/todos")
+
+
+def _change(request: Request, todo_id: int, action: str) -> Response:
+    with db_session(request) as session:
+        user = auth.current_user(request, session)
+        if user is None:
+            return redirect("/login")
+        todo = own_todo(session, user, todo_id)
+        if action == "done":
+            todo.mark_as_done()
+        elif action == "undone":
+            todo.mark_as_not_done()
+        else:
+            session.delete(todo)
+        session.commit()
+    return redirect("/todos")
+
+
+@pages.post("/todos/{todo_id:int}/done")
+def done_todo(request: Request, todo_id: int, _: CSRFChecked) -> Response:
+    return _change(request, todo_id, "done")
+
+
+@pages.post("/todos/{todo_id:int}/undone")
+def undone_todo(request: Request, todo_id: int, _: CSRFChecked) -> Response:
+    return _change(request, todo_id, "undone")
+
+
+@pages.post("/todos/{todo_id:int}/delete")
+def delete_todo(request: Request, todo_id: int, _: CSRFChecked) -> Response:
+    return _change(request, todo_id, "delete")
+
+
+# -- the signal panel's stream ---------------------------------------------------------------
+
+
+@pages.get("/signals/stream")
+async def signal_stream(request: Request, after: str | None = None) -> Response:
+    """This browser's signals, as server-sent events (``event: signal``, JSON data)."""
+    panel_id = panel_id_of(request)
+    if panel_id is None:  # only without the session middleware
+        raise HTTPException(404)
+    last = request.headers.get("last-event-id") or after
+    panel: Panel = request.app.state.panel
+    return stream_response(panel.hub, panel_id, last)
+
+
+@pages.get("/signals/recent")
+async def recent_signals(request: Request) -> JSONResponse:
+    """This browser's recent signals, oldest first, as JSON (handy in tests)."""
+    panel: Panel = request.app.state.panel
+    panel_id = panel_id_of(request)
+    events = panel.hub.history(panel_id) if panel_id is not None else []
+    return JSONResponse(events, headers={"Cache-Control": "no-store"})
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path in {"/api", "/openapi.json"}
+
+
+_TITLES = {
+    400: "Bad request",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    422: "Unprocessable request",
+}
+
+
+_MESSAGES = {
+    404: "There is nothing here.",
+    405: "This address only answers the page's own forms: go back and use them.",
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        exc.headers = {**(exc.headers or {}), "Allow": allowed_methods(request)}
+    if _wants_json(request):
+        unreadable = api.unreadable_body(exc)
+        if unreadable is not None:
+            return unreadable
+        return await http_exception_handler(request, exc)
+    message = _MESSAGES.get(exc.status_code, exc.detail)
+    if exc.status_code == 404 and exc.detail == "There is no such todo.":
+        message = exc.detail
+    response = render(
+        request,
+        "error.html",
+        exc.status_code,
+        title=_TITLES.get(exc.status_code, "Error"),
+        message=message,
+    )
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def allowed_methods(request: Request) -> str:
+    """The methods of every route at the request's path, for a 405's ``Allow``
+    (Starlette names only those of the first route that matched the path)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    if _wants_json(request):
+        return api.validation_error(exc)
+    return render(
+        request,
+        "error.html",
+        422,
+        title="Unprocessable request",
+        message="The form could not be read: please use the page's forms.",
+    )
+
+
+async def _csrf_error(request: Request, exc: Exception) -> Response:
+    message = "CSRF check failed: reload the page and try again."
+    return render(request, "error.html", 403, title="CSRF check failed", message=message)
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The Todo app for *settings* (read from the environment by default).
+
+    The database must be migrated first (``todo.db.upgrade(settings.database_url)``;
+    ``python -m todo`` does it). The signal panel's tracer is subscribed while the
+    app's lifespan runs.
+    """
+    settings = settings if settings is not None else Settings.from_env()
+    database = Database(settings.database_url)
+    panel = Panel()
+    connect_receivers()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        panel.start()
+        try:
+            yield
+        finally:
+            panel.stop()
+            database.dispose()
+
+    app = FastAPI(
+        title="Todo",
+        version="1.0",
+        description=api.DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[{"name": "todos"}, {"name": "session"}, {"name": "users"}],
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.panel = panel
+
+    app.include_router(pages)
+    app.include_router(api.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(CSRFError, _csrf_error)
+
+    # Added innermost first. From the outside in: the panel's request context,
+    # tocsin's request signals, the session, the panel id (read from the session).
+    app.add_middleware(PanelSessionMiddleware, panel=panel)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_MAX_AGE,
+        same_site="lax",
+        https_only=settings.secure_cookies,
+    )
+    app.add_middleware(RequestSignalsMiddleware)
+    app.add_middleware(PanelRequestMiddleware, panel=panel)
+    return app
