@@ -141,12 +141,17 @@ def index(request: Request) -> RedirectResponse:
     return redirect("/todos" if "user_id" in request.session else "/login")
 
 
-@pages.get("/register", response_class=HTMLResponse)
-def register_page(request: Request) -> Response:
+def _anonymous_page(request: Request, template: str) -> Response:
+    """A page for visitors who are not logged in: the others go to their todos."""
     with db_session(request) as session:
         if auth.current_user(request, session) is not None:
             return redirect("/todos")
-    return render(request, "register.html")
+    return render(request, template)
+
+
+@pages.get("/register", response_class=HTMLResponse)
+def register_page(request: Request) -> Response:
+    return _anonymous_page(request, "register.html")
 
 
 @pages.post("/register", response_class=HTMLResponse)
@@ -175,10 +180,7 @@ def register(
 
 @pages.get("/login", response_class=HTMLResponse)
 def login_page(request: Request) -> Response:
-    with db_session(request) as session:
-        if auth.current_user(request, session) is not None:
-            return redirect("/todos")
-    return render(request, "login.html")
+    return _anonymous_page(request, "login.html")
 
 
 @pages.post("/login", response_class=HTMLResponse)
