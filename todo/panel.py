@@ -114,6 +114,11 @@ def describe_argument(name: str, value: object) -> str:
             for key, item in cleanse_credentials(value).items()
         }
         return _cut(_safe_repr(cleansed))
+    if isinstance(value, (set, frozenset)):
+        # update_fields: the same set in the same order every time.
+        kind = type(value).__name__
+        items = ", ".join(sorted(_safe_repr(item) for item in value))
+        return _cut(f"{kind}({{{items}}})" if value else f"{kind}()")
     return _cut(_safe_repr(value))
 
 
