@@ -12,50 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from _named_receivers import NamedReceivers, responses
+from _named_receivers import NamedReceivers as Calls
 from tocsin import Signal, oncommit, receiver
 from tocsin.dispatcher import _Connection, _ExtendedRow
 from tocsin.oncommit import Deferred
 
 
-class Calls:
-    """Receivers that record their name when called and return it."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        # The receivers are held here, so that weak connections stay alive.
-        self.receivers: dict[str, Callable[..., Any]] = {}
-
-    def sync(self, name: str) -> Callable[..., str]:
-        def receive(**kwargs: Any) -> str:
-            self.names.append(name)
-            return name
-
-        receive.__qualname__ = receive.__name__ = name
-        self.receivers[name] = receive
-        return receive
-
-    def async_(self, name: str) -> Callable[..., Awaitable[str]]:
-        async def receive(**kwargs: Any) -> str:
-            self.names.append(name)
-            return name
-
-        receive.__qualname__ = receive.__name__ = name
-        self.receivers[name] = receive
-        return receive
-
-
 @pytest.fixture
 def calls() -> Calls:
-    return Calls()
-
-
-def responses(result: list[tuple[Any, Any]]) -> list[Any]:
-    return [response for _receiver, response in result]
+    return NamedReceivers(__name__)
 
 
 class Sender:

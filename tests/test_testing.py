@@ -13,13 +13,15 @@ import asyncio
 import contextvars
 import gc
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 from unittest import mock
 
 import pytest
 
+from _named_receivers import NamedReceivers, responses
+from _named_receivers import NamedReceivers as Log
 from tocsin import Signal, oncommit, tracing
 from tocsin.contrib.sqlalchemy import _base as sqlalchemy_base
 from tocsin.oncommit import Deferred
@@ -47,39 +49,9 @@ class Listener:
         return "method"
 
 
-class Log:
-    """Receivers that record their name when called and return it."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.receivers: dict[str, Callable[..., Any]] = {}  # keeps weak ones alive
-
-    def sync(self, name: str) -> Callable[..., str]:
-        def receive(**kwargs: Any) -> str:
-            self.names.append(name)
-            return name
-
-        receive.__qualname__ = receive.__name__ = name
-        self.receivers[name] = receive
-        return receive
-
-    def async_(self, name: str) -> Callable[..., Awaitable[str]]:
-        async def receive(**kwargs: Any) -> str:
-            self.names.append(name)
-            return name
-
-        receive.__qualname__ = receive.__name__ = name
-        self.receivers[name] = receive
-        return receive
-
-
 @pytest.fixture
 def log() -> Log:
-    return Log()
-
-
-def responses(result: list[tuple[Any, Any]]) -> list[Any]:
-    return [response for _receiver, response in result]
+    return NamedReceivers(__name__)
 
 
 def without_captures(result: list[tuple[Any, Any]]) -> list[Any]:
