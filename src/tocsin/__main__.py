@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from . import __version__, introspect
+from ._cli_worker import add_worker_command
 from .dispatcher import Signal
 from .introspect import ReceiverInfo
 
@@ -69,8 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     prog = "python -m tocsin" if argv0 == "__main__.py" else "tocsin"
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Inspect tocsin signals: which receivers are connected, and where they "
-        "were defined.",
+        description="Inspect tocsin signals (which receivers are connected, and where they "
+        "were defined), and run workers for remote receivers.",
         epilog=f"example: {prog} list myapp.signals myapp.receivers",
     )
     parser.add_argument("--version", action="version", version=f"tocsin {__version__}")
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--json", action="store_true", help="print JSON instead of tables")
     listing.set_defaults(command=_list)
+    add_worker_command(commands, _import_for_worker, UsageError)
     return parser
 
 
@@ -131,6 +133,22 @@ def _list(args: argparse.Namespace) -> int:
         print(f"tocsin: no signals found {where}{hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _import_for_worker(target: str) -> ModuleType | None:
+    """Import what ``tocsin worker`` names, with the current directory on the
+    path; ``None`` (after printing the app's traceback) if the import failed."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)  # what python -m does
+    try:
+        return _import(target)
+    except UsageError:
+        raise
+    except (Exception, SystemExit) as error:
+        print(f"tocsin: importing {target} failed:", file=sys.stderr)
+        _print_user_traceback(error)
+        return None
 
 
 def _import(target: str) -> ModuleType:

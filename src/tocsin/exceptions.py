@@ -6,12 +6,14 @@ Misuse of the API (a receiver that is not callable, that does not accept
 happen while tocsin works derive from :class:`TocsinError`::
 
     TocsinError
-     └── AsyncReceiversInLoopError (also a RuntimeError, as in Django)
+     ├── AsyncReceiversInLoopError (also a RuntimeError, as in Django)
+     ├── SerializationError (also a TypeError): an event that cannot be published
+     └── TransportError: the broker could not be reached or refused a command
 """
 
 from __future__ import annotations
 
-__all__ = ["AsyncReceiversInLoopError", "TocsinError"]
+__all__ = ["AsyncReceiversInLoopError", "SerializationError", "TocsinError", "TransportError"]
 
 
 class TocsinError(Exception):
@@ -25,4 +27,20 @@ class AsyncReceiversInLoopError(TocsinError, RuntimeError):
     Waiting for them would block the loop they need. Use ``await
     signal.asend(...)`` instead. It subclasses ``RuntimeError``, which is what
     Django raises in the same case.
+    """
+
+
+class SerializationError(TocsinError, TypeError):
+    """A remote event's sender or arguments cannot be serialized (at send
+    time), or a received payload cannot be read back (in the worker).
+
+    The message names the argument and its type, and says how to make it
+    serializable (a type hook on the serializer).
+    """
+
+
+class TransportError(TocsinError):
+    """The transport's broker could not be reached, or refused a command.
+
+    The broker client's own exception is the ``__cause__``.
     """

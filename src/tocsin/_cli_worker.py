@@ -1,0 +1,157 @@
+"""``tocsin worker``: run a worker for the Remote a module declares.
+
+``tocsin worker myapp.remote`` imports the module(s), finds the one
+:class:`~tocsin.remote.Remote` they define (or the one named with
+``module:attribute``), and runs a :class:`~tocsin.worker.Worker` (an
+:class:`~tocsin.worker.AsyncWorker` for an async transport) until SIGTERM
+or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from .remote import Remote
+from .transports.base import AsyncTransport
+from .worker import AsyncWorker, Worker
+
+__all__ = ["add_worker_command"]
+
+
+class _Usage(Exception):
+    pass
+
+
+class _ImportFailed(Exception):
+    """The app failed to import; its traceback has been printed."""
+
+
+def add_worker_command(
+    commands: Any, importer: Callable[[str], ModuleType | None], usage_error: type[Exception]
+) -> None:
+    """Add ``worker`` to the ``tocsin`` command's subparsers."""
+    worker = commands.add_parser(
+        "worker",
+        help="consume remote events and run their receivers here",
+        description="Import the modules, find the Remote they define, and consume its "
+        "stream as one consumer of a group until SIGTERM or Ctrl-C (the batch in hand is "
+        "finished first). Name the Remote with module:attribute when a module defines "
+        "several. See docs/scaling-out.md.",
+    )
+    worker.add_argument("modules", nargs="+", metavar="MODULE[:REMOTE]")
+    worker.add_argument("--group", default="tocsin", help="consumer group (default: tocsin)")
+    worker.add_argument(
+        "--consumer", help="this worker's name in the group (default: host-pid-random)"
+    )
+    worker.add_argument(
+        "--batch", type=int, default=100, help="events read at a time (default: 100)"
+    )
+    worker.add_argument(
+        "--max-attempts", type=int, default=5, help="deliveries before dead-lettering (default: 5)"
+    )
+    worker.add_argument(
+        "--retry-delay", type=float, default=1.0, help="seconds before the first retry (default: 1)"
+    )
+    worker.add_argument(
+        "--claim-after",
+        type=float,
+        default=60.0,
+        help="seconds before taking over another consumer's pending events (default: 60)",
+    )
+    worker.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            remote = _find_remote(args.modules, importer)
+            level = _level(args.log_level)
+        except _Usage as error:
+            raise usage_error(str(error)) from None
+        except _ImportFailed:
+            return 1
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return _run(remote, args)
+
+    worker.set_defaults(command=run)
+
+
+def _level(name: str) -> int:
+    level = logging.getLevelName(str(name).upper())
+    if not isinstance(level, int):
+        raise _Usage(f"unknown log level {name!r}")
+    return level
+
+
+def _find_remote(targets: list[str], importer: Callable[[str], ModuleType | None]) -> Remote:
+    named: list[Remote] = []
+    found: dict[int, tuple[str, Remote]] = {}
+    for target in targets:
+        module_name, _, attribute = target.partition(":")
+        module = importer(module_name)
+        if module is None:
+            raise _ImportFailed
+        if attribute:
+            remote = getattr(module, attribute, None)
+            if not isinstance(remote, Remote):
+                raise _Usage(f"{target} is not a Remote (it is {type(remote).__name__})")
+            named.append(remote)
+            continue
+        for name, value in vars(module).items():
+            if isinstance(value, Remote):
+                found.setdefault(id(value), (f"{module.__name__}:{name}", value))
+    if named:
+        if len({id(r) for r in named}) > 1:
+            raise _Usage("name one Remote: several module:attribute targets name different ones")
+        return named[0]
+    if not found:
+        raise _Usage(
+            "no Remote found in " + ", ".join(targets) + " (define remote = Remote(...) at "
+            "module level, or name it with module:attribute)"
+        )
+    if len(found) > 1:
+        names = ", ".join(sorted(name for name, _ in found.values()))
+        raise _Usage(f"several Remotes found ({names}): name one with module:attribute")
+    return next(iter(found.values()))[1]
+
+
+def _run(remote: Remote, args: argparse.Namespace) -> int:
+    options = {
+        "group": args.group,
+        "consumer": args.consumer,
+        "batch": args.batch,
+        "max_attempts": args.max_attempts,
+        "retry_delay": args.retry_delay,
+        "claim_after": args.claim_after,
+    }
+    try:
+        if isinstance(remote.transport, AsyncTransport):
+            async_worker = AsyncWorker(remote, **options)
+            _announce(async_worker)
+            asyncio.run(async_worker.run())
+        else:
+            worker = Worker(remote, **options)
+            _announce(worker)
+            worker.run()
+    except ValueError as error:
+        print(f"tocsin worker: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _announce(worker: Worker | AsyncWorker) -> None:
+    remote = worker.remote
+    logging.getLogger("tocsin.worker").info(
+        "Worker %s consuming %r as group %r: %d signal(s), %d receiver(s)",
+        worker.consumer,
+        worker.stream,
+        worker.group,
+        len(remote.signals),
+        len(remote.receivers),
+    )

@@ -1,0 +1,548 @@
+"""Receivers in other processes: publishing sends to a transport.
+
+A :class:`Remote` joins signals to a transport (Redis Streams in production,
+memory in tests)::
+
+    remote = Remote(RedisStreamsTransport(url="redis://127.0.0.1:6379/0"))
+    remote.publish(order_paid)            # every send of order_paid is also published
+
+    @remote.receiver(post_save, sender=Invoice)
+    def render_pdf(sender, instance, **kwargs):   # runs in a worker, not here
+        ...
+
+In the sending process, :meth:`Remote.publish` and :meth:`Remote.receiver`
+connect a *publisher*: a strong receiver that serializes the send (signal
+name, sender, keyword arguments, a unique id and the time) and appends it to
+the stream. Arguments that cannot be serialized raise
+:class:`~tocsin.exceptions.SerializationError` from ``send()``, before
+anything is published.
+
+In a worker process (:class:`tocsin.worker.Worker`, ``tocsin worker``), the
+same module is imported, so the same ``Remote`` knows the same signals and
+receivers by name; the worker reads each event and sends it again to the
+local receivers there (for a published signal), or calls the one remote
+receiver it was published for. While it does, the publishers of that signal
+stand aside, so an event is never published back.
+
+Delivery is *at least once*: a receiver may see an event again after a crash
+or a retry. :func:`current_event` gives the running event's id, to make a
+receiver idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import logging
+import os
+import time
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from .dispatcher import Signal
+from .exceptions import SerializationError
+from .serializer import JSONSerializer, Serializer
+from .transports.base import AsyncTransport, Transport
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+__all__ = ["Batch", "Event", "Outbox", "Remote", "current_event"]
+
+S = TypeVar("S", bound=Signal)
+F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger("tocsin")
+
+FORMAT = 1  # the envelope's version, written as "v"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One published send.
+
+    :param id: unique (32 hex digits); the same on every delivery, so a
+        receiver can tell a redelivery from a new event.
+    :param signal: the name the signal is published under.
+    :param sender: the sender, as the serializer read it back.
+    :param kwargs: the keyword arguments of the send, read back.
+    :param time: when it was sent (``time.time()`` in the sending process).
+    :param receiver: for :meth:`Remote.receiver` events, the name of the one
+        receiver it is for; ``None`` for a published signal.
+    :param message_id: the transport's id of the message (in a worker).
+    :param deliveries: how many times the message has been delivered, this
+        time included (in a worker; 1 on the first try).
+    """
+
+    id: str
+    signal: str
+    sender: Any
+    kwargs: Mapping[str, Any]
+    time: float
+    receiver: str | None = None
+    message_id: str | None = None
+    deliveries: int = field(default=0, compare=False)
+
+
+_current: contextvars.ContextVar[Event | None] = contextvars.ContextVar(
+    "tocsin_current_event", default=None
+)
+# The signal a worker is sending again right now: its publishers stand aside.
+_relaying: contextvars.ContextVar[Signal | None] = contextvars.ContextVar(
+    "tocsin_relaying", default=None
+)
+
+
+def current_event() -> Event | None:
+    """The event a worker is handling in this thread or task, else ``None``.
+
+    Use ``current_event().id`` to make a receiver idempotent: the id is the
+    same on every delivery of the event.
+    """
+    return _current.get()
+
+
+@contextlib.contextmanager
+def _handling(event: Event, signal: Signal | None) -> Iterator[None]:
+    event_token = _current.set(event)
+    relay_token = _relaying.set(signal)
+    try:
+        yield
+    finally:
+        _relaying.reset(relay_token)
+        _current.reset(event_token)
+
+
+class Outbox(Protocol):
+    """Where a :class:`Remote` writes events sent inside a database transaction.
+
+    ``tocsin.contrib.sqlalchemy.Outbox`` implements it: the event is written to
+    an outbox table in the same transaction, and relayed to the transport
+    after the commit.
+    """
+
+    def store(
+        self,
+        transport: Transport | AsyncTransport,
+        stream: str,
+        event_id: str,
+        payload: bytes,
+        sender: object,
+        named: Mapping[str, Any],
+    ) -> bool:
+        """Write the event into the transaction the send happened in and
+        return ``True``; return ``False`` when the send is not inside one
+        (the remote then publishes it at once)."""
+        ...
+
+
+class Remote:
+    """Signals and receivers whose sends travel through *transport*.
+
+    :param transport: a :class:`~tocsin.transports.base.Transport` (sends
+        publish from ``send()`` and ``asend()``) or an
+        :class:`~tocsin.transports.base.AsyncTransport` (publishers are async
+        receivers: ``await signal.asend(...)`` publishes without blocking the
+        loop).
+    :param stream: the stream events are appended to.
+    :param serializer: how events become bytes; :class:`JSONSerializer` by
+        default.
+    :param outbox: write events sent inside a database transaction to this
+        outbox in the same transaction, and publish them after the commit
+        (``tocsin.contrib.sqlalchemy.Outbox``).
+    :param on_commit: without an outbox, publish events sent inside a
+        transaction only after it commits (nothing on rollback); a crash
+        between the commit and the publish loses the event, which an outbox
+        prevents.
+    """
+
+    def __init__(
+        self,
+        transport: Transport | AsyncTransport,
+        *,
+        stream: str = "tocsin:events",
+        serializer: Serializer | None = None,
+        outbox: Outbox | None = None,
+        on_commit: bool = False,
+    ) -> None:
+        if not isinstance(transport, Transport | AsyncTransport):
+            raise TypeError(
+                f"Remote() takes a Transport or AsyncTransport; got {type(transport).__name__}."
+            )
+        if not isinstance(stream, str) or not stream:
+            raise ValueError(f"stream must be a non-empty string; got {stream!r}.")
+        if serializer is not None and not isinstance(serializer, Serializer):
+            raise TypeError("serializer must have dumps() and loads() methods.")
+        if outbox is not None and on_commit:
+            raise ValueError("on_commit=True is for remotes without an outbox: choose one.")
+        self.transport = transport
+        self.stream = stream
+        self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
+        self.outbox = outbox
+        self.on_commit = on_commit
+        self._signals: dict[str, Signal] = {}
+        self._receivers: dict[str, tuple[Signal, Callable[..., Any]]] = {}
+        self._batch: contextvars.ContextVar[Batch | None] = contextvars.ContextVar(
+            f"tocsin_batch_{id(self):x}", default=None
+        )
+
+    def __repr__(self) -> str:
+        return f"<Remote stream={self.stream!r} transport={type(self.transport).__name__}>"
+
+    # -- declaring ----------------------------------------------------------
+
+    @property
+    def signals(self) -> Mapping[str, Signal]:
+        """The published signals, by the name they are published under."""
+        return dict(self._signals)
+
+    @property
+    def receivers(self) -> Mapping[str, tuple[Signal, Callable[..., Any]]]:
+        """The remote receivers, by name: ``(signal, function)``."""
+        return dict(self._receivers)
+
+    def publish(self, signal: S, *, name: str | None = None, sender: object = None) -> S:
+        """Publish every send of *signal* (from *sender*, if given); return it.
+
+        Workers send each event again to the receivers connected there.
+
+        :param name: the name both processes know the signal by; by default
+            the module-level name it is bound to (``myapp.signals.order_paid``).
+        """
+        name = self._name_signal(signal, name)
+        known = self._signals.get(name)
+        if known is not None and known is not signal:
+            raise ValueError(f"another signal is already published as {name!r}: pass name=.")
+        self._signals[name] = signal
+        signal.connect(
+            self._publisher(name, None),
+            sender=sender,
+            weak=False,
+            dispatch_uid=("tocsin.remote", id(self), name, id(sender)),
+            **self._commit_options(),
+        )
+        return signal
+
+    def receiver(
+        self,
+        signal: Signal,
+        *,
+        sender: object = None,
+        dispatch_uid: Hashable = None,
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Decorator: run the function in a worker whenever *signal* is sent.
+
+        Here, sending publishes an event for it (nothing else is called);
+        a worker calls it with the send's arguments, once per event. The
+        function is returned unchanged, so it can still be called directly.
+
+        :param name: the name both processes know it by; by default
+            ``module.qualname``.
+        """
+        if not isinstance(signal, Signal):
+            raise TypeError(f"Remote.receiver() takes a Signal; got {type(signal).__name__}.")
+
+        def decorate(func: F) -> F:
+            if not callable(func):
+                raise TypeError(f"Remote.receiver() decorates a function; got {func!r}.")
+            key = name or f"{func.__module__}.{func.__qualname__}"
+            if "<locals>" in key:
+                raise ValueError(
+                    f"{key} is defined inside a function, so a worker cannot import it: "
+                    "define it at module level, or pass name=."
+                )
+            known = self._receivers.get(key)
+            if known is not None and _defined_at(known[1]) != _defined_at(func):
+                raise ValueError(f"another receiver is already registered as {key!r}: pass name=.")
+            self._receivers[key] = (signal, func)
+            signal.connect(
+                self._publisher(self._name_signal(signal, None, required=False), key),
+                sender=sender,
+                weak=False,
+                dispatch_uid=("tocsin.remote", id(self), key, dispatch_uid, id(sender)),
+                **self._commit_options(),
+            )
+            return func
+
+        return decorate
+
+    def _commit_options(self) -> dict[str, Any]:
+        # A publish that fails after the commit must not pass unnoticed: raise.
+        return {"on_commit": True, "robust": False} if self.on_commit else {}
+
+    def _name_signal(self, signal: Signal, name: str | None, required: bool = True) -> str:
+        if not isinstance(signal, Signal):
+            raise TypeError(f"Remote.publish() takes a Signal; got {type(signal).__name__}.")
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"name must be a non-empty string; got {name!r}.")
+            return name
+        from .introspect import signal_name
+
+        found = signal_name(signal)
+        if found.startswith("<") and required:
+            raise ValueError(
+                "this signal is not bound to a module-level name, so a worker could not "
+                "find it: bind it at module level, or pass name=."
+            )
+        return found
+
+    # -- publishing ---------------------------------------------------------
+
+    def batch(self, *, size: int = 1000) -> Batch:
+        """Publish the events sent in a block together, in one round trip.
+
+        ``with remote.batch(): ...`` (``async with`` for an async transport)
+        keeps the events sent in this thread or task inside the block, and
+        publishes them when it ends, in order, whether it ends normally or by
+        an exception (the sends happened); every *size* events it publishes
+        early. A failure to publish raises from the end of the block. Blocks
+        nest (the outermost publishes); the outbox, when there is one, still
+        takes events sent inside a transaction.
+        """
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"size must be a positive integer; got {size!r}.")
+        return Batch(self, size)
+
+    def _publisher(self, name: str, target: str | None) -> Callable[..., Any]:
+        transport = self.transport
+        if not isinstance(transport, Transport):
+            return self._async_publisher(name, target)
+
+        def publish_event(signal: Signal, sender: object, **named: Any) -> Event | None:
+            if _relaying.get() is signal:
+                return None
+            event, payload = self.encode(name, target, sender, named)
+            if self.outbox is None or not self.outbox.store(
+                transport, self.stream, event.id, payload, sender, named
+            ):
+                batch = self._batch.get()
+                if batch is None:
+                    transport.publish(self.stream, payload)
+                elif batch.add(payload):
+                    batch.flush()
+            return event
+
+        publish_event.__qualname__ = f"Remote.publish_event[{target or name}]"
+        return publish_event
+
+    def _async_publisher(self, name: str, target: str | None) -> Callable[..., Any]:
+        transport = self.transport
+        assert isinstance(transport, AsyncTransport)
+
+        async def publish_event(signal: Signal, sender: object, **named: Any) -> Event | None:
+            if _relaying.get() is signal:
+                return None
+            event, payload = self.encode(name, target, sender, named)
+            if self.outbox is None or not self.outbox.store(
+                transport, self.stream, event.id, payload, sender, named
+            ):
+                batch = self._batch.get()
+                if batch is None:
+                    await transport.publish(self.stream, payload)
+                elif batch.add(payload):
+                    await batch.aflush()
+            return event
+
+        publish_event.__qualname__ = f"Remote.publish_event[{target or name}]"
+        return publish_event
+
+    def encode(
+        self, name: str, target: str | None, sender: object, named: Mapping[str, Any]
+    ) -> tuple[Event, bytes]:
+        """The event for a send and its payload; ``SerializationError`` names
+        the argument that cannot be sent."""
+        event = Event(os.urandom(16).hex(), name, sender, named, time.time(), target)
+        envelope: dict[str, Any] = {
+            "v": FORMAT,
+            "id": event.id,
+            "signal": name,
+            "time": event.time,
+            "sender": sender,
+            "kwargs": named,
+        }
+        if target is not None:
+            envelope["receiver"] = target
+        try:
+            return event, self.serializer.dumps(envelope)
+        except SerializationError as error:
+            what = f"receiver {target}" if target else f"signal {name}"
+            raise SerializationError(f"cannot publish an event for {what}: {error}") from None
+
+    def decode(self, payload: bytes, message_id: str | None = None, deliveries: int = 0) -> Event:
+        """The :class:`Event` a payload holds; ``SerializationError`` if unreadable."""
+        envelope = self.serializer.loads(payload)
+        try:
+            if envelope["v"] != FORMAT:
+                raise SerializationError(
+                    f"event format {envelope['v']!r} is not {FORMAT}: upgrade this worker."
+                )
+            kwargs = envelope["kwargs"]
+            if not isinstance(kwargs, dict):
+                raise SerializationError("the event's kwargs are not an object.")
+            return Event(
+                id=str(envelope["id"]),
+                signal=str(envelope["signal"]),
+                sender=envelope["sender"],
+                kwargs=kwargs,
+                time=float(envelope["time"]),
+                receiver=envelope.get("receiver"),
+                message_id=message_id,
+                deliveries=deliveries,
+            )
+        except KeyError as missing:
+            raise SerializationError(f"the event has no {missing} field.") from None
+
+    # -- handling (in a worker) ----------------------------------------------
+
+    def handle(self, event: Event) -> list[BaseException]:
+        """Run *event* here, as a worker does: send its signal again to the
+        local receivers (publishers stand aside), or call its remote receiver.
+
+        Returns the exceptions receivers raised (each is also logged); an empty
+        list means every receiver succeeded. ``LookupError`` if this process
+        does not know the event's signal or receiver.
+        """
+        signal, func = self._resolve(event)
+        with _handling(event, signal):
+            if func is not None:
+                return _call(func, signal, event)
+            responses = signal.send_robust(event.sender, **event.kwargs)
+        return [value for _, value in responses if isinstance(value, BaseException)]
+
+    async def ahandle(self, event: Event) -> list[BaseException]:
+        """:meth:`handle` for asyncio: async receivers are awaited in this loop."""
+        signal, func = self._resolve(event)
+        with _handling(event, signal):
+            if func is not None:
+                return await _acall(func, signal, event)
+            responses = await signal.asend_robust(event.sender, **event.kwargs)
+        return [value for _, value in responses if isinstance(value, BaseException)]
+
+    def _resolve(self, event: Event) -> tuple[Signal, Callable[..., Any] | None]:
+        if event.receiver is not None:
+            found = self._receivers.get(event.receiver)
+            if found is None:
+                raise LookupError(
+                    f"no remote receiver {event.receiver!r} here: the worker must import "
+                    "the module that declares it with @remote.receiver(...)."
+                )
+            return found
+        signal = self._signals.get(event.signal)
+        if signal is None:
+            raise LookupError(
+                f"signal {event.signal!r} is not published here: the worker must import "
+                "the module that calls remote.publish(...) for it."
+            )
+        return signal, None
+
+    def worker(self, **options: Any) -> Worker:
+        """A :class:`~tocsin.worker.Worker` for this remote (same options)."""
+        from .worker import Worker
+
+        return Worker(self, **options)
+
+
+class Batch:
+    """The events a :meth:`Remote.batch` block holds back; see there."""
+
+    __slots__ = ("_payloads", "_remote", "_size", "_token")
+
+    def __init__(self, remote: Remote, size: int) -> None:
+        self._remote = remote
+        self._size = size
+        self._payloads: list[bytes] = []
+        self._token: contextvars.Token[Batch | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._payloads)
+
+    def add(self, payload: bytes) -> bool:
+        """Hold *payload*; ``True`` when the batch is full and must be flushed."""
+        self._payloads.append(payload)
+        return len(self._payloads) >= self._size
+
+    def flush(self) -> None:
+        """Publish what is held now (blocking transport)."""
+        payloads, self._payloads = self._payloads, []
+        if payloads:
+            transport = self._remote.transport
+            assert isinstance(transport, Transport)
+            transport.publish_many(self._remote.stream, payloads)
+
+    async def aflush(self) -> None:
+        """Publish what is held now (async transport)."""
+        payloads, self._payloads = self._payloads, []
+        if payloads:
+            transport = self._remote.transport
+            assert isinstance(transport, AsyncTransport)
+            await transport.publish_many(self._remote.stream, payloads)
+
+    def _enter(self, async_: bool) -> Batch:
+        if async_ != isinstance(self._remote.transport, AsyncTransport):
+            hint = "async with" if not async_ else "with"
+            raise TypeError(f"this remote's transport needs `{hint} remote.batch()`.")
+        if self._token is not None:
+            raise RuntimeError("this batch is already in use: call remote.batch() again.")
+        outer = self._remote._batch.get()
+        # An inner block joins the outer one, which publishes everything.
+        self._token = self._remote._batch.set(outer if outer is not None else self)
+        return self
+
+    def _leave(self) -> bool:
+        assert self._token is not None
+        outermost = (
+            self._token.old_value is None or self._token.old_value is contextvars.Token.MISSING
+        )
+        self._remote._batch.reset(self._token)
+        self._token = None
+        return outermost
+
+    def __enter__(self) -> Batch:
+        return self._enter(async_=False)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._leave():
+            self.flush()
+
+    async def __aenter__(self) -> Batch:
+        return self._enter(async_=True)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._leave():
+            await self.aflush()
+
+
+def _defined_at(func: Callable[..., Any]) -> tuple[str, str]:
+    code = getattr(func, "__code__", None)
+    return (getattr(func, "__module__", ""), getattr(func, "__qualname__", repr(code)))
+
+
+def _call(func: Callable[..., Any], signal: Signal, event: Event) -> list[BaseException]:
+    try:
+        result = func(signal=signal, sender=event.sender, **event.kwargs)
+        if inspect.isawaitable(result):
+            asyncio.run(_await(result))
+    except Exception as error:
+        logger.exception("Error calling %s for event %s", event.receiver, event.id)
+        return [error]
+    return []
+
+
+async def _acall(func: Callable[..., Any], signal: Signal, event: Event) -> list[BaseException]:
+    try:
+        result = func(signal=signal, sender=event.sender, **event.kwargs)
+        if inspect.isawaitable(result):
+            await result
+    except Exception as error:
+        logger.exception("Error calling %s for event %s", event.receiver, event.id)
+        return [error]
+    return []
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

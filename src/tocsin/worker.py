@@ -1,0 +1,474 @@
+"""Workers: read remote events from a stream and run them here.
+
+A :class:`Worker` is one consumer of a consumer group (many workers in one
+group share the events; each event goes to one of them). For each event it
+runs the receivers (:meth:`tocsin.remote.Remote.handle`) and acknowledges the
+event only after they all succeeded. Otherwise:
+
+* a failed event stays pending and is retried by this worker after a delay
+  that doubles with each attempt (``retry_delay``, ``retry_backoff``,
+  ``max_retry_delay``);
+* after ``max_attempts`` deliveries it is moved to the dead-letter stream
+  (``<stream>:dead``) with the error, and acknowledged;
+* an event that cannot be read (bad payload) goes there at once;
+* events left pending by a worker that died are taken over by another after
+  ``claim_after`` seconds (``XAUTOCLAIM``).
+
+Delivery is at least once: an event handled by a worker killed before its
+acknowledgement runs again elsewhere. ``SIGTERM`` (and ``SIGINT``) stop
+:meth:`Worker.run` gracefully: the batch in hand is finished and acknowledged
+first; a second signal stops at once.
+
+:class:`AsyncWorker` does the same in an event loop, with an
+:class:`~tocsin.transports.base.AsyncTransport`, awaiting async receivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import os
+import signal as signals
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .exceptions import SerializationError, TransportError
+from .remote import Event, Remote
+from .transports.base import AsyncTransport, Message, Transport
+
+__all__ = ["AsyncWorker", "Worker", "WorkerStats"]
+
+logger = logging.getLogger("tocsin.worker")
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """What a worker has done since it started."""
+
+    handled: int = 0  # events whose receivers all succeeded (and were acknowledged)
+    failed: int = 0  # attempts that raised
+    retried: int = 0  # events delivered again after a failure
+    dead: int = 0  # events moved to the dead-letter stream
+    claimed: int = 0  # events taken over from other consumers
+
+
+class _Base:
+    def __init__(
+        self,
+        remote: Remote,
+        *,
+        group: str = "tocsin",
+        consumer: str | None = None,
+        batch: int = 100,
+        block: float = 1.0,
+        max_attempts: int = 5,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        max_retry_delay: float = 60.0,
+        claim_after: float = 60.0,
+        dead_stream: str | None = None,
+        relay_every: float = 5.0,
+    ) -> None:
+        if not isinstance(remote, Remote):
+            raise TypeError(f"a worker takes a Remote; got {type(remote).__name__}.")
+        for label, text in (("group", group), ("consumer", consumer), ("dead_stream", dead_stream)):
+            if text is not None and (not isinstance(text, str) or not text):
+                raise ValueError(f"{label} must be a non-empty string; got {text!r}.")
+        _positive_int("batch", batch)
+        _positive_int("max_attempts", max_attempts)
+        for label, seconds in (
+            ("block", block),
+            ("retry_delay", retry_delay),
+            ("max_retry_delay", max_retry_delay),
+            ("claim_after", claim_after),
+            ("relay_every", relay_every),
+        ):
+            if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
+                raise ValueError(f"{label} must be a positive number of seconds; got {seconds!r}.")
+        if not isinstance(retry_backoff, int | float) or retry_backoff < 1:
+            raise ValueError(f"retry_backoff must be a number >= 1; got {retry_backoff!r}.")
+        self.remote = remote
+        self.stream = remote.stream
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        self.batch = batch
+        self.block = block
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay
+        self.retry_backoff = retry_backoff
+        self.max_retry_delay = max_retry_delay
+        self.claim_after = claim_after
+        self.dead_stream = dead_stream or f"{remote.stream}:dead"
+        self.relay_every = relay_every
+        self.stats = WorkerStats()
+        self._stopping = threading.Event()
+        self._retries: list[tuple[float, str, float]] = []  # (due, message id, delay)
+        self._next_claim = 0.0
+        self._next_relay = 0.0
+        self._started = False
+        self._outage = 0  # consecutive rounds the broker failed
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.consumer!r} group={self.group!r} stream={self.stream!r}>"
+        )
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the batch in hand (thread-safe)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called (or a stop signal received)."""
+        return self._stopping.is_set()
+
+    def _broker_down(self, error: TransportError) -> float:
+        """Log a broker failure; return the seconds to wait before the next round.
+
+        The group is checked again afterwards: a broker restarted without its
+        data has lost it. Events in hand that were not acknowledged stay
+        pending and are retried or taken over; nothing is dropped here.
+        """
+        self._outage += 1
+        self._started = False
+        wait: float = min(0.1 * 2.0 ** (self._outage - 1), 5.0)
+        log = logger.warning if self._outage == 1 else logger.debug
+        log("Worker %s: broker unavailable (%s); retrying in %.3g s", self.consumer, error, wait)
+        return wait
+
+    def delay(self, deliveries: int) -> float:
+        """Seconds to wait before retrying an event that failed on this delivery."""
+        return float(
+            min(self.retry_delay * self.retry_backoff ** (deliveries - 1), self.max_retry_delay)
+        )
+
+    def _decode(self, message: Message) -> Event | str:
+        try:
+            return self.remote.decode(message.payload, message.id, message.deliveries)
+        except SerializationError as error:
+            return f"unreadable event: {error}"
+
+    def _verdict(self, message: Message, errors: list[BaseException] | str) -> str | None:
+        """What to do with a failed message: ``None`` retries it, else the dead-letter reason."""
+        self.stats.failed += 1
+        reason = errors if isinstance(errors, str) else "; ".join(_describe(e) for e in errors)
+        if isinstance(errors, str) or message.deliveries >= self.max_attempts:
+            return reason
+        delay = self.delay(message.deliveries)
+        heapq.heappush(self._retries, (time.monotonic() + delay, message.id, delay))
+        logger.warning(
+            "Event %s failed on delivery %d of %d (%s); retrying in %.3g s",
+            message.id,
+            message.deliveries,
+            self.max_attempts,
+            reason,
+            delay,
+        )
+        return None
+
+    def _due_retries(self) -> list[tuple[str, float]]:
+        now = time.monotonic()
+        due = []
+        while self._retries and self._retries[0][0] <= now:
+            _, message_id, delay = heapq.heappop(self._retries)
+            due.append((message_id, delay))
+        return due
+
+    def _wait(self) -> float:
+        """How long consume() may block: until the next retry or claim is due."""
+        now = time.monotonic()
+        until = min(self._next_claim, self._retries[0][0] if self._retries else self._next_claim)
+        if self.remote.outbox is not None and hasattr(self.remote.outbox, "relay"):
+            until = min(until, self._next_relay)
+        return max(0.001, min(self.block, until - now))
+
+    def _claim_due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_claim:
+            return False
+        # Checking a quarter as often as the idle time keeps a dead worker's
+        # events waiting at most 1.25 x claim_after.
+        self._next_claim = now + self.claim_after / 4
+        return True
+
+    def _relay_due(self) -> bool:
+        outbox = self.remote.outbox
+        if outbox is None or not hasattr(outbox, "relay"):
+            return False
+        now = time.monotonic()
+        if now < self._next_relay:
+            return False
+        self._next_relay = now + self.relay_every
+        return True
+
+
+class Worker(_Base):
+    """Consume *remote*'s stream in this thread and run each event here.
+
+    :param group: the consumer group; workers in one group share the events.
+    :param consumer: this worker's name in the group (unique per process by
+        default: ``host-pid-random``).
+    :param batch: events read (and acknowledged) at a time.
+    :param block: seconds to wait for new events in one read.
+    :param max_attempts: deliveries before an event goes to the dead letters.
+    :param retry_delay: seconds before the first retry; multiplied by
+        *retry_backoff* for each further one, up to *max_retry_delay*.
+    :param claim_after: seconds an event may stay pending with another
+        consumer before this one takes it over. Keep it above the longest
+        time receivers take for a batch, or slow events run twice.
+    :param dead_stream: the dead-letter stream (``<stream>:dead``).
+    :param relay_every: with an outbox that has a ``relay()`` method, seconds
+        between relays of events a crashed process left in it.
+    """
+
+    def __init__(self, remote: Remote, **options: Any) -> None:
+        super().__init__(remote, **options)
+        if not isinstance(remote.transport, Transport):
+            raise TypeError(
+                "Worker needs a blocking Transport; use AsyncWorker with an AsyncTransport."
+            )
+        self.transport: Transport = remote.transport
+
+    def run(self, *, handle_signals: bool = True) -> None:
+        """Handle events until :meth:`stop` (or SIGTERM/SIGINT when
+        *handle_signals* and this is the main thread)."""
+        with self._stop_signals(handle_signals):
+            while not self._stopping.is_set():
+                try:
+                    self.run_once()
+                except TransportError as error:
+                    self._stopping.wait(self._broker_down(error))
+                else:
+                    self._outage = 0
+        logger.info("Worker %s stopped: %s", self.consumer, self.stats)
+
+    def run_once(self) -> int:
+        """One round: take over stale events, retry due ones, relay the
+        outbox, then read and handle one batch. Returns the events handled."""
+        self._start()
+        done = 0
+        if self._claim_due():
+            claimed = self.transport.claim_stale(
+                self.stream, self.group, self.consumer, min_idle=self.claim_after, count=self.batch
+            )
+            self.stats.claimed += len(claimed)
+            done += self._handle_batch(claimed)
+        for message_id, delay in self._due_retries():
+            message = self.transport.redeliver(
+                self.stream, self.group, self.consumer, message_id, min_idle=delay
+            )
+            if message is not None:
+                self.stats.retried += 1
+                done += self._handle_batch([message])
+        if self._relay_due():
+            self._relay()
+        if self._stopping.is_set():
+            return done
+        messages = self.transport.consume(
+            self.stream, self.group, self.consumer, count=self.batch, block=self._wait()
+        )
+        return done + self._handle_batch(messages)
+
+    def _start(self) -> None:
+        if not self._started:
+            self.transport.ensure_group(self.stream, self.group)
+            self._started = True
+
+    def _handle_batch(self, messages: list[Message]) -> int:
+        succeeded = []
+        for message in messages:
+            errors = self._handle(message)
+            if not errors:
+                succeeded.append(message.id)
+                continue
+            reason = self._verdict(message, errors)
+            if reason is not None:
+                self.transport.dead_letter(
+                    self.stream, self.group, message, self.dead_stream, error=reason
+                )
+                self.stats.dead += 1
+                logger.error("Event %s moved to %s: %s", message.id, self.dead_stream, reason)
+        if succeeded:
+            self.transport.ack(self.stream, self.group, succeeded)
+            self.stats.handled += len(succeeded)
+        return len(succeeded)
+
+    def _handle(self, message: Message) -> list[BaseException] | str:
+        event = self._decode(message)
+        if isinstance(event, str):
+            return event
+        if message.deliveries > self.max_attempts:
+            # Taken over too often: it may be what kills workers. Do not run it again.
+            return f"delivered {message.deliveries} times without success"
+        try:
+            return self.remote.handle(event)
+        except LookupError as error:
+            return [error]
+
+    def _relay(self) -> None:
+        try:
+            self.remote.outbox.relay(self.transport)  # type: ignore[union-attr]
+        except (TransportError, OSError) as error:
+            logger.warning("Outbox relay failed (will retry): %s", error)
+
+    @contextlib.contextmanager
+    def _stop_signals(self, enabled: bool) -> Iterator[None]:
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_signal(number: int, frame: Any) -> None:
+            if self._stopping.is_set():
+                raise KeyboardInterrupt  # a second signal: stop now
+            logger.info(
+                "Worker %s: %s received, finishing the batch in hand",
+                self.consumer,
+                signals.Signals(number).name,
+            )
+            self._stopping.set()
+
+        previous = {
+            number: signals.signal(number, on_signal)
+            for number in (signals.SIGTERM, signals.SIGINT)
+        }
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signals.signal(number, handler)
+
+
+class AsyncWorker(_Base):
+    """:class:`Worker` for asyncio: reads with an
+    :class:`~tocsin.transports.base.AsyncTransport` and awaits async
+    receivers in the running loop (sync receivers run as ``asend_robust``
+    runs them). Same options.
+    """
+
+    def __init__(self, remote: Remote, **options: Any) -> None:
+        super().__init__(remote, **options)
+        if not isinstance(remote.transport, AsyncTransport):
+            raise TypeError("AsyncWorker needs an AsyncTransport; use Worker with a Transport.")
+        self.transport: AsyncTransport = remote.transport
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Handle events until :meth:`stop` or the task is cancelled (or
+        SIGTERM/SIGINT when *handle_signals* and the loop supports them)."""
+        loop = asyncio.get_running_loop()
+        installed = self._install_signals(loop) if handle_signals else []
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self.run_once()
+                except TransportError as error:
+                    await asyncio.sleep(self._broker_down(error))
+                else:
+                    self._outage = 0
+        finally:
+            for number in installed:
+                loop.remove_signal_handler(number)
+        logger.info("Worker %s stopped: %s", self.consumer, self.stats)
+
+    async def run_once(self) -> int:
+        """One round, as :meth:`Worker.run_once`."""
+        await self._start()
+        done = 0
+        if self._claim_due():
+            claimed = await self.transport.claim_stale(
+                self.stream, self.group, self.consumer, min_idle=self.claim_after, count=self.batch
+            )
+            self.stats.claimed += len(claimed)
+            done += await self._handle_batch(claimed)
+        for message_id, delay in self._due_retries():
+            message = await self.transport.redeliver(
+                self.stream, self.group, self.consumer, message_id, min_idle=delay
+            )
+            if message is not None:
+                self.stats.retried += 1
+                done += await self._handle_batch([message])
+        if self._relay_due():
+            await self._relay()
+        if self._stopping.is_set():
+            return done
+        messages = await self.transport.consume(
+            self.stream, self.group, self.consumer, count=self.batch, block=self._wait()
+        )
+        return done + await self._handle_batch(messages)
+
+    async def _start(self) -> None:
+        if not self._started:
+            await self.transport.ensure_group(self.stream, self.group)
+            self._started = True
+
+    async def _handle_batch(self, messages: list[Message]) -> int:
+        succeeded = []
+        for message in messages:
+            errors = await self._handle(message)
+            if not errors:
+                succeeded.append(message.id)
+                continue
+            reason = self._verdict(message, errors)
+            if reason is not None:
+                await self.transport.dead_letter(
+                    self.stream, self.group, message, self.dead_stream, error=reason
+                )
+                self.stats.dead += 1
+                logger.error("Event %s moved to %s: %s", message.id, self.dead_stream, reason)
+        if succeeded:
+            await self.transport.ack(self.stream, self.group, succeeded)
+            self.stats.handled += len(succeeded)
+        return len(succeeded)
+
+    async def _handle(self, message: Message) -> list[BaseException] | str:
+        event = self._decode(message)
+        if isinstance(event, str):
+            return event
+        if message.deliveries > self.max_attempts:
+            return f"delivered {message.deliveries} times without success"
+        try:
+            return await self.remote.ahandle(event)
+        except LookupError as error:
+            return [error]
+
+    async def _relay(self) -> None:
+        relay: Callable[..., Any] = self.remote.outbox.relay  # type: ignore[union-attr]
+        try:
+            result = relay(self.transport)
+            if asyncio.iscoroutine(result):
+                await result
+        except (TransportError, OSError) as error:
+            logger.warning("Outbox relay failed (will retry): %s", error)
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        installed: list[int] = []
+        for number in (signals.SIGTERM, signals.SIGINT):
+            try:
+                loop.add_signal_handler(number, self._on_signal)
+            except (
+                NotImplementedError,
+                RuntimeError,
+                ValueError,
+            ):  # not the main thread, or Windows
+                continue
+            installed.append(number)
+        return installed
+
+    def _on_signal(self) -> None:
+        if self._stopping.is_set():
+            raise KeyboardInterrupt
+        self._stopping.set()
+
+
+def _positive_int(label: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{label} must be a positive integer; got {value!r}.")
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,143 @@
+"""``python -m tocsin worker``: find the module's Remote and consume its stream."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tocsin.__main__ import main
+
+APP = """\
+import os
+import signal as signals
+
+from tocsin import Signal
+from tocsin.remote import Remote
+from tocsin.transports.memory import MemoryTransport
+
+job_done = Signal()
+remote = Remote(MemoryTransport(), stream="jobs")
+remote.publish(job_done)
+handled = []
+
+
+def on_job(sender, **kwargs):
+    handled.append(kwargs["job"])
+    if len(handled) == 3:
+        os.kill(os.getpid(), signals.SIGTERM)  # what a deployment does to stop it
+
+
+# Three events sent by "another process" before the worker starts.
+for job in range(3):
+    job_done.send(None, job=job)
+job_done.connect(on_job)
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory holding workerapp.py, made the current directory; what the CLI
+    imports is forgotten afterwards."""
+    (tmp_path / "workerapp.py").write_text(APP, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    importlib.invalidate_caches()
+    before = set(sys.modules)
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        module = sys.modules.pop(name, None)
+        signal = getattr(module, "job_done", None)
+        if signal is not None:
+            signal.receivers = []
+
+
+def write(path: Path, source: str) -> None:
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    importlib.invalidate_caches()
+
+
+def test_the_worker_runs_events_and_stops_on_sigterm(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It consumes the Remote's stream, runs the receivers, and exits 0 on SIGTERM."""
+    caplog.set_level("INFO", logger="tocsin.worker")
+    assert main(["worker", "workerapp", "--consumer", "w1", "--batch", "2"]) == 0
+    app = sys.modules["workerapp"]
+    assert app.handled == [0, 1, 2]
+    assert app.remote.transport.pending("jobs", "tocsin").count == 0
+    assert "Worker w1 consuming 'jobs' as group 'tocsin': 1 signal(s), 0 receiver(s)" in caplog.text
+    assert "SIGTERM received" in caplog.text
+    assert "Worker w1 stopped" in caplog.text
+
+
+def test_a_remote_can_be_named(project: Path) -> None:
+    """module:attribute picks one Remote."""
+    assert main(["worker", "workerapp:remote", "--group", "g"]) == 0
+    assert sys.modules["workerapp"].remote.transport.pending("jobs", "g").count == 0
+
+
+def test_a_module_without_a_remote_is_a_usage_error(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 with a hint when no Remote is defined."""
+    write(project / "empty.py", "x = 1\n")
+    assert main(["worker", "empty"]) == 2
+    assert "no Remote found in empty" in capsys.readouterr().err
+
+
+def test_several_remotes_must_be_told_apart(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 naming them when a module defines two."""
+    write(
+        project / "two.py",
+        """\
+        from tocsin.remote import Remote
+        from tocsin.transports.memory import MemoryTransport
+
+        orders = Remote(MemoryTransport(), stream="orders")
+        emails = Remote(MemoryTransport(), stream="emails")
+        """,
+    )
+    assert main(["worker", "two"]) == 2
+    assert "several Remotes found (two:emails, two:orders)" in capsys.readouterr().err
+
+
+def test_a_named_attribute_must_be_a_remote(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 when module:attribute is something else."""
+    assert main(["worker", "workerapp:job_done"]) == 2
+    assert "workerapp:job_done is not a Remote (it is Signal)" in capsys.readouterr().err
+
+
+def test_bad_options_are_usage_errors(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad log level or a non-positive batch exits 2 with a message."""
+    assert main(["worker", "workerapp", "--log-level", "LOUD"]) == 2
+    assert "unknown log level 'LOUD'" in capsys.readouterr().err
+    assert main(["worker", "workerapp", "--batch", "0"]) == 2
+    assert "batch must be a positive integer" in capsys.readouterr().err
+
+
+def test_a_missing_module_is_a_usage_error(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 when the module does not exist."""
+    assert main(["worker", "no_such_module_here"]) == 2
+    assert "no module named 'no_such_module_here'" in capsys.readouterr().err
+
+
+def test_an_import_error_in_the_app_is_reported(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 1 with the app's own traceback when importing it fails."""
+    write(project / "broken.py", "raise RuntimeError('misconfigured')\n")
+    assert main(["worker", "broken"]) == 1
+    err = capsys.readouterr().err
+    assert "importing broken failed" in err
+    assert "RuntimeError: misconfigured" in err

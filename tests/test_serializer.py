@@ -1,0 +1,238 @@
+"""The JSON serializer keeps what it can and refuses, by name, what it cannot."""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import decimal
+import enum
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from tocsin import Signal
+from tocsin.exceptions import SerializationError
+from tocsin.serializer import JSONSerializer, import_path, resolve
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Money:
+    def __init__(self, cents: int, currency: str) -> None:
+        self.cents = cents
+        self.currency = currency
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Money) and (other.cents, other.currency) == (
+            self.cents,
+            self.currency,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.cents, self.currency))
+
+
+Point = collections.namedtuple("Point", "x y")
+
+
+def module_level_function() -> None:
+    """A function another process can import."""
+
+
+def roundtrip(value: dict[str, Any], serializer: JSONSerializer | None = None) -> Any:
+    serializer = serializer or JSONSerializer()
+    return serializer.loads(serializer.dumps(value))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -(2**70),
+        1.5,
+        "text with ünicode",
+        [1, [2, [3]]],
+        {"nested": {"a": 1}},
+        (1, "two"),
+        {1, 2, 3},
+        frozenset({"a"}),
+        b"\x00\xffbytes",
+        datetime.datetime(2026, 11, 26, 3, 4, 5, 6, tzinfo=datetime.UTC),
+        datetime.datetime(2026, 11, 26, 3, 4, 5),
+        datetime.date(2026, 11, 26),
+        datetime.time(3, 4, 5, 6),
+        datetime.timedelta(days=-1, seconds=5, microseconds=7),
+        decimal.Decimal("12.3400"),
+        uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        Colour.RED,
+        Level.HIGH,
+        {1: "int key", (2, 3): "tuple key"},
+        {"$looks_like_a_tag": 1},
+        {"$a": 1, "b": 2},
+        JSONSerializer,
+        module_level_function,
+        [(1, 2), {"x": (3,)}],
+    ],
+    ids=repr,
+)
+def test_values_come_back_equal_and_of_the_same_type(value: Any) -> None:
+    """Every supported value reads back equal, with its exact type."""
+    back = roundtrip({"value": value})["value"]
+    assert back == value
+    assert type(back) is type(value)
+
+
+def test_tuples_inside_lists_stay_tuples() -> None:
+    """Tags apply at any depth."""
+    back = roundtrip({"value": [(1, 2), [(3,)]]})["value"]
+    assert back == [(1, 2), [(3,)]]
+    assert isinstance(back[0], tuple)
+    assert isinstance(back[1][0], tuple)
+
+
+def test_output_is_plain_json() -> None:
+    """The bytes are UTF-8 JSON any tool can read."""
+    data = JSONSerializer().dumps({"a": (1, 2), "b": "é"})
+    assert json.loads(data) == {"a": {"$tuple": [1, 2]}, "b": "é"}
+
+
+def test_an_unknown_type_is_refused_naming_the_argument() -> None:
+    """The error says which argument, its type, and how to fix it."""
+    with pytest.raises(SerializationError) as caught:
+        JSONSerializer().dumps({"kwargs": {"order": {"lines": [object()]}}})
+    message = str(caught.value)
+    assert "kwargs['order']['lines'][0]" in message
+    assert "builtins.object" in message
+    assert "serializer.register" in message
+
+
+def test_serialization_error_is_a_type_error() -> None:
+    """Code that catches TypeError for bad arguments still does."""
+    with pytest.raises(TypeError):
+        JSONSerializer().dumps({"x": object()})
+
+
+def test_a_namedtuple_is_refused_rather_than_read_back_as_a_tuple() -> None:
+    """A tuple subclass would lose its type: refused unless registered."""
+    with pytest.raises(SerializationError, match="Point"):
+        JSONSerializer().dumps({"point": Point(1, 2)})
+
+
+def test_a_registered_namedtuple_comes_back() -> None:
+    """Registering a tuple subclass makes it travel."""
+    serializer = JSONSerializer()
+    serializer.register(Point, tag="point", encode=list, decode=lambda raw: Point(*raw))
+    assert roundtrip({"p": Point(1, 2)}, serializer)["p"] == Point(1, 2)
+
+
+def test_a_registered_type_travels_through_its_hook() -> None:
+    """encode/decode hooks make a custom class serializable, nested values included."""
+    serializer = JSONSerializer()
+    serializer.register(
+        Money,
+        tag="money",
+        encode=lambda m: (m.cents, m.currency),
+        decode=lambda raw: Money(*raw),
+    )
+    assert roundtrip({"price": [Money(150, "EUR")]}, serializer) == {"price": [Money(150, "EUR")]}
+
+
+def test_the_worker_must_know_a_registered_tag() -> None:
+    """A payload with a tag the reading side never registered is refused."""
+    writer = JSONSerializer()
+    writer.register(Money, tag="money", encode=lambda m: m.cents, decode=lambda c: Money(c, "?"))
+    with pytest.raises(SerializationError, match=r"\$money"):
+        JSONSerializer().loads(writer.dumps({"m": Money(1, "EUR")}))
+
+
+def test_a_failing_decode_hook_is_reported() -> None:
+    """An exception in a decode hook becomes a SerializationError naming the tag."""
+    serializer = JSONSerializer()
+
+    def broken(raw: object) -> Money:
+        raise ValueError("bad money")
+
+    serializer.register(Money, tag="money", encode=lambda m: m.cents, decode=broken)
+    with pytest.raises(SerializationError, match=r"\$money.*bad money"):
+        serializer.loads(serializer.dumps({"m": Money(1, "EUR")}))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"type_": "Money", "tag": "m"}, TypeError, "takes a class"),
+        ({"type_": Money, "tag": "not an identifier"}, ValueError, "identifier"),
+        ({"type_": Money, "tag": "tuple"}, ValueError, "already used"),
+    ],
+)
+def test_register_checks_its_arguments(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    """Bad register() calls raise at once with what to do."""
+    with pytest.raises(error, match=match):
+        JSONSerializer().register(encode=str, decode=str, **kwargs)
+
+
+def test_register_needs_callables() -> None:
+    """encode and decode must be callable."""
+    with pytest.raises(TypeError, match="callable"):
+        JSONSerializer().register(Money, tag="money", encode="str", decode=str)  # type: ignore[arg-type]
+
+
+def test_lambdas_and_local_classes_are_refused() -> None:
+    """What another process cannot import is refused at once."""
+
+    class Local:
+        pass
+
+    for value in (lambda: None, Local):
+        with pytest.raises(SerializationError, match="inside a function"):
+            JSONSerializer().dumps({"v": value})
+
+
+def test_a_signal_instance_is_not_serializable() -> None:
+    """Objects that are neither data nor importable by name are refused."""
+    with pytest.raises(SerializationError, match=r"tocsin\.dispatcher\.Signal"):
+        JSONSerializer().dumps({"v": Signal()})
+
+
+def test_self_referencing_values_are_refused() -> None:
+    """A cycle is reported instead of recursing forever."""
+    looped: list[Any] = []
+    looped.append(looped)
+    with pytest.raises(SerializationError, match="nested too deeply"):
+        JSONSerializer().dumps({"v": looped})
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[1, 2]", "not an object"),
+        (b'{"v": {"$ref": "no.such.module:thing"}}', "cannot import"),
+        (b'{"v": {"$ref": "no-colon"}}', "module:qualname"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
+def test_unreadable_payloads_raise(data: bytes, match: str) -> None:
+    """Bad payloads raise SerializationError, never a wrong value."""
+    with pytest.raises(SerializationError, match=match):
+        JSONSerializer().loads(data)
+
+
+def test_import_path_and_resolve_are_inverse() -> None:
+    """A module-level class is named module:qualname and found again by it."""
+    name = import_path(JSONSerializer)
+    assert name == "tocsin.serializer:JSONSerializer"
+    assert resolve(name) is JSONSerializer
+    assert resolve(f"{__name__}:Colour.RED") is Colour.RED

@@ -1,0 +1,332 @@
+"""Workers: acknowledge after success, retry with backoff, dead-letter, take over, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal as signals
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tocsin import Signal
+from tocsin.exceptions import TransportError
+from tocsin.remote import Remote, current_event
+from tocsin.transports.memory import AsyncMemoryTransport, MemoryTransport
+from tocsin.worker import AsyncWorker, Worker
+
+job_done = Signal()
+STREAM = "jobs"
+DEAD = "jobs:dead"
+
+
+@pytest.fixture
+def transport() -> Iterator[MemoryTransport]:
+    with MemoryTransport() as transport:
+        yield transport
+
+
+@pytest.fixture
+def remote(transport: MemoryTransport) -> Iterator[Remote]:
+    remote = Remote(transport, stream=STREAM)
+    remote.publish(job_done)
+    yield remote
+    job_done.receivers = []
+    job_done.sender_receivers_cache.clear()
+
+
+def enqueue(remote: Remote, **kwargs: Any) -> None:
+    """Publish a job_done event as another process's send() would."""
+    [name] = remote.signals
+    _, payload = remote.encode(name, None, None, kwargs)
+    assert isinstance(remote.transport, MemoryTransport)
+    remote.transport.publish(STREAM, payload)
+
+
+def fast_worker(remote: Remote, **options: Any) -> Worker:
+    options = {"retry_delay": 0.01, "block": 0.01, "claim_after": 30.0, **options}
+    return Worker(remote, **options)
+
+
+def drain(worker: Worker, until: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, f"timed out; stats: {worker.stats}"
+        worker.run_once()
+
+
+def test_an_event_reaches_the_receivers_and_is_acknowledged(
+    remote: Remote, transport: MemoryTransport
+) -> None:
+    """The worker sends the event to local receivers, then acknowledges it."""
+    seen: list[Any] = []
+    job_done.connect(lambda sender, **kw: seen.append((sender, kw["job"])), weak=False)
+    enqueue(remote, job=1)
+    worker = fast_worker(remote)
+    assert worker.run_once() == 1
+    assert seen == [(None, 1)]
+    assert transport.pending(STREAM, "tocsin").count == 0
+    assert worker.stats.handled == 1
+
+
+def test_a_failed_event_is_retried_with_its_delivery_count(remote: Remote) -> None:
+    """It stays pending and is delivered again after the delay, counting deliveries."""
+    deliveries: list[int] = []
+
+    def flaky(**kwargs: Any) -> None:
+        event = current_event()
+        assert event is not None
+        deliveries.append(event.deliveries)
+        if len(deliveries) < 3:
+            raise RuntimeError("not yet")
+
+    job_done.connect(flaky)
+    enqueue(remote, job=1)
+    worker = fast_worker(remote)
+    drain(worker, lambda: worker.stats.handled == 1)
+    assert deliveries == [1, 2, 3]
+    assert worker.stats.retried == 2
+    assert worker.stats.failed == 2
+    assert worker.stats.dead == 0
+
+
+def test_retries_back_off(remote: Remote) -> None:
+    """The delay doubles with each failed delivery, up to the maximum."""
+    worker = Worker(remote, retry_delay=0.5, retry_backoff=2, max_retry_delay=3)
+    assert [worker.delay(n) for n in (1, 2, 3, 4, 5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_an_event_that_keeps_failing_goes_to_the_dead_letters(
+    remote: Remote, transport: MemoryTransport
+) -> None:
+    """After max_attempts deliveries it moves to <stream>:dead with the error."""
+
+    def broken(**kwargs: Any) -> None:
+        raise ValueError("bad job")
+
+    job_done.connect(broken)
+    enqueue(remote, job=1)
+    worker = fast_worker(remote, max_attempts=3)
+    drain(worker, lambda: worker.stats.dead == 1)
+    [dead] = transport.read(DEAD)
+    assert dead.headers["attempts"] == "3"
+    assert "ValueError: bad job" in dead.headers["error"]
+    assert remote.decode(dead.payload).kwargs == {"job": 1}
+    assert transport.pending(STREAM, "tocsin").count == 0
+
+
+def test_an_unreadable_event_is_dead_lettered_at_once(
+    remote: Remote, transport: MemoryTransport
+) -> None:
+    """A payload that cannot be read is never retried."""
+    transport.publish(STREAM, b"{not json")
+    worker = fast_worker(remote)
+    worker.run_once()
+    [dead] = transport.read(DEAD)
+    assert dead.payload == b"{not json"
+    assert "unreadable event" in dead.headers["error"]
+    assert worker.stats.dead == 1
+
+
+def test_an_unknown_signal_is_retried_then_dead_lettered(
+    remote: Remote, transport: MemoryTransport
+) -> None:
+    """A worker that lacks the signal's module fails the event and says what to import."""
+    _, payload = remote.encode("elsewhere.signal", None, None, {})
+    transport.publish(STREAM, payload)
+    worker = fast_worker(remote, max_attempts=2)
+    drain(worker, lambda: worker.stats.dead == 1)
+    errors = [m.headers["error"] for m in transport.read(DEAD)]
+    assert any("not published here" in error for error in errors)
+
+
+def test_a_dead_workers_events_are_taken_over(remote: Remote, transport: MemoryTransport) -> None:
+    """Events pending for a consumer that stopped are claimed after claim_after."""
+    seen: list[int] = []
+    job_done.connect(lambda **kw: seen.append(kw["job"]), weak=False)
+    for job in range(3):
+        enqueue(remote, job=job)
+    transport.ensure_group(STREAM, "tocsin")
+    taken = transport.consume(STREAM, "tocsin", "crashed-worker", count=10)
+    assert len(taken) == 3  # ... and it died before acknowledging them
+    worker = fast_worker(remote, claim_after=0.05)
+    time.sleep(0.06)
+    drain(worker, lambda: len(seen) == 3)
+    assert sorted(seen) == [0, 1, 2]
+    assert worker.stats.claimed == 3
+    assert transport.pending(STREAM, "tocsin").count == 0
+
+
+def test_an_event_delivered_too_often_is_not_run_again(
+    remote: Remote, transport: MemoryTransport
+) -> None:
+    """An event that may be killing workers goes to the dead letters unrun."""
+    ran: list[int] = []
+    job_done.connect(lambda **kw: ran.append(1), weak=False)
+    enqueue(remote)
+    transport.ensure_group(STREAM, "tocsin")
+    for _ in range(3):  # three workers took it and died
+        transport.consume(STREAM, "tocsin", "a", count=1) or transport.claim_stale(
+            STREAM, "tocsin", "a", min_idle=0
+        )
+    worker = fast_worker(remote, max_attempts=2, claim_after=0.01)
+    time.sleep(0.02)
+    drain(worker, lambda: worker.stats.dead == 1)
+    assert ran == []
+    [dead] = transport.read(DEAD)
+    assert "without success" in dead.headers["error"]
+
+
+def test_two_workers_share_a_group_without_duplicates(remote: Remote) -> None:
+    """Each event goes to one worker of the group."""
+    seen: list[tuple[str, int]] = []
+
+    def record(**kwargs: Any) -> None:
+        time.sleep(0.001)  # slow enough that both workers get a share
+        seen.append((threading.current_thread().name, kwargs["job"]))
+
+    job_done.connect(record)
+    for job in range(200):
+        enqueue(remote, job=job)
+    workers = [fast_worker(remote, batch=10, consumer=f"w{i}") for i in range(2)]
+    threads = [
+        threading.Thread(target=lambda w=w: drain(w, lambda: len(seen) >= 200), name=w.consumer)
+        for w in workers
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(job for _, job in seen) == list(range(200))
+    assert {name for name, _ in seen} == {"w0", "w1"}
+
+
+def test_stop_ends_run_after_the_batch(remote: Remote) -> None:
+    """stop() from another thread makes run() return."""
+    worker = fast_worker(remote)
+    thread = threading.Thread(target=worker.run, kwargs={"handle_signals": False})
+    thread.start()
+    time.sleep(0.05)
+    worker.stop()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert worker.stopping
+
+
+def test_sigterm_stops_run_gracefully(remote: Remote, transport: MemoryTransport) -> None:
+    """SIGTERM finishes and acknowledges the batch in hand, then run() returns."""
+    seen: list[int] = []
+
+    def slow(**kwargs: Any) -> None:
+        if kwargs["job"] == 0:
+            os.kill(os.getpid(), signals.SIGTERM)  # arrives in the middle of the batch
+        seen.append(kwargs["job"])
+
+    job_done.connect(slow)
+    for job in range(5):
+        enqueue(remote, job=job)
+    previous = signals.getsignal(signals.SIGTERM)
+    worker = fast_worker(remote, batch=5)
+    worker.run()
+    assert seen == [0, 1, 2, 3, 4]
+    assert transport.pending(STREAM, "tocsin").count == 0
+    assert signals.getsignal(signals.SIGTERM) is previous  # handler restored
+
+
+class FlakyBroker(MemoryTransport):
+    """A memory transport whose broker is down for the first reads."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def consume(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise TransportError("connection refused")
+        return super().consume(*args, **kwargs)
+
+
+def test_run_survives_the_broker_going_away(caplog: pytest.LogCaptureFixture) -> None:
+    """A broker outage is logged and waited out; events are handled once it is back."""
+    broker = FlakyBroker(failures=3)
+    remote = Remote(broker, stream=STREAM)
+    remote.publish(job_done)
+    seen: list[int] = []
+    worker = fast_worker(remote)
+
+    def record(**kwargs: Any) -> None:
+        seen.append(kwargs["job"])
+        worker.stop()
+
+    job_done.connect(record)
+    try:
+        enqueue(remote, job=1)
+        worker.run(handle_signals=False)
+    finally:
+        job_done.receivers = []
+        broker.close()
+    assert seen == [1]
+    assert "broker unavailable" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"batch": 0}, "batch"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"block": 0}, "block"),
+        ({"retry_delay": -1}, "retry_delay"),
+        ({"retry_backoff": 0.5}, "retry_backoff"),
+        ({"claim_after": "60"}, "claim_after"),
+        ({"group": ""}, "group"),
+    ],
+)
+def test_worker_checks_its_options(remote: Remote, options: dict[str, Any], match: str) -> None:
+    """Bad options raise ValueError naming them."""
+    with pytest.raises(ValueError, match=match):
+        Worker(remote, **options)
+
+
+def test_the_worker_must_match_the_transport(remote: Remote) -> None:
+    """Worker needs a blocking transport, AsyncWorker an async one."""
+    with pytest.raises(TypeError, match="AsyncWorker"):
+        AsyncWorker(remote)
+    with pytest.raises(TypeError, match="Remote"):
+        Worker(object())  # type: ignore[arg-type]
+
+
+def test_the_async_worker_awaits_async_receivers() -> None:
+    """AsyncWorker reads with an AsyncTransport and awaits receivers in its loop."""
+    seen: list[int] = []
+
+    async def on_job(**kwargs: Any) -> None:
+        await asyncio.sleep(0)
+        seen.append(kwargs["job"])
+        if len(seen) == 3:
+            worker.stop()
+
+    async def main() -> None:
+        async with AsyncMemoryTransport() as transport:
+            remote = Remote(transport, stream=STREAM)
+            remote.publish(job_done)
+            job_done.connect(on_job)
+            global worker
+            worker = AsyncWorker(remote, block=0.01)
+            for job in range(3):
+                _, payload = remote.encode(f"{__name__}.job_done", None, None, {"job": job})
+                await transport.publish(STREAM, payload)
+            await asyncio.wait_for(worker.run(handle_signals=False), 5)
+            assert (await transport.pending(STREAM, "tocsin")).count == 0
+
+    try:
+        asyncio.run(main())
+    finally:
+        job_done.receivers = []
+    assert seen == [0, 1, 2]
+
+
+worker: AsyncWorker
