@@ -202,7 +202,7 @@ def test_lambdas_and_local_classes_are_refused() -> None:
 
 def test_a_signal_instance_is_not_serializable() -> None:
     """Objects that are neither data nor importable by name are refused."""
-    with pytest.raises(SerializationError, match=r"tocsin\.dispatcher\.Signal"):
+    with pytest.raises(SerializationError, match=r"is a tocsin\.Signal"):
         JSONSerializer().dumps({"v": Signal()})
 
 
