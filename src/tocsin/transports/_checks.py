@@ -1,0 +1,87 @@
+"""Argument checks and stream-id helpers shared by the transports.
+
+Both transports refuse the same arguments with the same errors, before
+anything is sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .base import Message
+
+# A stream id as a (milliseconds, sequence) pair: tuples order the way Redis ids do.
+_Id = tuple[int, int]
+
+_ID_PATTERN = re.compile(r"(\d+)(?:-(\d+))?", re.ASCII)
+_MAX_ID_PART = 2**64 - 1  # Redis stores both parts as unsigned 64-bit integers
+
+
+def _check_name(what: str, name: str) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a str, not {type(name).__name__}")
+    if not name:
+        raise ValueError(f"{what} must not be empty")
+
+
+def _check_count(count: int) -> None:
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise TypeError(f"count must be an int, not {type(count).__name__}")
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+
+
+def _check_min_idle(min_idle: float) -> None:
+    if min_idle < 0:
+        raise ValueError(f"min_idle must not be negative, got {min_idle}")
+
+
+def _check_block(block: float | None) -> None:
+    if block is not None and not block > 0:
+        raise ValueError(f"block must be None or more than 0 seconds, got {block}")
+
+
+def _check_payload(payload: bytes) -> None:
+    if not isinstance(payload, bytes):
+        raise TypeError(
+            f"payload must be bytes, not {type(payload).__name__}; serialize the event first"
+        )
+
+
+def _check_ids(ids: Sequence[str]) -> list[_Id]:
+    # A lone id is a str, itself a sequence of one-character strings: refuse it
+    # rather than acknowledge "1", "-", "0".
+    if isinstance(ids, str):
+        raise TypeError(f"ids must be a sequence of ids, not a single str: [{ids!r}]")
+    return [_parse_id(id) for id in ids]
+
+
+def _parse_id(text: str) -> _Id:
+    """``"1718000000000-3"`` as ``(1718000000000, 3)``; ``"1718000000000"`` means ``-0``."""
+    match = _ID_PATTERN.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"{text!r} is not a stream id like '1718000000000-0'")
+    ms, seq = int(match[1]), int(match[2] or 0)
+    if ms > _MAX_ID_PART or seq > _MAX_ID_PART:
+        raise ValueError(f"{text!r} is not a stream id: its parts must fit in 64 bits")
+    return ms, seq
+
+
+def _check_start(start: str) -> _Id:
+    return (0, 0) if start == "-" else _parse_id(start)
+
+
+def _format_id(key: _Id) -> str:
+    return f"{key[0]}-{key[1]}"
+
+
+def _dead_letter_headers(stream: str, group: str, message: Message, error: str) -> dict[str, str]:
+    """The headers :meth:`Transport.dead_letter` stores with a dead message."""
+    return {
+        "error": error,
+        "attempts": str(message.deliveries),
+        "source-stream": stream,
+        "source-id": message.id,
+        "group": group,
+    }

@@ -1,0 +1,182 @@
+"""What only the Redis transports do: report a broker they cannot reach, leave a
+client they were given open, trim, reconnect, and read every reply shape redis-py gives."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from tocsin.exceptions import TransportError
+from tocsin.transports.base import Message
+from tocsin.transports.redis import AsyncRedisStreamsTransport, RedisStreamsTransport
+
+GROUP = "workers"
+NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection refused
+
+
+@pytest.fixture
+def backend(redis_url: str) -> str:
+    """These tests run on the Redis server only."""
+    return "redis"
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the test's own, closed after it."""
+    with redis.Redis.from_url(redis_url) as made:
+        yield made
+
+
+def test_unreachable_redis_raises_transport_error_naming_the_command(stream: str) -> None:
+    """Every command on a server that refuses connections raises TransportError saying which."""
+    with RedisStreamsTransport(url=NOWHERE) as transport:
+        with pytest.raises(TransportError, match=r"XADD on stream '.*:events'") as raised:
+            transport.publish(stream, b"x")
+        assert isinstance(raised.value.__cause__, redis.ConnectionError)
+        with pytest.raises(TransportError, match="XREADGROUP"):
+            transport.consume(stream, GROUP, "c1")
+        with pytest.raises(TransportError, match="XPENDING"):
+            transport.pending(stream, GROUP)
+
+
+def test_unreachable_redis_raises_transport_error_in_asyncio(stream: str) -> None:
+    """The asyncio transport wraps a refused connection in TransportError too."""
+
+    async def main() -> None:
+        async with AsyncRedisStreamsTransport(url=NOWHERE) as transport:
+            with pytest.raises(TransportError, match="XADD") as raised:
+                await transport.publish(stream, b"x")
+            assert isinstance(raised.value.__cause__, redis.ConnectionError)
+
+    asyncio.run(main())
+
+
+def test_close_leaves_a_given_client_open(client: redis.Redis, stream: str) -> None:
+    """close() does not close a client passed in: its owner goes on using it."""
+    transport = RedisStreamsTransport(client)
+    transport.publish(stream, b"x")
+    transport.close()
+    assert client.xlen(stream) == 1
+    with pytest.raises(TransportError, match="closed"):
+        transport.publish(stream, b"y")
+
+
+def test_close_leaves_a_given_async_client_open(redis_url: str, stream: str) -> None:
+    """The asyncio transport's close() does not close a client passed in either."""
+
+    async def main() -> None:
+        async with redis.asyncio.Redis.from_url(redis_url) as client:
+            async with AsyncRedisStreamsTransport(client) as transport:
+                await transport.publish(stream, b"x")
+            assert await client.xlen(stream) == 1
+
+    asyncio.run(main())
+
+
+def test_bad_construction_raises_value_error(client: redis.Redis, redis_url: str) -> None:
+    """A client and a url together, a decoding client, or a bad maxlen are refused."""
+    with pytest.raises(ValueError, match="not both"):
+        RedisStreamsTransport(client, url=redis_url)
+    with (
+        redis.Redis.from_url(redis_url, decode_responses=True) as decoding,
+        pytest.raises(ValueError, match="decode_responses=False"),
+    ):
+        RedisStreamsTransport(decoding)
+    with pytest.raises(ValueError, match=r"count|maxlen"):
+        RedisStreamsTransport(client, maxlen=0)
+
+
+def test_from_url_makes_a_transport_with_its_own_client(redis_url: str, stream: str) -> None:
+    """from_url() is the constructor with a url."""
+    with RedisStreamsTransport.from_url(redis_url) as transport:
+        transport.publish(stream, b"x")
+        assert transport.length(stream) == 1
+
+
+def test_maxlen_trims_the_stream_about_there(redis_url: str, stream: str) -> None:
+    """With maxlen, publishing keeps the stream near that length (Redis trims whole nodes)."""
+    with RedisStreamsTransport(url=redis_url, maxlen=10) as transport:
+        for n in range(500):
+            transport.publish(stream, b"%d" % n)
+        transport.publish_many(stream, [b"more"] * 300)
+        assert 10 <= transport.length(stream) < 300
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"protocol": 2}, {"protocol": 3}, {"legacy_responses": False}],
+    ids=["resp2", "resp3", "unified-responses"],
+)
+def test_any_reply_shape_of_the_client_is_read(
+    redis_url: str, stream: str, options: dict[str, Any]
+) -> None:
+    """Clients on RESP2, on RESP3, or with redis-py's unified replies, consume alike."""
+    with redis.Redis.from_url(redis_url, **options) as client, RedisStreamsTransport(client) as t:
+        id = t.publish(stream, b"x")
+        t.ensure_group(stream, GROUP)
+        assert t.consume(stream, GROUP, "c1") == [Message(id, b"x", 1, {})]
+        assert t.claim_stale(stream, GROUP, "c2", min_idle=0) == [Message(id, b"x", 2, {})]
+
+
+def test_async_transport_reads_every_reply_shape(redis_url: str, stream: str) -> None:
+    """The asyncio transport reads RESP3 and unified replies too."""
+
+    async def main() -> None:
+        shapes: list[dict[str, Any]] = [{"protocol": 3}, {"legacy_responses": False}]
+        for n, options in enumerate(shapes):
+            async with (
+                redis.asyncio.Redis.from_url(redis_url, **options) as client,
+                AsyncRedisStreamsTransport(client) as transport,
+            ):
+                id = await transport.publish(f"{stream}:{n}", b"x")
+                await transport.ensure_group(f"{stream}:{n}", GROUP)
+                [message] = await transport.consume(f"{stream}:{n}", GROUP, "c1")
+                assert message.id == id
+
+    asyncio.run(main())
+
+
+def test_publish_reconnects_once_when_its_connection_was_dropped(
+    client: redis.Redis, redis_url: str, stream: str
+) -> None:
+    """A publish after Redis dropped the publishing connection goes through on a new one."""
+    name = f"tocsin-test-{uuid.uuid4().hex}"
+    with (
+        redis.Redis.from_url(redis_url, client_name=name) as own,
+        RedisStreamsTransport(own) as transport,
+    ):
+        transport.publish(stream, b"before")
+        for connection in client.client_list():
+            if connection["name"] == name:
+                client.client_kill_filter(_id=connection["id"])
+        transport.publish(stream, b"after")
+        assert [m.payload for m in transport.read(stream)] == [b"before", b"after"]
+
+
+def test_refused_commands_name_their_stream(client: redis.Redis, stream: str) -> None:
+    """A command Redis refuses (a stream key holding a string) is a TransportError."""
+    client.set(stream, "not a stream")
+    with RedisStreamsTransport(client) as transport:
+        with pytest.raises(TransportError, match="WRONGTYPE") as raised:
+            transport.publish(stream, b"x")
+        assert isinstance(raised.value.__cause__, redis.ResponseError)
+        # The refusal was the reply: the publishing connection is still in step.
+        assert transport.publish(f"{stream}:ok", b"x")
+        with pytest.raises(TransportError, match="XGROUP CREATE"):
+            transport.ensure_group(stream, GROUP)
+
+
+def test_import_without_redis_py_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without redis-py, importing the module raises ImportError naming the extra."""
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.delitem(sys.modules, "tocsin.transports.redis")
+    with pytest.raises(ImportError, match=r"tocsin\[redis\]"):
+        importlib.import_module("tocsin.transports.redis")
