@@ -314,8 +314,8 @@ class Worker(_Base):
     def _relay(self) -> None:
         try:
             self.remote.outbox.relay(self.transport)  # type: ignore[union-attr]
-        except (TransportError, OSError) as error:
-            logger.warning("Outbox relay failed (will retry): %s", error)
+        except Exception as error:  # the database or the broker: try again later
+            logger.warning("Outbox relay failed (will retry): %s", error, exc_info=error)
 
     @contextlib.contextmanager
     def _stop_signals(self, enabled: bool) -> Iterator[None]:
@@ -442,8 +442,8 @@ class AsyncWorker(_Base):
             result = relay(self.transport)
             if asyncio.iscoroutine(result):
                 await result
-        except (TransportError, OSError) as error:
-            logger.warning("Outbox relay failed (will retry): %s", error)
+        except Exception as error:  # the database or the broker: try again later
+            logger.warning("Outbox relay failed (will retry): %s", error, exc_info=error)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
         installed: list[int] = []
