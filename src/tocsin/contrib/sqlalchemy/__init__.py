@@ -33,6 +33,8 @@ if int(_sqlalchemy.__version__.split(".")[0]) < 2:  # pragma: no cover
 from . import _transactions
 from ._base import default_using
 from ._install import disable_model_signals, enable_model_signals, model_signals_enabled
+from ._keys import ModelKey, register_models
+from ._outbox import Outbox
 from ._transactions import SessionScope, bind_session
 
 # On-commit receivers wait for SQLAlchemy sessions as soon as this is imported,
@@ -40,10 +42,13 @@ from ._transactions import SessionScope, bind_session
 _transactions.install()
 
 __all__ = [
+    "ModelKey",
+    "Outbox",
     "SessionScope",
     "bind_session",
     "default_using",
     "disable_model_signals",
     "enable_model_signals",
     "model_signals_enabled",
+    "register_models",
 ]

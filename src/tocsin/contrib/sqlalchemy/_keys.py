@@ -1,0 +1,109 @@
+"""Mapped instances in remote events: sent as their primary key.
+
+::
+
+    serializer = JSONSerializer()
+    register_models(serializer, Base)
+    remote = Remote(transport, serializer=serializer)
+
+    @remote.receiver(post_save, sender=Todo)
+    def index(sender, instance, **kwargs):     # in the worker
+        with Session(engine) as session:
+            todo = instance.get(session)        # instance is a ModelKey(Todo, (3,))
+
+A row's state belongs to a session in one process; what travels is the class
+and the primary key, from which the worker loads what is committed by then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from sqlalchemy import inspect
+from sqlalchemy.orm import InstanceState, Session, registry
+
+from ...exceptions import SerializationError
+from ...serializer import JSONSerializer, import_path, resolve
+
+__all__ = ["ModelKey", "register_models"]
+
+Loader = Callable[[type, tuple[Any, ...]], Any]
+
+
+class ModelKey(NamedTuple):
+    """A mapped instance as a worker receives it: its class and primary key."""
+
+    model: type
+    pk: tuple[Any, ...]
+
+    def get(self, session: Session) -> Any:
+        """The instance from *session* (``None`` if the row is gone).
+
+        With an ``AsyncSession``: ``await session.get(key.model, key.pk)``.
+        """
+        return session.get(self.model, self.pk)
+
+
+def register_models(
+    serializer: JSONSerializer,
+    base: type,
+    *,
+    loader: Loader | None = None,
+    tag: str = "model",
+) -> None:
+    """Send instances of every class mapped under *base* as their primary key.
+
+    An instance is written as ``[import path of its class, [pk values]]``, and
+    read back as :class:`ModelKey`, or as ``loader(cls, pk)`` when *loader* is
+    given. Sending an instance whose primary key is not known yet (not
+    flushed, with a database-generated key) raises
+    :class:`~tocsin.exceptions.SerializationError`. The classes themselves (a
+    model class as the sender) still travel as classes.
+
+    :param base: a declarative base (a ``DeclarativeBase`` subclass, or what
+        ``declarative_base()`` returns).
+    :param tag: the name written in the JSON; another one for a second base.
+    """
+    if not isinstance(serializer, JSONSerializer):
+        raise TypeError(f"register_models() takes a JSONSerializer; got {serializer!r}.")
+    _check_base(base)
+    if loader is not None and not callable(loader):
+        raise TypeError(f"loader must be a function (cls, pk) -> value; got {loader!r}.")
+
+    def decode(raw: list[Any]) -> Any:
+        model, pk = resolve(raw[0]), tuple(raw[1])
+        if not (isinstance(model, type) and issubclass(model, base)):
+            raise SerializationError(f"{raw[0]} is not a class mapped under {base.__qualname__}.")
+        return ModelKey(model, pk) if loader is None else loader(model, pk)
+
+    serializer.register(base, tag=tag, encode=_encode, decode=decode)
+
+
+def _check_base(base: object) -> None:
+    if isinstance(base, type) and inspect(base, raiseerr=False) is not None:
+        raise TypeError(
+            f"{base.__qualname__} is a mapped class; pass its declarative base, so that "
+            "every class it maps is sent as its primary key."
+        )
+    if not isinstance(getattr(base, "registry", None), registry) or not isinstance(base, type):
+        raise TypeError(
+            "register_models() takes a declarative base class (a DeclarativeBase subclass, "
+            f"or what declarative_base() returns); got {base!r}."
+        )
+
+
+def _encode(instance: object) -> list[Any]:
+    cls = type(instance)
+    state = inspect(instance, raiseerr=False)
+    if not isinstance(state, InstanceState):
+        raise SerializationError(f"{cls.__qualname__} is not mapped, so it has no primary key.")
+    # Inside the flush that inserts it (post_save), the row has its key
+    # before the session records the identity.
+    pk = state.identity or state.mapper.primary_key_from_instance(instance)
+    if any(value is None for value in pk):
+        raise SerializationError(
+            f"this {cls.__qualname__} has no primary key yet: flush the session "
+            "(session.flush()) before sending it."
+        )
+    return [import_path(cls), list(pk)]
