@@ -115,6 +115,7 @@ def test(pytest_args: list[str]) -> int:
         failures.append("mypy --strict")
 
     ensure_postgres()
+    ensure_redis()
     ensure_chromium()
     interpreters = [(f"{sys.version_info.major}.{sys.version_info.minor}", python)]
     for version in EXTRA_PYTHONS:
@@ -184,6 +185,36 @@ def ensure_postgres() -> None:
             return
         time.sleep(0.5)
     print("(PostgreSQL did not start: its tests will be skipped or fail)")
+
+
+def ensure_redis() -> None:
+    """Start a Redis server on 127.0.0.1:6379 if none is listening.
+
+    The remote-receiver tests (transports, workers, fault tests) run against
+    it; a missing ``redis-server`` is installed with apt-get when we may.
+    Without it those tests are skipped, unless TOCSIN_REQUIRE_SERVICES=1 (CI)
+    makes that a failure.
+    """
+    if _listening(6379):
+        return
+    server = shutil.which("redis-server")
+    apt_get = shutil.which("apt-get")
+    if server is None and apt_get is not None and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if run([apt_get, "install", "-y", "-q", "redis-server"], env=env) != 0:
+            run([apt_get, "update", "-q"], env=env)
+            run([apt_get, "install", "-y", "-q", "redis-server"], env=env)
+        server = shutil.which("redis-server")
+    if server is None:
+        print("(Redis is not installed here: its tests are skipped)")
+        return
+    flags = ["--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no"]
+    run([server, "--daemonize", "yes", *flags])
+    for _ in range(30):
+        if _listening(6379):
+            return
+        time.sleep(0.2)
+    print("(Redis did not start: its tests will be skipped or fail)")
 
 
 def ensure_chromium() -> None:
