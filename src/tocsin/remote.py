@@ -221,7 +221,8 @@ class Remote:
             self._publisher(name, None),
             sender=sender,
             weak=False,
-            dispatch_uid=("tocsin.remote", id(self), name, id(sender)),
+            # One publisher per stream, name and sender (Django keys uids by sender too).
+            dispatch_uid=f"tocsin.remote:{self.stream}:{name}",
             **self._commit_options(),
         )
         return signal
@@ -263,7 +264,7 @@ class Remote:
                 self._publisher(self._name_signal(signal, None, required=False), key),
                 sender=sender,
                 weak=False,
-                dispatch_uid=("tocsin.remote", id(self), key, dispatch_uid, id(sender)),
+                dispatch_uid=dispatch_uid or f"tocsin.remote:{self.stream}:{key}",
                 **self._commit_options(),
             )
             return func
@@ -327,7 +328,7 @@ class Remote:
                     batch.flush()
             return event
 
-        publish_event.__qualname__ = f"Remote.publish_event[{target or name}]"
+        publish_event.__name__ = publish_event.__qualname__ = f"publish[{target or name}]"
         return publish_event
 
     def _async_publisher(self, name: str, target: str | None) -> Callable[..., Any]:
@@ -348,7 +349,7 @@ class Remote:
                     await batch.aflush()
             return event
 
-        publish_event.__qualname__ = f"Remote.publish_event[{target or name}]"
+        publish_event.__name__ = publish_event.__qualname__ = f"publish[{target or name}]"
         return publish_event
 
     def encode(
