@@ -330,3 +330,46 @@ def test_the_async_worker_awaits_async_receivers() -> None:
 
 
 worker: AsyncWorker
+
+
+class AckFailsOnce(MemoryTransport):
+    """A memory transport whose broker goes away at the first acknowledgement."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def ack(self, stream: str, group: str, ids: Any) -> int:
+        if not self.failed:
+            self.failed = True
+            raise TransportError("connection lost")
+        return super().ack(stream, group, ids)
+
+
+def test_events_in_hand_during_an_outage_are_taken_again_at_once() -> None:
+    """An event handled but not acknowledged when the broker went away runs again as soon as
+    the broker is back, without waiting for claim_after."""
+    broker = AckFailsOnce()
+    remote = Remote(broker, stream=STREAM)
+    remote.publish(job_done)
+    deliveries: list[int] = []
+    worker = fast_worker(remote, claim_after=60.0)
+
+    def record(**kwargs: Any) -> None:
+        event = current_event()
+        assert event is not None
+        deliveries.append(event.deliveries)
+        if len(deliveries) == 2:
+            worker.stop()
+
+    job_done.connect(record)
+    try:
+        enqueue(remote, job=1)
+        started = time.monotonic()
+        worker.run(handle_signals=False)
+    finally:
+        job_done.receivers = []
+        broker.close()
+    assert deliveries == [1, 2]  # at least once: it ran again, as a counted redelivery
+    assert time.monotonic() - started < 5
+    assert broker.failed

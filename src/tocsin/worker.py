@@ -113,6 +113,7 @@ class _Base:
         self._next_relay = 0.0
         self._started = False
         self._outage = 0  # consecutive rounds the broker failed
+        self._in_hand: list[str] = []  # ids of the batch being handled, until acknowledged
 
     def __repr__(self) -> str:
         return (
@@ -133,10 +134,15 @@ class _Base:
 
         The group is checked again afterwards: a broker restarted without its
         data has lost it. Events in hand that were not acknowledged stay
-        pending and are retried or taken over; nothing is dropped here.
+        pending for this worker, which takes them again as soon as the broker
+        answers (as retries), rather than after ``claim_after``.
         """
         self._outage += 1
         self._started = False
+        now = time.monotonic()
+        for message_id in self._in_hand:
+            heapq.heappush(self._retries, (now, message_id, 0.0))
+        self._in_hand = []
         wait: float = min(0.1 * 2.0 ** (self._outage - 1), 5.0)
         log = logger.warning if self._outage == 1 else logger.debug
         log("Worker %s: broker unavailable (%s); retrying in %.3g s", self.consumer, error, wait)
@@ -281,6 +287,7 @@ class Worker(_Base):
             self._started = True
 
     def _handle_batch(self, messages: list[Message]) -> int:
+        self._in_hand = [message.id for message in messages]
         succeeded = []
         for message in messages:
             errors = self._handle(message)
@@ -297,6 +304,7 @@ class Worker(_Base):
         if succeeded:
             self.transport.ack(self.stream, self.group, succeeded)
             self.stats.handled += len(succeeded)
+        self._in_hand = []
         return len(succeeded)
 
     def _handle(self, message: Message) -> list[BaseException] | str:
@@ -407,6 +415,7 @@ class AsyncWorker(_Base):
             self._started = True
 
     async def _handle_batch(self, messages: list[Message]) -> int:
+        self._in_hand = [message.id for message in messages]
         succeeded = []
         for message in messages:
             errors = await self._handle(message)
@@ -423,6 +432,7 @@ class AsyncWorker(_Base):
         if succeeded:
             await self.transport.ack(self.stream, self.group, succeeded)
             self.stats.handled += len(succeeded)
+        self._in_hand = []
         return len(succeeded)
 
     async def _handle(self, message: Message) -> list[BaseException] | str:
@@ -449,7 +459,7 @@ class AsyncWorker(_Base):
         installed: list[int] = []
         for number in (signals.SIGTERM, signals.SIGINT):
             try:
-                loop.add_signal_handler(number, self._on_signal)
+                loop.add_signal_handler(number, self._on_signal, number)
             except (
                 NotImplementedError,
                 RuntimeError,
@@ -459,9 +469,14 @@ class AsyncWorker(_Base):
             installed.append(number)
         return installed
 
-    def _on_signal(self) -> None:
+    def _on_signal(self, number: int) -> None:
         if self._stopping.is_set():
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt  # a second signal: stop now
+        logger.info(
+            "Worker %s: %s received, finishing the batch in hand",
+            self.consumer,
+            signals.Signals(number).name,
+        )
         self._stopping.set()
 
 
