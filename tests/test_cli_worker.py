@@ -7,6 +7,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,3 +142,31 @@ def test_an_import_error_in_the_app_is_reported(
     err = capsys.readouterr().err
     assert "importing broken failed" in err
     assert "RuntimeError: misconfigured" in err
+
+
+def test_every_worker_option_reaches_the_worker(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command line's options are the Worker's."""
+    from tocsin import worker as worker_module
+
+    made: list[worker_module.Worker] = []
+
+    class Recording(worker_module.Worker):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr("tocsin._cli_worker.Worker", Recording)
+    options = [
+        "--group", "g", "--consumer", "c", "--batch", "7", "--max-attempts", "4",
+        "--retry-delay", "0.5", "--retry-backoff", "3", "--max-retry-delay", "9",
+        "--claim-after", "11", "--block", "0.2", "--dead-stream", "graveyard",
+        "--relay-every", "2",
+    ]  # fmt: skip
+    assert main(["worker", "workerapp", *options]) == 0
+    [worker] = made
+    assert (worker.group, worker.consumer, worker.batch, worker.max_attempts) == ("g", "c", 7, 4)
+    assert (worker.retry_delay, worker.retry_backoff, worker.max_retry_delay) == (0.5, 3, 9)
+    assert (worker.claim_after, worker.block, worker.dead_stream) == (11, 0.2, "graveyard")
+    assert worker.relay_every == 2

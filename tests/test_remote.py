@@ -414,3 +414,45 @@ def test_an_async_batch_publishes_at_the_end() -> None:
             return during, await transport.length(STREAM)
 
     assert asyncio.run(main()) == (0, 2)
+
+
+def test_disconnect_removes_the_publishers(remote: Remote) -> None:
+    """After disconnect(), sends stay local; the remote still knows its names."""
+    remote.publish(order_paid)
+    remote.receiver(order_paid, name="email")(lambda **kw: None)
+    remote.disconnect()
+    order_paid.send(None)
+    assert published(remote) == []
+    assert not order_paid.has_listeners()
+    assert list(remote.signals) == [f"{__name__}.order_paid"]
+    assert list(remote.receivers) == ["email"]
+
+
+def test_each_remote_publishes_to_its_own_transport(transport: MemoryTransport) -> None:
+    """Two remotes publishing one signal each get the event."""
+    first, second = Remote(transport, stream=STREAM), Remote(MemoryTransport(), stream=STREAM)
+    try:
+        first.publish(order_paid)
+        second.publish(order_paid)
+        order_paid.send(None)
+        assert len(published(first)) == len(published(second)) == 1
+    finally:
+        first.disconnect()
+        second.disconnect()
+
+
+def test_ahandle_runs_a_sync_remote_receiver_off_the_loop(remote: Remote) -> None:
+    """A sync remote receiver does not block the worker's event loop."""
+    import threading
+
+    threads: list[str] = []
+
+    def report(**kwargs: Any) -> None:
+        threads.append(threading.current_thread().name)
+        assert current_event() is not None
+
+    remote.receiver(order_paid, name="report")(report)
+    order_paid.send(None)
+    [event] = published(remote)
+    assert asyncio.run(remote.ahandle(event)) == []
+    assert threads and threads[0] != threading.main_thread().name

@@ -59,10 +59,32 @@ def add_worker_command(
         "--retry-delay", type=float, default=1.0, help="seconds before the first retry (default: 1)"
     )
     worker.add_argument(
+        "--retry-backoff",
+        type=float,
+        default=2.0,
+        help="factor the delay grows by with each retry (default: 2)",
+    )
+    worker.add_argument(
+        "--max-retry-delay",
+        type=float,
+        default=60.0,
+        help="longest delay between retries, in seconds (default: 60)",
+    )
+    worker.add_argument(
         "--claim-after",
         type=float,
         default=60.0,
         help="seconds before taking over another consumer's pending events (default: 60)",
+    )
+    worker.add_argument(
+        "--block", type=float, default=1.0, help="seconds one read waits for events (default: 1)"
+    )
+    worker.add_argument("--dead-stream", help="the dead-letter stream (default: STREAM:dead)")
+    worker.add_argument(
+        "--relay-every",
+        type=float,
+        default=5.0,
+        help="seconds between outbox relays, with an outbox (default: 5)",
     )
     worker.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
 
@@ -126,7 +148,12 @@ def _run(remote: Remote, args: argparse.Namespace) -> int:
         "batch": args.batch,
         "max_attempts": args.max_attempts,
         "retry_delay": args.retry_delay,
+        "retry_backoff": args.retry_backoff,
+        "max_retry_delay": args.max_retry_delay,
         "claim_after": args.claim_after,
+        "block": args.block,
+        "dead_stream": args.dead_stream,
+        "relay_every": args.relay_every,
     }
     try:
         if isinstance(remote.transport, AsyncTransport):

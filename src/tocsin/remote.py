@@ -185,6 +185,7 @@ class Remote:
         self.on_commit = on_commit
         self._signals: dict[str, Signal] = {}
         self._receivers: dict[str, tuple[Signal, Callable[..., Any]]] = {}
+        self._connected: list[tuple[Signal, object, Hashable]] = []
         self._batch: contextvars.ContextVar[Batch | None] = contextvars.ContextVar(
             f"tocsin_batch_{id(self):x}", default=None
         )
@@ -217,15 +218,28 @@ class Remote:
         if known is not None and known is not signal:
             raise ValueError(f"another signal is already published as {name!r}: pass name=.")
         self._signals[name] = signal
-        signal.connect(
-            self._publisher(name, None),
-            sender=sender,
-            weak=False,
-            # One publisher per stream, name and sender (Django keys uids by sender too).
-            dispatch_uid=f"tocsin.remote:{self.stream}:{name}",
-            **self._commit_options(),
-        )
+        self._connect(signal, self._publisher(name, None), sender, self._uid(name))
         return signal
+
+    def disconnect(self) -> None:
+        """Disconnect every publisher this remote connected (its signals then
+        stay local); what it knows by name is kept, for :meth:`handle`."""
+        for signal, sender, uid in self._connected:
+            signal.disconnect(sender=sender, dispatch_uid=uid)
+        self._connected.clear()
+
+    def _uid(self, name: str) -> str:
+        # Readable in `tocsin list`; one publisher per remote, name and sender
+        # (Django keys dispatch_uids by sender too).
+        return f"tocsin.remote:{self.stream}:{name}@{id(self):x}"
+
+    def _connect(
+        self, signal: Signal, publisher: Callable[..., Any], sender: object, uid: Hashable
+    ) -> None:
+        signal.connect(
+            publisher, sender=sender, weak=False, dispatch_uid=uid, **self._commit_options()
+        )
+        self._connected.append((signal, sender, uid))
 
     def receiver(
         self,
@@ -260,13 +274,8 @@ class Remote:
             if known is not None and _defined_at(known[1]) != _defined_at(func):
                 raise ValueError(f"another receiver is already registered as {key!r}: pass name=.")
             self._receivers[key] = (signal, func)
-            signal.connect(
-                self._publisher(self._name_signal(signal, None, required=False), key),
-                sender=sender,
-                weak=False,
-                dispatch_uid=dispatch_uid or f"tocsin.remote:{self.stream}:{key}",
-                **self._commit_options(),
-            )
+            publisher = self._publisher(self._name_signal(signal, None, required=False), key)
+            self._connect(signal, publisher, sender, dispatch_uid or self._uid(key))
             return func
 
         return decorate
@@ -536,9 +545,14 @@ def _call(func: Callable[..., Any], signal: Signal, event: Event) -> list[BaseEx
 
 async def _acall(func: Callable[..., Any], signal: Signal, event: Event) -> list[BaseException]:
     try:
-        result = func(signal=signal, sender=event.sender, **event.kwargs)
-        if inspect.isawaitable(result):
-            await result
+        if inspect.iscoroutinefunction(func):
+            await func(signal=signal, sender=event.sender, **event.kwargs)
+        else:  # off the loop, as asend() runs sync receivers
+            result = await asyncio.to_thread(
+                func, signal=signal, sender=event.sender, **event.kwargs
+            )
+            if inspect.isawaitable(result):
+                await result
     except Exception as error:
         logger.exception("Error calling %s for event %s", event.receiver, event.id)
         return [error]
