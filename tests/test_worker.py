@@ -373,3 +373,35 @@ def test_events_in_hand_during_an_outage_are_taken_again_at_once() -> None:
     assert deliveries == [1, 2]  # at least once: it ran again, as a counted redelivery
     assert time.monotonic() - started < 5
     assert broker.failed
+
+
+def test_the_worker_trims_what_every_group_acknowledged(
+    remote: Remote, transport: MemoryTransport
+) -> None:
+    """Every trim_every seconds, acknowledged events leave the stream; others stay."""
+    job_done.connect(lambda **kw: None, weak=False)
+    for job in range(3):
+        enqueue(remote, job=job)
+    transport.ensure_group(STREAM, "analytics")  # another group, which has read nothing
+    worker = fast_worker(remote, trim_every=0.01)
+    drain(worker, lambda: worker.stats.handled == 3)
+    time.sleep(0.02)
+    worker.run_once()
+    assert transport.length(STREAM) == 3  # the analytics group still needs them
+    transport.consume(STREAM, "analytics", "a", count=3)
+    transport.ack(STREAM, "analytics", [m.id for m in transport.read(STREAM)])
+    time.sleep(0.02)
+    worker.run_once()
+    assert transport.length(STREAM) == 0
+    assert worker.stats.trimmed == 3
+
+
+def test_trim_every_none_keeps_the_stream(remote: Remote, transport: MemoryTransport) -> None:
+    """trim_every=None leaves trimming to you."""
+    job_done.connect(lambda **kw: None, weak=False)
+    enqueue(remote, job=1)
+    worker = fast_worker(remote, trim_every=None)
+    drain(worker, lambda: worker.stats.handled == 1)
+    assert transport.length(STREAM) == 1
+    with pytest.raises(ValueError, match="trim_every"):
+        fast_worker(remote, trim_every=0)

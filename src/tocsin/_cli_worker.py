@@ -86,6 +86,15 @@ def add_worker_command(
         default=5.0,
         help="seconds between outbox relays, with an outbox (default: 5)",
     )
+    worker.add_argument(
+        "--trim-every",
+        type=float,
+        default=60.0,
+        help="seconds between trims of acknowledged events from the stream (default: 60)",
+    )
+    worker.add_argument(
+        "--no-trim", action="store_true", help="never trim the stream (leave it to you)"
+    )
     worker.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
 
     def run(args: argparse.Namespace) -> int:
@@ -154,6 +163,7 @@ def _run(remote: Remote, args: argparse.Namespace) -> int:
         "block": args.block,
         "dead_stream": args.dead_stream,
         "relay_every": args.relay_every,
+        "trim_every": None if args.no_trim else args.trim_every,
     }
     try:
         if isinstance(remote.transport, AsyncTransport):

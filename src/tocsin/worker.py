@@ -56,6 +56,7 @@ class WorkerStats:
     retried: int = 0  # events delivered again after a failure
     dead: int = 0  # events moved to the dead-letter stream
     claimed: int = 0  # events taken over from other consumers
+    trimmed: int = 0  # acknowledged events removed from the stream
 
 
 class _Base:
@@ -74,6 +75,7 @@ class _Base:
         claim_after: float = 60.0,
         dead_stream: str | None = None,
         relay_every: float = 5.0,
+        trim_every: float | None = 60.0,
     ) -> None:
         if not isinstance(remote, Remote):
             raise TypeError(f"a worker takes a Remote; got {type(remote).__name__}.")
@@ -91,6 +93,14 @@ class _Base:
         ):
             if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
                 raise ValueError(f"{label} must be a positive number of seconds; got {seconds!r}.")
+        if trim_every is not None and (
+            not isinstance(trim_every, int | float)
+            or isinstance(trim_every, bool)
+            or trim_every <= 0
+        ):
+            raise ValueError(
+                f"trim_every must be a positive number of seconds or None; got {trim_every!r}."
+            )
         if not isinstance(retry_backoff, int | float) or retry_backoff < 1:
             raise ValueError(f"retry_backoff must be a number >= 1; got {retry_backoff!r}.")
         self.remote = remote
@@ -106,6 +116,8 @@ class _Base:
         self.claim_after = claim_after
         self.dead_stream = dead_stream or f"{remote.stream}:dead"
         self.relay_every = relay_every
+        self.trim_every = trim_every
+        self._next_trim = time.monotonic() + (trim_every or 0)
         self.stats = WorkerStats()
         self._stopping = threading.Event()
         self._retries: list[tuple[float, str, float]] = []  # (due, message id, delay)
@@ -203,6 +215,19 @@ class _Base:
         self._next_claim = now + self.claim_after / 4
         return True
 
+    def _trim_due(self) -> bool:
+        if self.trim_every is None:
+            return False
+        now = time.monotonic()
+        if now < self._next_trim:
+            return False
+        self._next_trim = now + self.trim_every
+        return True
+
+    def _trimmed(self, removed: int) -> None:
+        self.stats.trimmed += removed
+        logger.debug("Worker %s: %d acknowledged event(s) trimmed", self.consumer, removed)
+
     def _relay_due(self) -> bool:
         outbox = self.remote.outbox
         if outbox is None or not hasattr(outbox, "relay"):
@@ -231,6 +256,9 @@ class Worker(_Base):
     :param dead_stream: the dead-letter stream (``<stream>:dead``).
     :param relay_every: with an outbox that has a ``relay()`` method, seconds
         between relays of events a crashed process left in it.
+    :param trim_every: seconds between trims of the stream: messages every
+        group has acknowledged are removed (``XTRIM MINID``), so that the
+        stream does not grow forever; ``None`` never trims.
     """
 
     def __init__(self, remote: Remote, **options: Any) -> None:
@@ -274,6 +302,8 @@ class Worker(_Base):
                 done += self._handle_batch([message])
         if self._relay_due():
             self._relay()
+        if self._trim_due():
+            self._trimmed(self.transport.trim_acknowledged(self.stream))
         if self._stopping.is_set():
             return done
         messages = self.transport.consume(
@@ -402,6 +432,8 @@ class AsyncWorker(_Base):
                 done += await self._handle_batch([message])
         if self._relay_due():
             await self._relay()
+        if self._trim_due():
+            self._trimmed(await self.transport.trim_acknowledged(self.stream))
         if self._stopping.is_set():
             return done
         messages = await self.transport.consume(

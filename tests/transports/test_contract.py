@@ -408,6 +408,48 @@ def test_ids_keep_increasing_after_the_newest_is_deleted(transport: Transport, s
     assert key(transport.publish(stream, b"b")) > key(newest)
 
 
+# trimming
+
+
+def test_trim_removes_what_every_group_acknowledged(transport: Transport, stream: str) -> None:
+    """Acknowledged messages go; pending and unread ones stay, for every group."""
+    ids = transport.publish_many(stream, [b"1", b"2", b"3", b"4", b"5"])
+    transport.ensure_group(stream, "fast")
+    transport.ensure_group(stream, "slow")
+    fast = transport.consume(stream, "fast", "c1", count=5)
+    transport.ack(stream, "fast", [m.id for m in fast])
+    slow = transport.consume(stream, "slow", "c1", count=3)
+    transport.ack(stream, "slow", [slow[0].id, slow[2].id])  # the second stays pending
+    assert transport.trim_acknowledged(stream) == 1
+    assert [m.id for m in transport.read(stream)] == ids[1:]
+    transport.ack(stream, "slow", [slow[1].id])
+    assert transport.trim_acknowledged(stream) == 2  # "4" and "5" were never read by slow
+    assert [m.payload for m in transport.read(stream)] == [b"4", b"5"]
+    rest = transport.consume(stream, "slow", "c1", count=5)
+    assert [m.payload for m in rest] == [b"4", b"5"]  # nothing lost for the slow group
+
+
+def test_trim_keeps_everything_without_a_group(transport: Transport, stream: str) -> None:
+    """With no group nobody is done with anything; a missing stream trims nothing."""
+    transport.publish_many(stream, [b"1", b"2"])
+    assert transport.trim_acknowledged(stream) == 0
+    assert transport.length(stream) == 2
+    assert transport.trim_acknowledged(f"{stream}:missing") == 0
+
+
+def test_trim_keeps_a_pending_message_of_a_dead_consumer(
+    transport: Transport, stream: str
+) -> None:
+    """A message another consumer holds stays until it is acknowledged."""
+    transport.publish_many(stream, [b"held", b"done"])
+    transport.ensure_group(stream, GROUP)
+    held, done = transport.consume(stream, GROUP, "c1", count=2)
+    transport.ack(stream, GROUP, [done.id])
+    assert transport.trim_acknowledged(stream) == 0
+    [claimed] = transport.claim_stale(stream, GROUP, "c2", min_idle=0)
+    assert claimed.payload == b"held"
+
+
 # close, bad arguments
 
 
@@ -431,6 +473,7 @@ def test_close_makes_every_method_raise(transport: Transport, stream: str) -> No
         lambda: transport.read(stream),
         lambda: transport.delete(stream, [id]),
         lambda: transport.length(stream),
+        lambda: transport.trim_acknowledged(stream),
     ]
     for call in calls:
         with pytest.raises(TransportError, match="closed"):
@@ -573,6 +616,8 @@ def test_async_redeliver_claim_and_dead_letter(
                 GROUP,
             )
             assert (await transport.pending(stream, GROUP)).count == 0
+            assert await transport.trim_acknowledged(stream) == 1
+            assert await transport.length(stream) == 0
 
     asyncio.run(main())
 

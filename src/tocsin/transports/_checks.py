@@ -85,3 +85,9 @@ def _dead_letter_headers(stream: str, group: str, message: Message, error: str) 
         "source-id": message.id,
         "group": group,
     }
+
+
+def _next_id(key: _Id) -> _Id:
+    """The smallest id above *key*."""
+    ms, seq = key
+    return (ms + 1, 0) if seq == _MAX_ID_PART else (ms, seq + 1)

@@ -171,6 +171,16 @@ class Transport(abc.ABC):
         """How many messages *stream* holds (0 if it does not exist)."""
 
     @abc.abstractmethod
+    def trim_acknowledged(self, stream: str) -> int:
+        """Remove the messages of *stream* that every group has been given and
+        acknowledged; return how many were removed.
+
+        What any group has not read yet, or holds pending, stays. A stream
+        with no group keeps everything. A group created afterwards starts
+        after what was removed.
+        """
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release connections. Calling it again is harmless; other methods
         raise ``TransportError`` afterwards."""
@@ -241,6 +251,9 @@ class AsyncTransport(abc.ABC):
 
     @abc.abstractmethod
     async def length(self, stream: str) -> int: ...
+
+    @abc.abstractmethod
+    async def trim_acknowledged(self, stream: str) -> int: ...
 
     @abc.abstractmethod
     async def close(self) -> None: ...

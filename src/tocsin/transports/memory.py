@@ -47,6 +47,7 @@ from ._checks import (
     _dead_letter_headers,
     _format_id,
     _Id,
+    _next_id,
     _parse_id,
 )
 from .base import AsyncTransport, Message, Pending, Transport
@@ -86,6 +87,13 @@ class _Stream:
     groups: dict[str, _Group] = field(default_factory=dict)
     # Never goes down, also when the newest message is deleted, as on Redis.
     last_id: _Id = (0, 0)
+
+
+def _first_needed(group: _Group) -> _Id:
+    """The oldest id *group* still needs: its oldest pending, else the next unread."""
+    if group.pending:
+        return next(iter(group.pending))  # pending is in id order
+    return _next_id(group.last_delivered)
 
 
 class MemoryTransport(Transport):
@@ -277,6 +285,20 @@ class MemoryTransport(Transport):
             state = self._streams.get(stream)
             return 0 if state is None else len(state.entries)
 
+    def trim_acknowledged(self, stream: str) -> int:
+        _check_name("stream", stream)
+        with self._lock:
+            self._check_open()
+            state = self._streams.get(stream)
+            if state is None or not state.groups:
+                return 0
+            keep_from = min(_first_needed(group) for group in state.groups.values())
+            cut = bisect.bisect_left(state.ids, keep_from)
+            for key in state.ids[:cut]:
+                del state.entries[key]
+            del state.ids[:cut]
+            return cut
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -452,6 +474,10 @@ class AsyncMemoryTransport(AsyncTransport):
     async def length(self, stream: str) -> int:
         self._check_open()
         return self._sync.length(stream)
+
+    async def trim_acknowledged(self, stream: str) -> int:
+        self._check_open()
+        return self._sync.trim_acknowledged(stream)
 
     async def close(self) -> None:
         self._closed = True

@@ -58,6 +58,8 @@ from ._checks import (
     _check_payload,
     _check_start,
     _dead_letter_headers,
+    _format_id,
+    _next_id,
     _parse_id,
 )
 from .base import AsyncTransport, Message, Pending, Transport
@@ -250,6 +252,22 @@ class RedisStreamsTransport(Transport):
         _check_name("stream", stream)
         with self._command("XLEN", stream):
             return int(self._client.xlen(stream))
+
+    def trim_acknowledged(self, stream: str) -> int:
+        _check_name("stream", stream)
+        with self._command("XTRIM", stream):
+            try:
+                groups = self._client.xinfo_groups(stream)
+            except redis.ResponseError:
+                return 0  # no such stream
+            bounds = [
+                self._client.xpending(stream, group["name"])["min"] if group["pending"] else None
+                for group in groups
+            ]
+            minid = _trim_bound(groups, bounds)
+            if minid is None:
+                return 0
+            return int(self._client.xtrim(stream, minid=minid, approximate=False))
 
     def close(self) -> None:
         with self._publish_lock:
@@ -454,6 +472,24 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         with self._command("XLEN", stream):
             return int(await self._client.xlen(stream))
 
+    async def trim_acknowledged(self, stream: str) -> int:
+        _check_name("stream", stream)
+        with self._command("XTRIM", stream):
+            try:
+                groups = await self._client.xinfo_groups(stream)
+            except redis.ResponseError:
+                return 0  # no such stream
+            bounds = [
+                (await self._client.xpending(stream, group["name"]))["min"]
+                if group["pending"]
+                else None
+                for group in groups
+            ]
+            minid = _trim_bound(groups, bounds)
+            if minid is None:
+                return 0
+            return int(await self._client.xtrim(stream, minid=minid, approximate=False))
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -486,6 +522,23 @@ def _client_for(kind: type[_Client], client: _Client | None, url: str | None) ->
             "make it with decode_responses=False"
         )
     return made
+
+
+def _trim_bound(groups: list[dict[str, Any]], oldest_pending: list[Any]) -> str | None:
+    """``XTRIM MINID`` for what every group is done with: the lowest of each
+    group's oldest pending id, or the id after its last delivered one.
+    ``None`` when there is no group (nobody is done with anything)."""
+    needed = [
+        _parse_id(_text(pending))
+        if pending is not None
+        else _next_id(_parse_id(_text(group["last-delivered-id"])))
+        for group, pending in zip(groups, oldest_pending, strict=True)
+    ]
+    return _format_id(min(needed)) if needed else None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _check_maxlen(maxlen: int | None) -> int | None:
