@@ -158,7 +158,7 @@ def test_every_worker_option_reaches_the_worker(
             made.append(self)
             self.stop()  # only its options are looked at
 
-    monkeypatch.setattr("tocsin._cli_worker.Worker", Recording)
+    monkeypatch.setattr("tocsin._cli_remote.Worker", Recording)
     options = [
         "--group", "g", "--consumer", "c", "--batch", "7", "--max-attempts", "4",
         "--retry-delay", "0.5", "--retry-backoff", "3", "--max-retry-delay", "9",

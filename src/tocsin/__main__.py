@@ -26,7 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from . import __version__, introspect
-from ._cli_worker import add_worker_command
+from ._cli_remote import add_remote_commands
 from .dispatcher import Signal
 from .introspect import ReceiverInfo
 
@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--json", action="store_true", help="print JSON instead of tables")
     listing.set_defaults(command=_list)
-    add_worker_command(commands, _import_for_worker, UsageError)
+    add_remote_commands(commands, _import_for_worker, UsageError)
     return parser
 
 

@@ -1,27 +1,31 @@
-"""``tocsin worker``: run a worker for the Remote a module declares.
+"""``tocsin worker`` and ``tocsin dead-letters``: the Remote a module declares.
 
 ``tocsin worker myapp.remote`` imports the module(s), finds the one
 :class:`~tocsin.remote.Remote` they define (or the one named with
 ``module:attribute``), and runs a :class:`~tocsin.worker.Worker` (an
 :class:`~tocsin.worker.AsyncWorker` for an async transport) until SIGTERM
-or Ctrl-C.
+or Ctrl-C. ``tocsin dead-letters myapp.remote`` lists its dead letters, and
+replays or discards them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
+import json
 import logging
 import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from .dead_letters import DeadLetter, DeadLetters
 from .remote import Remote
 from .transports.base import AsyncTransport
 from .worker import AsyncWorker, Worker
 
-__all__ = ["add_worker_command"]
+__all__ = ["add_remote_commands"]
 
 
 class _Usage(Exception):
@@ -32,10 +36,17 @@ class _ImportFailed(Exception):
     """The app failed to import; its traceback has been printed."""
 
 
-def add_worker_command(
+def add_remote_commands(
     commands: Any, importer: Callable[[str], ModuleType | None], usage_error: type[Exception]
 ) -> None:
-    """Add ``worker`` to the ``tocsin`` command's subparsers."""
+    """Add ``worker`` and ``dead-letters`` to the ``tocsin`` command's subparsers."""
+    _add_worker(commands, importer, usage_error)
+    _add_dead_letters(commands, importer, usage_error)
+
+
+def _add_worker(
+    commands: Any, importer: Callable[[str], ModuleType | None], usage_error: type[Exception]
+) -> None:
     worker = commands.add_parser(
         "worker",
         help="consume remote events and run their receivers here",
@@ -109,6 +120,112 @@ def add_worker_command(
         return _run(remote, args)
 
     worker.set_defaults(command=run)
+
+
+def _add_dead_letters(
+    commands: Any, importer: Callable[[str], ModuleType | None], usage_error: type[Exception]
+) -> None:
+    dead = commands.add_parser(
+        "dead-letters",
+        help="list, replay or discard the events workers gave up on",
+        description="Import the modules, find the Remote they define, and list the events in "
+        "its dead-letter stream (<stream>:dead) with their errors; or put them back on their "
+        "stream (--replay) once the cause is fixed, or remove them (--discard).",
+    )
+    dead.add_argument("modules", nargs="+", metavar="MODULE[:REMOTE]")
+    dead.add_argument("--stream", help="the dead-letter stream (default: STREAM:dead)")
+    dead.add_argument("--limit", type=int, default=100, help="letters listed (default: 100)")
+    dead.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    action = dead.add_mutually_exclusive_group()
+    action.add_argument("--replay", nargs="+", metavar="ID", help="replay these dead letters")
+    action.add_argument("--replay-all", action="store_true", help="replay every dead letter")
+    action.add_argument("--discard", nargs="+", metavar="ID", help="remove these for good")
+    action.add_argument("--discard-all", action="store_true", help="remove every dead letter")
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            remote = _find_remote(args.modules, importer)
+            _check_limit(args.limit)
+            letters = DeadLetters(remote, stream=args.stream)
+        except _Usage as error:
+            raise usage_error(str(error)) from None
+        except _ImportFailed:
+            return 1
+        try:
+            return _dead_letters(letters, args)
+        except LookupError as error:
+            raise usage_error(str(error).strip("'\"")) from None
+
+    dead.set_defaults(command=run)
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise _Usage(f"--limit must be at least 1, got {limit}")
+
+
+def _dead_letters(letters: DeadLetters, args: argparse.Namespace) -> int:
+    is_async = isinstance(letters.remote.transport, AsyncTransport)
+    replay = None if args.replay_all else args.replay
+    discard = None if args.discard_all else args.discard
+    if args.replay or args.replay_all:
+        count = asyncio.run(letters.areplay(replay)) if is_async else letters.replay(replay)
+        print(f"replayed {count} dead letter(s) from {letters.stream}")
+        return 0
+    if args.discard or args.discard_all:
+        count = asyncio.run(letters.adiscard(discard)) if is_async else letters.discard(discard)
+        print(f"discarded {count} dead letter(s) from {letters.stream}")
+        return 0
+    if is_async:
+        listed = asyncio.run(letters.alist(count=args.limit))
+        total = asyncio.run(letters.acount())
+    else:
+        listed, total = letters.list(count=args.limit), letters.count()
+    if args.json:
+        print(
+            json.dumps(
+                {"stream": letters.stream, "total": total, "letters": [_json(d) for d in listed]},
+                indent=2,
+            )
+        )
+    else:
+        print(f"{letters.stream}: {total} dead letter(s)")
+        for letter in listed:
+            print(_line(letter))
+        if total > len(listed):
+            print(f"... and {total - len(listed)} more (--limit)")
+    return 0
+
+
+def _what(letter: DeadLetter) -> str:
+    event = letter.event
+    if event is None:
+        return "(unreadable)"
+    return f"receiver {event.receiver}" if event.receiver else f"signal {event.signal}"
+
+
+def _line(letter: DeadLetter) -> str:
+    sent = ""
+    if letter.event is not None:
+        sent = datetime.datetime.fromtimestamp(letter.event.time).isoformat(" ", "seconds")
+    return f"{letter.id}  {sent}  {_what(letter)}  attempts={letter.attempts}\n    {letter.error}"
+
+
+def _json(letter: DeadLetter) -> dict[str, Any]:
+    event = letter.event
+    return {
+        "id": letter.id,
+        "event_id": event.id if event else None,
+        "signal": event.signal if event else None,
+        "receiver": event.receiver if event else None,
+        "sent": event.time if event else None,
+        "attempts": letter.attempts,
+        "error": letter.error,
+        "unreadable": letter.unreadable,
+        "source_stream": letter.source_stream,
+        "source_id": letter.source_id,
+        "group": letter.group,
+    }
 
 
 def _level(name: str) -> int:
