@@ -405,3 +405,26 @@ def test_trim_every_none_keeps_the_stream(remote: Remote, transport: MemoryTrans
     assert transport.length(STREAM) == 1
     with pytest.raises(ValueError, match="trim_every"):
         fast_worker(remote, trim_every=0)
+
+
+def test_a_send_that_raises_in_the_worker_fails_the_event_not_the_worker(
+    remote: Remote, transport: MemoryTransport
+) -> None:
+    """An exception from the send itself (a checked typed signal refusing an argument)
+    counts as a failed delivery: retried, then dead-lettered; the worker goes on."""
+    from tocsin import TypedSignal
+
+    def spec(sender: None, *, job: int) -> None: ...
+
+    checked = TypedSignal(spec, check=True)
+    strict = Remote(transport, stream=STREAM)
+    strict.publish(checked, name="strict.job")
+    strict.disconnect()
+    checked.connect(lambda **kw: None, weak=False)
+    _, payload = strict.encode("strict.job", None, None, {"job": "not a number"})
+    transport.publish(STREAM, payload)
+    worker = fast_worker(strict, max_attempts=2)
+    drain(worker, lambda: worker.stats.dead == 1)
+    [dead] = transport.read(DEAD)
+    assert "TypeError" in dead.headers["error"]
+    assert "job must be int" in dead.headers["error"]

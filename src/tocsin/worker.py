@@ -346,7 +346,8 @@ class Worker(_Base):
             return f"delivered {message.deliveries} times without success"
         try:
             return self.remote.handle(event)
-        except LookupError as error:
+        except Exception as error:  # the send itself failed (unknown signal, a typed check)
+            logger.exception("Event %s could not be sent here", message.id)
             return [error]
 
     def _relay(self) -> None:
@@ -475,7 +476,8 @@ class AsyncWorker(_Base):
             return f"delivered {message.deliveries} times without success"
         try:
             return await self.remote.ahandle(event)
-        except LookupError as error:
+        except Exception as error:  # the send itself failed (unknown signal, a typed check)
+            logger.exception("Event %s could not be sent here", message.id)
             return [error]
 
     async def _relay(self) -> None:
