@@ -437,13 +437,11 @@ def test_trim_keeps_everything_without_a_group(transport: Transport, stream: str
     assert transport.trim_acknowledged(f"{stream}:missing") == 0
 
 
-def test_trim_keeps_a_pending_message_of_a_dead_consumer(
-    transport: Transport, stream: str
-) -> None:
+def test_trim_keeps_a_pending_message_of_a_dead_consumer(transport: Transport, stream: str) -> None:
     """A message another consumer holds stays until it is acknowledged."""
     transport.publish_many(stream, [b"held", b"done"])
     transport.ensure_group(stream, GROUP)
-    held, done = transport.consume(stream, GROUP, "c1", count=2)
+    _held, done = transport.consume(stream, GROUP, "c1", count=2)
     transport.ack(stream, GROUP, [done.id])
     assert transport.trim_acknowledged(stream) == 0
     [claimed] = transport.claim_stale(stream, GROUP, "c2", min_idle=0)

@@ -180,3 +180,27 @@ def test_import_without_redis_py_says_what_to_install(monkeypatch: pytest.Monkey
     monkeypatch.delitem(sys.modules, "tocsin.transports.redis")
     with pytest.raises(ImportError, match=r"tocsin\[redis\]"):
         importlib.import_module("tocsin.transports.redis")
+
+
+def test_threads_publish_side_by_side(redis_url: str, stream: str) -> None:
+    """Threads that publish at once all succeed, in order per thread, none lost."""
+    import threading
+
+    from tocsin.transports.redis import RedisStreamsTransport
+
+    with RedisStreamsTransport(url=redis_url) as transport:
+
+        def publish(number: int) -> None:
+            for n in range(200):
+                transport.publish(stream, f"{number}:{n}".encode())
+
+        threads = [threading.Thread(target=publish, args=(t,)) for t in range(4)]
+        for started in threads:
+            started.start()
+        for started in threads:
+            started.join(30)
+        payloads = [m.payload.decode() for m in transport.read(stream, count=1000)]
+    assert len(payloads) == 800
+    for thread in range(4):
+        mine = [int(p.split(":")[1]) for p in payloads if p.startswith(f"{thread}:")]
+        assert mine == list(range(200))
