@@ -6,6 +6,8 @@
     python3 dev.py test    set up and run the whole suite: ruff, mypy --strict, and
                            pytest on Python 3.11 plus 3.12 / 3.13 where installed
     python3 dev.py bench   run the benchmarks against django.dispatch, blinker, psygnal
+                           (its set-up also installs the bench extra: RQ and Celery,
+                           the peers of benchmarks/bench_remote.py)
 
 Needs only Python 3.11+. Virtual environments live in .venv (the Python that
 runs this script) and .venv-3.12 / .venv-3.13 (found on PATH or under pyenv).
@@ -38,7 +40,7 @@ def main(argv: list[str]) -> int:
     if command == "test":
         return test(argv[2:])
     if command == "bench":
-        python = setup(ROOT / ".venv", sys.executable)
+        python = setup(ROOT / ".venv", sys.executable, extras=("test", "bench"))
         return run([python, str(ROOT / "benchmarks" / "bench.py"), *argv[2:]])
     print(__doc__)
     return 0 if command in {"help", "-h", "--help"} else 2
@@ -62,19 +64,27 @@ def serve(cmd: list[str]) -> int:
                 continue  # the server got the signal as well, and is stopping
 
 
-def setup(venv: Path, base_python: str) -> str:
-    """Create *venv* with *base_python* and install tocsin with its test extras."""
+def setup(venv: Path, base_python: str, extras: tuple[str, ...] = ("test",)) -> str:
+    """Create *venv* with *base_python* and install tocsin with *extras*.
+
+    The stamp holds the hash of pyproject.toml and the extras installed with it
+    (a stamp of the hash alone is from before extras were recorded: "test").
+    """
     python = venv / "bin" / "python"
     stamp = venv / ".tocsin-installed"
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return str(python)
+    if python.exists() and stamp.exists():
+        installed, sep, names = stamp.read_text().partition("\n")
+        if installed == wanted and set(extras) <= set(names.split(",") if sep else ["test"]):
+            return str(python)
+        if installed == wanted and sep:
+            extras = tuple(sorted({*extras, *names.split(",")}))  # keep what is there
     if not python.exists():
         subprocess.check_call([base_python, "-m", "venv", str(venv)])
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.check_call([*pip, "--upgrade", "pip"])
-    subprocess.check_call([*pip, "-e", f"{ROOT}[test]"])
-    stamp.write_text(wanted)
+    subprocess.check_call([*pip, "-e", f"{ROOT}[{','.join(extras)}]"])
+    stamp.write_text(f"{wanted}\n{','.join(sorted(extras))}")
     return str(python)
 
 

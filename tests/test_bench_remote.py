@@ -1,0 +1,97 @@
+"""Smoke test of benchmarks/bench_remote.py: with tocsin and the redis-py floor, it
+starts workers, runs every scenario to the end, and reports each one.
+
+No timing is asserted: ``--quick`` numbers are noise. The script checks, untimed,
+that every event reached a receiver exactly once and that nothing is left
+unacknowledged, and fails otherwise. RQ and Celery (the ``bench`` extra) are left
+out, so the test needs only the test extra and the Redis server at
+TOCSIN_REDIS_URL (default 127.0.0.1:6379, database 0); without a server it is
+skipped, unless TOCSIN_REQUIRE_SERVICES=1 (CI), where it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+redis = pytest.importorskip("redis")
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks" / "bench_remote.py"
+REDIS_URL = os.environ.get("TOCSIN_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+SCENARIOS = {
+    ("tocsin", "one"): "tocsin, send(), an XADD each",
+    ("tocsin", "batch"): "tocsin, send() in remote.batch(size=100)",
+    ("redis-py", "one"): "redis-py, XADD per event",
+    ("redis-py", "batch"): "redis-py, XADD pipelined by 100",
+}
+WORKERS = (1, 2)
+EVENTS = 300
+NUMBER = r"[\d,]+(?:\.\d+)?"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis server's URL; the test is skipped if nothing answers there."""
+    try:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
+            client.ping()
+    except redis.RedisError as err:
+        if os.environ.get("TOCSIN_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"Redis is required (TOCSIN_REQUIRE_SERVICES=1): {err}")
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {err}")
+    return REDIS_URL
+
+
+def test_quick_run_reports_every_scenario(tmp_path: Path, redis_url: str) -> None:
+    out = tmp_path / "results.json"
+    command = [sys.executable, str(BENCH), "--quick", "--only", "tocsin,redis-py"]
+    command += ["--events", str(EVENTS), "--url", redis_url, "--json", str(out)]
+    proc = subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("Python ")
+    assert re.search(rf"^load     {NUMBER} ", proc.stdout, re.MULTILINE), proc.stdout
+
+    head, sep, summary = proc.stdout.partition("== SUMMARY")
+    assert sep, proc.stdout
+    for workers in WORKERS:
+        # A table per worker count, with a row of figures for every scenario: the
+        # events, three rates, two latencies and the ratio to the redis-py floor.
+        title = f"== {workers} worker{'s' if workers > 1 else ''}: "
+        table = head.partition(title)[2].partition("\n== ")[0]
+        assert table, f"no table for {workers} worker(s):\n{head}"
+        for scenario in SCENARIOS.values():
+            cells = "".join(rf"\s+{NUMBER}" for _ in range(5))
+            pattern = rf"^\s+{re.escape(scenario)}\s+{EVENTS}{cells}\s+{NUMBER}x$"
+            assert re.search(pattern, table, re.MULTILINE), f"no row for {scenario!r}:\n{table}"
+    for mode in ("one", "batch"):
+        scenario = SCENARIOS["tocsin", mode]
+        row = re.search(rf"^\s+{re.escape(scenario)}\s+published .*$", summary, re.MULTILINE)
+        assert row is not None, f"no summary row for {scenario}:\n{summary}"
+        assert row.group(0).split()[-1] in ("PASS", "MISS"), row.group(0)
+
+    data = json.loads(out.read_text())
+    assert data["mode"] == "quick"
+    assert data["config"]["events"] == EVENTS
+    got = {(s["system"], s["mode"], s["workers"]) for s in data["scenarios"]}
+    assert got == {(system, mode, w) for system, mode in SCENARIOS for w in WORKERS}
+    for scenario in data["scenarios"]:
+        assert scenario["events"] == EVENTS
+        assert len(scenario["rounds"]) == data["config"]["rounds"]
+        for figure in ("publish", "end_to_end", "consume", "p50_ms", "p99_ms"):
+            assert scenario["median"][figure] > 0, (scenario["title"], figure)
+        if scenario["system"] == "redis-py":
+            assert scenario["end_to_end_vs_floor"] == pytest.approx(1.0)
+
+    # Every key the run made is gone.
+    with redis.Redis.from_url(redis_url) as client:
+        assert not list(client.scan_iter(match=f"*{data['run_id']}*"))
