@@ -236,3 +236,24 @@ def test_import_path_and_resolve_are_inverse() -> None:
     assert name == "tocsin.serializer:JSONSerializer"
     assert resolve(name) is JSONSerializer
     assert resolve(f"{__name__}:Colour.RED") is Colour.RED
+
+
+def test_resolve_follows_a_module_imported_again(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names are cached, but a module imported anew is looked into again."""
+    import importlib
+    import sys
+
+    (tmp_path / "reloaded_models.py").write_text("class Order:\n    pass\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = importlib.import_module("reloaded_models")
+    try:
+        assert resolve("reloaded_models:Order") is first.Order
+        del sys.modules["reloaded_models"]
+        second = importlib.import_module("reloaded_models")
+        assert second.Order is not first.Order
+        assert resolve("reloaded_models:Order") is second.Order
+        assert import_path(second.Order) == "reloaded_models:Order"
+    finally:
+        sys.modules.pop("reloaded_models", None)

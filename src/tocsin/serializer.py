@@ -22,9 +22,11 @@ import decimal
 import enum
 import importlib
 import json
+import sys
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 from .exceptions import SerializationError
@@ -113,7 +115,7 @@ class JSONSerializer:
     def dumps(self, value: Mapping[str, Any]) -> bytes:
         """Bytes for *value*, or ``SerializationError`` naming what cannot be kept."""
         try:
-            encoded = self._encode(value, "")
+            encoded = self._encode(value, None)
         except RecursionError:
             raise SerializationError(
                 "the value is nested too deeply (or refers to itself)."
@@ -123,24 +125,30 @@ class JSONSerializer:
     def loads(self, data: bytes) -> dict[str, Any]:
         """The value :meth:`dumps` wrote."""
         try:
-            raw = json.loads(data)
+            # Tags are read back bottom-up, as the parser builds each object.
+            value = json.loads(data, object_hook=self._untag)
         except (ValueError, UnicodeDecodeError) as error:
             raise SerializationError(f"the payload is not valid JSON: {error}") from None
-        value = self._decode(raw)
         if not isinstance(value, dict):
             raise SerializationError(f"the payload holds a {type(value).__name__}, not an object.")
         return value
 
     # -- encoding -----------------------------------------------------------
+    # This runs in every remote send(): scalars are passed through without a
+    # call, and the path to a value (for the error message) is a chain of
+    # tuples that only becomes text when something cannot be sent.
 
-    def _encode(self, value: Any, path: str) -> Any:
+    def _encode(self, value: Any, path: _Path) -> Any:
         type_ = type(value)
         if type_ in _SCALARS:
             return value
-        if type_ is list:
-            return [self._encode(item, f"{path}[{i}]") for i, item in enumerate(value)]
         if type_ is dict:
             return self._encode_dict(value, path)
+        if type_ is list:
+            return [
+                item if type(item) in _SCALARS else self._encode(item, (path, i))
+                for i, item in enumerate(value)
+            ]
         hook = self._hook_for(type_)
         if hook is not None:
             return {"$" + hook.tag: self._encode(hook.encode(value), path)}
@@ -152,15 +160,20 @@ class JSONSerializer:
             "serializer.register(type, tag=..., encode=..., decode=...)."
         )
 
-    def _encode_dict(self, value: dict[Any, Any], path: str) -> Any:
-        if all(type(key) is str for key in value):
-            encoded = {key: self._encode(item, _child(path, key)) for key, item in value.items()}
-            # A one-key dict whose key starts with "$" would read back as a tag.
-            if len(value) == 1 and next(iter(value)).startswith("$"):
-                return {"$dict": encoded}
-            return encoded
+    def _encode_dict(self, value: dict[Any, Any], path: _Path) -> Any:
+        encoded: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                return self._encode_items(value, path)
+            encoded[key] = item if type(item) in _SCALARS else self._encode(item, (path, key))
+        # A one-key dict whose key starts with "$" would read back as a tag.
+        if len(encoded) == 1 and next(iter(encoded)).startswith("$"):
+            return {"$dict": [[key, item] for key, item in encoded.items()]}
+        return encoded
+
+    def _encode_items(self, value: dict[Any, Any], path: _Path) -> Any:
         pairs = [
-            [self._encode(key, f"{path} key {key!r}"), self._encode(item, _child(path, key))]
+            [self._encode(key, (path, _Key(key))), self._encode(item, (path, key))]
             for key, item in value.items()
         ]
         return {"$items": pairs}
@@ -182,22 +195,18 @@ class JSONSerializer:
 
     # -- decoding -----------------------------------------------------------
 
-    def _decode(self, raw: Any) -> Any:
-        if type(raw) is list:
-            return [self._decode(item) for item in raw]
-        if type(raw) is not dict:
-            return raw
+    def _untag(self, raw: dict[str, Any]) -> Any:
         if len(raw) == 1:
             key = next(iter(raw))
             if key.startswith("$"):
                 return self._decode_tagged(key[1:], raw[key])
-        return {key: self._decode(item) for key, item in raw.items()}
+        return raw
 
     def _decode_tagged(self, tag: str, raw: Any) -> Any:
         if tag == "dict":
-            return {key: self._decode(item) for key, item in raw.items()}
+            return dict(raw)
         if tag == "items":
-            return {self._decode(key): self._decode(item) for key, item in raw}
+            return dict(raw)
         if tag == "ref":
             return resolve(raw)
         hook = self._by_tag.get(tag)
@@ -207,19 +216,44 @@ class JSONSerializer:
                 "register the same types in the worker as in the sender."
             )
         try:
-            return hook.decode(self._decode(raw))
+            return hook.decode(raw)
         except SerializationError:
             raise
         except Exception as error:
             raise SerializationError(f"could not read back a ${tag} value: {error!r}") from error
 
 
-def _child(path: str, key: Any) -> str:
-    return f"{path}[{key!r}]" if path else str(key)
+class _Key:
+    """A step of a path that is a dict key itself, not the value under it."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
 
 
-def _where(path: str) -> str:
-    return f"{path}" if path else "the value"
+# The way to a value from the root: None, or (the parent's path, a key or index).
+_Path = tuple[Any, Any] | None
+
+
+def _format(path: _Path) -> str:
+    steps = []
+    while path is not None:
+        path, step = path
+        steps.append(step)
+    text = ""
+    for step in reversed(steps):
+        if isinstance(step, _Key):
+            text += f" key {step.key!r}"
+        elif text:
+            text += f"[{step!r}]"
+        else:
+            text = str(step)
+    return text
+
+
+def _where(path: _Path) -> str:
+    return _format(path) if path is not None else "the value"
 
 
 def import_path(obj: Any) -> str:
@@ -246,7 +280,7 @@ def import_path(obj: Any) -> str:
     return name
 
 
-def _reference(obj: Any, path: str) -> str:
+def _reference(obj: Any, path: _Path) -> str:
     try:
         return _cached_reference(obj)
     except SerializationError as error:
@@ -265,17 +299,28 @@ def _cached_reference(obj: Any) -> str:
     return name
 
 
+# What resolve() found, with the module it was found in: every event a worker
+# reads names the same few classes. A module imported again (reloaded, or
+# removed from sys.modules) is looked into again.
+_found: dict[str, tuple[ModuleType, Any]] = {}
+
+
 def resolve(name: str) -> Any:
     """The object ``"module:qualname"`` names; ``SerializationError`` if it cannot be imported."""
     if not isinstance(name, str) or ":" not in name:
         raise SerializationError(f"{name!r} is not a 'module:qualname' reference.")
     module_name, _, qualname = name.partition(":")
+    found = _found.get(name)
+    if found is not None and sys.modules.get(module_name) is found[0]:
+        return found[1]
     try:
-        obj: Any = importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
+        obj: Any = module
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as error:
         raise SerializationError(f"cannot import {name}: {error}") from None
+    _found[name] = (module, obj)
     return obj
 
 
