@@ -86,9 +86,7 @@ def publishing(
     try:
         yield remote
     finally:
-        # The uid remote.publish() connects its (strong) publisher under.
-        uid = ("tocsin.remote", id(remote), name, id(sender))
-        signal.disconnect(sender=sender, dispatch_uid=uid)
+        remote.disconnect()
 
 
 @pytest.fixture
