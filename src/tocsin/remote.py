@@ -42,6 +42,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from . import propagation
 from .dispatcher import Signal
 from .exceptions import SerializationError
 from .serializer import JSONSerializer, Serializer
@@ -75,6 +76,8 @@ class Event:
     :param message_id: the transport's id of the message (in a worker).
     :param deliveries: how many times the message has been delivered, this
         time included (in a worker; 1 on the first try).
+    :param context: what :mod:`tocsin.propagation`'s propagators carried
+        from the send (a trace's ids, say); empty without them.
     """
 
     id: str
@@ -85,6 +88,7 @@ class Event:
     receiver: str | None = None
     message_id: str | None = None
     deliveries: int = field(default=0, compare=False)
+    context: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 _current: contextvars.ContextVar[Event | None] = contextvars.ContextVar(
@@ -110,7 +114,8 @@ def _handling(event: Event, signal: Signal | None) -> Iterator[None]:
     event_token = _current.set(event)
     relay_token = _relaying.set(signal)
     try:
-        yield
+        with propagation.extracted(event.context):
+            yield
     finally:
         _relaying.reset(relay_token)
         _current.reset(event_token)
@@ -366,7 +371,10 @@ class Remote:
     ) -> tuple[Event, bytes]:
         """The event for a send and its payload; ``SerializationError`` names
         the argument that cannot be sent."""
-        event = Event(os.urandom(16).hex(), name, sender, named, time.time(), target)
+        carrier = propagation.inject()
+        event = Event(
+            os.urandom(16).hex(), name, sender, named, time.time(), target, context=carrier or {}
+        )
         envelope: dict[str, Any] = {
             "v": FORMAT,
             "id": event.id,
@@ -377,6 +385,8 @@ class Remote:
         }
         if target is not None:
             envelope["receiver"] = target
+        if carrier:
+            envelope["context"] = carrier
         try:
             return event, self.serializer.dumps(envelope)
         except SerializationError as error:
@@ -394,6 +404,11 @@ class Remote:
             kwargs = envelope["kwargs"]
             if not isinstance(kwargs, dict):
                 raise SerializationError("the event's kwargs are not an object.")
+            context = envelope.get("context") or {}
+            if not isinstance(context, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in context.items()
+            ):
+                raise SerializationError("the event's context is not an object of strings.")
             return Event(
                 id=str(envelope["id"]),
                 signal=str(envelope["signal"]),
@@ -403,6 +418,7 @@ class Remote:
                 receiver=envelope.get("receiver"),
                 message_id=message_id,
                 deliveries=deliveries,
+                context=context,
             )
         except KeyError as missing:
             raise SerializationError(f"the event has no {missing} field.") from None

@@ -825,3 +825,53 @@ def test_a_missing_opentelemetry_says_what_to_install(monkeypatch: pytest.Monkey
     monkeypatch.delitem(sys.modules, "tocsin.contrib.otel")
     with pytest.raises(ImportError, match=r"pip install 'tocsin\[otel\]'"):
         importlib.import_module("tocsin.contrib.otel")
+
+
+def test_a_worker_continues_the_trace_of_the_send(
+    exporter: Exporter, provider: TracerProvider
+) -> None:
+    """With instrument(), the spans of an event's receivers in a worker are in the trace of
+    the send that published it, under the publisher's span."""
+    from tocsin.remote import Remote
+    from tocsin.transports.memory import MemoryTransport
+    from tocsin.worker import Worker
+
+    remote = Remote(MemoryTransport(), stream="orders")
+    remote.publish(placed)
+    otel.instrument(tracer_provider=provider)
+    try:
+        placed.send(sender=None)
+        published = exporter.spans()
+        remote.disconnect()  # now play the worker: the receiver runs here
+        placed.connect(on_placed)
+        Worker(remote, block=0.01).run_once()
+    finally:
+        remote.disconnect()
+    sends = [s for s in exporter.spans() if s.name == SEND]
+    assert len(sends) == 2  # the send, and the worker's send again
+    first, again = sends
+    assert first.context is not None
+    assert again.context is not None
+    assert again.context.trace_id == first.context.trace_id
+    [publisher] = [s for s in published if s.name != SEND]
+    assert publisher.context is not None
+    assert again.parent is not None
+    assert again.parent.span_id == publisher.context.span_id
+    assert parent_of(exporter.named(ON_PLACED), exporter) == SEND
+
+
+def test_remote_context_can_be_left_out(exporter: Exporter, provider: TracerProvider) -> None:
+    """instrument(remote_context=False) adds no propagator."""
+    from tocsin import propagation
+
+    otel.instrument(tracer_provider=provider, remote_context=False)
+    assert propagation.inject() is None
+    otel.uninstrument()
+    otel.instrument(tracer_provider=provider)
+    assert propagation.inject() is None  # no span is current: nothing to carry
+    with provider.get_tracer("test").start_as_current_span("request"):
+        carrier = propagation.inject()
+    assert carrier is not None
+    assert set(carrier) == {"traceparent"}
+    otel.uninstrument()
+    assert propagation.inject() is None

@@ -39,15 +39,17 @@ from contextlib import AbstractContextManager
 from types import FunctionType, MethodType
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
-from .. import __version__, tracing
+from .. import __version__, propagation, tracing
 from .._inspect import describe
 from ..introspect import signal_name
 from ..oncommit import Deferred
 
-__all__ = ["OpenTelemetryTracer", "instrument", "uninstrument"]
+__all__ = ["OpenTelemetryTracer", "TraceContextPropagator", "instrument", "uninstrument"]
 
 logger = logging.getLogger("tocsin")
 
@@ -211,6 +213,28 @@ def _function_of(receiver: object) -> FunctionType | None:
 class _Instrumented:
     tracer: OpenTelemetryTracer | None = None
     remove: Callable[[], None] | None = None
+    unpropagate: Callable[[], None] | None = None
+
+
+class TraceContextPropagator:
+    """Carries the current trace with remote events (:mod:`tocsin.propagation`).
+
+    It uses OpenTelemetry's configured propagator (W3C ``traceparent`` by
+    default): the worker's spans for an event are children of the span
+    current where it was published, so one trace shows the send, the
+    publish, and the receivers that ran in the worker.
+    """
+
+    def inject(self, carrier: dict[str, str]) -> None:
+        propagate.inject(carrier)
+
+    @contextlib.contextmanager
+    def extract(self, carrier: Mapping[str, str]) -> Iterator[None]:
+        token = otel_context.attach(propagate.extract(carrier))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
 
 
 _instrumented = _Instrumented()
@@ -223,10 +247,13 @@ def instrument(
     record_arguments: bool | Iterable[str] = False,
     max_length: int = 256,
     empty_sends: bool = False,
+    remote_context: bool = True,
 ) -> OpenTelemetryTracer:
     """Make spans for every send of every signal, from now on; returns the tracer.
 
-    The options are :class:`OpenTelemetryTracer`'s. Calling it again while
+    The options are :class:`OpenTelemetryTracer`'s, and *remote_context*:
+    carry the trace with remote events (:class:`TraceContextPropagator`), so
+    that a worker continues the trace of the send that published each one. Calling it again while
     instrumented changes nothing and returns the same tracer, as OpenTelemetry's
     instrumentors do (with a logged warning if the options differ): call
     :func:`uninstrument` first to change them.
@@ -242,6 +269,8 @@ def instrument(
                 empty_sends=empty_sends,
             )
             _instrumented.remove = tracing.add_tracer(current)
+            if remote_context:
+                _instrumented.unpropagate = propagation.add_propagator(TraceContextPropagator())
         elif options != _options_of(current):
             logger.warning(
                 "tocsin.contrib.otel.instrument(): already instrumented, so the new options "
@@ -263,4 +292,6 @@ def uninstrument() -> None:
     with _lock:
         if _instrumented.remove is not None:
             _instrumented.remove()
-        _instrumented.tracer = _instrumented.remove = None
+        if _instrumented.unpropagate is not None:
+            _instrumented.unpropagate()
+        _instrumented.tracer = _instrumented.remove = _instrumented.unpropagate = None
