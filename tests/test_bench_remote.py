@@ -12,7 +12,6 @@ skipped, unless TOCSIN_REQUIRE_SERVICES=1 (CI), where it fails.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from _services import REDIS_URL, redis_or_skip
+
 redis = pytest.importorskip("redis")
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks" / "bench_remote.py"
-REDIS_URL = os.environ.get("TOCSIN_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 SCENARIOS = {
     ("tocsin", "one"): "tocsin, send(), an XADD each",
@@ -40,14 +40,7 @@ NUMBER = r"[\d,]+(?:\.\d+)?"
 @pytest.fixture
 def redis_url() -> str:
     """The Redis server's URL; the test is skipped if nothing answers there."""
-    try:
-        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
-            client.ping()
-    except redis.RedisError as err:
-        if os.environ.get("TOCSIN_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Redis is required (TOCSIN_REQUIRE_SERVICES=1): {err}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {err}")
-    return REDIS_URL
+    return redis_or_skip(REDIS_URL)
 
 
 def test_quick_run_reports_every_scenario(tmp_path: Path, redis_url: str) -> None:

@@ -455,4 +455,5 @@ def test_ahandle_runs_a_sync_remote_receiver_off_the_loop(remote: Remote) -> Non
     order_paid.send(None)
     [event] = published(remote)
     assert asyncio.run(remote.ahandle(event)) == []
-    assert threads and threads[0] != threading.main_thread().name
+    assert threads
+    assert threads[0] != threading.main_thread().name

@@ -10,28 +10,20 @@ Redis cases are skipped, unless TOCSIN_REQUIRE_SERVICES=1 (CI), where they fail.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 
+from _services import REDIS_URL, redis_or_skip
 from tocsin.transports.base import AsyncTransport, Transport
 from tocsin.transports.memory import AsyncMemoryTransport, MemoryTransport
 from tocsin.transports.redis import AsyncRedisStreamsTransport, RedisStreamsTransport
 
-REDIS_URL = os.environ.get("TOCSIN_REDIS_URL", "redis://127.0.0.1:6379/0")
-
 
 def _redis_or_skip() -> None:
-    try:
-        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
-            client.ping()
-    except redis.RedisError as err:
-        if os.environ.get("TOCSIN_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Redis is required (TOCSIN_REQUIRE_SERVICES=1): {err}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {err}")
+    redis_or_skip(REDIS_URL)
 
 
 @pytest.fixture

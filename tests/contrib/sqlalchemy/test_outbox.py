@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
+from _services import REDIS_URL, redis_or_skip
 from tocsin import Signal
 from tocsin.contrib.sqlalchemy import ModelKey, Outbox, _outbox, bind_session, register_models
 from tocsin.exceptions import TransportError
@@ -616,20 +616,11 @@ def test_a_sync_session_with_an_async_transport_leaves_the_rows_for_the_relay(
 # -- Redis -------------------------------------------------------------------------------
 
 
-REDIS_URL = os.environ.get("TOCSIN_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
 @pytest.fixture
 def redis_stream() -> Iterator[str]:
     """A stream of the test's own on the real Redis server, deleted afterwards."""
     redis = pytest.importorskip("redis")
-    try:
-        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
-            client.ping()
-    except redis.RedisError as err:
-        if os.environ.get("TOCSIN_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Redis is required (TOCSIN_REQUIRE_SERVICES=1): {err}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {err}")
+    redis_or_skip(REDIS_URL)
     stream = f"tocsin-test:{uuid.uuid4().hex}:outbox"
     yield stream
     with redis.Redis.from_url(REDIS_URL) as client:

@@ -10,7 +10,6 @@ A rollback must leave nothing to relay.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
 
+from _services import REDIS_URL, redis_or_skip
 from tocsin import Signal
 from tocsin.contrib.sqlalchemy import Outbox
 from tocsin.remote import Remote
@@ -33,7 +33,6 @@ from .conftest import Database
 redis = pytest.importorskip("redis")
 from tocsin.transports.redis import RedisStreamsTransport  # noqa: E402
 
-REDIS_URL = os.environ.get("TOCSIN_REDIS_URL", "redis://127.0.0.1:6379/0")
 EVENTS = 500
 NAME = "crash.invoice_issued"
 
@@ -92,21 +91,10 @@ CHILD = textwrap.dedent(
 )
 
 
-def _redis_or_skip() -> None:
-    try:
-        client = redis.Redis.from_url(REDIS_URL)
-        client.ping()
-        client.close()
-    except redis.RedisError as err:
-        if os.environ.get("TOCSIN_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Redis is required (TOCSIN_REQUIRE_SERVICES=1): {err}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {err}")
-
-
 @pytest.fixture
 def stream() -> Iterator[str]:
     """A stream of the test's own on the real Redis, deleted afterwards."""
-    _redis_or_skip()
+    redis_or_skip(REDIS_URL)
     name = f"tocsin-test:outbox-crash:{uuid.uuid4().hex}"
     yield name
     client = redis.Redis.from_url(REDIS_URL)
