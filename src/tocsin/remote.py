@@ -331,15 +331,11 @@ class Remote:
         def publish_event(signal: Signal, sender: object, **named: Any) -> Event | None:
             if _relaying.get() is signal:
                 return None
-            event, payload = self.encode(name, target, sender, named)
-            if self.outbox is None or not self.outbox.store(
-                transport, self.stream, event.id, payload, sender, named
-            ):
-                batch = self._batch.get()
-                if batch is None:
-                    transport.publish(self.stream, payload)
-                elif batch.add(payload):
-                    batch.flush()
+            event, payload, full = self._take(name, target, sender, named)
+            if payload is not None:
+                transport.publish(self.stream, payload)
+            elif full is not None:
+                full.flush()
             return event
 
         publish_event.__name__ = publish_event.__qualname__ = f"publish[{target or name}]"
@@ -352,19 +348,32 @@ class Remote:
         async def publish_event(signal: Signal, sender: object, **named: Any) -> Event | None:
             if _relaying.get() is signal:
                 return None
-            event, payload = self.encode(name, target, sender, named)
-            if self.outbox is None or not self.outbox.store(
-                transport, self.stream, event.id, payload, sender, named
-            ):
-                batch = self._batch.get()
-                if batch is None:
-                    await transport.publish(self.stream, payload)
-                elif batch.add(payload):
-                    await batch.aflush()
+            event, payload, full = self._take(name, target, sender, named)
+            if payload is not None:
+                await transport.publish(self.stream, payload)
+            elif full is not None:
+                await full.aflush()
             return event
 
         publish_event.__name__ = publish_event.__qualname__ = f"publish[{target or name}]"
         return publish_event
+
+    def _take(
+        self, name: str, target: str | None, sender: object, named: Mapping[str, Any]
+    ) -> tuple[Event, bytes | None, Batch | None]:
+        """Encode a send, and give it to the outbox or the block's batch if one
+        takes it. Returns the event, the payload to publish now (else None),
+        and the batch if it is full and must be flushed (else None)."""
+        event, payload = self.encode(name, target, sender, named)
+        stored = self.outbox is not None and self.outbox.store(
+            self.transport, self.stream, event.id, payload, sender, named
+        )
+        if stored:
+            return event, None, None
+        batch = self._batch.get()
+        if batch is None:
+            return event, payload, None
+        return event, None, batch if batch.add(payload) else None
 
     def encode(
         self, name: str, target: str | None, sender: object, named: Mapping[str, Any]
