@@ -86,9 +86,18 @@ def inject() -> dict[str, str] | None:
     return carrier or None
 
 
-@contextlib.contextmanager
-def extracted(carrier: Mapping[str, str]) -> Iterator[None]:
+def extracted(carrier: Mapping[str, str]) -> AbstractContextManager[object]:
     """Every propagator's context from *carrier*, current for the block."""
+    if not _propagators:
+        return _NOTHING  # every event a worker runs comes through here
+    return _extracted(carrier)
+
+
+_NOTHING = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _extracted(carrier: Mapping[str, str]) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         for propagator in list(_propagators):
             stack.enter_context(propagator.extract(carrier))

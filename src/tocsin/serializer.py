@@ -72,6 +72,10 @@ class JSONSerializer:
         self._by_type: dict[type, _Hook] = {}
         self._by_tag: dict[str, _Hook] = {}
         self._resolved: dict[type, _Hook | None] = {}
+        # Made once: json.dumps() and json.loads() with options make new ones per call.
+        self._json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+        # Tags are read back bottom-up, as the parser builds each object.
+        self._json_decoder = json.JSONDecoder(object_hook=self._untag)
         for type_, tag, encode, decode in _BUILT_IN:
             self.register(type_, tag=tag, encode=encode, decode=decode)
         # A namedtuple would come back as a plain tuple: refuse it unless registered.
@@ -120,13 +124,13 @@ class JSONSerializer:
             raise SerializationError(
                 "the value is nested too deeply (or refers to itself)."
             ) from None
-        return json.dumps(encoded, separators=(",", ":"), ensure_ascii=False).encode()
+        return self._json_encoder.encode(encoded).encode()
 
     def loads(self, data: bytes) -> dict[str, Any]:
         """The value :meth:`dumps` wrote."""
         try:
-            # Tags are read back bottom-up, as the parser builds each object.
-            value = json.loads(data, object_hook=self._untag)
+            text = data.decode() if isinstance(data, bytes | bytearray) else data
+            value = self._json_decoder.decode(text)
         except (ValueError, UnicodeDecodeError) as error:
             raise SerializationError(f"the payload is not valid JSON: {error}") from None
         if not isinstance(value, dict):
