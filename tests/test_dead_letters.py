@@ -204,3 +204,55 @@ def test_the_command_replays_and_discards(
     assert main(["dead-letters", "deadapp", "--discard-all"]) == 0
     assert capsys.readouterr().out == "discarded 1 dead letter(s) from billing:dead\n"
     assert main(["dead-letters", "deadapp", "--limit", "0"]) == 2
+
+
+def test_status_shows_the_stream_its_groups_and_dead_letters(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tocsin status MODULE` prints the stream's length, each group's state and the dead
+    letters; --json gives the same to programs."""
+    assert main(["status", "deadapp"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "stream billing: 2 event(s)"
+    assert out[1] == "  group tocsin: 1 consumer(s), 0 pending, 0 waiting"
+    assert out[2] == "dead letters billing:dead: 2"
+    assert main(["status", "deadapp", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["groups"] == [
+        {
+            "name": "tocsin",
+            "consumers": 1,
+            "pending": 0,
+            "waiting": 0,
+            "oldest_pending": None,
+            "oldest_pending_age": None,
+        }
+    ]
+    assert (report["length"], report["dead_letters"]) == (2, 2)
+
+
+def test_status_of_a_stream_nobody_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before any worker started, status says so, and shows what waits and what is pending."""
+    (tmp_path / "quietapp.py").write_text(
+        "from tocsin.remote import Remote\n"
+        "from tocsin.transports.memory import MemoryTransport\n"
+        "remote = Remote(MemoryTransport(), stream='quiet')\n"
+        "remote.transport.publish_many('quiet', [b'1', b'2', b'3'])\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    importlib.invalidate_caches()
+    try:
+        assert main(["status", "quietapp"]) == 0
+        assert "no consumer group yet" in capsys.readouterr().out
+        app = sys.modules["quietapp"]
+        app.remote.transport.ensure_group("quiet", "tocsin")
+        app.remote.transport.consume("quiet", "tocsin", "w", count=1)
+        assert main(["status", "quietapp"]) == 0
+        line = capsys.readouterr().out.splitlines()[1]
+        assert line.startswith("  group tocsin: 1 consumer(s), 1 pending, 2 waiting (oldest")
+    finally:
+        sys.modules.pop("quietapp", None)

@@ -16,13 +16,14 @@ import datetime
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 from .dead_letters import DeadLetter, DeadLetters
 from .remote import Remote
-from .transports.base import AsyncTransport
+from .transports.base import AsyncTransport, Group
 from .worker import AsyncWorker, Worker
 
 __all__ = ["add_remote_commands"]
@@ -41,6 +42,7 @@ def add_remote_commands(
 ) -> None:
     """Add ``worker`` and ``dead-letters`` to the ``tocsin`` command's subparsers."""
     _add_worker(commands, importer, usage_error)
+    _add_status(commands, importer, usage_error)
     _add_dead_letters(commands, importer, usage_error)
 
 
@@ -120,6 +122,105 @@ def _add_worker(
         return _run(remote, args)
 
     worker.set_defaults(command=run)
+
+
+def _add_status(
+    commands: Any, importer: Callable[[str], ModuleType | None], usage_error: type[Exception]
+) -> None:
+    status = commands.add_parser(
+        "status",
+        help="show a remote's stream: its groups, pending events, backlog, dead letters",
+        description="Import the modules, find the Remote they define, and print its stream's "
+        "length, each consumer group's consumers, pending events (given to a worker, not yet "
+        "acknowledged; with the oldest one's age) and waiting events (not given to any worker "
+        "yet), and the number of dead letters.",
+    )
+    status.add_argument("modules", nargs="+", metavar="MODULE[:REMOTE]")
+    status.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            remote = _find_remote(args.modules, importer)
+        except _Usage as error:
+            raise usage_error(str(error)) from None
+        except _ImportFailed:
+            return 1
+        report = _status(remote)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print(_status_text(report))
+        return 0
+
+    status.set_defaults(command=run)
+
+
+def _status(remote: Remote) -> dict[str, Any]:
+    transport = remote.transport
+    dead_stream = f"{remote.stream}:dead"
+    if isinstance(transport, AsyncTransport):
+        return asyncio.run(_astatus(transport, remote.stream, dead_stream))
+    groups = transport.groups(remote.stream)
+    oldest = [transport.pending(remote.stream, g.name).oldest for g in groups]
+    return _report(
+        remote.stream, transport.length(remote.stream), groups, oldest,
+        dead_stream, transport.length(dead_stream),
+    )  # fmt: skip
+
+
+async def _astatus(transport: AsyncTransport, stream: str, dead_stream: str) -> dict[str, Any]:
+    groups = await transport.groups(stream)
+    oldest = [(await transport.pending(stream, g.name)).oldest for g in groups]
+    length, dead = await transport.length(stream), await transport.length(dead_stream)
+    return _report(stream, length, groups, oldest, dead_stream, dead)
+
+
+def _report(
+    stream: str,
+    length: int,
+    groups: list[Group],
+    oldest: list[str | None],
+    dead_stream: str,
+    dead: int,
+) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "stream": stream,
+        "length": length,
+        "groups": [
+            {
+                "name": group.name,
+                "consumers": group.consumers,
+                "pending": group.pending,
+                "waiting": group.waiting,
+                "oldest_pending": first,
+                # A stream id starts with the time it was added, in milliseconds.
+                "oldest_pending_age": None
+                if first is None
+                else round(max(0.0, now - int(first.partition("-")[0]) / 1000), 1),
+            }
+            for group, first in zip(groups, oldest, strict=True)
+        ],
+        "dead_stream": dead_stream,
+        "dead_letters": dead,
+    }
+
+
+def _status_text(report: dict[str, Any]) -> str:
+    lines = [f"stream {report['stream']}: {report['length']:,} event(s)"]
+    if not report["groups"]:
+        lines.append("  no consumer group yet: no worker has started")
+    for group in report["groups"]:
+        waiting = "?" if group["waiting"] is None else f"{group['waiting']:,}"
+        line = (
+            f"  group {group['name']}: {group['consumers']} consumer(s), "
+            f"{group['pending']:,} pending, {waiting} waiting"
+        )
+        if group["oldest_pending"] is not None:
+            line += f" (oldest pending sent {group['oldest_pending_age']} s ago)"
+        lines.append(line)
+    lines.append(f"dead letters {report['dead_stream']}: {report['dead_letters']:,}")
+    return "\n".join(lines)
 
 
 def _add_dead_letters(

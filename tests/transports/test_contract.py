@@ -472,6 +472,7 @@ def test_close_makes_every_method_raise(transport: Transport, stream: str) -> No
         lambda: transport.delete(stream, [id]),
         lambda: transport.length(stream),
         lambda: transport.trim_acknowledged(stream),
+        lambda: transport.groups(stream),
     ]
     for call in calls:
         with pytest.raises(TransportError, match="closed"):
@@ -637,3 +638,24 @@ def test_async_errors(make_async_transport: Callable[[], AsyncTransport], stream
             await transport.publish(stream, b"x")
 
     asyncio.run(main())
+
+
+def test_groups_report_consumers_pending_and_waiting(transport: Transport, stream: str) -> None:
+    """groups() says, per group, who consumes, what is pending and what waits."""
+    assert transport.groups(stream) == []
+    transport.publish_many(stream, [b"1", b"2", b"3", b"4"])
+    transport.ensure_group(stream, "workers")
+    transport.ensure_group(stream, "audit")
+    taken = transport.consume(stream, "workers", "w1", count=2)
+    transport.consume(stream, "workers", "w2", count=1)
+    transport.ack(stream, "workers", [taken[0].id])
+    audit, workers = transport.groups(stream)
+    assert (audit.name, audit.consumers, audit.pending, audit.waiting) == ("audit", 0, 0, 4)
+    assert audit.last_delivered == "0-0"
+    assert (workers.name, workers.consumers, workers.pending, workers.waiting) == (
+        "workers",
+        2,
+        2,
+        1,
+    )
+    assert key(workers.last_delivered) > key(taken[1].id)

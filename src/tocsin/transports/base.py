@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-__all__ = ["AsyncTransport", "Message", "Pending", "Transport", "TransportError"]
+__all__ = ["AsyncTransport", "Group", "Message", "Pending", "Transport", "TransportError"]
 
 from ..exceptions import TransportError
 
@@ -72,6 +72,25 @@ class Pending:
     oldest: str | None
     newest: str | None
     consumers: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A consumer group of a stream, as :meth:`Transport.groups` reports it.
+
+    :param name: the group's name.
+    :param consumers: how many consumers it knows (those that were given messages).
+    :param pending: messages given to its consumers and not acknowledged.
+    :param waiting: messages in the stream it has not been given yet (its lag);
+        ``None`` when the broker cannot tell (Redis, after some deletions).
+    :param last_delivered: id of the last message it was given (``"0-0"`` for none).
+    """
+
+    name: str
+    consumers: int
+    pending: int
+    waiting: int | None
+    last_delivered: str
 
 
 class Transport(abc.ABC):
@@ -171,6 +190,11 @@ class Transport(abc.ABC):
         """How many messages *stream* holds (0 if it does not exist)."""
 
     @abc.abstractmethod
+    def groups(self, stream: str) -> list[Group]:
+        """The consumer groups of *stream*, by name (none if it does not exist):
+        what operations watch (``XINFO GROUPS``)."""
+
+    @abc.abstractmethod
     def trim_acknowledged(self, stream: str) -> int:
         """Remove the messages of *stream* that every group has been given and
         acknowledged; return how many were removed.
@@ -251,6 +275,9 @@ class AsyncTransport(abc.ABC):
 
     @abc.abstractmethod
     async def length(self, stream: str) -> int: ...
+
+    @abc.abstractmethod
+    async def groups(self, stream: str) -> list[Group]: ...
 
     @abc.abstractmethod
     async def trim_acknowledged(self, stream: str) -> int: ...

@@ -50,7 +50,7 @@ from ._checks import (
     _next_id,
     _parse_id,
 )
-from .base import AsyncTransport, Message, Pending, Transport
+from .base import AsyncTransport, Group, Message, Pending, Transport
 
 __all__ = ["AsyncMemoryTransport", "MemoryTransport"]
 
@@ -78,6 +78,7 @@ class _Group:
     # By id: consume() adds ids above every earlier one and nothing else adds,
     # so insertion order is id order, oldest first.
     pending: dict[_Id, _Delivery] = field(default_factory=dict)
+    consumers: set[str] = field(default_factory=set)  # those given messages, as Redis 7.0 counts
 
 
 @dataclass(slots=True)
@@ -194,6 +195,7 @@ class MemoryTransport(Transport):
                 return None
             if time.monotonic() - delivery.delivered_at < min_idle:
                 return None
+            self._group(stream, group).consumers.add(consumer)
             return self._hand_over(state, key, delivery, consumer)
 
     def claim_stale(
@@ -216,6 +218,8 @@ class MemoryTransport(Transport):
                     del pending[key]  # as Redis 7's XAUTOCLAIM does
                 elif now - delivery.delivered_at >= min_idle:
                     claimed.append(self._hand_over(state, key, delivery, consumer))
+            if claimed:
+                self._group(stream, group).consumers.add(consumer)
             return claimed
 
     def dead_letter(
@@ -284,6 +288,24 @@ class MemoryTransport(Transport):
             self._check_open()
             state = self._streams.get(stream)
             return 0 if state is None else len(state.entries)
+
+    def groups(self, stream: str) -> list[Group]:
+        _check_name("stream", stream)
+        with self._lock:
+            self._check_open()
+            state = self._streams.get(stream)
+            if state is None:
+                return []
+            return [
+                Group(
+                    name=name,
+                    consumers=len(group.consumers),
+                    pending=len(group.pending),
+                    waiting=len(state.ids) - bisect.bisect_right(state.ids, group.last_delivered),
+                    last_delivered=_format_id(group.last_delivered),
+                )
+                for name, group in sorted(state.groups.items())
+            ]
 
     def trim_acknowledged(self, stream: str) -> int:
         _check_name("stream", stream)
@@ -365,6 +387,7 @@ class MemoryTransport(Transport):
         if not keys:
             return []
         now = time.monotonic()
+        found.consumers.add(consumer)
         for key in keys:
             found.pending[key] = _Delivery(consumer, now, 1)
         found.last_delivered = keys[-1]
@@ -474,6 +497,10 @@ class AsyncMemoryTransport(AsyncTransport):
     async def length(self, stream: str) -> int:
         self._check_open()
         return self._sync.length(stream)
+
+    async def groups(self, stream: str) -> list[Group]:
+        self._check_open()
+        return self._sync.groups(stream)
 
     async def trim_acknowledged(self, stream: str) -> int:
         self._check_open()

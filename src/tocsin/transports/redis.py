@@ -62,7 +62,7 @@ from ._checks import (
     _next_id,
     _parse_id,
 )
-from .base import AsyncTransport, Message, Pending, Transport
+from .base import AsyncTransport, Group, Message, Pending, Transport
 
 __all__ = ["DEFAULT_URL", "AsyncRedisStreamsTransport", "RedisStreamsTransport"]
 
@@ -252,6 +252,14 @@ class RedisStreamsTransport(Transport):
         _check_name("stream", stream)
         with self._command("XLEN", stream):
             return int(self._client.xlen(stream))
+
+    def groups(self, stream: str) -> list[Group]:
+        _check_name("stream", stream)
+        with self._command("XINFO GROUPS", stream):
+            try:
+                return _groups(self._client.xinfo_groups(stream))
+            except redis.ResponseError:
+                return []  # no such stream
 
     def trim_acknowledged(self, stream: str) -> int:
         _check_name("stream", stream)
@@ -472,6 +480,14 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         with self._command("XLEN", stream):
             return int(await self._client.xlen(stream))
 
+    async def groups(self, stream: str) -> list[Group]:
+        _check_name("stream", stream)
+        with self._command("XINFO GROUPS", stream):
+            try:
+                return _groups(await self._client.xinfo_groups(stream))
+            except redis.ResponseError:
+                return []  # no such stream
+
     async def trim_acknowledged(self, stream: str) -> int:
         _check_name("stream", stream)
         with self._command("XTRIM", stream):
@@ -522,6 +538,21 @@ def _client_for(kind: type[_Client], client: _Client | None, url: str | None) ->
             "make it with decode_responses=False"
         )
     return made
+
+
+def _groups(replies: list[dict[str, Any]]) -> list[Group]:
+    groups = [
+        Group(
+            name=_text(reply["name"]),
+            consumers=int(reply["consumers"]),
+            pending=int(reply["pending"]),
+            # Redis 7 reports the lag, or nil when it cannot tell (after some deletions).
+            waiting=None if reply.get("lag") is None else int(reply["lag"]),
+            last_delivered=_text(reply["last-delivered-id"]),
+        )
+        for reply in replies
+    ]
+    return sorted(groups, key=lambda group: group.name)
 
 
 def _trim_bound(groups: list[dict[str, Any]], oldest_pending: list[Any]) -> str | None:
