@@ -25,6 +25,12 @@ def _check_name(what: str, name: str) -> None:
         raise ValueError(f"{what} must not be empty")
 
 
+def _check_names(**names: str) -> None:
+    """``_check_name`` for each keyword: ``_check_names(stream=stream, group=group)``."""
+    for what, name in names.items():
+        _check_name(what, name)
+
+
 def _check_count(count: int) -> None:
     if not isinstance(count, int) or isinstance(count, bool):
         raise TypeError(f"count must be an int, not {type(count).__name__}")

@@ -42,6 +42,7 @@ from ._checks import (
     _check_ids,
     _check_min_idle,
     _check_name,
+    _check_names,
     _check_payload,
     _check_start,
     _dead_letter_headers,
@@ -136,8 +137,7 @@ class MemoryTransport(Transport):
         return [_format_id(key) for key in keys]
 
     def ensure_group(self, stream: str, group: str) -> None:
-        _check_name("stream", stream)
-        _check_name("group", group)
+        _check_names(stream=stream, group=group)
         with self._lock:
             self._check_open()
             self._streams.setdefault(stream, _Stream()).groups.setdefault(group, _Group())
@@ -151,9 +151,7 @@ class MemoryTransport(Transport):
         count: int = 100,
         block: float | None = None,
     ) -> list[Message]:
-        _check_name("stream", stream)
-        _check_name("group", group)
-        _check_name("consumer", consumer)
+        _check_names(stream=stream, group=group, consumer=consumer)
         _check_count(count)
         _check_block(block)
         deadline = None if block is None else time.monotonic() + block
@@ -167,8 +165,7 @@ class MemoryTransport(Transport):
                 self._published.wait(remaining)
 
     def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
-        _check_name("stream", stream)
-        _check_name("group", group)
+        _check_names(stream=stream, group=group)
         keys = _check_ids(ids)
         with self._lock:
             self._check_open()
@@ -177,9 +174,7 @@ class MemoryTransport(Transport):
     def redeliver(
         self, stream: str, group: str, consumer: str, id: str, *, min_idle: float = 0.0
     ) -> Message | None:
-        _check_name("stream", stream)
-        _check_name("group", group)
-        _check_name("consumer", consumer)
+        _check_names(stream=stream, group=group, consumer=consumer)
         key = _parse_id(id)
         _check_min_idle(min_idle)
         with self._lock:
@@ -201,9 +196,7 @@ class MemoryTransport(Transport):
     def claim_stale(
         self, stream: str, group: str, consumer: str, *, min_idle: float, count: int = 100
     ) -> list[Message]:
-        _check_name("stream", stream)
-        _check_name("group", group)
-        _check_name("consumer", consumer)
+        _check_names(stream=stream, group=group, consumer=consumer)
         _check_min_idle(min_idle)
         _check_count(count)
         with self._lock:
@@ -225,9 +218,7 @@ class MemoryTransport(Transport):
     def dead_letter(
         self, stream: str, group: str, message: Message, dead_stream: str, *, error: str
     ) -> str:
-        _check_name("stream", stream)
-        _check_name("group", group)
-        _check_name("dead_stream", dead_stream)
+        _check_names(stream=stream, group=group, dead_stream=dead_stream)
         key = _parse_id(message.id)
         _check_payload(message.payload)
         if not isinstance(error, str):
@@ -241,8 +232,7 @@ class MemoryTransport(Transport):
         return _format_id(dead_key)
 
     def pending(self, stream: str, group: str) -> Pending:
-        _check_name("stream", stream)
-        _check_name("group", group)
+        _check_names(stream=stream, group=group)
         with self._lock:
             self._check_open()
             pending = self._group(stream, group).pending

@@ -55,6 +55,7 @@ from ._checks import (
     _check_ids,
     _check_min_idle,
     _check_name,
+    _check_names,
     _check_payload,
     _check_start,
     _dead_letter_headers,
@@ -141,8 +142,7 @@ class RedisStreamsTransport(Transport):
                 return [id.decode() for id in pipe.execute()]
 
     def ensure_group(self, stream: str, group: str) -> None:
-        _check_name("stream", stream)
-        _check_name("group", group)
+        _check_names(stream=stream, group=group)
         with self._command("XGROUP CREATE", stream), _group_exists_is_fine():
             self._client.xgroup_create(stream, group, id="0", mkstream=True)
 
@@ -155,9 +155,7 @@ class RedisStreamsTransport(Transport):
         count: int = 100,
         block: float | None = None,
     ) -> list[Message]:
-        _check_name("stream", stream)
-        _check_name("group", group)
-        _check_name("consumer", consumer)
+        _check_names(stream=stream, group=group, consumer=consumer)
         _check_count(count)
         _check_block(block)
         block_ms = None if block is None else _milliseconds(block)
@@ -168,8 +166,7 @@ class RedisStreamsTransport(Transport):
         return [_message(entry, 1) for entry in _read_group_entries(reply)]
 
     def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
-        _check_name("stream", stream)
-        _check_name("group", group)
+        _check_names(stream=stream, group=group)
         _check_ids(ids)
         with self._command("XACK", stream):
             return int(self._client.xack(stream, group, *ids)) if ids else 0
@@ -177,9 +174,7 @@ class RedisStreamsTransport(Transport):
     def redeliver(
         self, stream: str, group: str, consumer: str, id: str, *, min_idle: float = 0.0
     ) -> Message | None:
-        _check_name("stream", stream)
-        _check_name("group", group)
-        _check_name("consumer", consumer)
+        _check_names(stream=stream, group=group, consumer=consumer)
         _parse_id(id)
         _check_min_idle(min_idle)
         with self._command("XCLAIM", stream), self._client.pipeline(transaction=True) as pipe:
@@ -191,9 +186,7 @@ class RedisStreamsTransport(Transport):
     def claim_stale(
         self, stream: str, group: str, consumer: str, *, min_idle: float, count: int = 100
     ) -> list[Message]:
-        _check_name("stream", stream)
-        _check_name("group", group)
-        _check_name("consumer", consumer)
+        _check_names(stream=stream, group=group, consumer=consumer)
         _check_min_idle(min_idle)
         _check_count(count)
         min_idle_ms = _milliseconds(min_idle)
@@ -217,9 +210,7 @@ class RedisStreamsTransport(Transport):
     def dead_letter(
         self, stream: str, group: str, message: Message, dead_stream: str, *, error: str
     ) -> str:
-        _check_name("stream", stream)
-        _check_name("group", group)
-        _check_name("dead_stream", dead_stream)
+        _check_names(stream=stream, group=group, dead_stream=dead_stream)
         _parse_id(message.id)
         fields = _dead_letter_fields(stream, group, message, error)
         with self._command("XADD+XACK", stream), self._client.pipeline(transaction=True) as pipe:
@@ -229,8 +220,7 @@ class RedisStreamsTransport(Transport):
         return str(dead_id.decode())
 
     def pending(self, stream: str, group: str) -> Pending:
-        _check_name("stream", stream)
-        _check_name("group", group)
+        _check_names(stream=stream, group=group)
         with self._command("XPENDING", stream):
             return _pending(self._client.xpending(stream, group))
 
@@ -367,8 +357,7 @@ class AsyncRedisStreamsTransport(AsyncTransport):
                 return [id.decode() for id in await pipe.execute()]
 
     async def ensure_group(self, stream: str, group: str) -> None:
-        _check_name("stream", stream)
-        _check_name("group", group)
+        _check_names(stream=stream, group=group)
         with self._command("XGROUP CREATE", stream), _group_exists_is_fine():
             await self._client.xgroup_create(stream, group, id="0", mkstream=True)
 
@@ -381,9 +370,7 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         count: int = 100,
         block: float | None = None,
     ) -> list[Message]:
-        _check_name("stream", stream)
-        _check_name("group", group)
-        _check_name("consumer", consumer)
+        _check_names(stream=stream, group=group, consumer=consumer)
         _check_count(count)
         _check_block(block)
         block_ms = None if block is None else _milliseconds(block)
@@ -394,8 +381,7 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         return [_message(entry, 1) for entry in _read_group_entries(reply)]
 
     async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
-        _check_name("stream", stream)
-        _check_name("group", group)
+        _check_names(stream=stream, group=group)
         _check_ids(ids)
         with self._command("XACK", stream):
             return int(await self._client.xack(stream, group, *ids)) if ids else 0
@@ -403,9 +389,7 @@ class AsyncRedisStreamsTransport(AsyncTransport):
     async def redeliver(
         self, stream: str, group: str, consumer: str, id: str, *, min_idle: float = 0.0
     ) -> Message | None:
-        _check_name("stream", stream)
-        _check_name("group", group)
-        _check_name("consumer", consumer)
+        _check_names(stream=stream, group=group, consumer=consumer)
         _parse_id(id)
         _check_min_idle(min_idle)
         with self._command("XCLAIM", stream):
@@ -418,9 +402,7 @@ class AsyncRedisStreamsTransport(AsyncTransport):
     async def claim_stale(
         self, stream: str, group: str, consumer: str, *, min_idle: float, count: int = 100
     ) -> list[Message]:
-        _check_name("stream", stream)
-        _check_name("group", group)
-        _check_name("consumer", consumer)
+        _check_names(stream=stream, group=group, consumer=consumer)
         _check_min_idle(min_idle)
         _check_count(count)
         min_idle_ms = _milliseconds(min_idle)
@@ -443,9 +425,7 @@ class AsyncRedisStreamsTransport(AsyncTransport):
     async def dead_letter(
         self, stream: str, group: str, message: Message, dead_stream: str, *, error: str
     ) -> str:
-        _check_name("stream", stream)
-        _check_name("group", group)
-        _check_name("dead_stream", dead_stream)
+        _check_names(stream=stream, group=group, dead_stream=dead_stream)
         _parse_id(message.id)
         fields = _dead_letter_fields(stream, group, message, error)
         with self._command("XADD+XACK", stream):
@@ -456,8 +436,7 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         return str(dead_id.decode())
 
     async def pending(self, stream: str, group: str) -> Pending:
-        _check_name("stream", stream)
-        _check_name("group", group)
+        _check_names(stream=stream, group=group)
         with self._command("XPENDING", stream):
             return _pending(await self._client.xpending(stream, group))
 
