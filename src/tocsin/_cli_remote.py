@@ -46,6 +46,25 @@ def add_remote_commands(
     _add_dead_letters(commands, importer, usage_error)
 
 
+def _with_remote(
+    body: Callable[[Remote, argparse.Namespace], int],
+    importer: Callable[[str], ModuleType | None],
+    usage_error: type[Exception],
+) -> Callable[[argparse.Namespace], int]:
+    """A command that finds the modules' Remote and runs *body* with it: exit 1
+    when a module failed to import, a one-line usage error (exit 2) otherwise."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return body(_find_remote(args.modules, importer), args)
+        except _Usage as error:
+            raise usage_error(str(error)) from None
+        except _ImportFailed:
+            return 1
+
+    return run
+
+
 def _add_worker(
     commands: Any, importer: Callable[[str], ModuleType | None], usage_error: type[Exception]
 ) -> None:
@@ -110,18 +129,12 @@ def _add_worker(
     )
     worker.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
 
-    def run(args: argparse.Namespace) -> int:
-        try:
-            remote = _find_remote(args.modules, importer)
-            level = _level(args.log_level)
-        except _Usage as error:
-            raise usage_error(str(error)) from None
-        except _ImportFailed:
-            return 1
+    def run(remote: Remote, args: argparse.Namespace) -> int:
+        level = _level(args.log_level)
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return _run(remote, args)
 
-    worker.set_defaults(command=run)
+    worker.set_defaults(command=_with_remote(run, importer, usage_error))
 
 
 def _add_status(
@@ -138,21 +151,12 @@ def _add_status(
     status.add_argument("modules", nargs="+", metavar="MODULE[:REMOTE]")
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    def run(args: argparse.Namespace) -> int:
-        try:
-            remote = _find_remote(args.modules, importer)
-        except _Usage as error:
-            raise usage_error(str(error)) from None
-        except _ImportFailed:
-            return 1
+    def run(remote: Remote, args: argparse.Namespace) -> int:
         report = _status(remote)
-        if args.json:
-            print(json.dumps(report, indent=2))
-        else:
-            print(_status_text(report))
+        print(json.dumps(report, indent=2) if args.json else _status_text(report))
         return 0
 
-    status.set_defaults(command=run)
+    status.set_defaults(command=_with_remote(run, importer, usage_error))
 
 
 def _status(remote: Remote) -> dict[str, Any]:
@@ -243,21 +247,15 @@ def _add_dead_letters(
     action.add_argument("--discard", nargs="+", metavar="ID", help="remove these for good")
     action.add_argument("--discard-all", action="store_true", help="remove every dead letter")
 
-    def run(args: argparse.Namespace) -> int:
-        try:
-            remote = _find_remote(args.modules, importer)
-            _check_limit(args.limit)
-            letters = DeadLetters(remote, stream=args.stream)
-        except _Usage as error:
-            raise usage_error(str(error)) from None
-        except _ImportFailed:
-            return 1
+    def run(remote: Remote, args: argparse.Namespace) -> int:
+        _check_limit(args.limit)
+        letters = DeadLetters(remote, stream=args.stream)
         try:
             return _dead_letters(letters, args)
         except LookupError as error:
-            raise usage_error(str(error).strip("'\"")) from None
+            raise _Usage(str(error).strip("'\"")) from None
 
-    dead.set_defaults(command=run)
+    dead.set_defaults(command=_with_remote(run, importer, usage_error))
 
 
 def _check_limit(limit: int) -> None:
