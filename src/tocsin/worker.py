@@ -141,6 +141,17 @@ class _Base:
         """Whether :meth:`stop` was called (or a stop signal received)."""
         return self._stopping.is_set()
 
+    def _on_signal(self, number: int) -> None:
+        """SIGTERM or SIGINT: finish the batch in hand, then stop; a second one stops now."""
+        if self._stopping.is_set():
+            raise KeyboardInterrupt
+        logger.info(
+            "Worker %s: %s received, finishing the batch in hand",
+            self.consumer,
+            signals.Signals(number).name,
+        )
+        self._stopping.set()
+
     def _broker_down(self, error: TransportError) -> float:
         """Log a broker failure; return the seconds to wait before the next round.
 
@@ -363,14 +374,7 @@ class Worker(_Base):
             return
 
         def on_signal(number: int, frame: Any) -> None:
-            if self._stopping.is_set():
-                raise KeyboardInterrupt  # a second signal: stop now
-            logger.info(
-                "Worker %s: %s received, finishing the batch in hand",
-                self.consumer,
-                signals.Signals(number).name,
-            )
-            self._stopping.set()
+            self._on_signal(number)
 
         previous = {
             number: signals.signal(number, on_signal)
@@ -502,16 +506,6 @@ class AsyncWorker(_Base):
                 continue
             installed.append(number)
         return installed
-
-    def _on_signal(self, number: int) -> None:
-        if self._stopping.is_set():
-            raise KeyboardInterrupt  # a second signal: stop now
-        logger.info(
-            "Worker %s: %s received, finishing the batch in hand",
-            self.consumer,
-            signals.Signals(number).name,
-        )
-        self._stopping.set()
 
 
 def _positive_int(label: str, value: object) -> None:
