@@ -457,3 +457,15 @@ def test_ahandle_runs_a_sync_remote_receiver_off_the_loop(remote: Remote) -> Non
     assert asyncio.run(remote.ahandle(event)) == []
     assert threads
     assert threads[0] != threading.main_thread().name
+
+
+def test_bad_arguments_to_receiver_handle_and_decode_raise(remote: Remote) -> None:
+    """An empty receiver name, a non-Event to handle(), a non-bytes payload: clear errors."""
+    with pytest.raises(ValueError, match="name"):
+        remote.receiver(order_paid, name="")
+    with pytest.raises(TypeError, match="takes an Event"):
+        remote.handle({"signal": "x"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes an Event"):
+        asyncio.run(remote.ahandle("event"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bytes"):
+        remote.decode(123)  # type: ignore[arg-type]

@@ -266,6 +266,9 @@ class Remote:
         if not isinstance(signal, Signal):
             raise TypeError(f"Remote.receiver() takes a Signal; got {type(signal).__name__}.")
 
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty string; got {name!r}.")
+
         def decorate(func: F) -> F:
             if not callable(func):
                 raise TypeError(f"Remote.receiver() decorates a function; got {func!r}.")
@@ -442,6 +445,7 @@ class Remote:
         list means every receiver succeeded. ``LookupError`` if this process
         does not know the event's signal or receiver.
         """
+        _check_event(event)
         signal, func = self._resolve(event)
         with _handling(event, signal):
             if func is not None:
@@ -451,6 +455,7 @@ class Remote:
 
     async def ahandle(self, event: Event) -> list[BaseException]:
         """:meth:`handle` for asyncio: async receivers are awaited in this loop."""
+        _check_event(event)
         signal, func = self._resolve(event)
         with _handling(event, signal):
             if func is not None:
@@ -550,6 +555,14 @@ class Batch:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._leave():
             await self.aflush()
+
+
+def _check_event(event: object) -> None:
+    if not isinstance(event, Event):
+        raise TypeError(
+            "handle() takes an Event (remote.decode(payload) gives one); "
+            f"got {type(event).__name__}."
+        )
 
 
 def _defined_at(func: Callable[..., Any]) -> tuple[str, str]:

@@ -128,6 +128,8 @@ class JSONSerializer:
 
     def loads(self, data: bytes) -> dict[str, Any]:
         """The value :meth:`dumps` wrote."""
+        if not isinstance(data, bytes | bytearray | str):
+            raise TypeError(f"loads() takes the bytes dumps() wrote; got {type(data).__name__}.")
         try:
             text = data.decode() if isinstance(data, bytes | bytearray) else data
             value = self._json_decoder.decode(text)
