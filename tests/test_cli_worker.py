@@ -163,13 +163,13 @@ def test_every_worker_option_reaches_the_worker(
         "--group", "g", "--consumer", "c", "--batch", "7", "--max-attempts", "4",
         "--retry-delay", "0.5", "--retry-backoff", "3", "--max-retry-delay", "9",
         "--claim-after", "11", "--block", "0.2", "--dead-stream", "graveyard",
-        "--relay-every", "2", "--trim-every", "30",
+        "--relay-every", "2", "--trim-every", "30", "--concurrency", "8",
     ]  # fmt: skip
     assert main(["worker", "workerapp", *options]) == 0
     [worker] = made
     assert (worker.group, worker.consumer, worker.batch, worker.max_attempts) == ("g", "c", 7, 4)
     assert (worker.retry_delay, worker.retry_backoff, worker.max_retry_delay) == (0.5, 3, 9)
     assert (worker.claim_after, worker.block, worker.dead_stream) == (11, 0.2, "graveyard")
-    assert (worker.relay_every, worker.trim_every) == (2, 30)
+    assert (worker.relay_every, worker.trim_every, worker.concurrency) == (2, 30, 8)
     assert main(["worker", "workerapp", "--no-trim"]) == 0
     assert made[1].trim_every is None

@@ -428,3 +428,68 @@ def test_a_send_that_raises_in_the_worker_fails_the_event_not_the_worker(
     [dead] = transport.read(DEAD)
     assert "TypeError" in dead.headers["error"]
     assert "job must be int" in dead.headers["error"]
+
+
+def test_concurrency_runs_a_batchs_events_at_once(remote: Remote) -> None:
+    """With concurrency=N, N events that wait run side by side, in threads; each is still
+    acknowledged, retried or dead-lettered by the worker itself."""
+    started = threading.Barrier(4, timeout=5)  # passes only if 4 events run at the same time
+    threads: dict[int, str] = {}
+    failed_once: set[int] = set()
+
+    def slow(**kwargs: Any) -> None:
+        threads[kwargs["job"]] = threading.current_thread().name
+        if kwargs["job"] < 4:
+            started.wait()
+        if kwargs["job"] == 5 and 5 not in failed_once:
+            failed_once.add(5)
+            raise RuntimeError("flaky")
+
+    job_done.connect(slow)
+    for job in range(6):
+        enqueue(remote, job=job)
+    worker = fast_worker(remote, concurrency=4, batch=6)
+    drain(worker, lambda: worker.stats.handled == 6)
+    first_four = {threads[job] for job in range(4)}
+    assert len(first_four) == 4  # one thread each
+    assert threading.main_thread().name not in first_four
+    assert (worker.stats.failed, worker.stats.retried) == (1, 1)
+
+
+def test_the_async_worker_runs_a_batch_concurrently() -> None:
+    """AsyncWorker(concurrency=N) awaits up to N events' receivers at once."""
+    running = 0
+    most = 0
+
+    async def on_job(**kwargs: Any) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    async def main() -> int:
+        async with AsyncMemoryTransport() as transport:
+            remote = Remote(transport, stream=STREAM)
+            remote.publish(job_done)
+            remote.disconnect()
+            for job in range(10):
+                _, payload = remote.encode(f"{__name__}.job_done", None, None, {"job": job})
+                await transport.publish(STREAM, payload)
+            job_done.connect(on_job)
+            async_worker = AsyncWorker(remote, block=0.01, concurrency=3)
+            while async_worker.stats.handled < 10:
+                await async_worker.run_once()
+            return async_worker.stats.handled
+
+    try:
+        assert asyncio.run(main()) == 10
+    finally:
+        job_done.receivers = []
+    assert most == 3
+
+
+def test_concurrency_must_be_positive(remote: Remote) -> None:
+    """concurrency=0 is refused."""
+    with pytest.raises(ValueError, match="concurrency"):
+        Worker(remote, concurrency=0)

@@ -119,6 +119,12 @@ def _add_worker(
         help="seconds between outbox relays, with an outbox (default: 5)",
     )
     worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="events of a batch run at once, in threads (tasks when async) (default: 1)",
+    )
+    worker.add_argument(
         "--trim-every",
         type=float,
         default=60.0,
@@ -380,6 +386,7 @@ def _run(remote: Remote, args: argparse.Namespace) -> int:
         "dead_stream": args.dead_stream,
         "relay_every": args.relay_every,
         "trim_every": None if args.no_trim else args.trim_every,
+        "concurrency": args.concurrency,
     }
     try:
         if isinstance(remote.transport, AsyncTransport):

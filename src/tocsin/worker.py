@@ -35,6 +35,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,7 @@ class _Base:
         dead_stream: str | None = None,
         relay_every: float = 5.0,
         trim_every: float | None = 60.0,
+        concurrency: int = 1,
     ) -> None:
         if not isinstance(remote, Remote):
             raise TypeError(f"a worker takes a Remote; got {type(remote).__name__}.")
@@ -83,6 +85,7 @@ class _Base:
             if text is not None and (not isinstance(text, str) or not text):
                 raise ValueError(f"{label} must be a non-empty string; got {text!r}.")
         _positive_int("batch", batch)
+        _positive_int("concurrency", concurrency)
         _positive_int("max_attempts", max_attempts)
         for label, seconds in (
             ("block", block),
@@ -116,6 +119,7 @@ class _Base:
         self.claim_after = claim_after
         self.dead_stream = dead_stream or f"{remote.stream}:dead"
         self.relay_every = relay_every
+        self.concurrency = concurrency
         self.trim_every = trim_every
         self._next_trim = time.monotonic() + (trim_every or 0)
         self.stats = WorkerStats()
@@ -270,6 +274,10 @@ class Worker(_Base):
     :param trim_every: seconds between trims of the stream: messages every
         group has acknowledged are removed (``XTRIM MINID``), so that the
         stream does not grow forever; ``None`` never trims.
+    :param concurrency: events of a batch run at once, each in a thread
+        (tasks of the loop for :class:`AsyncWorker`); 1 runs them one after
+        the other. For receivers that wait (mail, HTTP); CPU-bound ones want
+        more processes instead.
     """
 
     def __init__(self, remote: Remote, **options: Any) -> None:
@@ -330,8 +338,7 @@ class Worker(_Base):
     def _handle_batch(self, messages: list[Message]) -> int:
         self._in_hand = [message.id for message in messages]
         succeeded = []
-        for message in messages:
-            errors = self._handle(message)
+        for message, errors in zip(messages, self._run_all(messages), strict=True):
             if not errors:
                 succeeded.append(message.id)
                 continue
@@ -347,6 +354,16 @@ class Worker(_Base):
             self.stats.handled += len(succeeded)
         self._in_hand = []
         return len(succeeded)
+
+    def _run_all(self, messages: list[Message]) -> list[list[BaseException] | str]:
+        """What each event's receivers raised, running up to ``concurrency`` events
+        at once, in threads; what follows (acknowledging, retrying, dead-lettering)
+        happens in this thread."""
+        if self.concurrency == 1 or len(messages) < 2:
+            return [self._handle(message) for message in messages]
+        threads = min(self.concurrency, len(messages))
+        with ThreadPoolExecutor(threads, thread_name_prefix=f"tocsin-{self.consumer}") as pool:
+            return list(pool.map(self._handle, messages))
 
     def _handle(self, message: Message) -> list[BaseException] | str:
         event = self._decode(message)
@@ -454,8 +471,7 @@ class AsyncWorker(_Base):
     async def _handle_batch(self, messages: list[Message]) -> int:
         self._in_hand = [message.id for message in messages]
         succeeded = []
-        for message in messages:
-            errors = await self._handle(message)
+        for message, errors in zip(messages, await self._run_all(messages), strict=True):
             if not errors:
                 succeeded.append(message.id)
                 continue
@@ -471,6 +487,19 @@ class AsyncWorker(_Base):
             self.stats.handled += len(succeeded)
         self._in_hand = []
         return len(succeeded)
+
+    async def _run_all(self, messages: list[Message]) -> list[list[BaseException] | str]:
+        """What each event's receivers raised, running up to ``concurrency`` events
+        at once, as tasks of this loop."""
+        if self.concurrency == 1 or len(messages) < 2:
+            return [await self._handle(message) for message in messages]
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def run(message: Message) -> list[BaseException] | str:
+            async with limit:
+                return await self._handle(message)
+
+        return list(await asyncio.gather(*(run(message) for message in messages)))
 
     async def _handle(self, message: Message) -> list[BaseException] | str:
         event = self._decode(message)
