@@ -12,6 +12,7 @@ import asyncio
 import gc
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -205,6 +206,42 @@ def test_commit_calls_the_receiver_and_the_deferred_is_done_with_its_result(
     assert deferred.state == "done"
     assert deferred.result == "later done"
     assert deferred.exception is None
+
+
+def test_a_deferred_records_when_its_receiver_ran_and_for_how_long(
+    signal: Signal, transaction: Transaction
+) -> None:
+    """``started`` is the wall-clock time the call began and ``duration`` its length
+    in seconds, for a call that failed as for one that succeeded; both stay None
+    until the call runs, and for a dropped call."""
+
+    def slow(**kwargs: Any) -> None:
+        time.sleep(0.02)
+
+    fail = failing("late")
+    signal.connect(slow, on_commit=True)
+    signal.connect(fail, on_commit=True)
+    [(_, done), (_, failed)] = signal.send(sender="app")
+    [(_, dropped), _] = signal.send(sender="app")
+    assert (done.started, done.duration) == (None, None)
+    dropped.drop()
+
+    before = time.time()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(oncommit.logger, "disabled", True)
+        transaction.commit()
+    after = time.time()
+
+    assert done.started is not None
+    assert done.duration is not None
+    assert before <= done.started <= after
+    assert 0.02 <= done.duration <= after - before
+    assert failed.state == "failed"
+    assert failed.started is not None
+    assert done.started <= failed.started <= after
+    assert failed.duration is not None
+    assert 0 <= failed.duration < done.duration
+    assert (dropped.started, dropped.duration) == (None, None)
 
 
 def test_deferred_calls_run_in_the_order_of_the_sends(

@@ -24,6 +24,7 @@ import contextlib
 import contextvars
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -54,10 +55,23 @@ class Deferred:
     It is what ``send()`` returns as that receiver's response. After the
     commit, :attr:`state` is ``"done"`` (and :attr:`result` holds what the
     receiver returned) or ``"failed"`` (and :attr:`exception` holds what it
-    raised); after a rollback it is ``"dropped"``.
+    raised); after a rollback it is ``"dropped"``. :attr:`started` (a
+    ``time.time()``) and :attr:`duration` (seconds) say when the receiver ran
+    and for how long; both are None until it has run.
     """
 
-    __slots__ = ("exception", "named", "receiver", "result", "robust", "sender", "signal", "state")
+    __slots__ = (
+        "duration",
+        "exception",
+        "named",
+        "receiver",
+        "result",
+        "robust",
+        "sender",
+        "signal",
+        "started",
+        "state",
+    )
 
     def __init__(
         self,
@@ -75,6 +89,8 @@ class Deferred:
         self.state: State = "pending"
         self.result: Any = None
         self.exception: BaseException | None = None
+        self.started: float | None = None
+        self.duration: float | None = None
 
     def run(self, await_: Callable[[Awaitable[Any]], Any] | None = None) -> None:
         """Call the receiver now; the scope calls this after the commit.
@@ -86,6 +102,10 @@ class Deferred:
         """
         if self.state != "pending":
             raise RuntimeError(f"this deferred call has already run or been dropped: {self!r}")
+        # Wall-clock start, to place the call beside the send's own timestamps;
+        # the duration from the monotonic clock, immune to clock changes.
+        self.started = time.time()
+        begun = time.perf_counter()
         try:
             result = self.receiver(signal=self.signal, sender=self.sender, **self.named)
             if inspect.isawaitable(result):
@@ -95,6 +115,7 @@ class Deferred:
                 else:
                     result = _async.run_from_sync(lambda: awaitable)
         except Exception as err:
+            self.duration = time.perf_counter() - begun
             self.state, self.exception = "failed", err
             if not self.robust:
                 raise
@@ -102,6 +123,7 @@ class Deferred:
                 "Error calling %s in on_commit() (%s)", describe(self.receiver), err, exc_info=err
             )
         else:
+            self.duration = time.perf_counter() - begun
             self.state, self.result = "done", result
 
     def drop(self) -> None:
