@@ -89,6 +89,7 @@ class NewUser(BaseModel):
     @field_validator("username")
     @classmethod
     def _valid_username(cls, username: str) -> str:
+        username = auth.normalize_username(username)
         error = auth.username_error(username)
         if error:
             raise ValueError(error)
@@ -237,7 +238,7 @@ def _database(request: Request) -> Database:
 
 
 def db_session(request: Request) -> Iterator[Session]:
-    with _database(request).session() as session:
+    with _database(request).request_session(request) as session:
         yield session
 
 
@@ -273,14 +274,23 @@ def _own_todo(session: Session, user: User, todo_id: int) -> Todo:
     tags=["users"],
     status_code=201,
     response_model=UserOut,
-    responses={409: _error("The username is taken."), **NOT_JSON},
+    responses={
+        409: _error("The username is taken."),
+        429: _error("The server is busy: see Retry-After."),
+        **NOT_JSON,
+    },
 )
 def create_user(new: NewUser, session: DBSession) -> UserOut:
-    """Register a user (this does not log in)."""
+    """Register a user (this does not log in). Usernames are unique whatever their
+    case, and compared after NFKC normalization."""
     taken = HTTPException(409, "That username is taken.")
-    if session.scalar(select(User.id).where(User.username == new.username)) is not None:
+    try:
+        password_hash = auth.hash_password(new.password)  # before holding a connection
+    except auth.Busy as busy:
+        raise _too_many(busy) from None
+    if auth.user_named(session, new.username) is not None:
         raise taken
-    user = User(username=new.username, password_hash=auth.hash_password(new.password))
+    user = User(username=new.username, password_hash=password_hash)
     session.add(user)
     try:
         session.commit()
@@ -290,38 +300,85 @@ def create_user(new: NewUser, session: DBSession) -> UserOut:
     return UserOut(id=user.id, username=user.username)
 
 
+def _too_many(refused: auth.LoginLocked | auth.Busy) -> HTTPException:
+    return HTTPException(429, refused.message, headers={"Retry-After": str(refused.seconds)})
+
+
 @router.post(
     "/session",
     tags=["session"],
     response_model=UserOut,
     responses={
         401: _error("Wrong username or password."),
-        429: _error("Too many failed logins: the account is locked for a while."),
+        429: _error("Too many failed logins, or the server is busy: see Retry-After."),
         **NOT_JSON,
     },
 )
 def log_in(credentials: Credentials, request: Request, session: DBSession) -> UserOut:
     """Log in: sets the session cookie (a new session)."""
     try:
-        user = auth.authenticate(
-            session, request, credentials.username.strip(), credentials.password
-        )
-    except auth.LoginLocked as locked:
-        raise HTTPException(429, locked.message) from None
+        user = auth.authenticate(session, request, credentials.username, credentials.password)
+    except (auth.LoginLocked, auth.Busy) as refused:
+        raise _too_many(refused) from None
     except PermissionError:
         raise HTTPException(401, "Wrong username or password.") from None
-    auth.login(request, user)
+    auth.login(session, request, user)
     session.commit()
     return UserOut(id=user.id, username=user.username)
 
 
 @router.delete("/session", tags=["session"], status_code=204, response_class=Response)
 def log_out(request: Request, session: DBSession) -> Response:
-    """Log out (also fine when not logged in)."""
+    """Log out (also fine when not logged in): the session ends on the server, so
+    the cookie no longer works, even replayed."""
     user = auth.current_user(request, session)
     if user is not None:
-        auth.logout(request, user)
+        auth.logout(session, request, user)
+        session.commit()
     return Response(status_code=204)
+
+
+class PasswordChange(BaseModel):
+    current: str = Field(description="The current password.")
+    new: str = Field(description="8 to 128 characters.", json_schema_extra=PASSWORD_SCHEMA)
+
+    @field_validator("new")
+    @classmethod
+    def _valid_password(cls, password: str) -> str:
+        error = auth.password_error(password)
+        if error:
+            raise ValueError(error)
+        return password
+
+
+class PasswordChanged(BaseModel):
+    sessions_ended: int = Field(description="How many other sessions were logged out.")
+
+
+@router.put(
+    "/session/password",
+    tags=["session"],
+    response_model=PasswordChanged,
+    responses={
+        **NOT_LOGGED_IN,
+        403: _error("Wrong current password."),
+        429: _error("Too many failed attempts, or the server is busy: see Retry-After."),
+        **NOT_JSON,
+    },
+)
+def change_password(
+    change: PasswordChange, request: Request, user: CurrentUser, session: DBSession
+) -> PasswordChanged:
+    """Change your password: every other session of yours is logged out; this one
+    gets a new session cookie. A wrong current password counts as a failed login."""
+    try:
+        ended = auth.change_password(session, request, user, change.current, change.new)
+    except (auth.LoginLocked, auth.Busy) as refused:
+        raise _too_many(refused) from None
+    except PermissionError:
+        raise HTTPException(403, "That is not your current password.") from None
+    session.commit()
+    return PasswordChanged(sessions_ended=max(0, len(ended) - 1))
 
 
 # -- todos ------------------------------------------------------------------------------------

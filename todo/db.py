@@ -4,6 +4,8 @@ engine and sessions, and the Alembic migrations, run from code."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, make_ur
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+from starlette.requests import Request
 
 from tocsin.contrib.sqlalchemy import enable_model_signals
 
@@ -66,15 +69,28 @@ class Base(DeclarativeBase):
 enable_model_signals(Base)
 
 
+# The sync endpoints run in anyio's worker threads, at most REQUEST_THREADS at once
+# (the app's lifespan sets that limit), and a request holds at most one connection
+# at a time: with a pool as large, no request ever waits for a connection, whatever
+# the load. POOL_TIMEOUT only bounds the wait if that ever stops being true.
+REQUEST_THREADS = 40
+POOL_SIZE = REQUEST_THREADS + 4  # and a few for the app's own background work
+POOL_TIMEOUT = 10
+# How long SQLite waits for another connection's write to finish.
+SQLITE_BUSY_TIMEOUT = 15
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for *url*; for SQLite, one usable from the server's worker threads,
-    with foreign keys enforced and write-ahead logging."""
+    """An engine for *url*, its pool sized for the request threads; for SQLite, one
+    usable from those threads, with foreign keys enforced and write-ahead logging."""
     parsed = make_url(url)
+    pool = {"pool_size": POOL_SIZE, "max_overflow": 0, "pool_timeout": POOL_TIMEOUT}
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, **pool)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+    connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT}
+    engine = create_engine(url, connect_args=connect_args, **pool)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, connection_record: Any) -> None:
@@ -97,6 +113,17 @@ class Database:
 
     def session(self) -> Session:
         return self._sessions()
+
+    @contextmanager
+    def request_session(self, request: Request) -> Iterator[Session]:
+        """The request's one session, also in ``request.state.db_session`` for the
+        receivers that the request's sends reach (the lockout writes in it)."""
+        with self._sessions() as session:
+            request.state.db_session = session
+            try:
+                yield session
+            finally:
+                request.state.db_session = None
 
     def dispose(self) -> None:
         self.engine.dispose()

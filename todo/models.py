@@ -1,10 +1,11 @@
-"""The tables: users, their todos, and failed logins (for the lockout)."""
+"""The tables: users, their login sessions, their todos, and the login throttle's
+counters (see throttle.py)."""
 
 from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from . import signals
@@ -47,11 +48,32 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(USERNAME_MAX), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    locked_until: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, default=None)
 
     def __repr__(self) -> str:
         # Shown in the signal panel: never the password hash.
         return f"<User id={self.id} {self.username!r}>"
+
+
+# Usernames are unique whatever their case: "eve" and "EVE" are one account. They
+# are NFKC-normalized ASCII (auth.normalize_username), so lower() is enough.
+Index("uq_users_username_lower", func.lower(User.username), unique=True)
+
+
+class UserSession(Base):
+    """A login session: the SHA-256 of the token its cookie holds (see sessions.py)."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, index=True)
+
+    user: Mapped[User] = relationship()
+
+    def __repr__(self) -> str:
+        # Shown in the signal panel: a prefix of the hash is enough to tell them apart.
+        return f"<UserSession {self.id[:8]}… user_id={self.user_id}>"
 
 
 class Todo(Base):
@@ -91,15 +113,17 @@ class Todo(Base):
         return True
 
 
-class LoginFailure(Base):
-    """A failed login, recorded by the lockout receiver (see receivers.py)."""
+class LoginThrottle(Base):
+    """One counter of the login throttle: failures in the current window, and the
+    lock they led to (see throttle.py). Times are Unix timestamps, compared in SQL."""
 
-    __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_username_at", "username", "at"),)
+    __tablename__ = "login_throttle"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    username: Mapped[str] = mapped_column(String(USERNAME_MAX))
-    at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[float] = mapped_column(Float, index=True)
+    locked_until: Mapped[float | None] = mapped_column(Float, default=None)
+    lockouts: Mapped[int] = mapped_column(Integer, default=0)
 
     def __repr__(self) -> str:
-        return f"<LoginFailure {self.username!r} at {self.at:%H:%M:%S}>"
+        return f"<LoginThrottle {self.key!r} failures={self.failures} lockouts={self.lockouts}>"

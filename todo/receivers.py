@@ -3,38 +3,32 @@
 * ``log_completed`` / ``log_reopened``: on-commit receivers of the app's typed
   signals; they log only once the change is committed, and never if it rolls back.
 * ``record_login_failure``: the lockout. A receiver of ``user_login_failed`` that
-  records each failure and locks the account after too many.
-* ``forget_login_failures``: a receiver of ``user_logged_in`` that clears them.
+  locks the login throttle's counters that too many failures filled.
+* ``forget_login_failures``: a receiver of ``user_logged_in`` that gives a
+  successful login's charges back.
 * ``start_timer`` / ``log_request``: the request signals of
   ``RequestSignalsMiddleware``, timing each request (logged at DEBUG).
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from tocsin.contrib.asgi import RequestSignalsMiddleware
 from tocsin.signals import request_finished, request_started, user_logged_in, user_login_failed
 
-from .auth import username_error
-from .db import Database, utcnow
-from .models import LoginFailure, Todo, User
+from . import auth, throttle
+from .models import Todo, User
 from .signals import todo_completed, todo_reopened
 
 log = logging.getLogger("todo")
 request_log = logging.getLogger("todo.requests")
-
-MAX_FAILURES = 5
-FAILURE_WINDOW = datetime.timedelta(minutes=15)
-LOCKOUT = datetime.timedelta(minutes=15)
 
 _CONTROL = {i: f"\\x{i:02x}" for i in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t"}
 
@@ -65,53 +59,33 @@ def record_login_failure(
     request: Request | None = None,
     **kwargs: object,
 ) -> None:
-    """Record the failure; at the 5th within 15 minutes, lock the account for 15 minutes."""
-    username = credentials.get("username")
-    if not isinstance(username, str) or username_error(username) is not None:
-        return  # no account can have that name
-    database = _database_of(request)
-    if database is None:
+    """The lockout: a failed password leaves its throttle charges counted, and a
+    counter that is now full is locked (5 minutes, then longer: see throttle.py).
+    An attempt the throttle refused is not counted: a lock is never extended."""
+    attempt, db = _login_attempt(request)
+    if attempt is None or db is None or attempt.refused:
         return
-    now = utcnow()
-    with database.session() as session:
-        session.execute(
-            delete(LoginFailure).where(
-                LoginFailure.username == username, LoginFailure.at < now - FAILURE_WINDOW
-            )
-        )
-        session.add(LoginFailure(username=username, at=now))
-        session.flush()
-        failures = session.scalar(
-            select(func.count()).select_from(LoginFailure).where(LoginFailure.username == username)
-        )
-        if failures is not None and failures >= MAX_FAILURES:
-            user = session.scalar(select(User).where(User.username == username))
-            locked = user is not None and user.locked_until is not None and user.locked_until > now
-            if user is not None and not locked:
-                user.locked_until = now + LOCKOUT
-                log.warning(
-                    "Login locked for %s until %s after %d failures",
-                    username,
-                    f"{user.locked_until:%H:%M:%S} UTC",
-                    failures,
-                )
-        session.commit()
+    for key, until in throttle.failed(db, attempt):
+        log.warning("Logins locked for %s until %s", _printable(key), auth.lock_time(until))
 
 
 def forget_login_failures(sender: type[User], user: User, **kwargs: object) -> None:
-    """A successful login clears the failures: in the login's own transaction."""
-    session = object_session(user)
-    if session is None:
-        return
-    session.execute(delete(LoginFailure).where(LoginFailure.username == user.username))
-    user.locked_until = None
+    """A successful login gives its throttle charges back and clears the counters of
+    this browser or address for that username: in the login's own transaction."""
+    attempt, db = _login_attempt(kwargs.get("request"))
+    if attempt is not None and db is not None:
+        throttle.succeeded(db, attempt)
 
 
-def _database_of(request: Request | None) -> Database | None:
-    if request is None:
-        return None
-    database = getattr(request.app.state, "database", None)
-    return database if isinstance(database, Database) else None
+def _login_attempt(request: object) -> tuple[throttle.Attempt | None, Session | None]:
+    """The request's login attempt (set by auth.authenticate) and database session."""
+    if not isinstance(request, Request):
+        return None, None
+    attempt = getattr(request.state, "login_attempt", None)
+    db = getattr(request.state, "db_session", None)
+    if not isinstance(attempt, throttle.Attempt) or not isinstance(db, Session):
+        return None, None
+    return attempt, db
 
 
 async def start_timer(sender: object, scope: MutableMapping[str, Any], **kwargs: object) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRouter
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -33,7 +33,7 @@ from .panel import (
     Panel,
     PanelRequestMiddleware,
     PanelSessionMiddleware,
-    panel_id_of,
+    recent_response,
     stream_response,
 )
 from .receivers import connect_receivers
@@ -72,7 +72,7 @@ def database_of(request: Request) -> Database:
 
 @contextmanager
 def db_session(request: Request) -> Iterator[Session]:
-    with database_of(request).session() as session:
+    with database_of(request).request_session(request) as session:
         yield session
 
 
@@ -158,19 +158,23 @@ def register_page(request: Request) -> Response:
 def register(
     request: Request, _: CSRFChecked, username: FormText = "", password: FormText = ""
 ) -> Response:
-    username = username.strip()
+    username = auth.normalize_username(username)
     error = auth.username_error(username) or auth.password_error(password)
     if error:
         return render(request, "register.html", 422, error=error, username=username)
     taken = "That username is taken: choose another one."
+    try:
+        password_hash = auth.hash_password(password)  # before holding a connection
+    except auth.Busy as busy:
+        return render(request, "register.html", 429, error=busy.message, username=username)
     with db_session(request) as session:
-        if session.scalar(select(User.id).where(User.username == username)) is not None:
+        if auth.user_named(session, username) is not None:
             return render(request, "register.html", 409, error=taken, username=username)
-        user = User(username=username, password_hash=auth.hash_password(password))
+        user = User(username=username, password_hash=password_hash)
         session.add(user)
         try:
             session.flush()
-            auth.login(request, user)
+            auth.login(session, request, user)
             session.commit()
         except IntegrityError:  # registered meanwhile
             session.rollback()
@@ -187,16 +191,18 @@ def login_page(request: Request) -> Response:
 def login(
     request: Request, _: CSRFChecked, username: FormText = "", password: FormText = ""
 ) -> Response:
-    username = username.strip()
+    username = auth.normalize_username(username)
     with db_session(request) as session:
         try:
             user = auth.authenticate(session, request, username, password)
-        except auth.LoginLocked as locked:
-            return render(request, "login.html", 429, error=locked.message, username=username)
+        except (auth.LoginLocked, auth.Busy) as refused:
+            response = render(request, "login.html", 429, error=refused.message, username=username)
+            response.headers["Retry-After"] = str(refused.seconds)
+            return response
         except PermissionError:
             error = "Wrong username or password."
             return render(request, "login.html", 401, error=error, username=username)
-        auth.login(request, user)
+        auth.login(session, request, user)
         session.commit()
     return redirect("/todos")
 
@@ -204,8 +210,42 @@ def login(
 @pages.post("/logout")
 def logout(request: Request, _: CSRFChecked) -> RedirectResponse:
     with db_session(request) as session:
-        auth.logout(request, auth.current_user(request, session))
+        auth.logout(session, request, auth.current_user(request, session))
+        session.commit()
     return redirect("/login")
+
+
+@pages.get("/password", response_class=HTMLResponse)
+def password_page(request: Request) -> Response:
+    with db_session(request) as session:
+        user = auth.current_user(request, session)
+        if user is None:
+            return redirect("/login")
+        return render(request, "password.html", user=user)
+
+
+@pages.post("/password", response_class=HTMLResponse)
+def change_password(
+    request: Request, _: CSRFChecked, current: FormText = "", new: FormText = ""
+) -> Response:
+    with db_session(request) as session:
+        user = auth.current_user(request, session)
+        if user is None:
+            return redirect("/login")
+        try:
+            ended = auth.change_password(session, request, user, current, new)
+        except ValueError as error:
+            return render(request, "password.html", 422, user=user, error=str(error))
+        except (auth.LoginLocked, auth.Busy) as refused:
+            response = render(request, "password.html", 429, user=user, error=refused.message)
+            response.headers["Retry-After"] = str(refused.seconds)
+            return response
+        except PermissionError:
+            wrong = "That is not your current password."
+            return render(request, "password.html", 401, user=user, error=wrong)
+        session.commit()
+        others = len(ended) - 1  # this browser's old session is among them
+        return render(request, "password.html", user=user, changed=True, others=others)
 
 
 @pages.get("/todos", response_class=HTMLResponse)
@@ -284,22 +324,15 @@ def delete_todo(request: Request, todo_id: int, _: CSRFChecked) -> Response:
 
 @pages.get("/signals/stream")
 async def signal_stream(request: Request, after: str | None = None) -> Response:
-    """This browser's signals, as server-sent events (``event: signal``, JSON data)."""
-    panel_id = panel_id_of(request)
-    if panel_id is None:  # only without the session middleware
-        raise HTTPException(404)
-    last = request.headers.get("last-event-id") or after
-    panel: Panel = request.app.state.panel
-    return stream_response(panel.hub, panel_id, last)
+    """This browser's signals, as server-sent events (``event: signal``, JSON data);
+    429 or 503 when too many streams are open, 204 for a panel that has ended."""
+    return stream_response(request, request.headers.get("last-event-id") or after)
 
 
 @pages.get("/signals/recent")
-async def recent_signals(request: Request) -> JSONResponse:
+async def recent_signals(request: Request) -> Response:
     """This browser's recent signals, oldest first, as JSON (handy in tests)."""
-    panel: Panel = request.app.state.panel
-    panel_id = panel_id_of(request)
-    events = panel.hub.history(panel_id) if panel_id is not None else []
-    return JSONResponse(events, headers={"Cache-Control": "no-store"})
+    return recent_response(request)
 
 
 # -- errors ----------------------------------------------------------------------------------

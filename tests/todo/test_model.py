@@ -2,7 +2,7 @@
 
 ``mark_as_done()`` / ``mark_as_not_done()`` send the app's typed signals only on a
 real change; the logging receiver runs only after the COMMIT; the lockout receiver
-counts failed logins in a sliding 15-minute window.
+is tested with the login throttle, in test_throttle.py.
 """
 
 from __future__ import annotations
@@ -11,18 +11,14 @@ import datetime
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from starlette.requests import Request
 
-from tocsin.signals import cleanse_credentials, user_login_failed
 from tocsin.testing import capture
 from todo import auth
 from todo.db import Database, upgrade, utcnow
-from todo.models import LoginFailure, Todo, User
+from todo.models import Todo, User
 from todo.receivers import connect_receivers
 from todo.signals import todo_completed, todo_reopened
 
@@ -58,12 +54,6 @@ def make_todo(session: Session, user: User, text: str = "buy milk", *, done: boo
     session.add(todo)
     session.commit()
     return todo
-
-
-def fake_request(database: Database) -> Request:
-    """A request whose app holds *database*, as the lockout receiver expects."""
-    app = SimpleNamespace(state=SimpleNamespace(database=database))
-    return Request({"type": "http", "method": "POST", "path": "/login", "headers": [], "app": app})
 
 
 # -- mark_as_done / mark_as_not_done ---------------------------------------------------------
@@ -193,125 +183,3 @@ def test_completion_log_line_cannot_be_forged(
     session.commit()
     (message,) = completion_logs(caplog)
     assert "\n" not in message
-
-
-# -- the lockout receiver --------------------------------------------------------------------
-
-
-def fail_login(database: Database, username: str = "ada") -> None:
-    """Send user_login_failed as the app does for a wrong password."""
-    credentials = cleanse_credentials({"username": username, "password": "wrong password"})
-    user_login_failed.send(
-        sender="todo.auth", credentials=credentials, request=fake_request(database)
-    )
-
-
-def add_failures(session: Session, username: str, *minutes_ago: float) -> None:
-    now = utcnow()
-    for minutes in minutes_ago:
-        at = now - datetime.timedelta(minutes=minutes)
-        session.add(LoginFailure(username=username, at=at))
-    session.commit()
-
-
-def locked_until(database: Database, username: str = "ada") -> datetime.datetime | None:
-    with database.session() as session:
-        return session.scalar(select(User.locked_until).where(User.username == username))
-
-
-def failures(database: Database, username: str = "ada") -> int:
-    with database.session() as session:
-        count = session.scalar(
-            select(func.count()).select_from(LoginFailure).where(LoginFailure.username == username)
-        )
-    return count or 0
-
-
-def test_each_failed_login_is_recorded(database: Database, session: Session) -> None:
-    make_user(session)
-    fail_login(database)
-    fail_login(database)
-    assert failures(database) == 2
-    assert locked_until(database) is None
-
-
-def test_five_failures_lock_the_account_for_15_minutes(
-    database: Database, session: Session
-) -> None:
-    make_user(session)
-    for _ in range(4):
-        fail_login(database)
-    assert locked_until(database) is None
-    before = utcnow()
-    fail_login(database)
-    until = locked_until(database)
-    assert until is not None
-    lockout = datetime.timedelta(minutes=15)
-    assert before + lockout <= until <= utcnow() + lockout
-
-
-def test_failures_within_15_minutes_count(database: Database, session: Session) -> None:
-    """Four earlier failures within the window, and a fifth now: locked."""
-    make_user(session)
-    add_failures(session, "ada", 14, 10, 5, 1)
-    fail_login(database)
-    assert locked_until(database) is not None
-
-
-def test_failures_spread_over_more_than_15_minutes_do_not_lock(
-    database: Database, session: Session
-) -> None:
-    """Failures older than 15 minutes are forgotten: five in all, but not within 15 minutes."""
-    make_user(session)
-    add_failures(session, "ada", 40, 30, 20, 16)
-    fail_login(database)
-    assert locked_until(database) is None
-    add_failures(session, "ada", 14, 10)
-    fail_login(database)  # three within the window now
-    assert locked_until(database) is None
-
-
-def test_failures_of_another_user_do_not_count(database: Database, session: Session) -> None:
-    make_user(session, "ada")
-    make_user(session, "grace")
-    add_failures(session, "grace", 4, 3, 2, 1)
-    fail_login(database, "ada")
-    assert locked_until(database, "ada") is None
-
-
-def test_a_locked_user_cannot_log_in_even_with_the_right_password(
-    database: Database, session: Session
-) -> None:
-    make_user(session)
-    for _ in range(5):
-        fail_login(database)
-    with database.session() as other, pytest.raises(auth.LoginLocked) as locked:
-        auth.authenticate(other, fake_request(database), "ada", PASSWORD)
-    assert locked.value.message in {
-        "Too many failed logins: try again in 15 minutes.",
-        "Too many failed logins: try again in 14 minutes.",
-    }
-
-
-def test_the_lock_expires(database: Database, session: Session) -> None:
-    """Once locked_until has passed, the right password logs in again."""
-    user = make_user(session)
-    add_failures(session, "ada", 20, 19, 18, 17, 16)
-    user.locked_until = utcnow() - datetime.timedelta(seconds=1)
-    session.commit()
-    with database.session() as other:
-        found = auth.authenticate(other, fake_request(database), "ada", PASSWORD)
-    assert found.id == user.id
-
-
-def test_a_failure_after_the_lock_expired_does_not_lock_again(
-    database: Database, session: Session
-) -> None:
-    user = make_user(session)
-    add_failures(session, "ada", 20, 19, 18, 17, 16)
-    user.locked_until = utcnow() - datetime.timedelta(seconds=1)
-    session.commit()
-    fail_login(database)
-    until = locked_until(database)
-    assert until is not None
-    assert until < utcnow()  # still the old, expired lock

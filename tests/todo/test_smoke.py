@@ -5,6 +5,7 @@ the signal panel's attribution, the migrations, and a real server."""
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,7 @@ from conftest import (
     todo_ids,
 )
 from fastapi import FastAPI
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from todo import Settings
 from todo.db import Base, upgrade
@@ -201,13 +202,32 @@ def test_forms_without_the_csrf_token_are_refused(client: Client) -> None:
     assert todo_ids(client) == [todo_id]
 
 
+# SQLite's reflection cannot read an index on an expression: this one is checked apart.
+EXPRESSION_INDEX = "uq_users_username_lower"
+
+
+def _not_the_expression_index(
+    item: object, name: str | None, kind: str, reflected: bool, compare_to: object
+) -> bool:
+    return not (kind == "index" and name == EXPRESSION_INDEX)
+
+
 def test_the_migrations_match_the_models(app_settings: Settings) -> None:
     upgrade(app_settings.database_url)
     engine = create_engine(app_settings.database_url)
     try:
-        with engine.connect() as connection:
-            context = MigrationContext.configure(connection)
+        with engine.connect() as connection, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
+            warnings.filterwarnings("ignore", ".*expression-based index 'uq_users_username_lower'")
+            context = MigrationContext.configure(
+                connection, opts={"include_object": _not_the_expression_index}
+            )
             assert compare_metadata(context, Base.metadata) == []
+            index = connection.execute(
+                text("SELECT sql FROM sqlite_master WHERE name = :name"),
+                {"name": EXPRESSION_INDEX},
+            ).scalar_one()
+        assert index == f"CREATE UNIQUE INDEX {EXPRESSION_INDEX} ON users (lower(username))"
     finally:
         engine.dispose()
 
