@@ -8,7 +8,8 @@ Fixtures:
   (so the signal panel's tracer is subscribed).
 * ``client``: a :class:`Client` on ``app``; ``make_client()`` makes more (one per
   browser, each with its own cookies).
-* ``live_server``: uvicorn serving ``app`` in a thread; its base URL.
+* ``live_server``: uvicorn serving ``app`` in a thread; its base URL
+  (``serving(app)`` does the same for any app, as a context manager).
 * ``postgres_settings``: like ``app_settings``, on a throwaway PostgreSQL schema
   (skipped when PostgreSQL is not reachable, unless TOCSIN_REQUIRE_SERVICES=1).
 
@@ -22,6 +23,7 @@ used: :class:`Client` runs the async client on a private event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html.parser
 import os
 import re
@@ -342,13 +344,19 @@ def client(make_client: Callable[[], Client]) -> Client:
     return make_client()
 
 
-@pytest.fixture
-def live_server(app: FastAPI) -> Iterator[str]:
-    """uvicorn serving ``app`` on a free port of 127.0.0.1, in a thread; yields the
-    base URL (``http://127.0.0.1:<port>``). The server is stopped after the test
+@contextlib.contextmanager
+def serving(application: FastAPI) -> Iterator[str]:
+    """uvicorn serving *application* on a free port of 127.0.0.1, in a thread; yields
+    the base URL (``http://127.0.0.1:<port>``). The server is stopped at the end
     (open signal streams are ended first)."""
     server = make_server(
-        app, "127.0.0.1", 0, log_config=None, log_level="warning", access_log=False, ws="none"
+        application,
+        "127.0.0.1",
+        0,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        ws="none",
     )
     thread = threading.Thread(target=server.run, name="todo-live-server", daemon=True)
     thread.start()
@@ -364,6 +372,13 @@ def live_server(app: FastAPI) -> Iterator[str]:
         server.should_exit = True
         thread.join(STOP_TIMEOUT)
         assert not thread.is_alive(), f"uvicorn did not stop within {STOP_TIMEOUT} s"
+
+
+@pytest.fixture
+def live_server(app: FastAPI) -> Iterator[str]:
+    """:func:`serving` ``app``: a real uvicorn in a thread; yields its base URL."""
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture
