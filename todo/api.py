@@ -276,18 +276,19 @@ def _own_todo(session: Session, user: User, todo_id: int) -> Todo:
     response_model=UserOut,
     responses={
         409: _error("The username is taken."),
-        429: _error("The server is busy: see Retry-After."),
+        429: _error("Too many accounts from this address, or the server is busy: see Retry-After."),
         **NOT_JSON,
     },
 )
-def create_user(new: NewUser, session: DBSession) -> UserOut:
+def create_user(new: NewUser, request: Request, session: DBSession) -> UserOut:
     """Register a user (this does not log in). Usernames are unique whatever their
     case, and compared after NFKC normalization."""
     taken = HTTPException(409, "That username is taken.")
     try:
-        password_hash = auth.hash_password(new.password)  # before holding a connection
-    except auth.Busy as busy:
-        raise _too_many(busy) from None
+        auth.charge_registration(session, request)  # commits: no connection held
+        password_hash = auth.hash_password(new.password)
+    except (auth.TooManyRegistrations, auth.Busy) as refused:
+        raise _too_many(refused) from None
     if auth.user_named(session, new.username) is not None:
         raise taken
     user = User(username=new.username, password_hash=password_hash)

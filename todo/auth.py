@@ -77,6 +77,16 @@ class LoginLocked(Exception):
         return f"Too many failed logins: try again in {minutes} {unit}."
 
 
+class TooManyRegistrations(LoginLocked):
+    """Too many accounts were created from this address lately."""
+
+    @property
+    def message(self) -> str:
+        minutes = max(1, math.ceil(self.seconds / 60))
+        unit = "minute" if minutes == 1 else "minutes"
+        return f"Too many accounts were created from your address: try again in {minutes} {unit}."
+
+
 class Busy(Exception):
     """Too many passwords are being checked right now; retry in a few seconds."""
 
@@ -161,6 +171,18 @@ def _remember_device(request: Request, user: User) -> None:
     while len(devices) > MAX_DEVICES:  # the oldest go first
         devices.pop(next(iter(devices)))
     request.session["devices"] = devices
+
+
+def charge_registration(db: Session, request: Request) -> None:
+    """Count a registration from the request's address, and commit; raises
+    :class:`TooManyRegistrations` when the address made too many lately. Called
+    before the password is hashed, so that a flood of sign-ups costs no CPU."""
+    attempt = throttle.reserve(
+        db, throttle.Attempt(""), [throttle.registrations(client_address(request))]
+    )
+    db.commit()
+    if attempt.refused_until is not None:
+        raise TooManyRegistrations(attempt.refused_until)
 
 
 def authenticate(db: Session, request: Request, username: str, password: str) -> User:

@@ -16,6 +16,9 @@ known browser is not locked out by someone else's guesses).
 * always, unless the device is known: ``client:<address>``, limit 50, whatever
   the usernames, which also bounds how many counters one address can create.
 
+Registrations are charged to ``register:<address>``, limit 10 per window, before
+their password is hashed: a rate limit, with no lock.
+
 **Exact.** A charge is one SQL statement (an upsert whose ``WHERE`` refuses a
 full or locked counter), so however many requests arrive at once, a counter
 never admits more attempts in its window than its limit: the attempts being
@@ -58,6 +61,7 @@ DEVICE_LIMIT = 5
 USER_CLIENT_LIMIT = 5
 USER_LIMIT = 20
 CLIENT_LIMIT = 50
+REGISTER_LIMIT = 10  # accounts created from one address per window
 
 clock: Callable[[], float] = time.time  # the time, as a Unix timestamp (tests set it)
 
@@ -92,6 +96,12 @@ def counters(username: str, address: str, device: str | None) -> list[Counter]:
         Counter(f"user-client:{username}:{address}", USER_CLIENT_LIMIT, True),
         Counter(f"user:{username}", USER_LIMIT, False),
     ]
+
+
+def registrations(address: str) -> Counter:
+    """The counter of accounts created from *address*: each charge stays (a success
+    too), so it is a rate limit; it never locks."""
+    return Counter(f"register:{address}", REGISTER_LIMIT, cleared_on_success=False)
 
 
 def _insert(db: Session) -> Callable[[type[LoginThrottle]], sqlite.Insert | postgresql.Insert]:
@@ -241,6 +251,7 @@ __all__ = [
     "CLIENT_LIMIT",
     "DEVICE_LIMIT",
     "LOCK_MINUTES",
+    "REGISTER_LIMIT",
     "USER_CLIENT_LIMIT",
     "USER_LIMIT",
     "WINDOW",
@@ -248,6 +259,7 @@ __all__ = [
     "Counter",
     "counters",
     "failed",
+    "registrations",
     "release",
     "reserve",
     "succeeded",

@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -27,7 +29,7 @@ from starlette.routing import Match, Route
 from tocsin.contrib.asgi import RequestSignalsMiddleware
 
 from . import api, auth
-from .db import Database
+from .db import REQUEST_THREADS, Database
 from .models import Todo, User, clean_text, text_error
 from .panel import (
     Panel,
@@ -106,6 +108,15 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     return response
 
 
+def too_many(
+    request: Request, template: str, refused: auth.LoginLocked | auth.Busy, **context: Any
+) -> HTMLResponse:
+    """*template* again with the refusal's message: 429, and when to retry."""
+    response = render(request, template, 429, error=refused.message, **context)
+    response.headers["Retry-After"] = str(refused.seconds)
+    return response
+
+
 def redirect(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
 
@@ -163,11 +174,12 @@ def register(
     if error:
         return render(request, "register.html", 422, error=error, username=username)
     taken = "That username is taken: choose another one."
-    try:
-        password_hash = auth.hash_password(password)  # before holding a connection
-    except auth.Busy as busy:
-        return render(request, "register.html", 429, error=busy.message, username=username)
     with db_session(request) as session:
+        try:
+            auth.charge_registration(session, request)  # commits: no connection held
+            password_hash = auth.hash_password(password)
+        except (auth.TooManyRegistrations, auth.Busy) as refused:
+            return too_many(request, "register.html", refused, username=username)
         if auth.user_named(session, username) is not None:
             return render(request, "register.html", 409, error=taken, username=username)
         user = User(username=username, password_hash=password_hash)
@@ -196,9 +208,7 @@ def login(
         try:
             user = auth.authenticate(session, request, username, password)
         except (auth.LoginLocked, auth.Busy) as refused:
-            response = render(request, "login.html", 429, error=refused.message, username=username)
-            response.headers["Retry-After"] = str(refused.seconds)
-            return response
+            return too_many(request, "login.html", refused, username=username)
         except PermissionError:
             error = "Wrong username or password."
             return render(request, "login.html", 401, error=error, username=username)
@@ -237,9 +247,7 @@ def change_password(
         except ValueError as error:
             return render(request, "password.html", 422, user=user, error=str(error))
         except (auth.LoginLocked, auth.Busy) as refused:
-            response = render(request, "password.html", 429, user=user, error=refused.message)
-            response.headers["Retry-After"] = str(refused.seconds)
-            return response
+            return too_many(request, "password.html", refused, user=user)
         except PermissionError:
             wrong = "That is not your current password."
             return render(request, "password.html", 401, user=user, error=wrong)
@@ -428,6 +436,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The database pool is sized for this many sync endpoints at once (db.py).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         panel.start()
         try:
             yield

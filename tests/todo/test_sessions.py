@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from sqlalchemy import select, update
 
 from tocsin.testing import capture
-from todo import sessions
+from todo import sessions, throttle
 from todo.db import Database, utcnow
 from todo.models import User, UserSession
 from todo.signals import sessions_ended
@@ -254,13 +254,17 @@ def test_concurrent_registrations_of_one_name_make_one_account(
     start = threading.Barrier(len(names))
     statuses: list[int] = []
 
-    def register_one(name: str) -> None:
-        with httpx.Client(base_url=live_server, timeout=30) as http:
+    def register_one(name: str, address: str) -> None:
+        transport = httpx.HTTPTransport(local_address=address)  # 127.0.0.0/8 is all local
+        with httpx.Client(base_url=live_server, transport=transport, timeout=30) as http:
             start.wait(10)
             response = http.post("/api/users", json={"username": name, "password": PASSWORD})
             statuses.append(response.status_code)
 
-    threads = [threading.Thread(target=register_one, args=(name,)) for name in names]
+    threads = [
+        threading.Thread(target=register_one, args=(name, f"127.0.0.{i + 1}"))
+        for i, name in enumerate(names)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -268,3 +272,20 @@ def test_concurrent_registrations_of_one_name_make_one_account(
     assert sorted(statuses) == [201] + [409] * (len(names) - 1)
     with database(app).session() as db:
         assert len(db.scalars(select(User)).all()) == 1
+
+
+def test_registrations_from_one_address_are_limited(make_client: Callable[[], Client]) -> None:
+    """Each account costs a password hash and a row: ten per address per 15 minutes."""
+    for i in range(throttle.REGISTER_LIMIT):
+        body = {"username": f"user{i}", "password": PASSWORD}
+        assert make_client().post("/api/users", json=body).status_code == 201
+    response = make_client().post("/api/users", json={"username": "one-more", "password": PASSWORD})
+    assert response.status_code == 429
+    assert response.json()["detail"] == (
+        "Too many accounts were created from your address: try again in 15 minutes."
+    )
+    assert 890 <= int(response.headers["retry-after"]) <= 900
+    page = register(make_client(), "one-more")
+    assert page.status_code == 429
+    assert "Too many accounts were created" in page.text
+    assert login(make_client(), "user0").status_code == 303  # logging in is not affected
