@@ -232,6 +232,7 @@ def login(db: Session, request: Request, user: User) -> None:
     """Start a new session for *user* (the panel starts afresh, carrying this
     request's events) and send ``user_logged_in``; the caller commits *db*."""
     _rotate(request, carry=True)
+    sessions.purge_expired(db)
     sessions.start(db, request.session, user)
     request.session["user_id"] = user.id
     _remember_device(request, user)
@@ -263,6 +264,7 @@ def change_password(
         raise ValueError(error)
     if authenticate(db, request, user.username, current).id != user.id:
         raise PermissionError("Wrong password.")  # renamed meanwhile: refuse
+    throttle.succeeded(db, request.state.login_attempt)  # as a login's receiver does
     user.password_hash = hash_password(new)
     ended = sessions.end_others(db, user, keep=None)
     _rotate(request, carry=True)

@@ -6,6 +6,7 @@ their case or width.
 from __future__ import annotations
 
 import datetime
+import itertools
 import threading
 from collections.abc import Callable
 
@@ -163,6 +164,16 @@ def test_changing_the_password_logs_out_every_other_session(
     # only the new password works
     assert login(make_client(), "ann", PASSWORD).status_code == 401
     assert login(make_client(), "ann", NEW_PASSWORD).status_code == 303
+
+
+def test_password_changes_that_succeed_are_not_counted_as_failures(
+    make_client: Callable[[], Client],
+) -> None:
+    ann = make_client()
+    register(ann, "ann")
+    passwords = [PASSWORD, NEW_PASSWORD] * 4
+    for current, new in itertools.pairwise(passwords):
+        assert change_password(ann, current, new).status_code == 200
 
 
 def test_a_wrong_current_password_changes_nothing(make_client: Callable[[], Client]) -> None:
