@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 from tocsin.testing import capture
 from todo import sessions, throttle
 from todo.db import Database, utcnow
-from todo.models import User, UserSession
+from todo.models import LoginThrottle, User, UserSession
 from todo.signals import sessions_ended
 
 NEW_PASSWORD = "a much better passphrase"
@@ -167,13 +167,19 @@ def test_changing_the_password_logs_out_every_other_session(
 
 
 def test_password_changes_that_succeed_are_not_counted_as_failures(
-    make_client: Callable[[], Client],
+    app: FastAPI, make_client: Callable[[], Client]
 ) -> None:
     ann = make_client()
     register(ann, "ann")
     passwords = [PASSWORD, NEW_PASSWORD] * 4
     for current, new in itertools.pairwise(passwords):
         assert change_password(ann, current, new).status_code == 200
+    with database(app).session() as db:
+        counters = db.scalars(select(LoginThrottle)).all()
+    assert counters
+    assert [c.failures for c in counters if not c.key.startswith("register:")] == [0] * (
+        len(counters) - 1
+    )
 
 
 def test_a_wrong_current_password_changes_nothing(make_client: Callable[[], Client]) -> None:
