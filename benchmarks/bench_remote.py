@@ -62,8 +62,7 @@ from typing import Any, ClassVar
 import redis
 
 from tocsin import Signal
-from tocsin.remote import Remote, current_event
-from tocsin.transports.redis import RedisStreamsTransport
+from tocsin.remote import RedisStreamsTransport, Remote, current_event
 
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ("tocsin", "redis-py", "rq", "celery")

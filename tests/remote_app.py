@@ -1,4 +1,4 @@
-"""The app the fault tests run in worker processes (tests/test_remote_faults.py).
+"""The app the fault tests run in worker processes (tests/remote/test_faults.py).
 
 ``python -m tocsin worker remote_app`` (run from this directory) imports it and finds
 :data:`remote`; the environment says where everything is:
@@ -31,8 +31,7 @@ import time
 from typing import Any
 
 from tocsin import Signal
-from tocsin.remote import Remote, current_event
-from tocsin.transports.redis import AsyncRedisStreamsTransport, RedisStreamsTransport
+from tocsin.remote import AsyncRedisStreamsTransport, RedisStreamsTransport, Remote, current_event
 
 REDIS_URL = "TOCSIN_FAULTS_REDIS_URL"
 STREAM = "TOCSIN_FAULTS_STREAM"

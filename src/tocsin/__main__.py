@@ -26,9 +26,9 @@ from types import ModuleType
 from typing import Any
 
 from . import __version__, introspect
-from ._cli_remote import add_remote_commands
 from .dispatcher import Signal
 from .introspect import ReceiverInfo
+from .remote._cli import add_remote_commands
 
 __all__ = ["main"]
 

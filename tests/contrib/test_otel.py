@@ -832,9 +832,7 @@ def test_a_worker_continues_the_trace_of_the_send(
 ) -> None:
     """With instrument(), the spans of an event's receivers in a worker are in the trace of
     the send that published it, under the publisher's span."""
-    from tocsin.remote import Remote
-    from tocsin.transports.memory import MemoryTransport
-    from tocsin.worker import Worker
+    from tocsin.remote import MemoryTransport, Remote, Worker
 
     remote = Remote(MemoryTransport(), stream="orders")
     remote.publish(placed)
@@ -862,7 +860,7 @@ def test_a_worker_continues_the_trace_of_the_send(
 
 def test_remote_context_can_be_left_out(exporter: Exporter, provider: TracerProvider) -> None:
     """instrument(remote_context=False) adds no propagator."""
-    from tocsin import propagation
+    from tocsin.remote import _propagation as propagation
 
     otel.instrument(tracer_provider=provider, remote_context=False)
     assert propagation.inject() is None

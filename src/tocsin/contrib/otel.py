@@ -44,10 +44,11 @@ from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
-from .. import __version__, propagation, tracing
+from .. import __version__, tracing
 from .._inspect import describe
 from ..introspect import signal_name
 from ..oncommit import Deferred
+from ..remote import add_propagator
 
 __all__ = ["OpenTelemetryTracer", "TraceContextPropagator", "instrument", "uninstrument"]
 
@@ -217,7 +218,7 @@ class _Instrumented:
 
 
 class TraceContextPropagator:
-    """Carries the current trace with remote events (:mod:`tocsin.propagation`).
+    """Carries the current trace with remote events (:func:`tocsin.remote.add_propagator`).
 
     It uses OpenTelemetry's configured propagator (W3C ``traceparent`` by
     default): the worker's spans for an event are children of the span
@@ -270,7 +271,7 @@ def instrument(
             )
             _instrumented.remove = tracing.add_tracer(current)
             if remote_context:
-                _instrumented.unpropagate = propagation.add_propagator(TraceContextPropagator())
+                _instrumented.unpropagate = add_propagator(TraceContextPropagator())
         elif options != _options_of(current):
             logger.warning(
                 "tocsin.contrib.otel.instrument(): already instrumented, so the new options "

@@ -16,7 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from tocsin.contrib.sqlalchemy import ModelKey, register_models
 from tocsin.exceptions import SerializationError
-from tocsin.serializer import JSONSerializer
+from tocsin.remote import JSONSerializer
 
 from .models import Base, Todo, UrgentTodo
 

@@ -26,13 +26,18 @@ from _services import REDIS_URL, redis_or_skip
 from tocsin import Signal
 from tocsin.contrib.sqlalchemy import ModelKey, Outbox, _outbox, bind_session, register_models
 from tocsin.exceptions import TransportError
-from tocsin.remote import Event, Remote
-from tocsin.serializer import JSONSerializer
+from tocsin.remote import (
+    AsyncMemoryTransport,
+    AsyncTransport,
+    Event,
+    JSONSerializer,
+    MemoryTransport,
+    Remote,
+    Transport,
+    Worker,
+)
 from tocsin.signals import post_save
 from tocsin.testing import connected_to
-from tocsin.transports.base import AsyncTransport, Transport
-from tocsin.transports.memory import AsyncMemoryTransport, MemoryTransport
-from tocsin.worker import Worker
 
 from .models import Base, Todo
 
@@ -629,7 +634,7 @@ def redis_stream() -> Iterator[str]:
 
 def test_a_committed_event_reaches_redis(engine: Engine, outbox: Outbox, redis_stream: str) -> None:
     """The same path on the real transport: nothing in the stream until the commit."""
-    from tocsin.transports.redis import RedisStreamsTransport
+    from tocsin.remote import RedisStreamsTransport
 
     serializer = JSONSerializer()
     register_models(serializer, Base)

@@ -25,13 +25,12 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from _services import REDIS_URL, redis_or_skip
 from tocsin import Signal
 from tocsin.contrib.sqlalchemy import Outbox
-from tocsin.remote import Remote
-from tocsin.worker import Worker
+from tocsin.remote import Remote, Worker
 
 from .conftest import Database
 
 redis = pytest.importorskip("redis")
-from tocsin.transports.redis import RedisStreamsTransport  # noqa: E402
+from tocsin.remote import RedisStreamsTransport  # noqa: E402
 
 EVENTS = 500
 NAME = "crash.invoice_issued"
@@ -47,7 +46,7 @@ CHILD = textwrap.dedent(
     from tocsin import Signal
     from tocsin.contrib.sqlalchemy import Outbox, bind_session
     from tocsin.remote import Remote
-    from tocsin.transports.redis import RedisStreamsTransport
+    from tocsin.remote import RedisStreamsTransport
 
     url, schema, redis_url, stream, ending, count = sys.argv[1:7]
     options = {"options": f"-csearch_path={schema}"} if schema else {}

@@ -24,7 +24,7 @@ from sqlalchemy import inspect
 from sqlalchemy.orm import InstanceState, Session, registry
 
 from ...exceptions import SerializationError
-from ...serializer import JSONSerializer, import_path, resolve
+from ...remote._serializer import JSONSerializer, import_path, resolve
 
 __all__ = ["ModelKey", "register_models"]
 

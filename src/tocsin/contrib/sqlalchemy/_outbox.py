@@ -70,7 +70,7 @@ from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 from ... import oncommit
 from ...dispatcher import Signal
 from ...exceptions import TransportError
-from ...transports.base import AsyncTransport, Transport
+from ...remote.transports.base import AsyncTransport, Transport
 from ._base import await_
 from ._transactions import SessionScope, _boundary_above
 

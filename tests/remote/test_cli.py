@@ -19,7 +19,7 @@ import signal as signals
 
 from tocsin import Signal
 from tocsin.remote import Remote
-from tocsin.transports.memory import MemoryTransport
+from tocsin.remote import MemoryTransport
 
 job_done = Signal()
 remote = Remote(MemoryTransport(), stream="jobs")
@@ -99,7 +99,7 @@ def test_several_remotes_must_be_told_apart(
         project / "two.py",
         """\
         from tocsin.remote import Remote
-        from tocsin.transports.memory import MemoryTransport
+        from tocsin.remote import MemoryTransport
 
         orders = Remote(MemoryTransport(), stream="orders")
         emails = Remote(MemoryTransport(), stream="emails")
@@ -148,7 +148,7 @@ def test_every_worker_option_reaches_the_worker(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The command line's options are the Worker's."""
-    from tocsin import worker as worker_module
+    from tocsin import remote as worker_module
 
     made: list[worker_module.Worker] = []
 
@@ -158,7 +158,7 @@ def test_every_worker_option_reaches_the_worker(
             made.append(self)
             self.stop()  # only its options are looked at
 
-    monkeypatch.setattr("tocsin._cli_remote.Worker", Recording)
+    monkeypatch.setattr("tocsin.remote._cli.Worker", Recording)
     options = [
         "--group", "g", "--consumer", "c", "--batch", "7", "--max-attempts", "4",
         "--retry-delay", "0.5", "--retry-backoff", "3", "--max-retry-delay", "9",

@@ -11,10 +11,8 @@ import pytest
 
 from tocsin import Signal
 from tocsin.exceptions import SerializationError
-from tocsin.propagation import add_propagator, inject
-from tocsin.remote import Remote
-from tocsin.transports.memory import MemoryTransport
-from tocsin.worker import Worker
+from tocsin.remote import MemoryTransport, Remote, Worker, add_propagator
+from tocsin.remote._propagation import inject
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 report_ready = Signal()

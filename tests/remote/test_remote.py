@@ -10,8 +10,7 @@ import pytest
 
 from tocsin import Signal, oncommit
 from tocsin.exceptions import SerializationError
-from tocsin.remote import Event, Remote, current_event
-from tocsin.transports.memory import AsyncMemoryTransport, MemoryTransport
+from tocsin.remote import AsyncMemoryTransport, Event, MemoryTransport, Remote, current_event
 
 order_paid = Signal()
 order_shipped = Signal()

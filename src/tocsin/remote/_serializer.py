@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
-from .exceptions import SerializationError
+from ..exceptions import SerializationError
 
 __all__ = ["JSONSerializer", "Serializer", "import_path", "resolve"]
 

@@ -2,7 +2,7 @@
 
 ::
 
-    from tocsin.transports.memory import MemoryTransport
+    from tocsin.remote.transports.memory import MemoryTransport
 
     transport = MemoryTransport()
     transport.ensure_group("events", "workers")
@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..exceptions import TransportError
+from ...exceptions import TransportError
 from ._checks import (
     _check_block,
     _check_count,
@@ -99,7 +99,7 @@ def _first_needed(group: _Group) -> _Id:
 
 
 class MemoryTransport(Transport):
-    """A :class:`~tocsin.transports.base.Transport` that keeps its streams in memory.
+    """A :class:`~tocsin.remote.transports.base.Transport` that keeps its streams in memory.
 
     Safe to share between threads: one lock guards every stream, and
     ``consume(block=...)`` waits on a condition that publishing notifies.

@@ -2,8 +2,8 @@
 
 ``tocsin worker myapp.remote`` imports the module(s), finds the one
 :class:`~tocsin.remote.Remote` they define (or the one named with
-``module:attribute``), and runs a :class:`~tocsin.worker.Worker` (an
-:class:`~tocsin.worker.AsyncWorker` for an async transport) until SIGTERM
+``module:attribute``), and runs a :class:`~tocsin.remote.Worker` (an
+:class:`~tocsin.remote.AsyncWorker` for an async transport) until SIGTERM
 or Ctrl-C. ``tocsin dead-letters myapp.remote`` lists its dead letters, and
 replays or discards them.
 """
@@ -21,10 +21,10 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from .dead_letters import DeadLetter, DeadLetters
-from .remote import Remote
+from ._dead_letters import DeadLetter, DeadLetters
+from ._remote import Remote
+from ._worker import AsyncWorker, Worker
 from .transports.base import AsyncTransport, Group
-from .worker import AsyncWorker, Worker
 
 __all__ = ["add_remote_commands"]
 

@@ -2,7 +2,7 @@
 
 ::
 
-    from tocsin.transports.redis import RedisStreamsTransport
+    from tocsin.remote.transports.redis import RedisStreamsTransport
 
     transport = RedisStreamsTransport(url="redis://127.0.0.1:6379/0")
     transport.ensure_group("events", "workers")
@@ -36,7 +36,7 @@ try:
     import redis.asyncio
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "tocsin.transports.redis needs redis-py: pip install 'tocsin[redis]'"
+        "tocsin.remote.transports.redis needs redis-py: pip install 'tocsin[redis]'"
     ) from err
 
 import contextlib
@@ -48,7 +48,7 @@ from typing import Any, Self, TypeVar
 
 from redis.connection import Connection
 
-from ..exceptions import TransportError
+from ...exceptions import TransportError
 from ._checks import (
     _check_block,
     _check_count,
@@ -73,7 +73,7 @@ _EVENT = b"event"  # the entry field that holds the payload
 
 
 class RedisStreamsTransport(Transport):
-    """A :class:`~tocsin.transports.base.Transport` on Redis Streams.
+    """A :class:`~tocsin.remote.transports.base.Transport` on Redis Streams.
 
     Safe to share between threads, as a ``redis.Redis`` client is. ``publish``
     keeps one connection of the client's pool for itself (the others take one

@@ -14,9 +14,14 @@ import pytest
 
 from tocsin import Signal
 from tocsin.exceptions import TransportError
-from tocsin.remote import Remote, current_event
-from tocsin.transports.memory import AsyncMemoryTransport, MemoryTransport
-from tocsin.worker import AsyncWorker, Worker
+from tocsin.remote import (
+    AsyncMemoryTransport,
+    AsyncWorker,
+    MemoryTransport,
+    Remote,
+    Worker,
+    current_event,
+)
 
 job_done = Signal()
 STREAM = "jobs"

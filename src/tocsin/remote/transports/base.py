@@ -18,8 +18,8 @@ semantics:
   stream and acknowledges it, in one atomic step.
 
 :class:`Transport` is the blocking interface, :class:`AsyncTransport` the same
-one for asyncio. ``tocsin.transports.memory`` implements both in process (for
-tests and single-process use); ``tocsin.transports.redis`` implements them on
+one for asyncio. ``tocsin.remote.transports.memory`` implements both in process (for
+tests and single-process use); ``tocsin.remote.transports.redis`` implements them on
 Redis Streams (``pip install tocsin[redis]``).
 
 Times are in seconds (floats) everywhere.
@@ -35,7 +35,7 @@ from typing import Self
 
 __all__ = ["AsyncTransport", "Group", "Message", "Pending", "Transport", "TransportError"]
 
-from ..exceptions import TransportError
+from ...exceptions import TransportError
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ acknowledgement runs again elsewhere. ``SIGTERM`` (and ``SIGINT``) stop
 first; a second signal stops at once.
 
 :class:`AsyncWorker` does the same in an event loop, with an
-:class:`~tocsin.transports.base.AsyncTransport`, awaiting async receivers.
+:class:`~tocsin.remote.AsyncTransport`, awaiting async receivers.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .exceptions import SerializationError, TransportError
-from .remote import Event, Remote
+from ..exceptions import SerializationError, TransportError
+from ._remote import Event, Remote
 from .transports.base import AsyncTransport, Message, Transport
 
 __all__ = ["AsyncWorker", "Worker", "WorkerStats"]
@@ -406,7 +406,7 @@ class Worker(_Base):
 
 class AsyncWorker(_Base):
     """:class:`Worker` for asyncio: reads with an
-    :class:`~tocsin.transports.base.AsyncTransport` and awaits async
+    :class:`~tocsin.remote.AsyncTransport` and awaits async
     receivers in the running loop (sync receivers run as ``asend_robust``
     runs them). Same options.
     """

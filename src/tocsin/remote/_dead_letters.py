@@ -23,8 +23,8 @@ import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .exceptions import SerializationError
-from .remote import Event, Remote
+from ..exceptions import SerializationError
+from ._remote import Event, Remote
 from .transports.base import AsyncTransport, Message, Transport
 
 __all__ = ["DeadLetter", "DeadLetters"]

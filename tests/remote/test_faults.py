@@ -34,11 +34,9 @@ import redis
 
 import remote_app
 from tocsin.exceptions import TransportError
-from tocsin.remote import Event
-from tocsin.transports.base import Message, Pending
-from tocsin.transports.redis import RedisStreamsTransport
+from tocsin.remote import Event, Message, Pending, RedisStreamsTransport
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parent.parent  # where remote_app.py is
 REDIS_URL = os.environ.get("TOCSIN_REDIS_URL", "redis://127.0.0.1:6379/0")
 GROUP = "workers"
 # The longest any one wait may take before the test fails; each takes a few seconds at most.

@@ -17,9 +17,14 @@ import pytest
 import redis
 
 from _services import REDIS_URL, redis_or_skip
-from tocsin.transports.base import AsyncTransport, Transport
-from tocsin.transports.memory import AsyncMemoryTransport, MemoryTransport
-from tocsin.transports.redis import AsyncRedisStreamsTransport, RedisStreamsTransport
+from tocsin.remote import (
+    AsyncMemoryTransport,
+    AsyncRedisStreamsTransport,
+    AsyncTransport,
+    MemoryTransport,
+    RedisStreamsTransport,
+    Transport,
+)
 
 
 def _redis_or_skip() -> None:

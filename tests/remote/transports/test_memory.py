@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from tocsin.exceptions import TransportError
-from tocsin.transports.memory import AsyncMemoryTransport, MemoryTransport
+from tocsin.remote import AsyncMemoryTransport, MemoryTransport
 
 GROUP = "workers"
 

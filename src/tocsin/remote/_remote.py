@@ -17,7 +17,7 @@ the stream. Arguments that cannot be serialized raise
 :class:`~tocsin.exceptions.SerializationError` from ``send()``, before
 anything is published.
 
-In a worker process (:class:`tocsin.worker.Worker`, ``tocsin worker``), the
+In a worker process (:class:`tocsin.remote.Worker`, ``tocsin worker``), the
 same module is imported, so the same ``Remote`` knows the same signals and
 receivers by name; the worker reads each event and sends it again to the
 local receivers there (for a published signal), or calls the one remote
@@ -40,16 +40,14 @@ import os
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from . import propagation
-from .dispatcher import Signal
-from .exceptions import SerializationError
-from .serializer import JSONSerializer, Serializer
+from ..dispatcher import Signal
+from ..exceptions import SerializationError
+from ..introspect import signal_name
+from . import _propagation as propagation
+from ._serializer import JSONSerializer, Serializer
 from .transports.base import AsyncTransport, Transport
-
-if TYPE_CHECKING:
-    from .worker import Worker
 
 __all__ = ["Batch", "Event", "Outbox", "Remote", "current_event"]
 
@@ -76,7 +74,7 @@ class Event:
     :param message_id: the transport's id of the message (in a worker).
     :param deliveries: how many times the message has been delivered, this
         time included (in a worker; 1 on the first try).
-    :param context: what :mod:`tocsin.propagation`'s propagators carried
+    :param context: what :func:`tocsin.remote.add_propagator`'s propagators carried
         from the send (a trace's ids, say); empty without them.
     """
 
@@ -147,9 +145,9 @@ class Outbox(Protocol):
 class Remote:
     """Signals and receivers whose sends travel through *transport*.
 
-    :param transport: a :class:`~tocsin.transports.base.Transport` (sends
+    :param transport: a :class:`~tocsin.remote.Transport` (sends
         publish from ``send()`` and ``asend()``) or an
-        :class:`~tocsin.transports.base.AsyncTransport` (publishers are async
+        :class:`~tocsin.remote.AsyncTransport` (publishers are async
         receivers: ``await signal.asend(...)`` publishes without blocking the
         loop).
     :param stream: the stream events are appended to.
@@ -299,8 +297,6 @@ class Remote:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"name must be a non-empty string; got {name!r}.")
             return name
-        from .introspect import signal_name
-
         found = signal_name(signal)
         if found.startswith("<") and required:
             raise ValueError(
@@ -479,12 +475,6 @@ class Remote:
                 "the module that calls remote.publish(...) for it."
             )
         return signal, None
-
-    def worker(self, **options: Any) -> Worker:
-        """A :class:`~tocsin.worker.Worker` for this remote (same options)."""
-        from .worker import Worker
-
-        return Worker(self, **options)
 
 
 class Batch:

@@ -15,8 +15,7 @@ import redis
 import redis.asyncio
 
 from tocsin.exceptions import TransportError
-from tocsin.transports.base import Message
-from tocsin.transports.redis import AsyncRedisStreamsTransport, RedisStreamsTransport
+from tocsin.remote import AsyncRedisStreamsTransport, Message, RedisStreamsTransport
 
 GROUP = "workers"
 NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection refused
@@ -177,16 +176,16 @@ def test_refused_commands_name_their_stream(client: redis.Redis, stream: str) ->
 def test_import_without_redis_py_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without redis-py, importing the module raises ImportError naming the extra."""
     monkeypatch.setitem(sys.modules, "redis", None)
-    monkeypatch.delitem(sys.modules, "tocsin.transports.redis")
+    monkeypatch.delitem(sys.modules, "tocsin.remote.transports.redis")
     with pytest.raises(ImportError, match=r"tocsin\[redis\]"):
-        importlib.import_module("tocsin.transports.redis")
+        importlib.import_module("tocsin.remote.transports.redis")
 
 
 def test_threads_publish_side_by_side(redis_url: str, stream: str) -> None:
     """Threads that publish at once all succeed, in order per thread, none lost."""
     import threading
 
-    from tocsin.transports.redis import RedisStreamsTransport
+    from tocsin.remote import RedisStreamsTransport
 
     with RedisStreamsTransport(url=redis_url) as transport:
 

@@ -14,10 +14,7 @@ import pytest
 
 from tocsin import Signal
 from tocsin.__main__ import main
-from tocsin.dead_letters import DeadLetters
-from tocsin.remote import Remote
-from tocsin.transports.memory import AsyncMemoryTransport, MemoryTransport
-from tocsin.worker import Worker
+from tocsin.remote import AsyncMemoryTransport, DeadLetters, MemoryTransport, Remote, Worker
 
 invoice_due = Signal()
 STREAM = "billing"
@@ -152,7 +149,7 @@ def test_the_async_methods_do_the_same() -> None:
 
 APP = """\
 from tocsin.remote import Remote
-from tocsin.transports.memory import MemoryTransport
+from tocsin.remote import MemoryTransport
 
 remote = Remote(MemoryTransport(), stream="billing")
 remote.transport.ensure_group("billing", "tocsin")
@@ -237,7 +234,7 @@ def test_status_of_a_stream_nobody_reads(
     """Before any worker started, status says so, and shows what waits and what is pending."""
     (tmp_path / "quietapp.py").write_text(
         "from tocsin.remote import Remote\n"
-        "from tocsin.transports.memory import MemoryTransport\n"
+        "from tocsin.remote import MemoryTransport\n"
         "remote = Remote(MemoryTransport(), stream='quiet')\n"
         "remote.transport.publish_many('quiet', [b'1', b'2', b'3'])\n",
         encoding="utf-8",

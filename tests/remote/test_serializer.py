@@ -14,7 +14,8 @@ import pytest
 
 from tocsin import Signal
 from tocsin.exceptions import SerializationError
-from tocsin.serializer import JSONSerializer, import_path, resolve
+from tocsin.remote import JSONSerializer
+from tocsin.remote._serializer import import_path, resolve
 
 
 class Colour(enum.Enum):
@@ -233,7 +234,7 @@ def test_unreadable_payloads_raise(data: bytes, match: str) -> None:
 def test_import_path_and_resolve_are_inverse() -> None:
     """A module-level class is named module:qualname and found again by it."""
     name = import_path(JSONSerializer)
-    assert name == "tocsin.serializer:JSONSerializer"
+    assert name == "tocsin.remote._serializer:JSONSerializer"
     assert resolve(name) is JSONSerializer
     assert resolve(f"{__name__}:Colour.RED") is Colour.RED
 

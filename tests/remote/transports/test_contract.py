@@ -1,4 +1,4 @@
-"""The transport contract (tocsin.transports.base), run against every implementation.
+"""The transport contract (tocsin.remote.transports.base), run against every implementation.
 
 Each test runs on MemoryTransport and on RedisStreamsTransport (see conftest.py),
 and the ``test_async_*`` ones on their asyncio versions: what passes in memory
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tocsin.exceptions import TransportError
-from tocsin.transports.base import AsyncTransport, Message, Pending, Transport
+from tocsin.remote import AsyncTransport, Message, Pending, Transport
 
 GROUP = "workers"
 IDLE = 0.2  # the min_idle of the redelivery tests: long enough to tell "too early"

@@ -1,0 +1,1 @@
+"""Transports carry remote events between processes; see :mod:`tocsin.remote.transports.base`."""

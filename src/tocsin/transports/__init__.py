@@ -1,1 +1,0 @@
-"""Transports carry remote events between processes; see :mod:`tocsin.transports.base`."""
