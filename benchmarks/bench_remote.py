@@ -62,7 +62,7 @@ from typing import Any, ClassVar
 import redis
 
 from tocsin import Signal
-from tocsin.remote import RedisStreamsTransport, Remote, current_event
+from tocsin.remote import JSONSerializer, RedisStreamsTransport, Remote, current_event
 
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ("tocsin", "redis-py", "rq", "celery")
@@ -205,7 +205,9 @@ def on_celery_task(pk: int, sample: int, sent: float) -> None:
 
 def make_remote(url: str, stream: str) -> Remote:
     """The Remote both sides declare; item_saved is published under SIGNAL_NAME."""
-    remote = Remote(RedisStreamsTransport(url=url), stream=stream)
+    serializer = JSONSerializer()
+    serializer.register_class(Item, name="bench_remote.Item")  # the sender, by name
+    remote = Remote(RedisStreamsTransport(url=url), stream=stream, serializer=serializer)
     remote.publish(item_saved, name=SIGNAL_NAME)
     return remote
 

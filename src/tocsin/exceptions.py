@@ -7,13 +7,21 @@ happen while tocsin works derive from :class:`TocsinError`::
 
     TocsinError
      ├── AsyncReceiversInLoopError (also a RuntimeError, as in Django)
-     ├── SerializationError (also a TypeError): an event that cannot be published
+     ├── SerializationError (also a TypeError): an event that cannot be published,
+ │    │   or a payload a worker cannot read
+ │    └── ForgedEventError: a payload without a valid signature
      └── TransportError: the broker could not be reached or refused a command
 """
 
 from __future__ import annotations
 
-__all__ = ["AsyncReceiversInLoopError", "SerializationError", "TocsinError", "TransportError"]
+__all__ = [
+    "AsyncReceiversInLoopError",
+    "ForgedEventError",
+    "SerializationError",
+    "TocsinError",
+    "TransportError",
+]
 
 
 class TocsinError(Exception):
@@ -37,6 +45,11 @@ class SerializationError(TocsinError, TypeError):
     The message names the argument and its type, and says how to make it
     serializable (a type hook on the serializer).
     """
+
+
+class ForgedEventError(SerializationError):
+    """A worker of a remote with signing keys read a payload whose signature
+    is missing or matches none of its keys: it is refused unread."""
 
 
 class TransportError(TocsinError):

@@ -24,6 +24,7 @@ def test_the_public_surface() -> None:
         "DeadLetter",
         "DeadLetters",
         "Event",
+        "ForgedEventError",
         "Group",
         "JSONSerializer",
         "MemoryTransport",

@@ -10,7 +10,14 @@ import pytest
 
 from tocsin import Signal, oncommit
 from tocsin.exceptions import SerializationError
-from tocsin.remote import AsyncMemoryTransport, Event, MemoryTransport, Remote, current_event
+from tocsin.remote import (
+    AsyncMemoryTransport,
+    Event,
+    JSONSerializer,
+    MemoryTransport,
+    Remote,
+    current_event,
+)
 
 order_paid = Signal()
 order_shipped = Signal()
@@ -18,7 +25,14 @@ STREAM = "events"
 
 
 class Order:
-    """A sender class another process can import."""
+    """A sender class both processes register by name."""
+
+
+def app_serializer() -> JSONSerializer:
+    """The serializer of this test's application: it sends Order as a sender."""
+    serializer = JSONSerializer()
+    serializer.register_class(Order)
+    return serializer
 
 
 @pytest.fixture
@@ -29,7 +43,7 @@ def transport() -> Iterator[MemoryTransport]:
 
 @pytest.fixture
 def remote(transport: MemoryTransport) -> Iterator[Remote]:
-    remote = Remote(transport, stream=STREAM)
+    remote = Remote(transport, stream=STREAM, serializer=app_serializer())
     yield remote
     for signal in (order_paid, order_shipped):
         signal.receivers = []  # drop the publishers this test connected
@@ -283,7 +297,7 @@ class _Scope:
 
 def test_on_commit_publishes_after_the_commit(transport: MemoryTransport) -> None:
     """Remote(on_commit=True) publishes only when the transaction commits."""
-    remote = Remote(transport, stream=STREAM, on_commit=True)
+    remote = Remote(transport, stream=STREAM, serializer=app_serializer(), on_commit=True)
     remote.publish(order_paid)
     try:
         scope = _Scope()
@@ -301,7 +315,7 @@ def test_an_async_transport_publishes_from_asend() -> None:
 
     async def main() -> list[Event]:
         async with AsyncMemoryTransport() as transport:
-            remote = Remote(transport, stream=STREAM)
+            remote = Remote(transport, stream=STREAM, serializer=app_serializer())
             remote.publish(order_paid)
             try:
                 await order_paid.asend(Order, order_id=9)
@@ -391,7 +405,7 @@ def test_batch_checks_its_use(remote: Remote) -> None:
     """A bad size, or `with` on an async transport, raise clearly."""
     with pytest.raises(ValueError, match="size"):
         remote.batch(size=0)
-    async_remote = Remote(AsyncMemoryTransport(), stream=STREAM)
+    async_remote = Remote(AsyncMemoryTransport(), stream=STREAM, serializer=app_serializer())
     with pytest.raises(TypeError, match="async with"), async_remote.batch():
         pass
 
@@ -401,7 +415,7 @@ def test_an_async_batch_publishes_at_the_end() -> None:
 
     async def main() -> tuple[int, int]:
         async with AsyncMemoryTransport() as transport:
-            remote = Remote(transport, stream=STREAM)
+            remote = Remote(transport, stream=STREAM, serializer=app_serializer())
             remote.publish(order_paid)
             try:
                 async with remote.batch():
@@ -429,7 +443,10 @@ def test_disconnect_removes_the_publishers(remote: Remote) -> None:
 
 def test_each_remote_publishes_to_its_own_transport(transport: MemoryTransport) -> None:
     """Two remotes publishing one signal each get the event."""
-    first, second = Remote(transport, stream=STREAM), Remote(MemoryTransport(), stream=STREAM)
+    first, second = (
+        Remote(transport, stream=STREAM, serializer=app_serializer()),
+        Remote(MemoryTransport(), stream=STREAM),
+    )
     try:
         first.publish(order_paid)
         second.publish(order_paid)

@@ -14,6 +14,7 @@ one module per concept, none importing a module that imports it:
 =========================  ==================================================
 ``_remote.py``             :class:`Remote`, :class:`Event`, publishing, handling
 ``_serializer.py``         :class:`JSONSerializer`: envelopes to bytes and back
+``_signing.py``            HMAC signatures of envelopes
 ``_worker.py``             :class:`Worker`, :class:`AsyncWorker` and their shared
                            decisions
 ``_dead_letters.py``       :class:`DeadLetters`: read, replay, discard
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import SerializationError, TransportError
+from ..exceptions import ForgedEventError, SerializationError, TransportError
 from ._dead_letters import DeadLetter, DeadLetters
 from ._propagation import Propagator, add_propagator
 from ._remote import Batch, Event, Outbox, Remote, current_event
@@ -49,6 +50,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetters",
     "Event",
+    "ForgedEventError",
     "Group",
     "JSONSerializer",
     "MemoryTransport",

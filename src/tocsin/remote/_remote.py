@@ -38,7 +38,7 @@ import inspect
 import logging
 import os
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -46,6 +46,7 @@ from ..dispatcher import Signal
 from ..exceptions import SerializationError
 from ..introspect import signal_name
 from . import _propagation as propagation
+from . import _signing
 from ._serializer import JSONSerializer, Serializer
 from .transports.base import AsyncTransport, Transport
 
@@ -57,6 +58,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("tocsin")
 
 FORMAT = 1  # the envelope's version, written as "v"
+_FIELDS = ("v", "id", "signal", "time", "sender", "kwargs")  # what every envelope has
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,13 @@ class Remote:
         transaction only after it commits (nothing on rollback); a crash
         between the commit and the publish loses the event, which an outbox
         prevents.
+    :param signing_key: sign every published event with this key (HMAC-SHA256),
+        and make workers refuse, unread, events without a valid signature. A
+        list of keys signs with the first and accepts any (key rotation). Each
+        key at least 16 bytes; the same in publishers and workers.
+    :param max_payload: the largest event, in bytes, this remote publishes or
+        a worker reads; bigger ones raise ``SerializationError`` at send, and
+        are dead-lettered unread in a worker.
     """
 
     def __init__(
@@ -170,6 +179,8 @@ class Remote:
         serializer: Serializer | None = None,
         outbox: Outbox | None = None,
         on_commit: bool = False,
+        signing_key: bytes | Sequence[bytes] | None = None,
+        max_payload: int = 1 << 20,
     ) -> None:
         if not isinstance(transport, Transport | AsyncTransport):
             raise TypeError(
@@ -181,6 +192,12 @@ class Remote:
             raise TypeError("serializer must have dumps() and loads() methods.")
         if outbox is not None and on_commit:
             raise ValueError("on_commit=True is for remotes without an outbox: choose one.")
+        if not isinstance(max_payload, int) or isinstance(max_payload, bool) or max_payload < 64:
+            raise ValueError(
+                f"max_payload must be a number of bytes, 64 or more; got {max_payload!r}."
+            )
+        self._signing_keys = _signing.check_keys(signing_key)
+        self.max_payload = max_payload
         self.transport = transport
         self.stream = stream
         self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
@@ -273,8 +290,8 @@ class Remote:
             key = name or f"{func.__module__}.{func.__qualname__}"
             if "<locals>" in key:
                 raise ValueError(
-                    f"{key} is defined inside a function, so a worker cannot import it: "
-                    "define it at module level, or pass name=."
+                    f"{key} is defined inside a function, so a worker would not know it by "
+                    "that name: define it at module level, or pass name=."
                 )
             known = self._receivers.get(key)
             if known is not None and _defined_at(known[1]) != _defined_at(func):
@@ -395,41 +412,59 @@ class Remote:
             envelope["receiver"] = target
         if carrier:
             envelope["context"] = carrier
+        what = f"receiver {target}" if target else f"signal {name}"
         try:
-            return event, self.serializer.dumps(envelope)
+            payload = self.serializer.dumps(envelope)
         except SerializationError as error:
-            what = f"receiver {target}" if target else f"signal {name}"
             raise SerializationError(f"cannot publish an event for {what}: {error}") from None
+        if self._signing_keys:
+            payload = _signing.sign(self._signing_keys[0], payload)
+        if len(payload) > self.max_payload:
+            raise SerializationError(
+                f"cannot publish an event for {what}: it is {len(payload)} bytes, more than "
+                f"max_payload ({self.max_payload}); send an id instead of the data."
+            )
+        return event, payload
 
     def decode(self, payload: bytes, message_id: str | None = None, deliveries: int = 0) -> Event:
-        """The :class:`Event` a payload holds; ``SerializationError`` if unreadable."""
-        envelope = self.serializer.loads(payload)
-        try:
-            if envelope["v"] != FORMAT:
-                raise SerializationError(
-                    f"event format {envelope['v']!r} is not {FORMAT}: upgrade this worker."
-                )
-            kwargs = envelope["kwargs"]
-            if not isinstance(kwargs, dict):
-                raise SerializationError("the event's kwargs are not an object.")
-            context = envelope.get("context") or {}
-            if not isinstance(context, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in context.items()
-            ):
-                raise SerializationError("the event's context is not an object of strings.")
-            return Event(
-                id=str(envelope["id"]),
-                signal=str(envelope["signal"]),
-                sender=envelope["sender"],
-                kwargs=kwargs,
-                time=float(envelope["time"]),
-                receiver=envelope.get("receiver"),
-                message_id=message_id,
-                deliveries=deliveries,
-                context=context,
+        """The :class:`Event` a payload holds, for a signal or receiver this
+        remote knows by name.
+
+        Raises ``SerializationError`` for anything else, before any receiver
+        is called and without importing anything: a payload bigger than
+        ``max_payload``, an unknown signal or receiver, an unknown tag, a
+        malformed envelope; :class:`~tocsin.exceptions.ForgedEventError`, before
+        it is even parsed, for a payload without a valid signature when the
+        remote has signing keys.
+        """
+        if not isinstance(payload, bytes | bytearray):
+            raise SerializationError(f"the payload is a {type(payload).__name__}, not bytes.")
+        if len(payload) > self.max_payload:
+            raise SerializationError(
+                f"the payload is {len(payload)} bytes, more than max_payload ({self.max_payload})."
             )
-        except KeyError as missing:
-            raise SerializationError(f"the event has no {missing} field.") from None
+        if self._signing_keys:
+            payload = _signing.verified(self._signing_keys, bytes(payload))
+        else:
+            payload = _signing.unsigned(bytes(payload))
+        envelope = self.serializer.loads(payload)
+        _check_envelope(envelope)
+        name, target = envelope["signal"], envelope.get("receiver")
+        if target is not None and target not in self._receivers:
+            raise SerializationError(f"unknown receiver {target!r}: not registered here.")
+        if target is None and name not in self._signals:
+            raise SerializationError(f"unknown signal {name!r}: not published here.")
+        return Event(
+            id=envelope["id"],
+            signal=name,
+            sender=envelope["sender"],
+            kwargs=envelope["kwargs"],
+            time=float(envelope["time"]),
+            receiver=target,
+            message_id=message_id,
+            deliveries=deliveries,
+            context=envelope.get("context") or {},
+        )
 
     # -- handling (in a worker) ----------------------------------------------
 
@@ -545,6 +580,39 @@ class Batch:
     async def __aexit__(self, *exc_info: object) -> None:
         if self._leave():
             await self.aflush()
+
+
+def _check_envelope(envelope: object) -> None:
+    """``SerializationError`` unless *envelope* has every field, of its type."""
+    if not isinstance(envelope, dict):
+        raise SerializationError("the payload is not an object.")
+    missing = [key for key in _FIELDS if key not in envelope]
+    if missing:
+        raise SerializationError(f"the event has no {missing[0]!r} field.")
+    if type(envelope["v"]) is not int or envelope["v"] != FORMAT:
+        raise SerializationError(
+            f"event format {envelope['v']!r} is not {FORMAT}: upgrade this worker."
+        )
+    event_id, name, target = envelope["id"], envelope["signal"], envelope.get("receiver")
+    kwargs, context = envelope["kwargs"], envelope.get("context") or {}
+    if not (isinstance(event_id, str) and event_id):
+        raise SerializationError("the event's id is not a non-empty string.")
+    if not isinstance(name, str) or not (target is None or isinstance(target, str)):
+        raise SerializationError("the event's signal and receiver names are not strings.")
+    sent_at = envelope["time"]
+    if not (type(sent_at) is float or (type(sent_at) is int and abs(sent_at) < 2**53)):
+        raise SerializationError("the event's time is not a number.")
+    if not isinstance(kwargs, dict) or not all(
+        isinstance(key, str) and key not in ("signal", "sender") for key in kwargs
+    ):
+        raise SerializationError(
+            "the event's kwargs are not an object of argument names (other than "
+            "'signal' and 'sender')."
+        )
+    if not isinstance(context, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in context.items()
+    ):
+        raise SerializationError("the event's context is not an object of strings.")
 
 
 def _check_event(event: object) -> None:

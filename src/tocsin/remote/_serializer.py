@@ -4,14 +4,16 @@ A :class:`Serializer` turns an event's envelope (a dict of the signal's name,
 the sender and the keyword arguments) into bytes and back. The default,
 :class:`JSONSerializer`, writes JSON and keeps Python types that JSON would
 silently change (a tuple becoming a list, an ``int`` dict key becoming a
-string) or cannot hold (bytes, datetimes, classes) as *tagged* values: a
-one-key object such as ``{"$tuple": [1, 2]}``. Anything else raises
+string) or cannot hold (bytes, datetimes) as *tagged* values: a one-key object
+such as ``{"$tuple": [1, 2]}``. Anything else raises
 :class:`~tocsin.exceptions.SerializationError` naming the argument, at send
 time, rather than publishing something the worker would read back wrong.
 
-Types of your own are added with :meth:`JSONSerializer.register`; model
-instances usually travel as their primary key
-(``tocsin.contrib.sqlalchemy.register_models``).
+Reading never imports anything: a tag names a type registered with
+:meth:`JSONSerializer.register`, and a class, function or enum travels as the
+name it was registered under with :meth:`JSONSerializer.register_class`. An
+unknown tag or name is a ``SerializationError``, so whoever can write to a
+stream can only send what the application chose to accept.
 """
 
 from __future__ import annotations
@@ -20,18 +22,16 @@ import base64
 import datetime
 import decimal
 import enum
-import importlib
 import json
-import sys
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 from ..exceptions import SerializationError
 
-__all__ = ["JSONSerializer", "Serializer", "import_path", "resolve"]
+__all__ = ["JSONSerializer", "Serializer", "class_name"]
 
 
 @runtime_checkable
@@ -56,22 +56,32 @@ class _Hook:
 
 
 _SCALARS = (str, int, float, bool, type(None))
+_RESERVED = frozenset({"ref", "enum", "dict", "items"})  # tags read by the serializer itself
 
 
 class JSONSerializer:
     """JSON with tagged values for the Python types JSON cannot keep.
 
     Out of the box it keeps ``tuple``, ``set``, ``frozenset``, ``bytes``,
-    ``datetime``/``date``/``time``/``timedelta``, ``Decimal``, ``UUID``, enum
-    members, dicts with non-string keys, and classes and functions (by import
-    path, so a model class as the sender arrives as the same class). Register
-    more with :meth:`register`.
+    ``datetime``/``date``/``time``/``timedelta``, ``Decimal``, ``UUID`` and
+    dicts with non-string keys. Register more types with :meth:`register`, and
+    the classes, functions and enums events may carry with
+    :meth:`register_class` (a model class as the sender, say).
+
+    :param max_depth: the deepest nesting of lists and objects :meth:`loads`
+        reads; deeper payloads are refused before they are parsed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_depth: int = 64) -> None:
+        if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 2:
+            raise ValueError(f"max_depth must be an integer of at least 2; got {max_depth!r}.")
+        self.max_depth = max_depth
         self._by_type: dict[type, _Hook] = {}
         self._by_tag: dict[str, _Hook] = {}
         self._resolved: dict[type, _Hook | None] = {}
+        self._by_name: dict[str, Any] = {}  # what register_class() named, by name
+        self._names: dict[Any, str] = {}  # and the other way round
+        self._families: list[tuple[type, Callable[[str], type | None]]] = []
         # Made once: json.dumps() and json.loads() with options make new ones per call.
         self._json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
         # Tags are read back bottom-up, as the parser builds each object.
@@ -108,6 +118,8 @@ class JSONSerializer:
             raise ValueError(f"tag must be an identifier such as 'money'; got {tag!r}.")
         if not callable(encode) or not callable(decode):
             raise TypeError("register() needs callable encode= and decode= functions.")
+        if tag in _RESERVED:
+            raise ValueError(f"tag {tag!r} is the serializer's own; choose another.")
         known = self._by_tag.get(tag)
         if known is not None and self._by_type.get(type_) is not known:
             raise ValueError(f"tag {tag!r} is already used for another type; choose another.")
@@ -115,6 +127,76 @@ class JSONSerializer:
         self._by_type[type_] = hook
         self._by_tag[tag] = hook
         self._resolved.clear()
+
+    def register_class(self, obj: Any, *, name: str | None = None) -> None:
+        """Let *obj*, a class, function or enum, travel in events, by name.
+
+        It is written as ``{"$ref": name}`` (an enum member as
+        ``{"$enum": [name, member name]}``) and read back as *obj* itself in a
+        worker that registered it under the same name; nothing is imported.
+
+        :param name: the name both processes know it by; by default
+            ``"module:qualname"``.
+        """
+        if not (isinstance(obj, type) or callable(obj)):
+            raise TypeError(f"register_class() takes a class, function or enum; got {obj!r}.")
+        if name is None:
+            name = class_name(obj)
+            if "<locals>" in name or "<lambda>" in name:
+                raise ValueError(
+                    f"{name} is defined inside a function (or is a lambda): pass name=."
+                )
+        elif not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string; got {name!r}.")
+        known = self._by_name.get(name)
+        if known is not None and known is not obj:
+            raise ValueError(f"another object is already registered as {name!r}: pass name=.")
+        self._by_name[name] = obj
+        self._names[obj] = name
+
+    def register_classes(self, base: type, *, find: Callable[[str], type | None]) -> None:
+        """Let every subclass of *base* travel by its ``"module:qualname"`` name,
+        found again in a worker by ``find(name)`` (which returns ``None`` for
+        an unknown name, and must not import anything).
+
+        ``tocsin.contrib.sqlalchemy.register_models`` uses it for the classes
+        mapped under a declarative base, found among those already mapped.
+        """
+        if not isinstance(base, type):
+            raise TypeError(f"register_classes() takes a class; got {base!r}.")
+        if not callable(find):
+            raise TypeError(f"find must be a function (name) -> class | None; got {find!r}.")
+        self._families.append((base, find))
+
+    def name_of(self, obj: Any) -> str | None:
+        """The name *obj* travels under, or ``None`` if it is not registered."""
+        try:
+            name = self._names.get(obj)
+        except TypeError:  # an unhashable callable
+            return None
+        if name is not None:
+            return name
+        if isinstance(obj, type):
+            for base, _ in self._families:
+                if issubclass(obj, base):
+                    return class_name(obj)
+        return None
+
+    def find(self, name: str) -> Any:
+        """What *name* was registered for; ``SerializationError`` if nothing was."""
+        if not isinstance(name, str):
+            raise SerializationError(f"a name must be a string; got {type(name).__name__}.")
+        found = self._by_name.get(name)
+        if found is not None:
+            return found
+        for base, find in self._families:
+            cls = find(name)
+            if isinstance(cls, type) and issubclass(cls, base):
+                return cls
+        raise SerializationError(
+            f"unknown name {name!r}: nothing is registered under it here; register the same "
+            "classes in the worker as in the sender (serializer.register_class(cls))."
+        )
 
     def dumps(self, value: Mapping[str, Any]) -> bytes:
         """Bytes for *value*, or ``SerializationError`` naming what cannot be kept."""
@@ -127,13 +209,19 @@ class JSONSerializer:
         return self._json_encoder.encode(encoded).encode()
 
     def loads(self, data: bytes) -> dict[str, Any]:
-        """The value :meth:`dumps` wrote."""
+        """The value :meth:`dumps` wrote; ``SerializationError`` for anything
+        else (not JSON, nested deeper than ``max_depth``, an unknown tag or
+        name), without importing or calling anything but registered decoders."""
         if not isinstance(data, bytes | bytearray | str):
             raise TypeError(f"loads() takes the bytes dumps() wrote; got {type(data).__name__}.")
         try:
             text = data.decode() if isinstance(data, bytes | bytearray) else data
+        except UnicodeDecodeError as error:
+            raise SerializationError(f"the payload is not valid JSON: {error}") from None
+        _check_depth(text, self.max_depth)
+        try:
             value = self._json_decoder.decode(text)
-        except (ValueError, UnicodeDecodeError) as error:
+        except (ValueError, RecursionError) as error:
             raise SerializationError(f"the payload is not valid JSON: {error}") from None
         if not isinstance(value, dict):
             raise SerializationError(f"the payload holds a {type(value).__name__}, not an object.")
@@ -158,8 +246,10 @@ class JSONSerializer:
         hook = self._hook_for(type_)
         if hook is not None:
             return {"$" + hook.tag: self._encode(hook.encode(value), path)}
-        if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
-            return {"$ref": _reference(value, path)}
+        if isinstance(value, enum.Enum):
+            return {"$enum": [self._name_for(type_, path), value.name]}
+        if isinstance(value, type) or callable(value):
+            return {"$ref": self._name_for(value, path)}
         raise SerializationError(
             f"{_where(path)} is a {type_.__module__}.{type_.__qualname__}, which the serializer "
             "cannot send: pass something JSON can hold (or its id), or register the type with "
@@ -183,6 +273,16 @@ class JSONSerializer:
             for key, item in value.items()
         ]
         return {"$items": pairs}
+
+    def _name_for(self, obj: Any, path: _Path) -> str:
+        name = self.name_of(obj)
+        if name is None:
+            what = getattr(obj, "__qualname__", None) or repr(obj)
+            raise SerializationError(
+                f"{_where(path)} is {what}, which is not registered, so a worker could not "
+                f"find it: register it with serializer.register_class({what})."
+            )
+        return name
 
     def _hook_for(self, type_: type) -> _Hook | None:
         try:
@@ -209,24 +309,22 @@ class JSONSerializer:
         return raw
 
     def _decode_tagged(self, tag: str, raw: Any) -> Any:
-        if tag == "dict":
-            return dict(raw)
-        if tag == "items":
-            return dict(raw)
         if tag == "ref":
-            return resolve(raw)
+            return self.find(raw)
         hook = self._by_tag.get(tag)
-        if hook is None:
+        if hook is None and tag not in _RESERVED:
             raise SerializationError(
-                f"the payload holds a ${tag} value and no type is registered for it here: "
+                f"unknown tag {tag!r}: no type is registered for ${tag} values here; "
                 "register the same types in the worker as in the sender."
             )
         try:
-            return hook.decode(raw)
+            if hook is not None:
+                return hook.decode(raw)
+            return _enum_decode(self, raw) if tag == "enum" else dict(raw)
         except SerializationError:
             raise
         except Exception as error:
-            raise SerializationError(f"could not read back a ${tag} value: {error!r}") from error
+            raise SerializationError(f"could not read back a ${tag} value: {error!r}") from None
 
 
 class _Key:
@@ -262,82 +360,44 @@ def _where(path: _Path) -> str:
     return _format(path) if path is not None else "the value"
 
 
-def import_path(obj: Any) -> str:
-    """``"module:qualname"`` for a class or function importable by that name."""
+def class_name(obj: Any) -> str:
+    """``"module:qualname"``: the name a class or function is registered under by default."""
     module = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str):
-        raise SerializationError(f"{obj!r} has no module and qualified name to import it by.")
-    name = f"{module}:{qualname}"
-    if "<locals>" in qualname or "<lambda>" in qualname:
-        raise SerializationError(
-            f"{name} is defined inside a function (or is a lambda), so another process "
-            "cannot import it: define it at module level."
-        )
-    try:
-        found = resolve(name)
-    except SerializationError:
-        found = None
-    if found is not obj:
-        raise SerializationError(
-            f"{name} does not import back as the same object, so another process could not "
-            "find it: use a class or function bound at module level under its own name."
-        )
-    return name
+        raise TypeError(f"{obj!r} has no module and qualified name: pass name=.")
+    return f"{module}:{qualname}"
 
 
-def _reference(obj: Any, path: _Path) -> str:
-    try:
-        return _cached_reference(obj)
-    except SerializationError as error:
-        raise SerializationError(f"{_where(path)}: {error}") from None
-    except TypeError:  # unhashable callable
-        return import_path(obj)
-
-
-_references: dict[Any, str] = {}
-
-
-def _cached_reference(obj: Any) -> str:
-    name = _references.get(obj)
-    if name is None:
-        name = _references[obj] = import_path(obj)
-    return name
-
-
-# What resolve() found, with the module it was found in: every event a worker
-# reads names the same few classes. A module imported again (reloaded, or
-# removed from sys.modules) is looked into again.
-_found: dict[str, tuple[ModuleType, Any]] = {}
-
-
-def resolve(name: str) -> Any:
-    """The object ``"module:qualname"`` names; ``SerializationError`` if it cannot be imported."""
-    if not isinstance(name, str) or ":" not in name:
-        raise SerializationError(f"{name!r} is not a 'module:qualname' reference.")
-    module_name, _, qualname = name.partition(":")
-    found = _found.get(name)
-    if found is not None and sys.modules.get(module_name) is found[0]:
-        return found[1]
-    try:
-        module = importlib.import_module(module_name)
-        obj: Any = module
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as error:
-        raise SerializationError(f"cannot import {name}: {error}") from None
-    _found[name] = (module, obj)
-    return obj
-
-
-def _enum_encode(member: enum.Enum) -> list[Any]:
-    return [import_path(type(member)), member.name]
-
-
-def _enum_decode(raw: list[Any]) -> enum.Enum:
-    cls = resolve(raw[0])
+def _enum_decode(serializer: JSONSerializer, raw: Any) -> enum.Enum:
+    if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[1], str)):
+        raise SerializationError("an $enum value is [name of the enum, name of the member].")
+    cls = serializer.find(raw[0])
+    if not (isinstance(cls, type) and issubclass(cls, enum.Enum)):
+        raise SerializationError(f"{raw[0]!r} is not registered as an enum.")
     member: enum.Enum = cls[raw[1]]
     return member
+
+
+# What is inside strings does not nest; brackets outside them do.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _check_depth(text: str, limit: int) -> None:
+    """``SerializationError`` if *text* nests lists and objects deeper than *limit*,
+    found before parsing (json's parser would recurse that deep)."""
+    depth = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                raise SerializationError(
+                    f"the payload nests lists and objects deeper than {limit} levels "
+                    "(max_depth of the serializer)."
+                )
+        else:
+            depth -= 1
 
 
 _BUILT_IN: list[tuple[type, str, Callable[[Any], Any], Callable[[Any], Any]]] = [
@@ -356,5 +416,4 @@ _BUILT_IN: list[tuple[type, str, Callable[[Any], Any], Callable[[Any], Any]]] = 
     ),
     (decimal.Decimal, "decimal", str, decimal.Decimal),
     (uuid.UUID, "uuid", str, uuid.UUID),
-    (enum.Enum, "enum", _enum_encode, _enum_decode),
 ]

@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..exceptions import SerializationError, TransportError
+from ..exceptions import ForgedEventError, SerializationError, TransportError
 from ._remote import Event, Remote
 from .transports.base import AsyncTransport, Message, Transport
 
@@ -182,10 +182,17 @@ class _Base:
         )
 
     def _decode(self, message: Message) -> Event | str:
+        """The message's event, or why it is dead-lettered unread. Nothing a
+        payload says is imported or called (see Remote.decode)."""
         try:
             return self.remote.decode(message.payload, message.id, message.deliveries)
+        except ForgedEventError as error:
+            return f"forged event: {error}"
         except SerializationError as error:
             return f"unreadable event: {error}"
+        except Exception as error:  # a registered decoder's bug, say: never the worker's end
+            logger.exception("Event %s could not be read", message.id)
+            return f"unreadable event: {type(error).__name__}: {error}"
 
     def _verdict(self, message: Message, errors: list[BaseException] | str) -> str | None:
         """What to do with a failed message: ``None`` retries it, else the dead-letter reason."""

@@ -24,7 +24,7 @@ from sqlalchemy import inspect
 from sqlalchemy.orm import InstanceState, Session, registry
 
 from ...exceptions import SerializationError
-from ...remote._serializer import JSONSerializer, import_path, resolve
+from ...remote._serializer import JSONSerializer, class_name
 
 __all__ = ["ModelKey", "register_models"]
 
@@ -54,12 +54,14 @@ def register_models(
 ) -> None:
     """Send instances of every class mapped under *base* as their primary key.
 
-    An instance is written as ``[import path of its class, [pk values]]``, and
-    read back as :class:`ModelKey`, or as ``loader(cls, pk)`` when *loader* is
-    given. Sending an instance whose primary key is not known yet (not
+    An instance is written as ``["module:qualname" of its class, [pk values]]``,
+    and read back as :class:`ModelKey`, or as ``loader(cls, pk)`` when *loader*
+    is given. Sending an instance whose primary key is not known yet (not
     flushed, with a database-generated key) raises
     :class:`~tocsin.exceptions.SerializationError`. The classes themselves (a
-    model class as the sender) still travel as classes.
+    model class as the sender) travel by the same name. A worker finds the
+    class among those mapped under *base* in its own process (the models'
+    module must be imported there); it never imports a class a payload names.
 
     :param base: a declarative base (a ``DeclarativeBase`` subclass, or what
         ``declarative_base()`` returns).
@@ -71,12 +73,22 @@ def register_models(
     if loader is not None and not callable(loader):
         raise TypeError(f"loader must be a function (cls, pk) -> value; got {loader!r}.")
 
-    def decode(raw: list[Any]) -> Any:
-        model, pk = resolve(raw[0]), tuple(raw[1])
+    def find(name: str) -> type | None:
+        for mapper in base.registry.mappers:  # type: ignore[attr-defined]
+            if class_name(mapper.class_) == name:
+                found: type = mapper.class_
+                return found
+        return None
+
+    def decode(raw: Any) -> Any:
+        if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[1], list)):
+            raise SerializationError(f"a ${tag} value is [class name, [primary key values]].")
+        model, pk = serializer.find(raw[0]), tuple(raw[1])
         if not (isinstance(model, type) and issubclass(model, base)):
             raise SerializationError(f"{raw[0]} is not a class mapped under {base.__qualname__}.")
         return ModelKey(model, pk) if loader is None else loader(model, pk)
 
+    serializer.register_classes(base, find=find)
     serializer.register(base, tag=tag, encode=_encode, decode=decode)
 
 
@@ -106,4 +118,4 @@ def _encode(instance: object) -> list[Any]:
             f"this {cls.__qualname__} has no primary key yet: flush the session "
             "(session.flush()) before sending it."
         )
-    return [import_path(cls), list(pk)]
+    return [class_name(cls), list(pk)]
