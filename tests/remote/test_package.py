@@ -39,6 +39,7 @@ def test_the_public_surface() -> None:
         "Transport",
         "TransportError",
         "Worker",
+        "WorkerOptions",
         "WorkerStats",
         "add_propagator",
         "current_event",

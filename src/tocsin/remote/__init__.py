@@ -34,7 +34,7 @@ from ._dead_letters import DeadLetter, DeadLetters
 from ._propagation import Propagator, add_propagator
 from ._remote import Batch, Event, Outbox, Remote, current_event
 from ._serializer import JSONSerializer, Serializer
-from ._worker import AsyncWorker, Worker, WorkerStats
+from ._worker import AsyncWorker, Worker, WorkerOptions, WorkerStats
 from .transports.base import AsyncTransport, Group, Message, Pending, Transport
 from .transports.memory import AsyncMemoryTransport, MemoryTransport
 
@@ -65,6 +65,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "Worker",
+    "WorkerOptions",
     "WorkerStats",
     "add_propagator",
     "current_event",

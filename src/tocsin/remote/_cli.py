@@ -23,7 +23,7 @@ from typing import Any
 
 from ._dead_letters import DeadLetter, DeadLetters
 from ._remote import Remote
-from ._worker import AsyncWorker, Worker
+from ._worker import AsyncWorker, Worker, WorkerOptions
 from .transports.base import AsyncTransport, Group
 
 __all__ = ["add_remote_commands"]
@@ -373,7 +373,7 @@ def _find_remote(targets: list[str], importer: Callable[[str], ModuleType | None
 
 
 def _run(remote: Remote, args: argparse.Namespace) -> int:
-    options = {
+    options: WorkerOptions = {
         "group": args.group,
         "consumer": args.consumer,
         "batch": args.batch,

@@ -37,15 +37,34 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from ..exceptions import ForgedEventError, SerializationError, TransportError
 from ._remote import Event, Remote
 from .transports.base import AsyncTransport, Message, Transport
 
-__all__ = ["AsyncWorker", "Worker", "WorkerStats"]
+__all__ = ["AsyncWorker", "Worker", "WorkerOptions", "WorkerStats"]
 
 logger = logging.getLogger("tocsin.worker")
+
+
+class WorkerOptions(TypedDict, total=False):
+    """The options of :class:`Worker` and :class:`AsyncWorker`, each described there;
+    for type checkers, and for code that builds them (``Worker(remote, **options)``)."""
+
+    group: str
+    consumer: str | None
+    batch: int
+    block: float
+    max_attempts: int
+    retry_delay: float
+    retry_backoff: float
+    max_retry_delay: float
+    claim_after: float
+    dead_stream: str | None
+    relay_every: float
+    trim_every: float | None
+    concurrency: int
 
 
 @dataclass(slots=True)
@@ -287,7 +306,7 @@ class Worker(_Base):
         more processes instead.
     """
 
-    def __init__(self, remote: Remote, **options: Any) -> None:
+    def __init__(self, remote: Remote, **options: Unpack[WorkerOptions]) -> None:
         super().__init__(remote, **options)
         if not isinstance(remote.transport, Transport):
             raise TypeError(
@@ -418,7 +437,7 @@ class AsyncWorker(_Base):
     runs them). Same options.
     """
 
-    def __init__(self, remote: Remote, **options: Any) -> None:
+    def __init__(self, remote: Remote, **options: Unpack[WorkerOptions]) -> None:
         super().__init__(remote, **options)
         if not isinstance(remote.transport, AsyncTransport):
             raise TypeError("AsyncWorker needs an AsyncTransport; use Worker with a Transport.")
