@@ -1,6 +1,8 @@
 """Argument checks and stream-id helpers shared by the transports.
 
-Both transports refuse the same arguments with the same errors, before
+The transport base classes call the public checks (``publish``, ``consume``...,
+one per method, named after it) before an implementation's protected method, so
+that every transport refuses the same arguments with the same errors, before
 anything is sent.
 """
 
@@ -8,8 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from .base import Message
+if TYPE_CHECKING:
+    from .base import Message
 
 # A stream id as a (milliseconds, sequence) pair: tuples order the way Redis ids do.
 _Id = tuple[int, int]
@@ -97,3 +101,52 @@ def _next_id(key: _Id) -> _Id:
     """The smallest id above *key*."""
     ms, seq = key
     return (ms + 1, 0) if seq == _MAX_ID_PART else (ms, seq + 1)
+
+
+# -- the checks of each public method (base.Transport and base.AsyncTransport) --
+
+names = _check_names
+ids = _check_ids
+
+
+def publish(stream: str, payload: bytes) -> None:
+    _check_name("stream", stream)
+    _check_payload(payload)
+
+
+def publish_many(stream: str, payloads: Sequence[bytes]) -> None:
+    _check_name("stream", stream)
+    for payload in payloads:
+        _check_payload(payload)
+
+
+def consume(stream: str, group: str, consumer: str, count: int, block: float | None) -> None:
+    _check_names(stream=stream, group=group, consumer=consumer)
+    _check_count(count)
+    _check_block(block)
+
+
+def redeliver(stream: str, group: str, consumer: str, id: str, min_idle: float) -> None:
+    _check_names(stream=stream, group=group, consumer=consumer)
+    _parse_id(id)
+    _check_min_idle(min_idle)
+
+
+def claim_stale(stream: str, group: str, consumer: str, min_idle: float, count: int) -> None:
+    _check_names(stream=stream, group=group, consumer=consumer)
+    _check_min_idle(min_idle)
+    _check_count(count)
+
+
+def dead_letter(stream: str, group: str, message: Message, dead_stream: str, error: str) -> None:
+    _check_names(stream=stream, group=group, dead_stream=dead_stream)
+    _parse_id(message.id)
+    _check_payload(message.payload)
+    if not isinstance(error, str):
+        raise TypeError(f"error must be a str, not {type(error).__name__}")
+
+
+def read(stream: str, start: str, count: int) -> None:
+    _check_name("stream", stream)
+    _check_start(start)
+    _check_count(count)

@@ -23,6 +23,10 @@ tests and single-process use); ``tocsin.remote.transports.redis`` implements the
 Redis Streams (``pip install tocsin[redis]``).
 
 Times are in seconds (floats) everywhere.
+
+Each public method checks its arguments, here, once, then calls the protected
+method of the same name (``publish`` calls ``_publish``) that an
+implementation provides: implementations only do the work.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Self
 __all__ = ["AsyncTransport", "Group", "Message", "Pending", "Transport", "TransportError"]
 
 from ...exceptions import TransportError
+from . import _checks as check
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,26 +103,30 @@ class Transport(abc.ABC):
 
     Every method raises :class:`~tocsin.exceptions.TransportError` (with the
     underlying error as ``__cause__``) when the broker cannot be reached or
-    refuses the command, and ``ValueError`` for bad arguments (an empty
-    stream or group name, ``count < 1``, a negative time).
+    refuses the command, and ``ValueError`` or ``TypeError`` for bad arguments
+    (an empty stream or group name, ``count < 1``, a negative time), before
+    anything is sent. An implementation overrides the protected methods
+    (``_publish``...), which receive checked arguments.
     """
 
-    @abc.abstractmethod
     def publish(self, stream: str, payload: bytes) -> str:
         """Append *payload* to *stream* (created if missing); return its id."""
+        check.publish(stream, payload)
+        return self._publish(stream, payload)
 
-    @abc.abstractmethod
     def publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
         """Append each payload in order, in one round trip where the broker
         allows; return their ids. An empty sequence publishes nothing."""
+        check.publish_many(stream, payloads)
+        return self._publish_many(stream, payloads)
 
-    @abc.abstractmethod
     def ensure_group(self, stream: str, group: str) -> None:
         """Create *group* on *stream* (and the stream) if missing. A new group
         starts at the beginning of the stream, so it sees every message still
         in it. Calling it again is harmless."""
+        check.names(stream=stream, group=group)
+        self._ensure_group(stream, group)
 
-    @abc.abstractmethod
     def consume(
         self,
         stream: str,
@@ -135,13 +144,16 @@ class Transport(abc.ABC):
         The group must exist (:meth:`ensure_group`); if it does not,
         ``TransportError`` is raised.
         """
+        check.consume(stream, group, consumer, count, block)
+        return self._consume(stream, group, consumer, count, block)
 
-    @abc.abstractmethod
     def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
         """Acknowledge messages: they stop being pending. Returns how many were
         pending (already acknowledged or unknown ids count 0)."""
+        check.names(stream=stream, group=group)
+        check.ids(ids)
+        return self._ack(stream, group, ids)
 
-    @abc.abstractmethod
     def redeliver(
         self, stream: str, group: str, consumer: str, id: str, *, min_idle: float = 0.0
     ) -> Message | None:
@@ -152,8 +164,9 @@ class Transport(abc.ABC):
         consumer took it since). Counts as a delivery. Returns ``None`` too if
         the message was trimmed from the stream (and removes it from pending).
         """
+        check.redeliver(stream, group, consumer, id, min_idle)
+        return self._redeliver(stream, group, consumer, id, min_idle)
 
-    @abc.abstractmethod
     def claim_stale(
         self, stream: str, group: str, consumer: str, *, min_idle: float, count: int = 100
     ) -> list[Message]:
@@ -161,8 +174,9 @@ class Transport(abc.ABC):
         consumer, for at least *min_idle* seconds; oldest first. Each counts as
         a delivery to *consumer* (Redis: ``XAUTOCLAIM``). Pending entries whose
         message was trimmed from the stream are dropped from pending."""
+        check.claim_stale(stream, group, consumer, min_idle, count)
+        return self._claim_stale(stream, group, consumer, min_idle, count)
 
-    @abc.abstractmethod
     def dead_letter(
         self, stream: str, group: str, message: Message, dead_stream: str, *, error: str
     ) -> str:
@@ -170,31 +184,38 @@ class Transport(abc.ABC):
         ``attempts`` = its deliveries, ``source-stream``, ``source-id`` and
         ``group``) to *dead_stream* and acknowledge it on *stream*. Returns the
         id in *dead_stream*."""
+        check.dead_letter(stream, group, message, dead_stream, error)
+        return self._dead_letter(stream, group, message, dead_stream, error)
 
-    @abc.abstractmethod
     def pending(self, stream: str, group: str) -> Pending:
         """Summary of the group's pending messages (Redis: ``XPENDING``)."""
+        check.names(stream=stream, group=group)
+        return self._pending(stream, group)
 
-    @abc.abstractmethod
     def read(self, stream: str, *, start: str = "-", count: int = 100) -> list[Message]:
         """Up to *count* messages of *stream* from id *start* (inclusive;
         ``"-"`` is the first), in order, outside any group: nothing becomes
         pending. Used to inspect the dead-letter stream."""
+        check.read(stream, start, count)
+        return self._read(stream, start, count)
 
-    @abc.abstractmethod
     def delete(self, stream: str, ids: Sequence[str]) -> int:
         """Remove messages from *stream*; returns how many existed."""
+        check.names(stream=stream)
+        check.ids(ids)
+        return self._delete(stream, ids)
 
-    @abc.abstractmethod
     def length(self, stream: str) -> int:
         """How many messages *stream* holds (0 if it does not exist)."""
+        check.names(stream=stream)
+        return self._length(stream)
 
-    @abc.abstractmethod
     def groups(self, stream: str) -> list[Group]:
         """The consumer groups of *stream*, by name (none if it does not exist):
         what operations watch (``XINFO GROUPS``)."""
+        check.names(stream=stream)
+        return self._groups(stream)
 
-    @abc.abstractmethod
     def trim_acknowledged(self, stream: str) -> int:
         """Remove the messages of *stream* that every group has been given and
         acknowledged; return how many were removed.
@@ -203,11 +224,65 @@ class Transport(abc.ABC):
         with no group keeps everything. A group created afterwards starts
         after what was removed.
         """
+        check.names(stream=stream)
+        return self._trim_acknowledged(stream)
 
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections. Calling it again is harmless; other methods
         raise ``TransportError`` afterwards."""
+
+    # What an implementation provides: the methods above, arguments checked.
+
+    @abc.abstractmethod
+    def _publish(self, stream: str, payload: bytes) -> str: ...
+
+    @abc.abstractmethod
+    def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]: ...
+
+    @abc.abstractmethod
+    def _ensure_group(self, stream: str, group: str) -> None: ...
+
+    @abc.abstractmethod
+    def _consume(
+        self, stream: str, group: str, consumer: str, count: int, block: float | None
+    ) -> list[Message]: ...
+
+    @abc.abstractmethod
+    def _ack(self, stream: str, group: str, ids: Sequence[str]) -> int: ...
+
+    @abc.abstractmethod
+    def _redeliver(
+        self, stream: str, group: str, consumer: str, id: str, min_idle: float
+    ) -> Message | None: ...
+
+    @abc.abstractmethod
+    def _claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle: float, count: int
+    ) -> list[Message]: ...
+
+    @abc.abstractmethod
+    def _dead_letter(
+        self, stream: str, group: str, message: Message, dead_stream: str, error: str
+    ) -> str: ...
+
+    @abc.abstractmethod
+    def _pending(self, stream: str, group: str) -> Pending: ...
+
+    @abc.abstractmethod
+    def _read(self, stream: str, start: str, count: int) -> list[Message]: ...
+
+    @abc.abstractmethod
+    def _delete(self, stream: str, ids: Sequence[str]) -> int: ...
+
+    @abc.abstractmethod
+    def _length(self, stream: str) -> int: ...
+
+    @abc.abstractmethod
+    def _groups(self, stream: str) -> list[Group]: ...
+
+    @abc.abstractmethod
+    def _trim_acknowledged(self, stream: str) -> int: ...
 
     def __enter__(self) -> Self:
         return self
@@ -223,19 +298,21 @@ class Transport(abc.ABC):
 
 class AsyncTransport(abc.ABC):
     """:class:`Transport`'s interface for asyncio: the same methods, awaited,
-    with the same meaning. ``consume(block=...)`` must not block the event
-    loop while it waits."""
+    with the same meaning and the same checks. ``consume(block=...)`` must not
+    block the event loop while it waits."""
 
-    @abc.abstractmethod
-    async def publish(self, stream: str, payload: bytes) -> str: ...
+    async def publish(self, stream: str, payload: bytes) -> str:
+        check.publish(stream, payload)
+        return await self._publish(stream, payload)
 
-    @abc.abstractmethod
-    async def publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]: ...
+    async def publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
+        check.publish_many(stream, payloads)
+        return await self._publish_many(stream, payloads)
 
-    @abc.abstractmethod
-    async def ensure_group(self, stream: str, group: str) -> None: ...
+    async def ensure_group(self, stream: str, group: str) -> None:
+        check.names(stream=stream, group=group)
+        await self._ensure_group(stream, group)
 
-    @abc.abstractmethod
     async def consume(
         self,
         stream: str,
@@ -244,46 +321,110 @@ class AsyncTransport(abc.ABC):
         *,
         count: int = 100,
         block: float | None = None,
-    ) -> list[Message]: ...
+    ) -> list[Message]:
+        check.consume(stream, group, consumer, count, block)
+        return await self._consume(stream, group, consumer, count, block)
 
-    @abc.abstractmethod
-    async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int: ...
+    async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
+        check.names(stream=stream, group=group)
+        check.ids(ids)
+        return await self._ack(stream, group, ids)
 
-    @abc.abstractmethod
     async def redeliver(
         self, stream: str, group: str, consumer: str, id: str, *, min_idle: float = 0.0
-    ) -> Message | None: ...
+    ) -> Message | None:
+        check.redeliver(stream, group, consumer, id, min_idle)
+        return await self._redeliver(stream, group, consumer, id, min_idle)
 
-    @abc.abstractmethod
     async def claim_stale(
         self, stream: str, group: str, consumer: str, *, min_idle: float, count: int = 100
-    ) -> list[Message]: ...
+    ) -> list[Message]:
+        check.claim_stale(stream, group, consumer, min_idle, count)
+        return await self._claim_stale(stream, group, consumer, min_idle, count)
 
-    @abc.abstractmethod
     async def dead_letter(
         self, stream: str, group: str, message: Message, dead_stream: str, *, error: str
-    ) -> str: ...
+    ) -> str:
+        check.dead_letter(stream, group, message, dead_stream, error)
+        return await self._dead_letter(stream, group, message, dead_stream, error)
 
-    @abc.abstractmethod
-    async def pending(self, stream: str, group: str) -> Pending: ...
+    async def pending(self, stream: str, group: str) -> Pending:
+        check.names(stream=stream, group=group)
+        return await self._pending(stream, group)
 
-    @abc.abstractmethod
-    async def read(self, stream: str, *, start: str = "-", count: int = 100) -> list[Message]: ...
+    async def read(self, stream: str, *, start: str = "-", count: int = 100) -> list[Message]:
+        check.read(stream, start, count)
+        return await self._read(stream, start, count)
 
-    @abc.abstractmethod
-    async def delete(self, stream: str, ids: Sequence[str]) -> int: ...
+    async def delete(self, stream: str, ids: Sequence[str]) -> int:
+        check.names(stream=stream)
+        check.ids(ids)
+        return await self._delete(stream, ids)
 
-    @abc.abstractmethod
-    async def length(self, stream: str) -> int: ...
+    async def length(self, stream: str) -> int:
+        check.names(stream=stream)
+        return await self._length(stream)
 
-    @abc.abstractmethod
-    async def groups(self, stream: str) -> list[Group]: ...
+    async def groups(self, stream: str) -> list[Group]:
+        check.names(stream=stream)
+        return await self._groups(stream)
 
-    @abc.abstractmethod
-    async def trim_acknowledged(self, stream: str) -> int: ...
+    async def trim_acknowledged(self, stream: str) -> int:
+        check.names(stream=stream)
+        return await self._trim_acknowledged(stream)
 
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _publish(self, stream: str, payload: bytes) -> str: ...
+
+    @abc.abstractmethod
+    async def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def _ensure_group(self, stream: str, group: str) -> None: ...
+
+    @abc.abstractmethod
+    async def _consume(
+        self, stream: str, group: str, consumer: str, count: int, block: float | None
+    ) -> list[Message]: ...
+
+    @abc.abstractmethod
+    async def _ack(self, stream: str, group: str, ids: Sequence[str]) -> int: ...
+
+    @abc.abstractmethod
+    async def _redeliver(
+        self, stream: str, group: str, consumer: str, id: str, min_idle: float
+    ) -> Message | None: ...
+
+    @abc.abstractmethod
+    async def _claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle: float, count: int
+    ) -> list[Message]: ...
+
+    @abc.abstractmethod
+    async def _dead_letter(
+        self, stream: str, group: str, message: Message, dead_stream: str, error: str
+    ) -> str: ...
+
+    @abc.abstractmethod
+    async def _pending(self, stream: str, group: str) -> Pending: ...
+
+    @abc.abstractmethod
+    async def _read(self, stream: str, start: str, count: int) -> list[Message]: ...
+
+    @abc.abstractmethod
+    async def _delete(self, stream: str, ids: Sequence[str]) -> int: ...
+
+    @abc.abstractmethod
+    async def _length(self, stream: str) -> int: ...
+
+    @abc.abstractmethod
+    async def _groups(self, stream: str) -> list[Group]: ...
+
+    @abc.abstractmethod
+    async def _trim_acknowledged(self, stream: str) -> int: ...
 
     async def __aenter__(self) -> Self:
         return self

@@ -37,13 +37,6 @@ from types import MappingProxyType
 
 from ...exceptions import TransportError
 from ._checks import (
-    _check_block,
-    _check_count,
-    _check_ids,
-    _check_min_idle,
-    _check_name,
-    _check_names,
-    _check_payload,
     _check_start,
     _dead_letter_headers,
     _format_id,
@@ -116,19 +109,14 @@ class MemoryTransport(Transport):
         # AsyncMemoryTransport.consume() calls waiting in event loops.
         self._wakers: set[Callable[[], None]] = set()
 
-    def publish(self, stream: str, payload: bytes) -> str:
-        _check_name("stream", stream)
-        _check_payload(payload)
+    def _publish(self, stream: str, payload: bytes) -> str:
         with self._lock:
             self._check_open()
             key = self._append(stream, payload, _NO_HEADERS)
             self._wake()
         return _format_id(key)
 
-    def publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
-        _check_name("stream", stream)
-        for payload in payloads:
-            _check_payload(payload)
+    def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
         with self._lock:
             self._check_open()
             keys = [self._append(stream, payload, _NO_HEADERS) for payload in payloads]
@@ -136,24 +124,14 @@ class MemoryTransport(Transport):
                 self._wake()
         return [_format_id(key) for key in keys]
 
-    def ensure_group(self, stream: str, group: str) -> None:
-        _check_names(stream=stream, group=group)
+    def _ensure_group(self, stream: str, group: str) -> None:
         with self._lock:
             self._check_open()
             self._streams.setdefault(stream, _Stream()).groups.setdefault(group, _Group())
 
-    def consume(
-        self,
-        stream: str,
-        group: str,
-        consumer: str,
-        *,
-        count: int = 100,
-        block: float | None = None,
+    def _consume(
+        self, stream: str, group: str, consumer: str, count: int, block: float | None
     ) -> list[Message]:
-        _check_names(stream=stream, group=group, consumer=consumer)
-        _check_count(count)
-        _check_block(block)
         deadline = None if block is None else time.monotonic() + block
         with self._lock:
             while True:
@@ -164,19 +142,16 @@ class MemoryTransport(Transport):
                     return messages
                 self._published.wait(remaining)
 
-    def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
-        _check_names(stream=stream, group=group)
-        keys = _check_ids(ids)
+    def _ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
+        keys = [_parse_id(id) for id in ids]
         with self._lock:
             self._check_open()
-            return self._ack(stream, group, keys)
+            return self._forget(stream, group, keys)
 
-    def redeliver(
-        self, stream: str, group: str, consumer: str, id: str, *, min_idle: float = 0.0
+    def _redeliver(
+        self, stream: str, group: str, consumer: str, id: str, min_idle: float
     ) -> Message | None:
-        _check_names(stream=stream, group=group, consumer=consumer)
         key = _parse_id(id)
-        _check_min_idle(min_idle)
         with self._lock:
             self._check_open()
             pending = self._group(stream, group).pending
@@ -193,12 +168,9 @@ class MemoryTransport(Transport):
             self._group(stream, group).consumers.add(consumer)
             return self._hand_over(state, key, delivery, consumer)
 
-    def claim_stale(
-        self, stream: str, group: str, consumer: str, *, min_idle: float, count: int = 100
+    def _claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle: float, count: int
     ) -> list[Message]:
-        _check_names(stream=stream, group=group, consumer=consumer)
-        _check_min_idle(min_idle)
-        _check_count(count)
         with self._lock:
             self._check_open()
             pending = self._group(stream, group).pending
@@ -215,24 +187,19 @@ class MemoryTransport(Transport):
                 self._group(stream, group).consumers.add(consumer)
             return claimed
 
-    def dead_letter(
-        self, stream: str, group: str, message: Message, dead_stream: str, *, error: str
+    def _dead_letter(
+        self, stream: str, group: str, message: Message, dead_stream: str, error: str
     ) -> str:
-        _check_names(stream=stream, group=group, dead_stream=dead_stream)
         key = _parse_id(message.id)
-        _check_payload(message.payload)
-        if not isinstance(error, str):
-            raise TypeError(f"error must be a str, not {type(error).__name__}")
         headers = _dead_letter_headers(stream, group, message, error)
         with self._lock:
             self._check_open()
             dead_key = self._append(dead_stream, message.payload, headers)
-            self._ack(stream, group, [key])
+            self._forget(stream, group, [key])
             self._wake()
         return _format_id(dead_key)
 
-    def pending(self, stream: str, group: str) -> Pending:
-        _check_names(stream=stream, group=group)
+    def _pending(self, stream: str, group: str) -> Pending:
         with self._lock:
             self._check_open()
             pending = self._group(stream, group).pending
@@ -246,10 +213,8 @@ class MemoryTransport(Transport):
                 consumers=dict(sorted(consumers.items())),
             )
 
-    def read(self, stream: str, *, start: str = "-", count: int = 100) -> list[Message]:
-        _check_name("stream", stream)
+    def _read(self, stream: str, start: str, count: int) -> list[Message]:
         first = _check_start(start)
-        _check_count(count)
         with self._lock:
             self._check_open()
             state = self._streams.get(stream)
@@ -258,9 +223,8 @@ class MemoryTransport(Transport):
             at = bisect.bisect_left(state.ids, first)
             return [self._message(state, key, 0) for key in state.ids[at : at + count]]
 
-    def delete(self, stream: str, ids: Sequence[str]) -> int:
-        _check_name("stream", stream)
-        keys = _check_ids(ids)
+    def _delete(self, stream: str, ids: Sequence[str]) -> int:
+        keys = [_parse_id(id) for id in ids]
         with self._lock:
             self._check_open()
             state = self._streams.get(stream)
@@ -272,15 +236,13 @@ class MemoryTransport(Transport):
                 del state.ids[bisect.bisect_left(state.ids, key)]
             return len(deleted)
 
-    def length(self, stream: str) -> int:
-        _check_name("stream", stream)
+    def _length(self, stream: str) -> int:
         with self._lock:
             self._check_open()
             state = self._streams.get(stream)
             return 0 if state is None else len(state.entries)
 
-    def groups(self, stream: str) -> list[Group]:
-        _check_name("stream", stream)
+    def _groups(self, stream: str) -> list[Group]:
         with self._lock:
             self._check_open()
             state = self._streams.get(stream)
@@ -297,8 +259,7 @@ class MemoryTransport(Transport):
                 for name, group in sorted(state.groups.items())
             ]
 
-    def trim_acknowledged(self, stream: str) -> int:
-        _check_name("stream", stream)
+    def _trim_acknowledged(self, stream: str) -> int:
         with self._lock:
             self._check_open()
             state = self._streams.get(stream)
@@ -389,7 +350,7 @@ class MemoryTransport(Transport):
         delivery.deliveries += 1
         return self._message(state, key, delivery.deliveries)
 
-    def _ack(self, stream: str, group: str, keys: list[_Id]) -> int:
+    def _forget(self, stream: str, group: str, keys: list[_Id]) -> int:
         # Like XACK: an unknown stream or group acknowledges nothing, without error.
         state = self._streams.get(stream)
         found = None if state is None else state.groups.get(group)
@@ -422,79 +383,72 @@ class AsyncMemoryTransport(AsyncTransport):
         self._closed = False
         self._waiting: set[asyncio.Event] = set()
 
-    async def publish(self, stream: str, payload: bytes) -> str:
+    async def _publish(self, stream: str, payload: bytes) -> str:
         self._check_open()
-        return self._sync.publish(stream, payload)
+        return self._sync._publish(stream, payload)
 
-    async def publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
+    async def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
         self._check_open()
-        return self._sync.publish_many(stream, payloads)
+        return self._sync._publish_many(stream, payloads)
 
-    async def ensure_group(self, stream: str, group: str) -> None:
+    async def _ensure_group(self, stream: str, group: str) -> None:
         self._check_open()
-        self._sync.ensure_group(stream, group)
+        self._sync._ensure_group(stream, group)
 
-    async def consume(
-        self,
-        stream: str,
-        group: str,
-        consumer: str,
-        *,
-        count: int = 100,
-        block: float | None = None,
+    async def _consume(
+        self, stream: str, group: str, consumer: str, count: int, block: float | None
     ) -> list[Message]:
         self._check_open()
-        _check_block(block)
-        messages = self._sync.consume(stream, group, consumer, count=count)
+        messages = self._sync._consume(stream, group, consumer, count, None)
         if messages or block is None:
             return messages
         return await self._wait_and_consume(stream, group, consumer, count, block)
 
-    async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
+    async def _ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
         self._check_open()
-        return self._sync.ack(stream, group, ids)
+        return self._sync._ack(stream, group, ids)
 
-    async def redeliver(
-        self, stream: str, group: str, consumer: str, id: str, *, min_idle: float = 0.0
+    async def _redeliver(
+        self, stream: str, group: str, consumer: str, id: str, min_idle: float
     ) -> Message | None:
         self._check_open()
-        return self._sync.redeliver(stream, group, consumer, id, min_idle=min_idle)
+        return self._sync._redeliver(stream, group, consumer, id, min_idle)
 
-    async def claim_stale(
-        self, stream: str, group: str, consumer: str, *, min_idle: float, count: int = 100
+    async def _claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle: float, count: int
     ) -> list[Message]:
         self._check_open()
-        return self._sync.claim_stale(stream, group, consumer, min_idle=min_idle, count=count)
+        return self._sync._claim_stale(stream, group, consumer, min_idle, count)
 
-    async def dead_letter(
-        self, stream: str, group: str, message: Message, dead_stream: str, *, error: str
+    async def _dead_letter(
+        self, stream: str, group: str, message: Message, dead_stream: str, error: str
     ) -> str:
         self._check_open()
-        return self._sync.dead_letter(stream, group, message, dead_stream, error=error)
+        return self._sync._dead_letter(stream, group, message, dead_stream, error)
 
-    async def pending(self, stream: str, group: str) -> Pending:
+    async def _pending(self, stream: str, group: str) -> Pending:
         self._check_open()
-        return self._sync.pending(stream, group)
+        return self._sync._pending(stream, group)
 
-    async def read(self, stream: str, *, start: str = "-", count: int = 100) -> list[Message]:
+    async def _read(self, stream: str, start: str, count: int) -> list[Message]:
         self._check_open()
-        return self._sync.read(stream, start=start, count=count)
+        return self._sync._read(stream, start, count)
 
-    async def delete(self, stream: str, ids: Sequence[str]) -> int:
+    async def _delete(self, stream: str, ids: Sequence[str]) -> int:
         self._check_open()
-        return self._sync.delete(stream, ids)
+        return self._sync._delete(stream, ids)
 
-    async def length(self, stream: str) -> int:
+    async def _length(self, stream: str) -> int:
         self._check_open()
-        return self._sync.length(stream)
+        return self._sync._length(stream)
 
-    async def groups(self, stream: str) -> list[Group]:
+    async def _groups(self, stream: str) -> list[Group]:
         self._check_open()
-        return self._sync.groups(stream)
+        return self._sync._groups(stream)
 
-    async def trim_acknowledged(self, stream: str) -> int:
+    async def _trim_acknowledged(self, stream: str) -> int:
         self._check_open()
-        return self._sync.trim_acknowledged(stream)
+        return self._sync._trim_acknowledged(stream)
 
     async def close(self) -> None:
         self._closed = True
@@ -525,7 +479,7 @@ class AsyncMemoryTransport(AsyncTransport):
                     # Cleared before looking, so that a publish after the look sets it again.
                     published.clear()
                     self._check_open()
-                    messages = self._sync.consume(stream, group, consumer, count=count)
+                    messages = self._sync._consume(stream, group, consumer, count, None)
                     remaining = deadline - loop.time()
                     if messages or remaining <= 0:
                         return messages

@@ -23,6 +23,12 @@ Each method is one Redis command, or a few sent in one round trip:
 ``read``           ``XRANGE``; ``delete``: ``XDEL``; ``length``: ``XLEN``
 =================  =====================================================
 
+The commands are built, and their replies parsed, in one place without I/O,
+:class:`_Commands`: each operation is a *plan*, a generator that yields rounds of
+commands (one command, or a pipeline) and receives their replies. The two
+transports only run plans, one with a ``redis.Redis`` client, the other awaiting
+a ``redis.asyncio.Redis`` one.
+
 A stream entry has one field, ``event``, holding the payload; a dead letter's
 headers are more fields beside it. Needs Redis 7.0 or newer, whose ``XCLAIM``
 and ``XAUTOCLAIM`` drop deleted messages from the pending list, and the
@@ -43,21 +49,15 @@ import contextlib
 import math
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
 from redis.connection import Connection
 
 from ...exceptions import TransportError
 from ._checks import (
-    _check_block,
     _check_count,
-    _check_ids,
-    _check_min_idle,
-    _check_name,
-    _check_names,
-    _check_payload,
-    _check_start,
     _dead_letter_headers,
     _format_id,
     _next_id,
@@ -70,6 +70,173 @@ __all__ = ["DEFAULT_URL", "AsyncRedisStreamsTransport", "RedisStreamsTransport"]
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 _EVENT = b"event"  # the entry field that holds the payload
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One command, as the redis-py method that sends it (clients and pipelines
+    of both kinds have the same methods, which parse the replies alike)."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """Commands sent in one round trip: one alone, or a pipeline.
+
+    :param transaction: in ``MULTI``/``EXEC``.
+    :param tolerate: a Redis error whose text starts with this is no failure:
+        the plan receives ``None`` instead of the replies (``""``: any error reply).
+    """
+
+    calls: tuple[_Call, ...]
+    transaction: bool = False
+    tolerate: str | None = None
+
+
+_T = TypeVar("_T")
+# What a plan yields (rounds), receives (each round's replies, a list, or None
+# for a tolerated error) and returns.
+_Plan = Generator[_Round, Any, _T]
+
+
+def _one(method: str, *args: Any, tolerate: str | None = None, **kwargs: Any) -> _Round:
+    return _Round((_Call(method, args, kwargs),), tolerate=tolerate)
+
+
+class _Commands:
+    """Every operation of the Redis transports as a plan, without I/O: the
+    commands to send and what their replies mean, for both transports."""
+
+    def __init__(self, maxlen: int | None) -> None:
+        self.maxlen = _check_maxlen(maxlen)
+        # Built once: publish() is the hot path.
+        self._xadd_options = () if maxlen is None else ("MAXLEN", "~", maxlen)
+
+    def xadd(self, stream: str, payload: bytes) -> tuple[Any, ...]:
+        """The raw ``XADD`` of a publish, for the sync transport's own connection."""
+        return ("XADD", stream, *self._xadd_options, "*", _EVENT, payload)
+
+    def publish(self, stream: str, payload: bytes) -> _Plan[str]:
+        [reply] = yield _one("xadd", stream, {_EVENT: payload}, maxlen=self.maxlen)
+        return _id(reply)
+
+    def publish_many(self, stream: str, payloads: Sequence[bytes]) -> _Plan[list[str]]:
+        if not payloads:
+            return []
+        calls = tuple(
+            _Call("xadd", (stream, {_EVENT: payload}), {"maxlen": self.maxlen})
+            for payload in payloads
+        )
+        replies = yield _Round(calls)
+        return [_id(reply) for reply in replies or ()]
+
+    def ensure_group(self, stream: str, group: str) -> _Plan[None]:
+        yield _one("xgroup_create", stream, group, id="0", mkstream=True, tolerate="BUSYGROUP")
+
+    def consume(
+        self, stream: str, group: str, consumer: str, count: int, block: float | None
+    ) -> _Plan[list[Message]]:
+        block_ms = None if block is None else _milliseconds(block)
+        [reply] = yield _one(
+            "xreadgroup", group, consumer, {stream: ">"}, count=count, block=block_ms
+        )
+        return [_message(entry, 1) for entry in _read_group_entries(reply)]
+
+    def ack(self, stream: str, group: str, ids: Sequence[str]) -> _Plan[int]:
+        if not ids:
+            return 0
+        [reply] = yield _one("xack", stream, group, *ids)
+        return int(reply)
+
+    def redeliver(
+        self, stream: str, group: str, consumer: str, id: str, min_idle: float
+    ) -> _Plan[Message | None]:
+        claim = _Call("xclaim", (stream, group, consumer, _milliseconds(min_idle), [id]))
+        look = _Call("xpending_range", (stream, group, id, id, 1, consumer))
+        claimed, pending = yield _Round((claim, look), transaction=True)
+        return _redelivered(claimed, pending)
+
+    def claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle: float, count: int
+    ) -> _Plan[list[Message]]:
+        min_idle_ms = _milliseconds(min_idle)
+        claimed: list[Any] = []
+        cursor: Any = "0-0"
+        # One XAUTOCLAIM looks at no more than 10 * count pending entries,
+        # so it may claim fewer than it could: go on from its cursor.
+        while len(claimed) < count:
+            [reply] = yield _one(
+                "xautoclaim",
+                stream,
+                group,
+                consumer,
+                min_idle_ms,
+                cursor,
+                count=count - len(claimed),
+            )
+            cursor, entries, *_ = reply
+            claimed += _existing(entries)
+            if _done(cursor):
+                break
+        if not claimed:
+            return []
+        pending = yield _Round(
+            tuple(
+                _Call("xpending_range", (stream, group, id, id, 1, consumer)) for id, _ in claimed
+            )
+        )
+        return _claimed(claimed, pending or [])
+
+    def dead_letter(
+        self, stream: str, group: str, message: Message, dead_stream: str, error: str
+    ) -> _Plan[str]:
+        headers = _dead_letter_headers(stream, group, message, error)
+        fields: dict[Any, Any] = {_EVENT: message.payload, **headers}
+        add = _Call("xadd", (dead_stream, fields))
+        ack = _Call("xack", (stream, group, message.id))
+        dead_id, _ = yield _Round((add, ack), transaction=True)
+        return _id(dead_id)
+
+    def pending(self, stream: str, group: str) -> _Plan[Pending]:
+        [reply] = yield _one("xpending", stream, group)
+        return _pending(reply)
+
+    def read(self, stream: str, start: str, count: int) -> _Plan[list[Message]]:
+        [entries] = yield _one("xrange", stream, min=start, count=count)
+        return [_message(entry, 0) for entry in entries or ()]
+
+    def delete(self, stream: str, ids: Sequence[str]) -> _Plan[int]:
+        if not ids:
+            return 0
+        [reply] = yield _one("xdel", stream, *ids)
+        return int(reply)
+
+    def length(self, stream: str) -> _Plan[int]:
+        [reply] = yield _one("xlen", stream)
+        return int(reply)
+
+    def groups(self, stream: str) -> _Plan[list[Group]]:
+        replies = yield _one("xinfo_groups", stream, tolerate="")  # "" : no such stream
+        return [] if replies is None else _groups(replies[0])
+
+    def trim_acknowledged(self, stream: str) -> _Plan[int]:
+        replies = yield _one("xinfo_groups", stream, tolerate="")
+        if replies is None:
+            return 0  # no such stream
+        groups: list[dict[str, Any]] = replies[0]
+        busy = [group for group in groups if group["pending"]]
+        oldest: dict[Any, Any] = {}
+        if busy:
+            pending = yield _Round(tuple(_Call("xpending", (stream, g["name"])) for g in busy))
+            oldest = {g["name"]: reply["min"] for g, reply in zip(busy, pending or [], strict=True)}
+        minid = _trim_bound(groups, [oldest.get(group["name"]) for group in groups])
+        if minid is None:
+            return 0
+        [removed] = yield _one("xtrim", stream, minid=minid, approximate=False)
+        return int(removed)
 
 
 class RedisStreamsTransport(Transport):
@@ -101,11 +268,9 @@ class RedisStreamsTransport(Transport):
         url: str | None = None,
         maxlen: int | None = None,
     ) -> None:
-        self._maxlen = _check_maxlen(maxlen)
+        self._commands = _Commands(maxlen)
         self._client = _client_for(redis.Redis, client, url)
         self._owns_client = client is None
-        # Built once: publish() is the hot path.
-        self._xadd_options = () if maxlen is None else ("MAXLEN", "~", maxlen)
         self._closed = False
         self._publish_lock = threading.Lock()
         self._publisher: Connection | None = None  # taken from the pool on first publish
@@ -116,156 +281,67 @@ class RedisStreamsTransport(Transport):
         """A transport with a client of its own, connecting to *url*."""
         return cls(url=url, maxlen=maxlen)
 
-    def publish(self, stream: str, payload: bytes) -> str:
-        # The hot path of every remote send(): nothing but the checks and XADD.
-        _check_name("stream", stream)
-        _check_payload(payload)
-        command = ("XADD", stream, *self._xadd_options, "*", _EVENT, payload)
+    def _publish(self, stream: str, payload: bytes) -> str:
+        # The hot path of every remote send(): one XADD on a connection of its own.
+        command = self._commands.xadd(stream, payload)
         with self._publish_lock:
             self._check_open()
             try:
                 reply = self._round_trip(command)
             except redis.RedisError as err:
                 raise _transport_error("XADD", stream, err) from err
-        return str(reply.decode())
+        return _id(reply)
 
-    def publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
-        _check_name("stream", stream)
-        for payload in payloads:
-            _check_payload(payload)
-        with self._command("XADD", stream):
-            if not payloads:
-                return []
-            with self._client.pipeline(transaction=False) as pipe:
-                for payload in payloads:
-                    pipe.xadd(stream, {_EVENT: payload}, maxlen=self._maxlen)
-                return [id.decode() for id in pipe.execute()]
+    def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
+        return self._run("XADD", stream, self._commands.publish_many(stream, payloads))
 
-    def ensure_group(self, stream: str, group: str) -> None:
-        _check_names(stream=stream, group=group)
-        with self._command("XGROUP CREATE", stream), _group_exists_is_fine():
-            self._client.xgroup_create(stream, group, id="0", mkstream=True)
+    def _ensure_group(self, stream: str, group: str) -> None:
+        self._run("XGROUP CREATE", stream, self._commands.ensure_group(stream, group))
 
-    def consume(
-        self,
-        stream: str,
-        group: str,
-        consumer: str,
-        *,
-        count: int = 100,
-        block: float | None = None,
+    def _consume(
+        self, stream: str, group: str, consumer: str, count: int, block: float | None
     ) -> list[Message]:
-        _check_names(stream=stream, group=group, consumer=consumer)
-        _check_count(count)
-        _check_block(block)
-        block_ms = None if block is None else _milliseconds(block)
-        with self._command("XREADGROUP", stream):
-            reply = self._client.xreadgroup(
-                group, consumer, {stream: ">"}, count=count, block=block_ms
-            )
-        return [_message(entry, 1) for entry in _read_group_entries(reply)]
+        plan = self._commands.consume(stream, group, consumer, count, block)
+        return self._run("XREADGROUP", stream, plan)
 
-    def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
-        _check_names(stream=stream, group=group)
-        _check_ids(ids)
-        with self._command("XACK", stream):
-            return int(self._client.xack(stream, group, *ids)) if ids else 0
+    def _ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
+        return self._run("XACK", stream, self._commands.ack(stream, group, ids))
 
-    def redeliver(
-        self, stream: str, group: str, consumer: str, id: str, *, min_idle: float = 0.0
+    def _redeliver(
+        self, stream: str, group: str, consumer: str, id: str, min_idle: float
     ) -> Message | None:
-        _check_names(stream=stream, group=group, consumer=consumer)
-        _parse_id(id)
-        _check_min_idle(min_idle)
-        with self._command("XCLAIM", stream), self._client.pipeline(transaction=True) as pipe:
-            pipe.xclaim(stream, group, consumer, _milliseconds(min_idle), [id])
-            pipe.xpending_range(stream, group, id, id, 1, consumer)
-            claimed, pending = pipe.execute()
-        return _redelivered(claimed, pending)
+        plan = self._commands.redeliver(stream, group, consumer, id, min_idle)
+        return self._run("XCLAIM", stream, plan)
 
-    def claim_stale(
-        self, stream: str, group: str, consumer: str, *, min_idle: float, count: int = 100
+    def _claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle: float, count: int
     ) -> list[Message]:
-        _check_names(stream=stream, group=group, consumer=consumer)
-        _check_min_idle(min_idle)
-        _check_count(count)
-        min_idle_ms = _milliseconds(min_idle)
-        claimed: list[Any] = []
-        cursor: Any = "0-0"
-        with self._command("XAUTOCLAIM", stream):
-            # One XAUTOCLAIM looks at no more than 10 * count pending entries,
-            # so it may claim fewer than it could: go on from its cursor.
-            while len(claimed) < count:
-                cursor, entries, *_ = self._client.xautoclaim(
-                    stream, group, consumer, min_idle_ms, cursor, count=count - len(claimed)
-                )
-                claimed += _existing(entries)
-                if _done(cursor):
-                    break
-        with self._command("XPENDING", stream), self._client.pipeline(transaction=False) as pipe:
-            for id, _ in claimed:
-                pipe.xpending_range(stream, group, id, id, 1, consumer)
-            return _claimed(claimed, pipe.execute())
+        plan = self._commands.claim_stale(stream, group, consumer, min_idle, count)
+        return self._run("XAUTOCLAIM", stream, plan)
 
-    def dead_letter(
-        self, stream: str, group: str, message: Message, dead_stream: str, *, error: str
+    def _dead_letter(
+        self, stream: str, group: str, message: Message, dead_stream: str, error: str
     ) -> str:
-        _check_names(stream=stream, group=group, dead_stream=dead_stream)
-        _parse_id(message.id)
-        fields = _dead_letter_fields(stream, group, message, error)
-        with self._command("XADD+XACK", stream), self._client.pipeline(transaction=True) as pipe:
-            pipe.xadd(dead_stream, fields)
-            pipe.xack(stream, group, message.id)
-            dead_id, _ = pipe.execute()
-        return str(dead_id.decode())
+        plan = self._commands.dead_letter(stream, group, message, dead_stream, error)
+        return self._run("XADD+XACK", stream, plan)
 
-    def pending(self, stream: str, group: str) -> Pending:
-        _check_names(stream=stream, group=group)
-        with self._command("XPENDING", stream):
-            return _pending(self._client.xpending(stream, group))
+    def _pending(self, stream: str, group: str) -> Pending:
+        return self._run("XPENDING", stream, self._commands.pending(stream, group))
 
-    def read(self, stream: str, *, start: str = "-", count: int = 100) -> list[Message]:
-        _check_name("stream", stream)
-        _check_start(start)
-        _check_count(count)
-        with self._command("XRANGE", stream):
-            entries = self._client.xrange(stream, min=start, count=count)
-        return [_message(entry, 0) for entry in entries or ()]
+    def _read(self, stream: str, start: str, count: int) -> list[Message]:
+        return self._run("XRANGE", stream, self._commands.read(stream, start, count))
 
-    def delete(self, stream: str, ids: Sequence[str]) -> int:
-        _check_name("stream", stream)
-        _check_ids(ids)
-        with self._command("XDEL", stream):
-            return int(self._client.xdel(stream, *ids)) if ids else 0
+    def _delete(self, stream: str, ids: Sequence[str]) -> int:
+        return self._run("XDEL", stream, self._commands.delete(stream, ids))
 
-    def length(self, stream: str) -> int:
-        _check_name("stream", stream)
-        with self._command("XLEN", stream):
-            return int(self._client.xlen(stream))
+    def _length(self, stream: str) -> int:
+        return self._run("XLEN", stream, self._commands.length(stream))
 
-    def groups(self, stream: str) -> list[Group]:
-        _check_name("stream", stream)
-        with self._command("XINFO GROUPS", stream):
-            try:
-                return _groups(self._client.xinfo_groups(stream))
-            except redis.ResponseError:
-                return []  # no such stream
+    def _groups(self, stream: str) -> list[Group]:
+        return self._run("XINFO GROUPS", stream, self._commands.groups(stream))
 
-    def trim_acknowledged(self, stream: str) -> int:
-        _check_name("stream", stream)
-        with self._command("XTRIM", stream):
-            try:
-                groups = self._client.xinfo_groups(stream)
-            except redis.ResponseError:
-                return 0  # no such stream
-            bounds = [
-                self._client.xpending(stream, group["name"])["min"] if group["pending"] else None
-                for group in groups
-            ]
-            minid = _trim_bound(groups, bounds)
-            if minid is None:
-                return 0
-            return int(self._client.xtrim(stream, minid=minid, approximate=False))
+    def _trim_acknowledged(self, stream: str) -> int:
+        return self._run("XTRIM", stream, self._commands.trim_acknowledged(stream))
 
     def close(self) -> None:
         with self._publish_lock:
@@ -282,11 +358,30 @@ class RedisStreamsTransport(Transport):
         if self._closed:
             raise TransportError("the transport is closed")
 
-    @contextlib.contextmanager
-    def _command(self, command: str, stream: str) -> Iterator[None]:
+    def _run(self, command: str, stream: str, plan: _Plan[_T]) -> _T:
+        """Run *plan*, a round trip per round; *command* names it in errors."""
         self._check_open()
         with _translate_errors(command, stream):
-            yield
+            replies: list[Any] | None = None
+            try:
+                while True:
+                    replies = self._execute(plan.send(replies))
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    def _execute(self, round: _Round) -> list[Any] | None:
+        try:
+            if len(round.calls) == 1 and not round.transaction:
+                [call] = round.calls
+                return [getattr(self._client, call.method)(*call.args, **call.kwargs)]
+            with self._client.pipeline(transaction=round.transaction) as pipe:
+                for call in round.calls:
+                    getattr(pipe, call.method)(*call.args, **call.kwargs)
+                return list(pipe.execute())
+        except redis.ResponseError as err:
+            if round.tolerate is not None and str(err).startswith(round.tolerate):
+                return None
+            raise
 
     def _round_trip(self, command: tuple[Any, ...]) -> Any:
         """Send *command* on the publishing connection, return its reply. Under the lock."""
@@ -327,7 +422,7 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         url: str | None = None,
         maxlen: int | None = None,
     ) -> None:
-        self._maxlen = _check_maxlen(maxlen)
+        self._commands = _Commands(maxlen)
         self._client = _client_for(redis.asyncio.Redis, client, url)
         self._owns_client = client is None
         self._closed = False
@@ -337,153 +432,59 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         """A transport with a client of its own, connecting to *url*."""
         return cls(url=url, maxlen=maxlen)
 
-    async def publish(self, stream: str, payload: bytes) -> str:
-        _check_name("stream", stream)
-        _check_payload(payload)
-        with self._command("XADD", stream):
-            reply: Any = await self._client.xadd(stream, {_EVENT: payload}, maxlen=self._maxlen)
-        return str(reply.decode())
+    async def _publish(self, stream: str, payload: bytes) -> str:
+        return await self._run("XADD", stream, self._commands.publish(stream, payload))
 
-    async def publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
-        _check_name("stream", stream)
-        for payload in payloads:
-            _check_payload(payload)
-        with self._command("XADD", stream):
-            if not payloads:
-                return []
-            async with self._client.pipeline(transaction=False) as pipe:
-                for payload in payloads:
-                    pipe.xadd(stream, {_EVENT: payload}, maxlen=self._maxlen)
-                return [id.decode() for id in await pipe.execute()]
+    async def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
+        return await self._run("XADD", stream, self._commands.publish_many(stream, payloads))
 
-    async def ensure_group(self, stream: str, group: str) -> None:
-        _check_names(stream=stream, group=group)
-        with self._command("XGROUP CREATE", stream), _group_exists_is_fine():
-            await self._client.xgroup_create(stream, group, id="0", mkstream=True)
+    async def _ensure_group(self, stream: str, group: str) -> None:
+        await self._run("XGROUP CREATE", stream, self._commands.ensure_group(stream, group))
 
-    async def consume(
-        self,
-        stream: str,
-        group: str,
-        consumer: str,
-        *,
-        count: int = 100,
-        block: float | None = None,
+    async def _consume(
+        self, stream: str, group: str, consumer: str, count: int, block: float | None
     ) -> list[Message]:
-        _check_names(stream=stream, group=group, consumer=consumer)
-        _check_count(count)
-        _check_block(block)
-        block_ms = None if block is None else _milliseconds(block)
-        with self._command("XREADGROUP", stream):
-            reply = await self._client.xreadgroup(
-                group, consumer, {stream: ">"}, count=count, block=block_ms
-            )
-        return [_message(entry, 1) for entry in _read_group_entries(reply)]
+        plan = self._commands.consume(stream, group, consumer, count, block)
+        return await self._run("XREADGROUP", stream, plan)
 
-    async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
-        _check_names(stream=stream, group=group)
-        _check_ids(ids)
-        with self._command("XACK", stream):
-            return int(await self._client.xack(stream, group, *ids)) if ids else 0
+    async def _ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
+        return await self._run("XACK", stream, self._commands.ack(stream, group, ids))
 
-    async def redeliver(
-        self, stream: str, group: str, consumer: str, id: str, *, min_idle: float = 0.0
+    async def _redeliver(
+        self, stream: str, group: str, consumer: str, id: str, min_idle: float
     ) -> Message | None:
-        _check_names(stream=stream, group=group, consumer=consumer)
-        _parse_id(id)
-        _check_min_idle(min_idle)
-        with self._command("XCLAIM", stream):
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.xclaim(stream, group, consumer, _milliseconds(min_idle), [id])
-                pipe.xpending_range(stream, group, id, id, 1, consumer)
-                claimed, pending = await pipe.execute()
-        return _redelivered(claimed, pending)
+        plan = self._commands.redeliver(stream, group, consumer, id, min_idle)
+        return await self._run("XCLAIM", stream, plan)
 
-    async def claim_stale(
-        self, stream: str, group: str, consumer: str, *, min_idle: float, count: int = 100
+    async def _claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle: float, count: int
     ) -> list[Message]:
-        _check_names(stream=stream, group=group, consumer=consumer)
-        _check_min_idle(min_idle)
-        _check_count(count)
-        min_idle_ms = _milliseconds(min_idle)
-        claimed: list[Any] = []
-        cursor: Any = "0-0"
-        with self._command("XAUTOCLAIM", stream):
-            while len(claimed) < count:  # as in RedisStreamsTransport.claim_stale
-                cursor, entries, *_ = await self._client.xautoclaim(
-                    stream, group, consumer, min_idle_ms, cursor, count=count - len(claimed)
-                )
-                claimed += _existing(entries)
-                if _done(cursor):
-                    break
-        with self._command("XPENDING", stream):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for id, _ in claimed:
-                    pipe.xpending_range(stream, group, id, id, 1, consumer)
-                return _claimed(claimed, await pipe.execute())
+        plan = self._commands.claim_stale(stream, group, consumer, min_idle, count)
+        return await self._run("XAUTOCLAIM", stream, plan)
 
-    async def dead_letter(
-        self, stream: str, group: str, message: Message, dead_stream: str, *, error: str
+    async def _dead_letter(
+        self, stream: str, group: str, message: Message, dead_stream: str, error: str
     ) -> str:
-        _check_names(stream=stream, group=group, dead_stream=dead_stream)
-        _parse_id(message.id)
-        fields = _dead_letter_fields(stream, group, message, error)
-        with self._command("XADD+XACK", stream):
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.xadd(dead_stream, fields)
-                pipe.xack(stream, group, message.id)
-                dead_id, _ = await pipe.execute()
-        return str(dead_id.decode())
+        plan = self._commands.dead_letter(stream, group, message, dead_stream, error)
+        return await self._run("XADD+XACK", stream, plan)
 
-    async def pending(self, stream: str, group: str) -> Pending:
-        _check_names(stream=stream, group=group)
-        with self._command("XPENDING", stream):
-            return _pending(await self._client.xpending(stream, group))
+    async def _pending(self, stream: str, group: str) -> Pending:
+        return await self._run("XPENDING", stream, self._commands.pending(stream, group))
 
-    async def read(self, stream: str, *, start: str = "-", count: int = 100) -> list[Message]:
-        _check_name("stream", stream)
-        _check_start(start)
-        _check_count(count)
-        with self._command("XRANGE", stream):
-            entries = await self._client.xrange(stream, min=start, count=count)
-        return [_message(entry, 0) for entry in entries or ()]
+    async def _read(self, stream: str, start: str, count: int) -> list[Message]:
+        return await self._run("XRANGE", stream, self._commands.read(stream, start, count))
 
-    async def delete(self, stream: str, ids: Sequence[str]) -> int:
-        _check_name("stream", stream)
-        _check_ids(ids)
-        with self._command("XDEL", stream):
-            return int(await self._client.xdel(stream, *ids)) if ids else 0
+    async def _delete(self, stream: str, ids: Sequence[str]) -> int:
+        return await self._run("XDEL", stream, self._commands.delete(stream, ids))
 
-    async def length(self, stream: str) -> int:
-        _check_name("stream", stream)
-        with self._command("XLEN", stream):
-            return int(await self._client.xlen(stream))
+    async def _length(self, stream: str) -> int:
+        return await self._run("XLEN", stream, self._commands.length(stream))
 
-    async def groups(self, stream: str) -> list[Group]:
-        _check_name("stream", stream)
-        with self._command("XINFO GROUPS", stream):
-            try:
-                return _groups(await self._client.xinfo_groups(stream))
-            except redis.ResponseError:
-                return []  # no such stream
+    async def _groups(self, stream: str) -> list[Group]:
+        return await self._run("XINFO GROUPS", stream, self._commands.groups(stream))
 
-    async def trim_acknowledged(self, stream: str) -> int:
-        _check_name("stream", stream)
-        with self._command("XTRIM", stream):
-            try:
-                groups = await self._client.xinfo_groups(stream)
-            except redis.ResponseError:
-                return 0  # no such stream
-            bounds = [
-                (await self._client.xpending(stream, group["name"]))["min"]
-                if group["pending"]
-                else None
-                for group in groups
-            ]
-            minid = _trim_bound(groups, bounds)
-            if minid is None:
-                return 0
-            return int(await self._client.xtrim(stream, minid=minid, approximate=False))
+    async def _trim_acknowledged(self, stream: str) -> int:
+        return await self._run("XTRIM", stream, self._commands.trim_acknowledged(stream))
 
     async def close(self) -> None:
         if self._closed:
@@ -496,11 +497,30 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         if self._closed:
             raise TransportError("the transport is closed")
 
-    @contextlib.contextmanager
-    def _command(self, command: str, stream: str) -> Iterator[None]:
+    async def _run(self, command: str, stream: str, plan: _Plan[_T]) -> _T:
+        """:meth:`RedisStreamsTransport._run`, awaiting each round trip."""
         self._check_open()
         with _translate_errors(command, stream):
-            yield
+            replies: list[Any] | None = None
+            try:
+                while True:
+                    replies = await self._execute(plan.send(replies))
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    async def _execute(self, round: _Round) -> list[Any] | None:
+        try:
+            if len(round.calls) == 1 and not round.transaction:
+                [call] = round.calls
+                return [await getattr(self._client, call.method)(*call.args, **call.kwargs)]
+            async with self._client.pipeline(transaction=round.transaction) as pipe:
+                for call in round.calls:
+                    getattr(pipe, call.method)(*call.args, **call.kwargs)
+                return list(await pipe.execute())
+        except redis.ResponseError as err:
+            if round.tolerate is not None and str(err).startswith(round.tolerate):
+                return None
+            raise
 
 
 _Client = TypeVar("_Client", redis.Redis, redis.asyncio.Redis)
@@ -547,6 +567,10 @@ def _trim_bound(groups: list[dict[str, Any]], oldest_pending: list[Any]) -> str 
     return _format_id(min(needed)) if needed else None
 
 
+def _id(reply: Any) -> str:
+    return str(reply.decode())
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -580,15 +604,6 @@ def _translate_errors(command: str, stream: str) -> Iterator[None]:
         yield
     except redis.RedisError as err:
         raise _transport_error(command, stream, err) from err
-
-
-@contextlib.contextmanager
-def _group_exists_is_fine() -> Iterator[None]:
-    try:
-        yield
-    except redis.ResponseError as err:
-        if not str(err).startswith("BUSYGROUP"):
-            raise
 
 
 def _milliseconds(seconds: float) -> int:
@@ -653,13 +668,6 @@ def _claimed(claimed: list[Any], pending: list[Any]) -> list[Message]:
         for entry, found in zip(claimed, pending, strict=True)
         if found
     ]
-
-
-def _dead_letter_fields(stream: str, group: str, message: Message, error: str) -> dict[Any, Any]:
-    _check_payload(message.payload)
-    if not isinstance(error, str):
-        raise TypeError(f"error must be a str, not {type(error).__name__}")
-    return {_EVENT: message.payload, **_dead_letter_headers(stream, group, message, error)}
 
 
 def _pending(reply: Any) -> Pending:
