@@ -34,9 +34,9 @@ import signal as signals
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypedDict, Unpack
 
 from ..exceptions import ForgedEventError, SerializationError, TransportError
@@ -77,6 +77,85 @@ class WorkerStats:
     dead: int = 0  # events moved to the dead-letter stream
     claimed: int = 0  # events taken over from other consumers
     trimmed: int = 0  # acknowledged events removed from the stream
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """An effect of a worker's round: call this transport method (awaited by an
+    AsyncWorker) and send the result back."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """An effect: run these events here; the reply is, per event, what its
+    receivers raised (empty: success) or why it cannot run (a str)."""
+
+    messages: list[Message]
+
+
+class _Relay:
+    """An effect: relay the remote's outbox (errors logged, never raised)."""
+
+
+_RELAY = _Relay()
+_Outcome = list[BaseException] | str
+# A worker's round, written once for Worker and AsyncWorker: a generator that
+# yields effects, receives their results and returns the events handled.
+_Plan = Generator[_Call | _Run | _Relay, Any, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Dead:
+    reason: str
+
+
+class _Policy:
+    """Every decision a worker takes about a failed event, from the facts alone
+    (no I/O, no clock): retry it after a delay, or dead-letter it and why."""
+
+    def __init__(
+        self,
+        *,
+        max_attempts: int,
+        retry_delay: float,
+        retry_backoff: float,
+        max_retry_delay: float,
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.retry_delay = retry_delay
+        self.retry_backoff = retry_backoff
+        self.max_retry_delay = max_retry_delay
+
+    def delay(self, attempts: int) -> float:
+        """Seconds before retrying an event that failed on attempt *attempts*."""
+        return float(
+            min(self.retry_delay * self.retry_backoff ** (attempts - 1), self.max_retry_delay)
+        )
+
+    def before_running(self, message: Message) -> str | None:
+        """Why *message* must not run again (dead-letter it unrun), else ``None``."""
+        if message.deliveries > self.max_attempts:
+            # Taken over too often: it may be what kills workers.
+            return f"delivered {message.deliveries} times without success"
+        return None
+
+    def after_failure(self, message: Message, outcome: _Outcome) -> _Retry | _Dead:
+        """What to do with *message*, whose run failed with *outcome*."""
+        if isinstance(outcome, str):
+            return _Dead(outcome)
+        reason = "; ".join(_describe(error) for error in outcome)
+        if message.deliveries >= self.max_attempts:
+            return _Dead(reason)
+        return _Retry(self.delay(message.deliveries))
 
 
 class _Base:
@@ -142,6 +221,12 @@ class _Base:
         self.trim_every = trim_every
         self._next_trim = time.monotonic() + (trim_every or 0)
         self.stats = WorkerStats()
+        self._policy = _Policy(
+            max_attempts=max_attempts,
+            retry_delay=retry_delay,
+            retry_backoff=retry_backoff,
+            max_retry_delay=max_retry_delay,
+        )
         self._stopping = threading.Event()
         self._retries: list[tuple[float, str, float]] = []  # (due, message id, delay)
         self._next_claim = 0.0
@@ -196,9 +281,7 @@ class _Base:
 
     def delay(self, deliveries: int) -> float:
         """Seconds to wait before retrying an event that failed on this delivery."""
-        return float(
-            min(self.retry_delay * self.retry_backoff ** (deliveries - 1), self.max_retry_delay)
-        )
+        return self._policy.delay(deliveries)
 
     def _decode(self, message: Message) -> Event | str:
         """The message's event, or why it is dead-lettered unread. Nothing a
@@ -213,23 +296,88 @@ class _Base:
             logger.exception("Event %s could not be read", message.id)
             return f"unreadable event: {type(error).__name__}: {error}"
 
-    def _verdict(self, message: Message, errors: list[BaseException] | str) -> str | None:
-        """What to do with a failed message: ``None`` retries it, else the dead-letter reason."""
-        self.stats.failed += 1
-        reason = errors if isinstance(errors, str) else "; ".join(_describe(e) for e in errors)
-        if isinstance(errors, str) or message.deliveries >= self.max_attempts:
-            return reason
-        delay = self.delay(message.deliveries)
+    def _round(self) -> _Plan:
+        """One round of :meth:`Worker.run_once` (and of the async one): take over
+        stale events, retry due ones, relay the outbox, trim, then read and
+        handle one batch. Returns the events handled."""
+        where = (self.stream, self.group)
+        if not self._started:
+            yield _Call("ensure_group", where)
+            self._started = True
+        done = 0
+        if self._claim_due():
+            claimed = yield _Call(
+                "claim_stale",
+                (*where, self.consumer),
+                {"min_idle": self.claim_after, "count": self.batch},
+            )
+            self.stats.claimed += len(claimed)
+            done += yield from self._batch(claimed)
+        for message_id, delay in self._due_retries():
+            message = yield _Call(
+                "redeliver", (*where, self.consumer, message_id), {"min_idle": delay}
+            )
+            if message is not None:
+                self.stats.retried += 1
+                done += yield from self._batch([message])
+        if self._relay_due():
+            yield _RELAY
+        if self._trim_due():
+            self._trimmed((yield _Call("trim_acknowledged", (self.stream,))))
+        if self._stopping.is_set():
+            return done
+        messages = yield _Call(
+            "consume", (*where, self.consumer), {"count": self.batch, "block": self._wait()}
+        )
+        return done + (yield from self._batch(messages))
+
+    def _batch(self, messages: list[Message]) -> _Plan:
+        """Run *messages*, then acknowledge (in one call) those whose receivers
+        all succeeded; retry or dead-letter the others, as the policy decides."""
+        if not messages:
+            return 0
+        self._in_hand = [message.id for message in messages]
+        succeeded = []
+        outcomes: list[_Outcome] = yield _Run(messages)
+        for message, outcome in zip(messages, outcomes, strict=True):
+            if not outcome:
+                succeeded.append(message.id)
+                continue
+            self.stats.failed += 1
+            decision = self._policy.after_failure(message, outcome)
+            if isinstance(decision, _Retry):
+                self._retry_later(message, decision.delay, outcome)
+                continue
+            yield _Call(
+                "dead_letter",
+                (self.stream, self.group, message, self.dead_stream),
+                {"error": decision.reason},
+            )
+            self.stats.dead += 1
+            logger.error("Event %s moved to %s: %s", message.id, self.dead_stream, decision.reason)
+        if succeeded:
+            yield _Call("ack", (self.stream, self.group, succeeded))
+            self.stats.handled += len(succeeded)
+        self._in_hand = []
+        return len(succeeded)
+
+    def _retry_later(self, message: Message, delay: float, outcome: _Outcome) -> None:
         heapq.heappush(self._retries, (time.monotonic() + delay, message.id, delay))
         logger.warning(
             "Event %s failed on delivery %d of %d (%s); retrying in %.3g s",
             message.id,
             message.deliveries,
             self.max_attempts,
-            reason,
+            outcome if isinstance(outcome, str) else "; ".join(map(_describe, outcome)),
             delay,
         )
-        return None
+
+    def _checked_event(self, message: Message) -> Event | str:
+        """The event to run, or why it is dead-lettered without running."""
+        event = self._decode(message)
+        if isinstance(event, str):
+            return event
+        return self._policy.before_running(message) or event
 
     def _due_retries(self) -> list[tuple[str, float]]:
         now = time.monotonic()
@@ -330,56 +478,21 @@ class Worker(_Base):
     def run_once(self) -> int:
         """One round: take over stale events, retry due ones, relay the
         outbox, then read and handle one batch. Returns the events handled."""
-        self._start()
-        done = 0
-        if self._claim_due():
-            claimed = self.transport.claim_stale(
-                self.stream, self.group, self.consumer, min_idle=self.claim_after, count=self.batch
-            )
-            self.stats.claimed += len(claimed)
-            done += self._handle_batch(claimed)
-        for message_id, delay in self._due_retries():
-            message = self.transport.redeliver(
-                self.stream, self.group, self.consumer, message_id, min_idle=delay
-            )
-            if message is not None:
-                self.stats.retried += 1
-                done += self._handle_batch([message])
-        if self._relay_due():
-            self._relay()
-        if self._trim_due():
-            self._trimmed(self.transport.trim_acknowledged(self.stream))
-        if self._stopping.is_set():
-            return done
-        messages = self.transport.consume(
-            self.stream, self.group, self.consumer, count=self.batch, block=self._wait()
-        )
-        return done + self._handle_batch(messages)
+        plan = self._round()
+        result: Any = None
+        try:
+            while True:
+                result = self._do(plan.send(result))
+        except StopIteration as done:
+            return int(done.value)
 
-    def _start(self) -> None:
-        if not self._started:
-            self.transport.ensure_group(self.stream, self.group)
-            self._started = True
-
-    def _handle_batch(self, messages: list[Message]) -> int:
-        self._in_hand = [message.id for message in messages]
-        succeeded = []
-        for message, errors in zip(messages, self._run_all(messages), strict=True):
-            if not errors:
-                succeeded.append(message.id)
-                continue
-            reason = self._verdict(message, errors)
-            if reason is not None:
-                self.transport.dead_letter(
-                    self.stream, self.group, message, self.dead_stream, error=reason
-                )
-                self.stats.dead += 1
-                logger.error("Event %s moved to %s: %s", message.id, self.dead_stream, reason)
-        if succeeded:
-            self.transport.ack(self.stream, self.group, succeeded)
-            self.stats.handled += len(succeeded)
-        self._in_hand = []
-        return len(succeeded)
+    def _do(self, effect: _Call | _Run | _Relay) -> Any:
+        if isinstance(effect, _Call):
+            return getattr(self.transport, effect.method)(*effect.args, **effect.kwargs)
+        if isinstance(effect, _Run):
+            return self._run_all(effect.messages)
+        self._relay()
+        return None
 
     def _run_all(self, messages: list[Message]) -> list[list[BaseException] | str]:
         """What each event's receivers raised, running up to ``concurrency`` events
@@ -392,12 +505,9 @@ class Worker(_Base):
             return list(pool.map(self._handle, messages))
 
     def _handle(self, message: Message) -> list[BaseException] | str:
-        event = self._decode(message)
+        event = self._checked_event(message)
         if isinstance(event, str):
             return event
-        if message.deliveries > self.max_attempts:
-            # Taken over too often: it may be what kills workers. Do not run it again.
-            return f"delivered {message.deliveries} times without success"
         try:
             return self.remote.handle(event)
         except Exception as error:  # the send itself failed (unknown signal, a typed check)
@@ -463,56 +573,21 @@ class AsyncWorker(_Base):
 
     async def run_once(self) -> int:
         """One round, as :meth:`Worker.run_once`."""
-        await self._start()
-        done = 0
-        if self._claim_due():
-            claimed = await self.transport.claim_stale(
-                self.stream, self.group, self.consumer, min_idle=self.claim_after, count=self.batch
-            )
-            self.stats.claimed += len(claimed)
-            done += await self._handle_batch(claimed)
-        for message_id, delay in self._due_retries():
-            message = await self.transport.redeliver(
-                self.stream, self.group, self.consumer, message_id, min_idle=delay
-            )
-            if message is not None:
-                self.stats.retried += 1
-                done += await self._handle_batch([message])
-        if self._relay_due():
-            await self._relay()
-        if self._trim_due():
-            self._trimmed(await self.transport.trim_acknowledged(self.stream))
-        if self._stopping.is_set():
-            return done
-        messages = await self.transport.consume(
-            self.stream, self.group, self.consumer, count=self.batch, block=self._wait()
-        )
-        return done + await self._handle_batch(messages)
+        plan = self._round()
+        result: Any = None
+        try:
+            while True:
+                result = await self._do(plan.send(result))
+        except StopIteration as done:
+            return int(done.value)
 
-    async def _start(self) -> None:
-        if not self._started:
-            await self.transport.ensure_group(self.stream, self.group)
-            self._started = True
-
-    async def _handle_batch(self, messages: list[Message]) -> int:
-        self._in_hand = [message.id for message in messages]
-        succeeded = []
-        for message, errors in zip(messages, await self._run_all(messages), strict=True):
-            if not errors:
-                succeeded.append(message.id)
-                continue
-            reason = self._verdict(message, errors)
-            if reason is not None:
-                await self.transport.dead_letter(
-                    self.stream, self.group, message, self.dead_stream, error=reason
-                )
-                self.stats.dead += 1
-                logger.error("Event %s moved to %s: %s", message.id, self.dead_stream, reason)
-        if succeeded:
-            await self.transport.ack(self.stream, self.group, succeeded)
-            self.stats.handled += len(succeeded)
-        self._in_hand = []
-        return len(succeeded)
+    async def _do(self, effect: _Call | _Run | _Relay) -> Any:
+        if isinstance(effect, _Call):
+            return await getattr(self.transport, effect.method)(*effect.args, **effect.kwargs)
+        if isinstance(effect, _Run):
+            return await self._run_all(effect.messages)
+        await self._relay()
+        return None
 
     async def _run_all(self, messages: list[Message]) -> list[list[BaseException] | str]:
         """What each event's receivers raised, running up to ``concurrency`` events
@@ -528,11 +603,9 @@ class AsyncWorker(_Base):
         return list(await asyncio.gather(*(run(message) for message in messages)))
 
     async def _handle(self, message: Message) -> list[BaseException] | str:
-        event = self._decode(message)
+        event = self._checked_event(message)
         if isinstance(event, str):
             return event
-        if message.deliveries > self.max_attempts:
-            return f"delivered {message.deliveries} times without success"
         try:
             return await self.remote.ahandle(event)
         except Exception as error:  # the send itself failed (unknown signal, a typed check)
