@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import time
 from typing import Any
 
@@ -70,8 +71,13 @@ class WorkFailed(Exception):
     """What :func:`handle_work` raises for an event sent with ``fail=True``."""
 
 
-def handle_work(sender: object, *, n: int, fail: bool = False, **kwargs: Any) -> None:
-    """Fail if asked to, else pause a little and record the event as handled."""
+def handle_work(
+    sender: object, *, n: int, fail: bool = False, kill: bool = False, **kwargs: Any
+) -> None:
+    """Kill this worker (SIGKILL) or fail if asked to, else pause a little and record
+    the event as handled."""
+    if kill:
+        os.kill(os.getpid(), signal.SIGKILL)
     if fail:
         raise WorkFailed(f"work {n} always fails")
     time.sleep(_pause())

@@ -540,3 +540,42 @@ def test_an_async_worker_handles_1000_events(lab: Lab) -> None:
     assert handled.by(worker) == sent
     assert lab.stop(worker) == 0
     assert "Worker async stopped" in worker.logs()
+
+
+def test_only_events_that_kill_their_worker_are_dead_lettered_as_poison(lab: Lab) -> None:
+    """5 events whose receiver SIGKILLs its worker, among 2,000 healthy ones, two workers
+    restarted as they die: exactly the 5 end in the dead letters, as poison; every healthy
+    event is handled, and none is dead-lettered for being reclaimed beside a poison one."""
+    poison: set[str] = set()
+    healthy: set[str] = set()
+    with lab.app.remote.batch(size=500):
+        for n in range(2_005):
+            kills = n % 401 == 200
+            (poison if kills else healthy).add(lab.send(n, kill=kills))
+    assert len(poison) == 5
+
+    options = ("--batch", "50", "--claim-after", "0.5", "--max-attempts", "3")
+    running = [lab.start_worker(f"w{i}", *options) for i in range(2)]
+    restarts = 0
+    deadline = time.monotonic() + 120.0
+    while not (
+        len(lab.dead_letters()) >= len(poison)
+        and healthy <= lab.handled().ids
+        and lab.pending().count == 0
+    ):
+        assert time.monotonic() < deadline, f"not done after 120 s, {restarts} restarts\n{lab}"
+        for index, worker in enumerate(running):
+            if worker.process.poll() is not None:  # killed by a poison event: a new one
+                worker.exiting = True
+                restarts += 1
+                running[index] = lab.start_worker(f"w{index}-{restarts}", *options)
+        time.sleep(0.05)
+
+    dead = lab.dead_letters()
+    assert {lab.event_id(message) for message in dead} == poison
+    for message in dead:
+        assert message.headers["error"].startswith("poison: killed its worker 2 times")
+    handled = lab.handled()
+    assert handled.ids == healthy
+    # Each poison event killed a worker once in a batch, then twice running alone.
+    assert restarts == 3 * len(poison)

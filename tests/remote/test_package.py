@@ -20,6 +20,7 @@ def test_the_public_surface() -> None:
         "AsyncRedisStreamsTransport",
         "AsyncTransport",
         "AsyncWorker",
+        "Attempts",
         "Batch",
         "DeadLetter",
         "DeadLetters",

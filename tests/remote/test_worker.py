@@ -17,6 +17,7 @@ from tocsin.exceptions import TransportError
 from tocsin.remote import (
     AsyncMemoryTransport,
     AsyncWorker,
+    Attempts,
     MemoryTransport,
     Remote,
     Worker,
@@ -165,24 +166,74 @@ def test_a_dead_workers_events_are_taken_over(remote: Remote, transport: MemoryT
     assert transport.pending(STREAM, "tocsin").count == 0
 
 
-def test_an_event_delivered_too_often_is_not_run_again(
+def test_events_taken_over_from_dead_workers_are_run_alone_not_dead_lettered(
     remote: Remote, transport: MemoryTransport
 ) -> None:
-    """An event that may be killing workers goes to the dead letters unrun."""
+    """Delivered more than max_attempts times by workers that died, an event is not
+    condemned for it: it runs again, alone, and its record is forgotten once it succeeds."""
     ran: list[int] = []
-    job_done.connect(lambda **kw: ran.append(1), weak=False)
-    enqueue(remote)
+    job_done.connect(lambda **kw: ran.append(kw["job"]), weak=False)
+    for job in range(3):
+        enqueue(remote, job=job)
     transport.ensure_group(STREAM, "tocsin")
-    for _ in range(3):  # three workers took it and died
-        transport.consume(STREAM, "tocsin", "a", count=1) or transport.claim_stale(
-            STREAM, "tocsin", "a", min_idle=0
-        )
+    transport.consume(STREAM, "tocsin", "a", count=3)
+    for _ in range(3):  # three workers took the batch and died, nothing running alone
+        transport.claim_stale(STREAM, "tocsin", "a", min_idle=0)
     worker = fast_worker(remote, max_attempts=2, claim_after=0.01)
     time.sleep(0.02)
-    drain(worker, lambda: worker.stats.dead == 1)
-    assert ran == []
+    drain(worker, lambda: worker.stats.handled == 3)
+    assert sorted(ran) == [0, 1, 2]
+    assert worker.stats.dead == 0
+    assert transport.read(DEAD) == []
+    ids = [message.id for message in transport.read(STREAM)]
+    assert transport.attempts(STREAM, "tocsin", ids) == {}
+
+
+def test_an_event_that_killed_its_worker_running_alone_is_poison(
+    remote: Remote, transport: MemoryTransport
+) -> None:
+    """An event found marked as running alone on a consumer that vanished has killed it:
+    at max_kills it goes to the dead letters unrun, as poison; the others run."""
+    ran: list[int] = []
+    job_done.connect(lambda **kw: ran.append(kw["job"]), weak=False)
+    enqueue(remote, job=1)
+    enqueue(remote, job=2)
+    transport.ensure_group(STREAM, "tocsin")
+    first, second = transport.consume(STREAM, "tocsin", "dead-worker", count=2)
+    transport.record_attempts(STREAM, "tocsin", {first.id: Attempts(running="dead-worker")})
+    worker = fast_worker(remote, max_kills=1, claim_after=0.01)
+    time.sleep(0.02)
+    drain(worker, lambda: worker.stats.dead == 1 and worker.stats.handled == 1)
+    assert ran == [2]
+    assert worker.stats.poison == 1
     [dead] = transport.read(DEAD)
-    assert "without success" in dead.headers["error"]
+    assert dead.headers["source-id"] == first.id
+    assert dead.headers["error"].startswith("poison: killed its worker once, running alone")
+    assert transport.attempts(STREAM, "tocsin", [first.id, second.id]) == {}
+
+
+def test_a_failing_event_taken_over_keeps_its_failures_and_error(
+    remote: Remote, transport: MemoryTransport
+) -> None:
+    """Failures are counted in the group's record, not in deliveries: a worker that takes
+    over an event that failed elsewhere goes on counting, and dead-letters it with its error."""
+
+    def fail(**kwargs: Any) -> None:
+        raise ValueError(f"job {kwargs['job']} is broken")
+
+    job_done.connect(fail, weak=False)
+    enqueue(remote, job=7)
+    first = fast_worker(remote, max_attempts=2, consumer="first")
+    first.run_once()  # fails once, then "dies" before its retry
+    assert first.stats.failed == 1
+    [message] = transport.read(STREAM)
+    assert transport.attempts(STREAM, "tocsin", [message.id])[message.id].failures == 1
+    second = fast_worker(remote, max_attempts=2, claim_after=0.01, consumer="second")
+    time.sleep(0.02)
+    drain(second, lambda: second.stats.dead == 1)
+    [dead] = transport.read(DEAD)
+    assert dead.headers["error"] == "ValueError: job 7 is broken"
+    assert second.stats.poison == 0
 
 
 def test_two_workers_share_a_group_without_duplicates(remote: Remote) -> None:

@@ -35,7 +35,7 @@ from ._propagation import Propagator, add_propagator
 from ._remote import Batch, Event, Outbox, Remote, current_event
 from ._serializer import JSONSerializer, Serializer
 from ._worker import AsyncWorker, Worker, WorkerOptions, WorkerStats
-from .transports.base import AsyncTransport, Group, Message, Pending, Transport
+from .transports.base import AsyncTransport, Attempts, Group, Message, Pending, Transport
 from .transports.memory import AsyncMemoryTransport, MemoryTransport
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ __all__ = [
     "AsyncRedisStreamsTransport",
     "AsyncTransport",
     "AsyncWorker",
+    "Attempts",
     "Batch",
     "DeadLetter",
     "DeadLetters",

@@ -85,7 +85,16 @@ def _add_worker(
         "--batch", type=int, default=100, help="events read at a time (default: 100)"
     )
     worker.add_argument(
-        "--max-attempts", type=int, default=5, help="deliveries before dead-lettering (default: 5)"
+        "--max-attempts",
+        type=int,
+        default=5,
+        help="failed runs before dead-lettering (default: 5)",
+    )
+    worker.add_argument(
+        "--max-kills",
+        type=int,
+        default=2,
+        help="runs alone that killed the worker before dead-lettering as poison (default: 2)",
     )
     worker.add_argument(
         "--retry-delay", type=float, default=1.0, help="seconds before the first retry (default: 1)"
@@ -378,6 +387,7 @@ def _run(remote: Remote, args: argparse.Namespace) -> int:
         "consumer": args.consumer,
         "batch": args.batch,
         "max_attempts": args.max_attempts,
+        "max_kills": args.max_kills,
         "retry_delay": args.retry_delay,
         "retry_backoff": args.retry_backoff,
         "max_retry_delay": args.max_retry_delay,

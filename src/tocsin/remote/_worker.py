@@ -36,12 +36,12 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict, Unpack
 
 from ..exceptions import ForgedEventError, SerializationError, TransportError
 from ._remote import Event, Remote
-from .transports.base import AsyncTransport, Message, Transport
+from .transports.base import AsyncTransport, Attempts, Message, Transport
 
 __all__ = ["AsyncWorker", "Worker", "WorkerOptions", "WorkerStats"]
 
@@ -57,6 +57,7 @@ class WorkerOptions(TypedDict, total=False):
     batch: int
     block: float
     max_attempts: int
+    max_kills: int
     retry_delay: float
     retry_backoff: float
     max_retry_delay: float
@@ -75,6 +76,7 @@ class WorkerStats:
     failed: int = 0  # attempts that raised
     retried: int = 0  # events delivered again after a failure
     dead: int = 0  # events moved to the dead-letter stream
+    poison: int = 0  # of which events that killed (or wedged) their worker
     claimed: int = 0  # events taken over from other consumers
     trimmed: int = 0  # acknowledged events removed from the stream
 
@@ -119,18 +121,28 @@ class _Dead:
 
 
 class _Policy:
-    """Every decision a worker takes about a failed event, from the facts alone
-    (no I/O, no clock): retry it after a delay, or dead-letter it and why."""
+    """Every decision a worker takes about an event that did not succeed, from
+    the facts alone (no I/O, no clock): retry it after a delay, or dead-letter
+    it and why.
+
+    Deliveries are not the measure: an event reclaimed with the batch of a
+    worker that died was delivered again for a fault that may not be its own.
+    What counts is in the group's :class:`Attempts` record: the runs that
+    raised (``failures``), and the runs *alone in their worker* that the worker
+    did not survive (``kills``).
+    """
 
     def __init__(
         self,
         *,
         max_attempts: int,
+        max_kills: int,
         retry_delay: float,
         retry_backoff: float,
         max_retry_delay: float,
     ) -> None:
         self.max_attempts = max_attempts
+        self.max_kills = max_kills
         self.retry_delay = retry_delay
         self.retry_backoff = retry_backoff
         self.max_retry_delay = max_retry_delay
@@ -141,21 +153,29 @@ class _Policy:
             min(self.retry_delay * self.retry_backoff ** (attempts - 1), self.max_retry_delay)
         )
 
-    def before_running(self, message: Message) -> str | None:
-        """Why *message* must not run again (dead-letter it unrun), else ``None``."""
-        if message.deliveries > self.max_attempts:
-            # Taken over too often: it may be what kills workers.
-            return f"delivered {message.deliveries} times without success"
-        return None
+    def taken_over(self, record: Attempts) -> tuple[Attempts, _Dead | None]:
+        """An event taken over from another consumer: its record, a kill counted
+        if it was running alone there; and whether it is poison."""
+        if record.running is not None:
+            record = replace(record, kills=record.kills + 1, running=None)
+        if record.kills >= self.max_kills:
+            times = "once" if record.kills == 1 else f"{record.kills} times"
+            return record, _Dead(
+                f"poison: killed its worker {times}, running alone "
+                f"(the worker died, or wedged for longer than claim_after)"
+            )
+        return record, None
 
-    def after_failure(self, message: Message, outcome: _Outcome) -> _Retry | _Dead:
-        """What to do with *message*, whose run failed with *outcome*."""
-        if isinstance(outcome, str):
-            return _Dead(outcome)
-        reason = "; ".join(_describe(error) for error in outcome)
-        if message.deliveries >= self.max_attempts:
-            return _Dead(reason)
-        return _Retry(self.delay(message.deliveries))
+    def after_failure(self, record: Attempts, outcome: _Outcome) -> tuple[Attempts, _Retry | _Dead]:
+        """An event whose run failed with *outcome*: its record, this failure
+        counted; and whether to retry it or dead-letter it."""
+        if isinstance(outcome, str):  # unreadable or forged: it never will run
+            return record, _Dead(outcome)
+        error = "; ".join(_describe(error) for error in outcome)
+        record = replace(record, failures=record.failures + 1, error=error, running=None)
+        if record.failures >= self.max_attempts:
+            return record, _Dead(error)
+        return record, _Retry(self.delay(record.failures))
 
 
 class _Base:
@@ -168,6 +188,7 @@ class _Base:
         batch: int = 100,
         block: float = 1.0,
         max_attempts: int = 5,
+        max_kills: int = 2,
         retry_delay: float = 1.0,
         retry_backoff: float = 2.0,
         max_retry_delay: float = 60.0,
@@ -185,6 +206,7 @@ class _Base:
         _positive_int("batch", batch)
         _positive_int("concurrency", concurrency)
         _positive_int("max_attempts", max_attempts)
+        _positive_int("max_kills", max_kills)
         for label, seconds in (
             ("block", block),
             ("retry_delay", retry_delay),
@@ -211,6 +233,7 @@ class _Base:
         self.batch = batch
         self.block = block
         self.max_attempts = max_attempts
+        self.max_kills = max_kills
         self.retry_delay = retry_delay
         self.retry_backoff = retry_backoff
         self.max_retry_delay = max_retry_delay
@@ -223,6 +246,7 @@ class _Base:
         self.stats = WorkerStats()
         self._policy = _Policy(
             max_attempts=max_attempts,
+            max_kills=max_kills,
             retry_delay=retry_delay,
             retry_backoff=retry_backoff,
             max_retry_delay=max_retry_delay,
@@ -312,7 +336,7 @@ class _Base:
                 {"min_idle": self.claim_after, "count": self.batch},
             )
             self.stats.claimed += len(claimed)
-            done += yield from self._batch(claimed)
+            done += yield from self._isolated(claimed)
         for message_id, delay in self._due_retries():
             message = yield _Call(
                 "redeliver", (*where, self.consumer, message_id), {"min_idle": delay}
@@ -337,36 +361,84 @@ class _Base:
         if not messages:
             return 0
         self._in_hand = [message.id for message in messages]
+        # Only an event delivered before can have a record: a fresh batch costs nothing.
+        again = [message.id for message in messages if message.deliveries > 1]
+        records: dict[str, Attempts] = {}
+        if again:
+            records = yield _Call("attempts", (self.stream, self.group, again))
         succeeded = []
         outcomes: list[_Outcome] = yield _Run(messages)
         for message, outcome in zip(messages, outcomes, strict=True):
             if not outcome:
                 succeeded.append(message.id)
                 continue
-            self.stats.failed += 1
-            decision = self._policy.after_failure(message, outcome)
-            if isinstance(decision, _Retry):
-                self._retry_later(message, decision.delay, outcome)
-                continue
-            yield _Call(
-                "dead_letter",
-                (self.stream, self.group, message, self.dead_stream),
-                {"error": decision.reason},
-            )
-            self.stats.dead += 1
-            logger.error("Event %s moved to %s: %s", message.id, self.dead_stream, decision.reason)
-        if succeeded:
-            yield _Call("ack", (self.stream, self.group, succeeded))
-            self.stats.handled += len(succeeded)
+            yield from self._failed(message, records.get(message.id, Attempts()), outcome)
+        yield from self._acknowledge(succeeded, [id for id in succeeded if id in records])
         self._in_hand = []
         return len(succeeded)
 
-    def _retry_later(self, message: Message, delay: float, outcome: _Outcome) -> None:
+    def _isolated(self, messages: list[Message]) -> _Plan:
+        """Run events taken over from a consumer that died or wedged, one at a
+        time, each marked as running here first: if this worker dies too, the
+        next one knows which event did it, and the others are not blamed."""
+        if not messages:
+            return 0
+        records = yield _Call("attempts", (self.stream, self.group, [m.id for m in messages]))
+        done = 0
+        for message in messages:
+            record, poison = self._policy.taken_over(records.get(message.id, Attempts()))
+            if poison is not None:
+                self.stats.poison += 1
+                yield from self._dead_letter(message, poison.reason)
+                continue
+            self._in_hand = [message.id]
+            running = {message.id: replace(record, running=self.consumer)}
+            yield _Call("record_attempts", (self.stream, self.group, running))
+            [outcome] = yield _Run([message])
+            if outcome:
+                yield from self._failed(message, record, outcome)
+            else:
+                yield from self._acknowledge([message.id], [message.id])
+                done += 1
+            self._in_hand = []
+        return done
+
+    def _failed(self, message: Message, record: Attempts, outcome: _Outcome) -> _Plan:
+        self.stats.failed += 1
+        record, decision = self._policy.after_failure(record, outcome)
+        if isinstance(decision, _Dead):
+            yield from self._dead_letter(message, decision.reason)
+            return 0
+        # Recorded, so that whoever holds it next knows how often it failed, and why.
+        yield _Call("record_attempts", (self.stream, self.group, {message.id: record}))
+        self._retry_later(message, decision.delay, record.failures, outcome)
+        return 0
+
+    def _dead_letter(self, message: Message, reason: str) -> _Plan:
+        where = (self.stream, self.group)
+        yield _Call("dead_letter", (*where, message, self.dead_stream), {"error": reason})
+        if message.deliveries > 1:
+            yield _Call("record_attempts", (*where, {message.id: None}))
+        self.stats.dead += 1
+        logger.error("Event %s moved to %s: %s", message.id, self.dead_stream, reason)
+        return 0
+
+    def _acknowledge(self, ids: list[str], recorded: list[str]) -> _Plan:
+        if ids:
+            yield _Call("ack", (self.stream, self.group, ids))
+            self.stats.handled += len(ids)
+        if recorded:
+            yield _Call("record_attempts", (self.stream, self.group, dict.fromkeys(recorded)))
+        return 0
+
+    def _retry_later(
+        self, message: Message, delay: float, failures: int, outcome: _Outcome
+    ) -> None:
         heapq.heappush(self._retries, (time.monotonic() + delay, message.id, delay))
         logger.warning(
-            "Event %s failed on delivery %d of %d (%s); retrying in %.3g s",
+            "Event %s failed on attempt %d of %d (%s); retrying in %.3g s",
             message.id,
-            message.deliveries,
+            failures,
             self.max_attempts,
             outcome if isinstance(outcome, str) else "; ".join(map(_describe, outcome)),
             delay,
@@ -374,10 +446,7 @@ class _Base:
 
     def _checked_event(self, message: Message) -> Event | str:
         """The event to run, or why it is dead-lettered without running."""
-        event = self._decode(message)
-        if isinstance(event, str):
-            return event
-        return self._policy.before_running(message) or event
+        return self._decode(message)
 
     def _due_retries(self) -> list[tuple[str, float]]:
         now = time.monotonic()
@@ -436,7 +505,13 @@ class Worker(_Base):
         default: ``host-pid-random``).
     :param batch: events read (and acknowledged) at a time.
     :param block: seconds to wait for new events in one read.
-    :param max_attempts: deliveries before an event goes to the dead letters.
+    :param max_attempts: failed runs (receivers that raised) before an event
+        goes to the dead letters, with its last error.
+    :param max_kills: runs of an event, alone in its worker, that the worker
+        did not survive (it died, or wedged for longer than *claim_after*),
+        before the event goes to the dead letters as poison. Events taken over
+        from a worker that died are run alone, one by one, so that only the one
+        that kills is blamed.
     :param retry_delay: seconds before the first retry; multiplied by
         *retry_backoff* for each further one, up to *max_retry_delay*.
     :param claim_after: seconds an event may stay pending with another

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .base import Message
+    from collections.abc import Mapping
+
+    from .base import Attempts, Message
 
 # A stream id as a (milliseconds, sequence) pair: tuples order the way Redis ids do.
 _Id = tuple[int, int]
@@ -150,3 +152,12 @@ def read(stream: str, start: str, count: int) -> None:
     _check_name("stream", stream)
     _check_start(start)
     _check_count(count)
+
+
+def records(records: Mapping[str, Attempts | None]) -> None:
+    from .base import Attempts
+
+    for id, record in records.items():
+        _parse_id(id)
+        if record is not None and not isinstance(record, Attempts):
+            raise TypeError(f"a record must be Attempts or None, not {type(record).__name__}")

@@ -37,7 +37,15 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-__all__ = ["AsyncTransport", "Group", "Message", "Pending", "Transport", "TransportError"]
+__all__ = [
+    "AsyncTransport",
+    "Attempts",
+    "Group",
+    "Message",
+    "Pending",
+    "Transport",
+    "TransportError",
+]
 
 from ...exceptions import TransportError
 from . import _checks as check
@@ -96,6 +104,26 @@ class Group:
     pending: int
     waiting: int | None
     last_delivered: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attempts:
+    """What a group's workers recorded about a pending message's past runs, so
+    that whichever worker holds it next knows its history (a worker that died
+    told nobody). Kept until the message is acknowledged or dead-lettered.
+
+    :param failures: runs whose receivers raised.
+    :param kills: runs, alone in their worker, that the worker did not survive
+        (it died, or wedged for longer than ``claim_after``).
+    :param error: the last failure's error, for the dead letters.
+    :param running: the consumer running it alone right now, if any: found
+        still set by the next holder, it means that run killed its worker.
+    """
+
+    failures: int = 0
+    kills: int = 0
+    error: str | None = None
+    running: str | None = None
 
 
 class Transport(abc.ABC):
@@ -227,6 +255,22 @@ class Transport(abc.ABC):
         check.names(stream=stream)
         return self._trim_acknowledged(stream)
 
+    def attempts(self, stream: str, group: str, ids: Sequence[str]) -> dict[str, Attempts]:
+        """The :class:`Attempts` recorded for those of *ids* that have some."""
+        check.names(stream=stream, group=group)
+        check.ids(ids)
+        return self._attempts(stream, group, ids) if ids else {}
+
+    def record_attempts(
+        self, stream: str, group: str, records: Mapping[str, Attempts | None]
+    ) -> None:
+        """Record each message's :class:`Attempts` (``None`` forgets them), in
+        one round trip."""
+        check.names(stream=stream, group=group)
+        check.records(records)
+        if records:
+            self._record_attempts(stream, group, records)
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections. Calling it again is harmless; other methods
@@ -283,6 +327,14 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def _trim_acknowledged(self, stream: str) -> int: ...
+
+    @abc.abstractmethod
+    def _attempts(self, stream: str, group: str, ids: Sequence[str]) -> dict[str, Attempts]: ...
+
+    @abc.abstractmethod
+    def _record_attempts(
+        self, stream: str, group: str, records: Mapping[str, Attempts | None]
+    ) -> None: ...
 
     def __enter__(self) -> Self:
         return self
@@ -373,6 +425,19 @@ class AsyncTransport(abc.ABC):
         check.names(stream=stream)
         return await self._trim_acknowledged(stream)
 
+    async def attempts(self, stream: str, group: str, ids: Sequence[str]) -> dict[str, Attempts]:
+        check.names(stream=stream, group=group)
+        check.ids(ids)
+        return await self._attempts(stream, group, ids) if ids else {}
+
+    async def record_attempts(
+        self, stream: str, group: str, records: Mapping[str, Attempts | None]
+    ) -> None:
+        check.names(stream=stream, group=group)
+        check.records(records)
+        if records:
+            await self._record_attempts(stream, group, records)
+
     @abc.abstractmethod
     async def close(self) -> None: ...
 
@@ -425,6 +490,16 @@ class AsyncTransport(abc.ABC):
 
     @abc.abstractmethod
     async def _trim_acknowledged(self, stream: str) -> int: ...
+
+    @abc.abstractmethod
+    async def _attempts(
+        self, stream: str, group: str, ids: Sequence[str]
+    ) -> dict[str, Attempts]: ...
+
+    @abc.abstractmethod
+    async def _record_attempts(
+        self, stream: str, group: str, records: Mapping[str, Attempts | None]
+    ) -> None: ...
 
     async def __aenter__(self) -> Self:
         return self

@@ -44,7 +44,7 @@ from ._checks import (
     _next_id,
     _parse_id,
 )
-from .base import AsyncTransport, Group, Message, Pending, Transport
+from .base import AsyncTransport, Attempts, Group, Message, Pending, Transport
 
 __all__ = ["AsyncMemoryTransport", "MemoryTransport"]
 
@@ -73,6 +73,7 @@ class _Group:
     # so insertion order is id order, oldest first.
     pending: dict[_Id, _Delivery] = field(default_factory=dict)
     consumers: set[str] = field(default_factory=set)  # those given messages, as Redis 7.0 counts
+    attempts: dict[str, Attempts] = field(default_factory=dict)  # by message id
 
 
 @dataclass(slots=True)
@@ -272,6 +273,24 @@ class MemoryTransport(Transport):
             del state.ids[:cut]
             return cut
 
+    def _attempts(self, stream: str, group: str, ids: Sequence[str]) -> dict[str, Attempts]:
+        with self._lock:
+            self._check_open()
+            known = self._group(stream, group).attempts
+            return {id: known[id] for id in ids if id in known}
+
+    def _record_attempts(
+        self, stream: str, group: str, records: Mapping[str, Attempts | None]
+    ) -> None:
+        with self._lock:
+            self._check_open()
+            known = self._group(stream, group).attempts
+            for id, record in records.items():
+                if record is None:
+                    known.pop(id, None)
+                else:
+                    known[id] = record
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -449,6 +468,16 @@ class AsyncMemoryTransport(AsyncTransport):
     async def _trim_acknowledged(self, stream: str) -> int:
         self._check_open()
         return self._sync._trim_acknowledged(stream)
+
+    async def _attempts(self, stream: str, group: str, ids: Sequence[str]) -> dict[str, Attempts]:
+        self._check_open()
+        return self._sync._attempts(stream, group, ids)
+
+    async def _record_attempts(
+        self, stream: str, group: str, records: Mapping[str, Attempts | None]
+    ) -> None:
+        self._check_open()
+        self._sync._record_attempts(stream, group, records)
 
     async def close(self) -> None:
         self._closed = True

@@ -46,6 +46,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 import contextlib
+import json
 import math
 import os
 import threading
@@ -63,7 +64,7 @@ from ._checks import (
     _next_id,
     _parse_id,
 )
-from .base import AsyncTransport, Group, Message, Pending, Transport
+from .base import AsyncTransport, Attempts, Group, Message, Pending, Transport
 
 __all__ = ["DEFAULT_URL", "AsyncRedisStreamsTransport", "RedisStreamsTransport"]
 
@@ -238,6 +239,20 @@ class _Commands:
         [removed] = yield _one("xtrim", stream, minid=minid, approximate=False)
         return int(removed)
 
+    def attempts(self, stream: str, group: str, ids: Sequence[str]) -> _Plan[dict[str, Attempts]]:
+        [values] = yield _one("hmget", _attempts_key(stream, group), list(ids))
+        return {id: _attempts(value) for id, value in zip(ids, values, strict=True) if value}
+
+    def record_attempts(
+        self, stream: str, group: str, records: Mapping[str, Attempts | None]
+    ) -> _Plan[None]:
+        key = _attempts_key(stream, group)
+        kept = {id: _attempts_json(record) for id, record in records.items() if record}
+        gone = [id for id, record in records.items() if record is None]
+        calls = [_Call("hset", (key,), {"mapping": kept})] if kept else []
+        calls += [_Call("hdel", (key, *gone))] if gone else []
+        yield _Round(tuple(calls))
+
 
 class RedisStreamsTransport(Transport):
     """A :class:`~tocsin.remote.transports.base.Transport` on Redis Streams.
@@ -342,6 +357,14 @@ class RedisStreamsTransport(Transport):
 
     def _trim_acknowledged(self, stream: str) -> int:
         return self._run("XTRIM", stream, self._commands.trim_acknowledged(stream))
+
+    def _attempts(self, stream: str, group: str, ids: Sequence[str]) -> dict[str, Attempts]:
+        return self._run("HMGET", stream, self._commands.attempts(stream, group, ids))
+
+    def _record_attempts(
+        self, stream: str, group: str, records: Mapping[str, Attempts | None]
+    ) -> None:
+        self._run("HSET", stream, self._commands.record_attempts(stream, group, records))
 
     def close(self) -> None:
         with self._publish_lock:
@@ -486,6 +509,14 @@ class AsyncRedisStreamsTransport(AsyncTransport):
     async def _trim_acknowledged(self, stream: str) -> int:
         return await self._run("XTRIM", stream, self._commands.trim_acknowledged(stream))
 
+    async def _attempts(self, stream: str, group: str, ids: Sequence[str]) -> dict[str, Attempts]:
+        return await self._run("HMGET", stream, self._commands.attempts(stream, group, ids))
+
+    async def _record_attempts(
+        self, stream: str, group: str, records: Mapping[str, Attempts | None]
+    ) -> None:
+        await self._run("HSET", stream, self._commands.record_attempts(stream, group, records))
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -565,6 +596,21 @@ def _trim_bound(groups: list[dict[str, Any]], oldest_pending: list[Any]) -> str 
         for group, pending in zip(groups, oldest_pending, strict=True)
     ]
     return _format_id(min(needed)) if needed else None
+
+
+def _attempts_key(stream: str, group: str) -> str:
+    """The hash of a group's :class:`Attempts`, by message id, beside its stream."""
+    return f"{stream}:attempts:{group}"
+
+
+def _attempts_json(record: Attempts) -> str:
+    fields = {"f": record.failures, "k": record.kills, "e": record.error, "r": record.running}
+    return json.dumps(fields)
+
+
+def _attempts(value: bytes) -> Attempts:
+    fields = json.loads(value)
+    return Attempts(fields["f"], fields["k"], fields["e"], fields["r"])
 
 
 def _id(reply: Any) -> str:
