@@ -11,6 +11,7 @@ happen while tocsin works derive from :class:`TocsinError`::
  │    │   or a payload a worker cannot read
  │    └── ForgedEventError: a payload without a valid signature
      └── TransportError: the broker could not be reached or refused a command
+          └── PublishError: events a remote could not publish (they may have been)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 __all__ = [
     "AsyncReceiversInLoopError",
     "ForgedEventError",
+    "PublishError",
     "SerializationError",
     "TocsinError",
     "TransportError",
@@ -57,3 +59,27 @@ class TransportError(TocsinError):
 
     The broker client's own exception is the ``__cause__``.
     """
+
+
+class PublishError(TransportError):
+    """A :class:`~tocsin.remote.Remote` could not publish events: the broker
+    failed (the ``__cause__``) while they were on their way.
+
+    Each of them may or may not have been published (a reply lost on the way
+    back looks the same as a request lost on the way there). Publish them again
+    with ``remote.republish(error)``, which sends the same payloads, so the
+    same event ids: receivers that deduplicate, or check ``current_event().id``,
+    then run each at most once more.
+
+    :param event_ids: the ids of the events, in order.
+    :param payloads: their payloads, as published, for :meth:`Remote.republish`.
+    :param stream: the stream they were for.
+    """
+
+    def __init__(
+        self, message: str, *, stream: str, event_ids: list[str], payloads: list[bytes]
+    ) -> None:
+        super().__init__(message)
+        self.stream = stream
+        self.event_ids = event_ids
+        self.payloads = payloads

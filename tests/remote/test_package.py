@@ -33,6 +33,7 @@ def test_the_public_surface() -> None:
         "Outbox",
         "Pending",
         "Propagator",
+        "PublishError",
         "RedisStreamsTransport",
         "Remote",
         "SerializationError",

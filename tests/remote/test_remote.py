@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from tocsin import Signal, oncommit
-from tocsin.exceptions import SerializationError
+from tocsin.exceptions import PublishError, SerializationError, TransportError
 from tocsin.remote import (
     AsyncMemoryTransport,
     Event,
     JSONSerializer,
     MemoryTransport,
     Remote,
+    Worker,
     current_event,
 )
 
@@ -485,3 +487,45 @@ def test_bad_arguments_to_receiver_handle_and_decode_raise(remote: Remote) -> No
         asyncio.run(remote.ahandle("event"))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="bytes"):
         remote.decode(123)  # type: ignore[arg-type]
+
+
+class _Down(MemoryTransport):
+    """A memory transport whose broker fails the next publishes."""
+
+    failures = 0
+
+    def _publish(self, stream: str, payload: bytes) -> str:
+        if self.failures:
+            self.failures -= 1
+            raise TransportError("connection lost")
+        return super()._publish(stream, payload)
+
+
+def test_a_failed_publish_raises_publish_error_and_republishes_the_same_id() -> None:
+    """PublishError names the event ids; republish() sends the same payloads, and a
+    receiver with dedupe runs an event published twice once."""
+    shipped = Signal()
+    runs: list[str] = []
+    transport = _Down()
+    remote = Remote(transport, stream="ship")
+
+    @remote.receiver(shipped, name="ship.record", dedupe=timedelta(hours=1))
+    def record(sender: object, parcel: str, **kwargs: Any) -> None:
+        runs.append(parcel)
+
+    transport.failures = 1
+    with pytest.raises(PublishError) as caught:
+        shipped.send(sender=None, parcel="P1")
+    error = caught.value
+    assert isinstance(error, TransportError)
+    [event_id] = error.event_ids
+    assert "remote.republish(error)" in str(error)
+
+    remote.republish(error)
+    remote.republish(error)  # as if the first attempt had got through after all
+    worker = Worker(remote, block=0.01)
+    assert worker.run_once() == 2
+    assert runs == ["P1"]
+    assert worker.stats.duplicates == 1
+    ids = {remote.decode(m.payload).id for m in transport.read("ship")}
+    assert ids == {event_id}

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import ForgedEventError, SerializationError, TransportError
+from ..exceptions import ForgedEventError, PublishError, SerializationError, TransportError
 from ._dead_letters import DeadLetter, DeadLetters
 from ._propagation import Propagator, add_propagator
 from ._remote import Batch, Event, Outbox, Remote, current_event
@@ -59,6 +59,7 @@ __all__ = [
     "Outbox",
     "Pending",
     "Propagator",
+    "PublishError",
     "RedisStreamsTransport",
     "Remote",
     "SerializationError",

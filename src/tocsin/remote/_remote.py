@@ -40,10 +40,11 @@ import os
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from ..dispatcher import Signal
-from ..exceptions import SerializationError
+from ..exceptions import PublishError, SerializationError, TransportError
 from ..introspect import signal_name
 from . import _propagation as propagation
 from . import _signing
@@ -206,6 +207,7 @@ class Remote:
         self._signals: dict[str, Signal] = {}
         self._receivers: dict[str, tuple[Signal, Callable[..., Any]]] = {}
         self._connected: list[tuple[Signal, object, Hashable]] = []
+        self._dedupe: dict[str, float] = {}  # receiver or signal name -> seconds
         self._batch: contextvars.ContextVar[Batch | None] = contextvars.ContextVar(
             f"tocsin_batch_{id(self):x}", default=None
         )
@@ -225,15 +227,27 @@ class Remote:
         """The remote receivers, by name: ``(signal, function)``."""
         return dict(self._receivers)
 
-    def publish(self, signal: S, *, name: str | None = None, sender: object = None) -> S:
+    def publish(
+        self,
+        signal: S,
+        *,
+        name: str | None = None,
+        sender: object = None,
+        dedupe: timedelta | float | None = None,
+    ) -> S:
         """Publish every send of *signal* (from *sender*, if given); return it.
 
         Workers send each event again to the receivers connected there.
 
         :param name: the name both processes know the signal by; by default
             the module-level name it is bound to (``myapp.signals.order_paid``).
+        :param dedupe: in workers, run each event of this signal at most once
+            per consumer group within this time (a ``timedelta`` or seconds):
+            an event id marked done after its receivers succeeded is skipped
+            when it comes again. See "Deduplication" in docs/scaling-out.md.
         """
         name = self._name_signal(signal, name)
+        self._set_dedupe(name, dedupe)
         known = self._signals.get(name)
         if known is not None and known is not signal:
             raise ValueError(f"another signal is already published as {name!r}: pass name=.")
@@ -268,6 +282,7 @@ class Remote:
         sender: object = None,
         dispatch_uid: Hashable = None,
         name: str | None = None,
+        dedupe: timedelta | float | None = None,
     ) -> Callable[[F], F]:
         """Decorator: run the function in a worker whenever *signal* is sent.
 
@@ -277,6 +292,8 @@ class Remote:
 
         :param name: the name both processes know it by; by default
             ``module.qualname``.
+        :param dedupe: run each event at most once per consumer group within
+            this time, as for :meth:`publish`.
         """
         if not isinstance(signal, Signal):
             raise TypeError(f"Remote.receiver() takes a Signal; got {type(signal).__name__}.")
@@ -296,12 +313,25 @@ class Remote:
             known = self._receivers.get(key)
             if known is not None and _defined_at(known[1]) != _defined_at(func):
                 raise ValueError(f"another receiver is already registered as {key!r}: pass name=.")
+            self._set_dedupe(key, dedupe)
             self._receivers[key] = (signal, func)
             publisher = self._publisher(self._name_signal(signal, None, required=False), key)
             self._connect(signal, publisher, sender, dispatch_uid or self._uid(key))
             return func
 
         return decorate
+
+    def _set_dedupe(self, name: str, dedupe: timedelta | float | None) -> None:
+        if dedupe is None:
+            return
+        seconds = dedupe.total_seconds() if isinstance(dedupe, timedelta) else dedupe
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise ValueError(f"dedupe must be a positive timedelta or seconds; got {dedupe!r}.")
+        self._dedupe[name] = float(seconds)
+
+    def dedupe_for(self, event: Event) -> float | None:
+        """Seconds an event's id is remembered as done, or ``None`` without deduplication."""
+        return self._dedupe.get(event.receiver or event.signal)
 
     def _commit_options(self) -> dict[str, Any]:
         # A publish that fails after the commit must not pass unnoticed: raise.
@@ -349,13 +379,53 @@ class Remote:
                 return None
             event, payload, full = self._take(name, target, sender, named)
             if payload is not None:
-                transport.publish(self.stream, payload)
+                try:
+                    transport.publish(self.stream, payload)
+                except TransportError as error:
+                    raise self._failed([event.id], [payload], error) from error
             elif full is not None:
                 full.flush()
             return event
 
         publish_event.__name__ = publish_event.__qualname__ = f"publish[{target or name}]"
         return publish_event
+
+    def _failed(
+        self, event_ids: list[str], payloads: list[bytes], error: TransportError
+    ) -> PublishError:
+        """The error for events that may not have been published."""
+        if isinstance(error, PublishError):
+            return error
+        count = "1 event" if len(event_ids) == 1 else f"{len(event_ids)} events"
+        return PublishError(
+            f"{count} may not have been published ({error}); remote.republish(error) "
+            "publishes them again with the same ids",
+            stream=self.stream,
+            event_ids=event_ids,
+            payloads=payloads,
+        )
+
+    def republish(self, error: PublishError) -> None:
+        """Publish again the events of *error*, the same payloads, so with the
+        same event ids; raises a new :class:`PublishError` if that fails too.
+        With an :class:`AsyncTransport`, use :meth:`arepublish`."""
+        transport = self.transport
+        if not isinstance(transport, Transport):
+            raise TypeError("this remote's transport is async: await remote.arepublish(error).")
+        try:
+            transport.publish_many(error.stream, error.payloads)
+        except TransportError as again:
+            raise self._failed(error.event_ids, error.payloads, again) from again
+
+    async def arepublish(self, error: PublishError) -> None:
+        """:meth:`republish` for an :class:`AsyncTransport`."""
+        transport = self.transport
+        if not isinstance(transport, AsyncTransport):
+            raise TypeError("this remote's transport is blocking: remote.republish(error).")
+        try:
+            await transport.publish_many(error.stream, error.payloads)
+        except TransportError as again:
+            raise self._failed(error.event_ids, error.payloads, again) from again
 
     def _async_publisher(self, name: str, target: str | None) -> Callable[..., Any]:
         transport = self.transport
@@ -366,7 +436,10 @@ class Remote:
                 return None
             event, payload, full = self._take(name, target, sender, named)
             if payload is not None:
-                await transport.publish(self.stream, payload)
+                try:
+                    await transport.publish(self.stream, payload)
+                except TransportError as error:
+                    raise self._failed([event.id], [payload], error) from error
             elif full is not None:
                 await full.aflush()
             return event
@@ -389,7 +462,7 @@ class Remote:
         batch = self._batch.get()
         if batch is None:
             return event, payload, None
-        return event, None, batch if batch.add(payload) else None
+        return event, None, batch if batch.add(event.id, payload) else None
 
     def encode(
         self, name: str, target: str | None, sender: object, named: Mapping[str, Any]
@@ -515,37 +588,45 @@ class Remote:
 class Batch:
     """The events a :meth:`Remote.batch` block holds back; see there."""
 
-    __slots__ = ("_payloads", "_remote", "_size", "_token")
+    __slots__ = ("_ids", "_payloads", "_remote", "_size", "_token")
 
     def __init__(self, remote: Remote, size: int) -> None:
         self._remote = remote
         self._size = size
+        self._ids: list[str] = []
         self._payloads: list[bytes] = []
         self._token: contextvars.Token[Batch | None] | None = None
 
     def __len__(self) -> int:
         return len(self._payloads)
 
-    def add(self, payload: bytes) -> bool:
+    def add(self, event_id: str, payload: bytes) -> bool:
         """Hold *payload*; ``True`` when the batch is full and must be flushed."""
+        self._ids.append(event_id)
         self._payloads.append(payload)
         return len(self._payloads) >= self._size
 
     def flush(self) -> None:
         """Publish what is held now (blocking transport)."""
-        payloads, self._payloads = self._payloads, []
+        ids, payloads, self._ids, self._payloads = self._ids, self._payloads, [], []
         if payloads:
             transport = self._remote.transport
             assert isinstance(transport, Transport)
-            transport.publish_many(self._remote.stream, payloads)
+            try:
+                transport.publish_many(self._remote.stream, payloads)
+            except TransportError as error:
+                raise self._remote._failed(ids, payloads, error) from error
 
     async def aflush(self) -> None:
         """Publish what is held now (async transport)."""
-        payloads, self._payloads = self._payloads, []
+        ids, payloads, self._ids, self._payloads = self._ids, self._payloads, [], []
         if payloads:
             transport = self._remote.transport
             assert isinstance(transport, AsyncTransport)
-            await transport.publish_many(self._remote.stream, payloads)
+            try:
+                await transport.publish_many(self._remote.stream, payloads)
+            except TransportError as error:
+                raise self._remote._failed(ids, payloads, error) from error
 
     def _enter(self, async_: bool) -> Batch:
         if async_ != isinstance(self._remote.transport, AsyncTransport):

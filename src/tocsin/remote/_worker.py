@@ -77,6 +77,7 @@ class WorkerStats:
     retried: int = 0  # events delivered again after a failure
     dead: int = 0  # events moved to the dead-letter stream
     poison: int = 0  # of which events that killed (or wedged) their worker
+    duplicates: int = 0  # events skipped: marked done already (deduplication)
     claimed: int = 0  # events taken over from other consumers
     trimmed: int = 0  # acknowledged events removed from the stream
 
@@ -583,11 +584,18 @@ class Worker(_Base):
         event = self._checked_event(message)
         if isinstance(event, str):
             return event
+        ttl = self.remote.dedupe_for(event)
+        if ttl is not None and self.transport.is_done(self.stream, self.group, event.id):
+            self.stats.duplicates += 1
+            return []
         try:
-            return self.remote.handle(event)
+            errors = self.remote.handle(event)
         except Exception as error:  # the send itself failed (unknown signal, a typed check)
             logger.exception("Event %s could not be sent here", message.id)
             return [error]
+        if ttl is not None and not errors:
+            self.transport.mark_done(self.stream, self.group, event.id, ttl)
+        return errors
 
     def _relay(self) -> None:
         try:
@@ -681,11 +689,18 @@ class AsyncWorker(_Base):
         event = self._checked_event(message)
         if isinstance(event, str):
             return event
+        ttl = self.remote.dedupe_for(event)
+        if ttl is not None and await self.transport.is_done(self.stream, self.group, event.id):
+            self.stats.duplicates += 1
+            return []
         try:
-            return await self.remote.ahandle(event)
+            errors = await self.remote.ahandle(event)
         except Exception as error:  # the send itself failed (unknown signal, a typed check)
             logger.exception("Event %s could not be sent here", message.id)
             return [error]
+        if ttl is not None and not errors:
+            await self.transport.mark_done(self.stream, self.group, event.id, ttl)
+        return errors
 
     async def _relay(self) -> None:
         relay: Callable[..., Any] = self.remote.outbox.relay  # type: ignore[union-attr]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tocsin.exceptions import TransportError
-from tocsin.remote import AsyncTransport, Message, Pending, Transport
+from tocsin.remote import AsyncTransport, Attempts, Message, Pending, Transport
 
 GROUP = "workers"
 IDLE = 0.2  # the min_idle of the redelivery tests: long enough to tell "too early"
@@ -659,3 +659,31 @@ def test_groups_report_consumers_pending_and_waiting(transport: Transport, strea
         1,
     )
     assert key(workers.last_delivered) > key(taken[1].id)
+
+
+def test_attempts_are_recorded_and_forgotten(transport: Transport, stream: str) -> None:
+    """record_attempts() keeps each message's Attempts for the group; None forgets them."""
+    transport.ensure_group(stream, "g")
+    first, second = transport.publish_many(stream, [b"a", b"b"])
+    record = Attempts(failures=2, kills=1, error="ValueError: no", running="w1")
+    transport.record_attempts(stream, "g", {first: record, second: Attempts(failures=1)})
+    assert transport.attempts(stream, "g", [first, second, "9-9"]) == {
+        first: record,
+        second: Attempts(failures=1),
+    }
+    transport.record_attempts(stream, "g", {first: None})
+    assert transport.attempts(stream, "g", [first]) == {}
+
+
+def test_an_event_marked_done_is_done_until_its_ttl_expires(
+    transport: Transport, stream: str
+) -> None:
+    """mark_done() marks an event id done for one group, for ttl seconds."""
+    assert not transport.is_done(stream, "g", "e1")
+    transport.mark_done(stream, "g", "e1", 0.2)
+    assert transport.is_done(stream, "g", "e1")
+    assert not transport.is_done(stream, "other", "e1")
+    time.sleep(0.25)
+    assert not transport.is_done(stream, "g", "e1")
+    with pytest.raises(ValueError, match="ttl"):
+        transport.mark_done(stream, "g", "e1", 0)

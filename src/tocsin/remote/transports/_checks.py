@@ -161,3 +161,8 @@ def records(records: Mapping[str, Attempts | None]) -> None:
         _parse_id(id)
         if record is not None and not isinstance(record, Attempts):
             raise TypeError(f"a record must be Attempts or None, not {type(record).__name__}")
+
+
+def ttl(seconds: float) -> None:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ValueError(f"ttl must be a positive number of seconds, got {seconds!r}")

@@ -271,6 +271,18 @@ class Transport(abc.ABC):
         if records:
             self._record_attempts(stream, group, records)
 
+    def is_done(self, stream: str, group: str, event_id: str) -> bool:
+        """Whether :meth:`mark_done` marked *event_id* done for *group*, and
+        the mark has not expired (deduplication)."""
+        check.names(stream=stream, group=group, event_id=event_id)
+        return self._is_done(stream, group, event_id)
+
+    def mark_done(self, stream: str, group: str, event_id: str, ttl: float) -> None:
+        """Mark *event_id* done for *group* for *ttl* seconds (Redis: ``SET NX EX``)."""
+        check.names(stream=stream, group=group, event_id=event_id)
+        check.ttl(ttl)
+        self._mark_done(stream, group, event_id, ttl)
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections. Calling it again is harmless; other methods
@@ -335,6 +347,12 @@ class Transport(abc.ABC):
     def _record_attempts(
         self, stream: str, group: str, records: Mapping[str, Attempts | None]
     ) -> None: ...
+
+    @abc.abstractmethod
+    def _is_done(self, stream: str, group: str, event_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    def _mark_done(self, stream: str, group: str, event_id: str, ttl: float) -> None: ...
 
     def __enter__(self) -> Self:
         return self
@@ -438,8 +456,23 @@ class AsyncTransport(abc.ABC):
         if records:
             await self._record_attempts(stream, group, records)
 
+    async def is_done(self, stream: str, group: str, event_id: str) -> bool:
+        check.names(stream=stream, group=group, event_id=event_id)
+        return await self._is_done(stream, group, event_id)
+
+    async def mark_done(self, stream: str, group: str, event_id: str, ttl: float) -> None:
+        check.names(stream=stream, group=group, event_id=event_id)
+        check.ttl(ttl)
+        await self._mark_done(stream, group, event_id, ttl)
+
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _is_done(self, stream: str, group: str, event_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def _mark_done(self, stream: str, group: str, event_id: str, ttl: float) -> None: ...
 
     @abc.abstractmethod
     async def _publish(self, stream: str, payload: bytes) -> str: ...

@@ -105,6 +105,7 @@ class MemoryTransport(Transport):
         self._lock = threading.Lock()
         self._published = threading.Condition(self._lock)
         self._streams: dict[str, _Stream] = {}
+        self._done: dict[tuple[str, str, str], float] = {}  # -> when the mark expires
         self._closed = False
         # Callbacks run (under the lock) after each publish and on close, to wake
         # AsyncMemoryTransport.consume() calls waiting in event loops.
@@ -290,6 +291,18 @@ class MemoryTransport(Transport):
                     known.pop(id, None)
                 else:
                     known[id] = record
+
+    def _is_done(self, stream: str, group: str, event_id: str) -> bool:
+        with self._lock:
+            self._check_open()
+            return self._done.get((stream, group, event_id), 0.0) > time.monotonic()
+
+    def _mark_done(self, stream: str, group: str, event_id: str, ttl: float) -> None:
+        with self._lock:
+            self._check_open()
+            now = time.monotonic()
+            self._done = {key: until for key, until in self._done.items() if until > now}
+            self._done.setdefault((stream, group, event_id), now + ttl)
 
     def close(self) -> None:
         with self._lock:
@@ -478,6 +491,14 @@ class AsyncMemoryTransport(AsyncTransport):
     ) -> None:
         self._check_open()
         self._sync._record_attempts(stream, group, records)
+
+    async def _is_done(self, stream: str, group: str, event_id: str) -> bool:
+        self._check_open()
+        return self._sync._is_done(stream, group, event_id)
+
+    async def _mark_done(self, stream: str, group: str, event_id: str, ttl: float) -> None:
+        self._check_open()
+        self._sync._mark_done(stream, group, event_id, ttl)
 
     async def close(self) -> None:
         self._closed = True

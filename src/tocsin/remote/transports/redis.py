@@ -253,6 +253,14 @@ class _Commands:
         calls += [_Call("hdel", (key, *gone))] if gone else []
         yield _Round(tuple(calls))
 
+    def is_done(self, stream: str, group: str, event_id: str) -> _Plan[bool]:
+        [found] = yield _one("exists", _done_key(stream, group, event_id))
+        return bool(found)
+
+    def mark_done(self, stream: str, group: str, event_id: str, ttl: float) -> _Plan[None]:
+        key = _done_key(stream, group, event_id)
+        yield _one("set", key, b"1", nx=True, px=_milliseconds(ttl))
+
 
 class RedisStreamsTransport(Transport):
     """A :class:`~tocsin.remote.transports.base.Transport` on Redis Streams.
@@ -366,6 +374,12 @@ class RedisStreamsTransport(Transport):
     ) -> None:
         self._run("HSET", stream, self._commands.record_attempts(stream, group, records))
 
+    def _is_done(self, stream: str, group: str, event_id: str) -> bool:
+        return self._run("EXISTS", stream, self._commands.is_done(stream, group, event_id))
+
+    def _mark_done(self, stream: str, group: str, event_id: str, ttl: float) -> None:
+        self._run("SET", stream, self._commands.mark_done(stream, group, event_id, ttl))
+
     def close(self) -> None:
         with self._publish_lock:
             if self._closed:
@@ -417,10 +431,18 @@ class RedisStreamsTransport(Transport):
             self._publisher_pid = os.getpid()
         try:
             return _send(self._publisher, command)
-        except redis.ConnectionError:
+        except redis.ConnectionError as first:
             # Redis restarted, or dropped the idle connection: redis-py has
-            # disconnected it, and sending again connects anew.
-            return _send(self._publisher, command)
+            # disconnected it, and sending again connects anew. The same payload,
+            # so the same event id: a first XADD that did get through is a
+            # duplicate receivers can recognise.
+            try:
+                return _send(self._publisher, command)
+            except redis.RedisError as second:
+                raise redis.ConnectionError(
+                    f"{second} (sent twice: the first attempt failed with {first!r}, "
+                    "and may have been published)"
+                ) from second
 
 
 class AsyncRedisStreamsTransport(AsyncTransport):
@@ -517,6 +539,12 @@ class AsyncRedisStreamsTransport(AsyncTransport):
     ) -> None:
         await self._run("HSET", stream, self._commands.record_attempts(stream, group, records))
 
+    async def _is_done(self, stream: str, group: str, event_id: str) -> bool:
+        return await self._run("EXISTS", stream, self._commands.is_done(stream, group, event_id))
+
+    async def _mark_done(self, stream: str, group: str, event_id: str, ttl: float) -> None:
+        await self._run("SET", stream, self._commands.mark_done(stream, group, event_id, ttl))
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -596,6 +624,11 @@ def _trim_bound(groups: list[dict[str, Any]], oldest_pending: list[Any]) -> str 
         for group, pending in zip(groups, oldest_pending, strict=True)
     ]
     return _format_id(min(needed)) if needed else None
+
+
+def _done_key(stream: str, group: str, event_id: str) -> str:
+    """The key that marks an event done for a group, for deduplication."""
+    return f"{stream}:done:{group}:{event_id}"
 
 
 def _attempts_key(stream: str, group: str) -> str:
