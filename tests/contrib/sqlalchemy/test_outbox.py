@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -684,3 +685,39 @@ def test_bad_options_are_refused(options: dict[str, Any], message: str) -> None:
     """At construction, naming the option."""
     with pytest.raises(ValueError, match=message):
         Outbox(**options)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+def test_relays_racing_publish_every_row_exactly_once(engine: Engine, outbox: Outbox) -> None:
+    """Three relays in threads over 600 rows: each row is published once, by one of them."""
+    old = time.time() - 3600
+    with engine.begin() as connection:
+        connection.execute(
+            outbox.table.insert(),
+            [
+                {"id": f"{n:032x}", "stream": STREAM, "payload": b"%d" % n, "created_at": old + n}
+                for n in range(600)
+            ],
+        )
+    shared = MemoryTransport()
+    start = threading.Barrier(3)
+    failures: list[BaseException] = []
+
+    def relay() -> None:
+        try:
+            start.wait()
+            while outbox.relay(shared, limit=25):
+                pass
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=relay) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    payloads = [message.payload for message in shared.read(STREAM, count=10_000)]
+    assert len(payloads) == 600
+    assert sorted(payloads) == sorted(b"%d" % n for n in range(600))
+    assert rows(engine, outbox) == []

@@ -200,11 +200,13 @@ class Outbox:
         first, and delete them; return how many. With an ``AsyncTransport``,
         return a coroutine to await.
 
-        Rows are published, then deleted, in one transaction: a relay that
-        dies in between publishes them again (at least once). On PostgreSQL
-        the rows are locked ``FOR UPDATE SKIP LOCKED``, so relays running at
-        once share the rows rather than publish each twice. A broker failure
-        raises ``TransportError`` after deleting the rows already published.
+        Rows are claimed (deleted, ``DELETE ... RETURNING``), published, and
+        the deletion committed, in one transaction: a relay that dies in
+        between publishes them again (at least once), but two relays running
+        at once never both publish a row: on PostgreSQL the rows are locked
+        ``FOR UPDATE SKIP LOCKED``, so relays share them; on SQLite the second
+        waits for the first's commit and finds the rows gone. A broker failure
+        writes back the rows not published, then raises ``TransportError``.
 
         With an ``AsyncTransport``, give the outbox an ``AsyncEngine``: with a
         sync engine, the queries block the event loop while they run.
@@ -229,26 +231,38 @@ class Outbox:
         return self._relay(engine, transport.publish_many, limit)
 
     def _relay(self, engine: Engine, publish: Publish, limit: int) -> int:
+        # The rows are claimed by deleting them, then published, in one
+        # transaction: a relay racing this one waits for the delete's lock
+        # (SQLite) or skips the locked rows (PostgreSQL), and finds them gone
+        # at its commit, so no row is published twice by two relays. Rows the
+        # broker refused are written back before the commit.
         with engine.begin() as connection:
-            rows = [_Row(*row) for row in connection.execute(self._due(connection, limit))]
+            claimed = connection.execute(self._claim(connection, limit))
+            rows = sorted((_Row(*row) for row in claimed), key=lambda row: row.created_at)
             published, error = _publish_rows(publish, rows)
-            if published:
-                connection.execute(self._delete(published))
+            done = set(published)
+            unpublished = [row._asdict() for row in rows if row.id not in done]
+            if unpublished:
+                connection.execute(insert(self.table), unpublished)
         if error is not None:
             raise error
         return len(published)
 
-    def _due(self, connection: Connection, limit: int) -> Select[Any]:
+    def _claim(self, connection: Connection, limit: int) -> Any:
         columns = self.table.c
-        query = (
-            select(columns.id, columns.stream, columns.payload, columns.created_at)
+        due: Select[Any] = (
+            select(columns.id)
             .where(columns.created_at <= time.time() - self.relay_after)
             .order_by(columns.created_at)
             .limit(limit)
         )
-        if connection.dialect.name == "sqlite":  # one writer at a time: nothing to lock
-            return query
-        return query.with_for_update(skip_locked=True)
+        if connection.dialect.name != "sqlite":  # SQLite locks the whole database instead
+            due = due.with_for_update(skip_locked=True)
+        return (
+            delete(self.table)
+            .where(columns.id.in_(due.scalar_subquery()))
+            .returning(columns.id, columns.stream, columns.payload, columns.created_at)
+        )
 
     def _delete(self, ids: Sequence[str]) -> Any:
         return delete(self.table).where(self.table.c.id.in_(ids))
