@@ -196,11 +196,14 @@ def test_a_visit(live_server: str, visit: Visit) -> None:
         1, timeout=visit.wait()
     )
 
-    # The panel kept this browser's events across the logout; it shows the failed
-    # login, but never a password. No script failed.
-    for name in ["user_logged_out", "user_login_failed", "user_logged_in"]:
+    # The login started a new panel, with the login's own events: nothing from the
+    # logout or the failed login before it, and never a password. No script failed.
+    expect(panel.locator('article.signal-event[data-signal="user_logged_in"]').first).to_be_visible(
+        timeout=visit.wait()
+    )
+    for name in ["user_logged_out", "user_login_failed"]:
         event = panel.locator(f'article.signal-event[data-signal="{name}"]')
-        expect(event.first).to_be_visible(timeout=visit.wait())
+        expect(event).to_have_count(0, timeout=visit.wait())
     shown = panel.inner_text(timeout=visit.wait())
     assert PASSWORD not in shown
     assert WRONG_PASSWORD not in shown
