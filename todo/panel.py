@@ -600,8 +600,10 @@ class Hub:
 
     @property
     def bytes(self) -> int:
-        """What the history costs, as counted against ``max_bytes``."""
-        return self._bytes
+        """What the history costs, as counted against ``max_bytes`` (read under the
+        lock: a publish adds its event, then evicts, before it lets go)."""
+        with self._lock:
+            return self._bytes
 
     def panels(self) -> int:
         """How many panels the hub keeps."""
