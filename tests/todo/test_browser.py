@@ -1,9 +1,12 @@
 """The Todo app in a real browser: headless Chromium driven by Playwright.
 
 One user's whole visit: register, add todos, mark one done and watch the live
-signal panel show what that click sent (request_started, pre_save, post_save,
-todo_completed, request_finished), log out, fail a login, log in again. The
-page is then saved to docs/images/todo-app.png, the README's screenshot.
+signal panel show what that click sent as its request's timeline
+(request_started, todo_completed, pre_save, post_save, then log_completed after
+the commit, request_finished), in view without scrolling at 1280x800, filter
+it by kind, log out (the next visitor's panel is empty), fail a login, log in
+again (a new panel). The page is saved to docs/images/todo-app.png, the
+README's screenshot.
 
 The browser is Debian's /usr/bin/chromium (``python3 dev.py test`` installs it
 with apt-get when it may); Playwright drives it and downloads nothing. Without
@@ -91,6 +94,26 @@ class Visit:
         with self.page.expect_navigation():
             target.locator("[type=submit], button").first.click()
 
+    def request(self, label: str) -> Locator:
+        """The panel's newest request group labelled *label* (``METHOD path``)."""
+        exact = re.compile(f"^{re.escape(label)}$")
+        groups = self.page.locator("section#signal-panel li.request")
+        return groups.filter(has=self.page.locator(".request-label", has_text=exact)).first
+
+    def assert_in_viewport(self, target: Locator) -> None:
+        """*target* is visible and lies wholly inside the viewport, unscrolled."""
+        from playwright.sync_api import expect
+
+        expect(target).to_be_visible(timeout=self.wait())
+        box = target.bounding_box(timeout=self.wait())
+        size = self.page.viewport_size
+        assert box is not None
+        assert size is not None
+        assert box["x"] >= 0
+        assert box["y"] >= 0, box
+        assert box["x"] + box["width"] <= size["width"], box
+        assert box["y"] + box["height"] <= size["height"], (box, size)
+
     def todo(self, text: str) -> Locator:
         """The ``li.todo`` whose text is exactly *text*."""
         exact = re.compile(f"^{re.escape(text)}$")
@@ -151,22 +174,57 @@ def test_a_visit(live_server: str, visit: Visit) -> None:
     expect(page.locator("li.todo")).to_have_count(len(TODOS), timeout=visit.wait())
     expect(page.locator("li.todo.done")).to_have_count(0, timeout=visit.wait())
 
-    # Mark one done: the panel, cleared first, shows what the click sent.
+    # Mark one done: the panel, cleared first, shows what the click sent, as the
+    # timeline of its request, below the page view the redirect led to.
     todo_id = visit.todo(DONE).get_attribute("data-id", timeout=visit.wait())
     assert todo_id, "li.todo has no data-id"
-    expect(panel.locator("article.signal-event").first).to_be_visible(timeout=visit.wait())
+    expect(panel.locator("li.request").first).to_be_visible(timeout=visit.wait())
     panel.get_by_role("button", name=re.compile("clear", re.IGNORECASE)).click()
-    expect(panel.locator("article.signal-event")).to_have_count(0, timeout=visit.wait())
+    expect(panel.locator("li.request")).to_have_count(0, timeout=visit.wait())
     visit.submit(f'li.todo[data-id="{todo_id}"] form.done-form')
+    click = visit.request(f"POST /todos/{todo_id}/done")
     for name in CLICK_SIGNALS:
-        event = panel.locator(f'article.signal-event[data-signal="{name}"]')
-        expect(event.first).to_be_visible(timeout=visit.wait())
-    completed = panel.locator('article.signal-event[data-signal="todo_completed"]').first
-    expect(completed.locator(".signal-name")).to_contain_text(
-        "todo_completed", timeout=visit.wait()
-    )
-    expect(completed.locator(".signal-sender")).not_to_be_empty(timeout=visit.wait())
-    expect(completed.locator(".signal-args")).not_to_be_empty(timeout=visit.wait())
+        expect(click.locator(f'.signal-event.send[data-signal="{name}"]')).to_be_visible(
+            timeout=visit.wait()
+        )
+    completed = click.locator('.signal-event.send[data-signal="todo_completed"]')
+    expect(completed.locator(".signal-sender")).to_have_text("Todo", timeout=visit.wait())
+    expect(completed.locator(".receiver")).to_contain_text("deferred", timeout=visit.wait())
+    ran = click.locator('.signal-event.after-commit[data-receiver="todo.receivers.log_completed"]')
+    expect(ran).to_contain_text("after the commit", timeout=visit.wait())
+    expect(ran.locator(".receiver")).to_contain_text("done", timeout=visit.wait())
+    expect(panel.locator("li.request")).to_have_count(2, timeout=visit.wait())
+    newest = panel.locator("li.request").first
+    expect(newest.locator(".request-label")).to_have_text("GET /todos", timeout=visit.wait())
+    expect(newest.locator(".request-head")).to_have_attribute("aria-expanded", "false")
+    expect(newest.locator(".request-signals")).to_be_hidden(timeout=visit.wait())
+
+    # At 1280x800, todo_completed and its after-commit receiver are in view, unscrolled.
+    assert page.evaluate("window.scrollY") == 0
+    assert panel.locator(".signal-requests").evaluate("list => list.scrollTop") == 0
+    for target in (completed, ran):
+        visit.assert_in_viewport(target)
+
+    # A signal's name shows its arguments; the filters hide a kind, and say so.
+    expect(completed.locator(".signal-args")).to_be_hidden(timeout=visit.wait())
+    completed.locator("button.signal-name").click()
+    expect(completed.locator(".signal-args")).to_contain_text(DONE, timeout=visit.wait())
+    completed.locator("button.signal-name").click()
+    expect(completed.locator(".signal-args")).to_be_hidden(timeout=visit.wait())
+    app_filter = panel.locator('.panel-filters button[data-kind="app"]')
+    expect(app_filter).to_have_attribute("aria-pressed", "true", timeout=visit.wait())
+    app_filter.click()
+    expect(app_filter).to_have_attribute("aria-pressed", "false", timeout=visit.wait())
+    expect(completed).to_be_hidden(timeout=visit.wait())
+    expect(ran).to_be_hidden(timeout=visit.wait())
+    expect(click.locator('.signal-event[data-signal="post_save"]')).to_be_visible()
+    request_filter = panel.locator('.panel-filters button[data-kind="request"]')
+    request_filter.click()
+    expect(newest).to_be_hidden(timeout=visit.wait())  # a page view: request signals only
+    request_filter.click()
+    app_filter.click()
+    expect(completed).to_be_visible(timeout=visit.wait())
+    expect(newest).to_be_visible(timeout=visit.wait())
 
     # The todo shows as done, with an "undone" button instead of "done"; the others do not.
     done = page.locator(f'li.todo[data-id="{todo_id}"]')
@@ -175,19 +233,25 @@ def test_a_visit(live_server: str, visit: Visit) -> None:
     expect(done.locator("form.undone-form button")).to_have_count(1, timeout=visit.wait())
     expect(done.locator("form.done-form button")).to_have_count(0, timeout=visit.wait())
     expect(page.locator("li.todo.done")).to_have_count(1, timeout=visit.wait())
-    # The picture: todo_completed in view in the panel, no hover effect.
-    completed.evaluate("card => card.scrollIntoView({block: 'center'})")
+    # The picture: the click's timeline in view, no hover effect.
     page.mouse.move(0, 0)
     screenshot = page.screenshot(full_page=True, timeout=visit.wait())
 
-    # Log out, fail once, log in again: the todos are still there, one done.
+    # Log out: the next visitor's panel shows nothing of ours. Fail once (the
+    # anonymous panel shows it), log in again: the todos are still there, one done.
     visit.submit("form#logout-form")
     expect(page).to_have_url(re.compile(r"/login$"), timeout=visit.wait())
+    expect(visit.request("GET /login")).to_be_visible(timeout=visit.wait())
+    expect(panel).not_to_contain_text(DONE, timeout=visit.wait())
+    expect(panel.locator(".signal-event")).not_to_have_count(0, timeout=visit.wait())
+    expect(panel.locator('.signal-event[data-signal="user_logged_out"]')).to_have_count(0)
     visit.submit("form#login-form", username=USERNAME, password=WRONG_PASSWORD)
     error = page.locator(".error").first
     expect(error).to_be_visible(timeout=visit.wait())
     expect(error).to_contain_text("Wrong username or password", timeout=visit.wait())
     expect(page.locator("li.todo")).to_have_count(0, timeout=visit.wait())
+    failed = panel.locator('.signal-event[data-signal="user_login_failed"]')
+    expect(failed).to_be_visible(timeout=visit.wait())
     visit.submit("form#login-form", username=USERNAME, password=PASSWORD)
     expect(page).to_have_url(re.compile(r"/todos$"), timeout=visit.wait())
     expect(page.locator(".error")).to_have_count(0, timeout=visit.wait())
@@ -196,11 +260,15 @@ def test_a_visit(live_server: str, visit: Visit) -> None:
         1, timeout=visit.wait()
     )
 
-    # The panel kept this browser's events across the logout; it shows the failed
-    # login, but never a password. No script failed.
-    for name in ["user_logged_out", "user_login_failed", "user_logged_in"]:
-        event = panel.locator(f'article.signal-event[data-signal="{name}"]')
-        expect(event.first).to_be_visible(timeout=visit.wait())
+    # The login started a new panel, with the login's own events: nothing from the
+    # logout or the failed login before it, and never a password. No script failed.
+    login = visit.request("POST /login")
+    expect(login.locator('.signal-event[data-signal="user_logged_in"]')).to_be_visible(
+        timeout=visit.wait()
+    )
+    expect(panel.locator("li.request")).to_have_count(2, timeout=visit.wait())
+    for name in ["user_logged_out", "user_login_failed"]:
+        expect(panel.locator(f'.signal-event[data-signal="{name}"]')).to_have_count(0)
     shown = panel.inner_text(timeout=visit.wait())
     assert PASSWORD not in shown
     assert WRONG_PASSWORD not in shown

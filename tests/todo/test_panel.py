@@ -1,16 +1,20 @@
-"""The live signal panel: each browser sees the signals its own requests sent, and
-nothing else; a "done" click shows the request, model and app signals it caused;
-no secret (password, CSRF token, cookie) ever reaches an event.
+"""The live signal panel through the app: it belongs to the signed-in user (a new
+panel at each login and logout, nothing of one user ever shown to another, on the
+page, ``/signals/recent`` or the stream), it tells each request's story (request
+id, label, start, offsets, the on-commit receivers where they ran), no secret
+ever reaches it, and its bounds hold under many clients at once.
 
 Most tests read a browser's events from ``GET /signals/recent`` (its history, as
 JSON); the stream itself (``GET /signals/stream``, server-sent events) is read from
-a real server, a bounded number of events with a read timeout, since it never ends.
+a real server, a bounded number of events with a read timeout, since it never
+ends. The hub's own bounds are tested in test_panel_hub.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import concurrent.futures
+import contextlib
 import json
 import threading
 import time
@@ -35,12 +39,13 @@ from fastapi import FastAPI
 
 from tocsin.signals import CLEANSED_SUBSTITUTE
 from todo.models import Todo
-from todo.panel import ARGUMENT_MAX, Hub, describe_argument, describe_scope
+from todo.panel import ARGUMENT_MAX, PANEL_OVERHEAD, Hub, describe_argument, describe_scope
 from todo.signals import todo_completed
 
 Event = dict[str, Any]
 CLICK_SIGNALS = ["request_started", "pre_save", "post_save", "todo_completed", "request_finished"]
 WRONG_PASSWORD = "wrong-horse-battery-9"
+NEW_PASSWORD = "a brand new passphrase 7"
 SESSION_COOKIE = "todo_session"
 READ_TIMEOUT = 5.0  # seconds to wait for the next line of a stream that should have one
 QUIET = 1.0  # seconds of silence that show a stream has nothing more to say
@@ -57,11 +62,25 @@ def of_request(events: list[Event], request: str) -> list[Event]:
     return [event for event in events if event["request"] == request]
 
 
-def panel_id(cookie: str) -> str:
-    """The panel id kept in a session cookie (Starlette's: signed, base64 JSON)."""
+def sends(events: list[Event]) -> list[Event]:
+    return [event for event in events if event["type"] == "send"]
+
+
+def session_of(cookie: str) -> dict[str, Any]:
+    """The data of a session cookie (Starlette's: signed, base64 JSON)."""
     data = itsdangerous.TimestampSigner(SECRET_KEY).unsign(cookie.encode())
-    session = json.loads(base64.b64decode(data))
-    value = session["panel_id"]
+    session: dict[str, Any] = json.loads(base64.b64decode(data))
+    return session
+
+
+def forged(session: dict[str, Any]) -> str:
+    """A session cookie holding *session*, signed with the tests' secret key."""
+    data = base64.b64encode(json.dumps(session).encode())
+    return itsdangerous.TimestampSigner(SECRET_KEY).sign(data).decode()
+
+
+def panel_id(client: Client) -> str:
+    value = session_of(client.cookies[SESSION_COOKIE])["panel_id"]
     assert isinstance(value, str)
     return value
 
@@ -73,7 +92,20 @@ def click_done(client: Client, todo_id: int) -> None:
     assert response.status_code == 200
 
 
-# -- attribution -----------------------------------------------------------------------------
+def change_password(client: Client, current: str, new: str) -> None:
+    token = csrf_token(client, "/password")
+    data = {"current": current, "new": new, "csrf_token": token}
+    assert client.post("/password", data=data).status_code == 200
+
+
+def with_cookie(make_client: Callable[[], Client], cookie: str) -> Client:
+    """Another browser holding a copy of *cookie*."""
+    thief = make_client()
+    thief.cookies.set(SESSION_COOKIE, cookie)
+    return thief
+
+
+# -- each browser, each user, its own events -----------------------------------------------
 
 
 def test_each_browser_sees_only_its_own_events(make_client: Callable[[], Client]) -> None:
@@ -97,21 +129,6 @@ def test_each_browser_sees_only_its_own_events(make_client: Callable[[], Client]
     assert "ann" not in json.dumps(bob_events)
 
 
-def test_the_panel_follows_the_browser_across_login_and_logout(client: Client) -> None:
-    """The panel id survives the session's rotation: a browser keeps its history."""
-    client.get("/login")
-    assert of_request(recent(client), "GET /login")
-    register(client, "ann")
-    logout(client)
-    login(client, "ann")
-    events = recent(client)
-    requests = {event["request"] for event in events}
-    assert {"GET /login", "POST /register", "POST /logout", "POST /login"} <= requests
-    signals = [event["signal"] for event in events]
-    assert "user_logged_in" in signals
-    assert "user_logged_out" in signals
-
-
 def test_a_new_browser_starts_with_an_empty_panel(make_client: Callable[[], Client]) -> None:
     first = make_client()
     register(first, "ann")
@@ -124,10 +141,8 @@ def test_sends_outside_a_request_reach_no_panel(
 ) -> None:
     register(client, "ann")
     todo_id = add_todo(client, "from a script")
-    published: list[tuple[str, Event]] = []
-    monkeypatch.setattr(
-        app.state.panel.hub, "publish", lambda pid, event: published.append((pid, event))
-    )
+    published: list[Any] = []
+    monkeypatch.setattr(app.state.panel.hub, "publish", lambda *args: published.append(args))
     with app.state.database.session() as session:
         todo = session.get(Todo, todo_id)
         assert todo is not None
@@ -137,7 +152,119 @@ def test_sends_outside_a_request_reach_no_panel(
     assert published == []
 
 
-# -- what a click shows ----------------------------------------------------------------------
+# -- login and logout: a new panel -----------------------------------------------------------
+
+
+def test_a_login_starts_a_new_panel_with_the_login_requests_events(
+    app: FastAPI, client: Client
+) -> None:
+    """The login's own events, those sent before the session changed included,
+    belong to the user who logged in; nothing from before it does."""
+    register(client, "ann")
+    logout(client)
+    client.get("/login")
+    before = panel_id(client)
+    assert of_request(recent(client), "GET /login")
+
+    assert login(client, "ann").status_code == 303
+    events = recent(client)
+    assert panel_id(client) != before
+    assert {e["request"] for e in events} == {"POST /login"}
+    signals = [e["signal"] for e in events]
+    assert signals[0] == "request_started"  # sent before the session changed
+    assert "user_logged_in" in signals
+    assert signals[-1] == "request_finished"
+    assert app.state.panel.hub.history(before) == []
+
+
+def test_a_logout_shows_the_next_visitor_nothing(app: FastAPI, client: Client) -> None:
+    register(client, "ann")
+    click_done(client, add_todo(client, "ann's diary"))
+    anns = panel_id(client)
+    assert recent(client)
+
+    assert logout(client).status_code == 303
+    assert recent(client) == []  # the rest of the logout's request went nowhere
+    assert panel_id(client) != anns
+    assert app.state.panel.hub.history(anns) == []
+    page = client.get("/login")
+    assert "diary" not in page.text
+    assert {e["request"] for e in recent(client)} == {"GET /login"}
+
+
+def test_two_users_on_one_browser_never_see_each_others_events(client: Client) -> None:
+    """Ann, then Bob, then Ann again on the same browser: each login shows its own
+    user's events only, through the page and /signals/recent."""
+    register(client, "ann")
+    click_done(client, add_todo(client, "ann's diary"))
+    anns = recent(client)
+    logout(client)
+
+    register(client, "bob")
+    click_done(client, add_todo(client, "bob's bike"))
+    bobs = recent(client)
+    assert "diary" not in json.dumps(bobs)
+    assert "ann" not in json.dumps(bobs)
+    assert not {e["request_id"] for e in anns} & {e["request_id"] for e in bobs}
+    assert "diary" not in client.get("/todos").text
+    logout(client)
+
+    login(client, "ann")
+    again = recent(client)
+    assert "bike" not in json.dumps(again)
+    assert "bob" not in json.dumps(again)
+    assert not {e["request_id"] for e in again} & {e["request_id"] for e in anns + bobs}
+
+
+def test_a_copied_cookie_reads_nothing_once_its_session_ended(
+    make_client: Callable[[], Client],
+) -> None:
+    ann = make_client()
+    register(ann, "ann")
+    click_done(ann, add_todo(ann, "ann's diary"))
+    cookie = ann.cookies[SESSION_COOKIE]
+    logout(ann)
+
+    thief = with_cookie(make_client, cookie)
+    assert recent(thief) == []
+    assert thief.get("/signals/stream").status_code == 204  # an EventSource gives up
+
+
+def test_a_panel_is_read_only_with_its_own_login_session(
+    make_client: Callable[[], Client],
+) -> None:
+    """A cookie naming ann's panel with another session (a leaked panel id in a
+    forged cookie) gets nothing."""
+    ann, bob = make_client(), make_client()
+    register(ann, "ann")
+    register(bob, "bob")
+    click_done(ann, add_todo(ann, "ann's diary"))
+    session = session_of(bob.cookies[SESSION_COOKIE]) | {"panel_id": panel_id(ann)}
+    mallory = with_cookie(make_client, forged(session))
+    assert recent(mallory) == []
+    assert mallory.get("/signals/stream").status_code == 204
+    assert recent(ann)  # ann's panel is still hers
+
+
+def test_a_password_change_forgets_the_other_browsers_panels(
+    app: FastAPI, make_client: Callable[[], Client]
+) -> None:
+    laptop, phone = make_client(), make_client()
+    register(laptop, "ann")
+    login(phone, "ann")
+    click_done(phone, add_todo(phone, "phone's todo"))
+    phones = panel_id(phone)
+    assert recent(phone)
+
+    change_password(laptop, PASSWORD, NEW_PASSWORD)
+    assert app.state.panel.hub.history(phones) == []
+    assert recent(phone) == []
+    assert phone.get("/signals/stream").status_code == 204
+    assert recent(laptop)  # this browser's new panel, with the change's request
+    assert {e["request"] for e in recent(laptop)} >= {"POST /password"}
+
+
+# -- the request timeline --------------------------------------------------------------------
 
 
 def test_a_done_click_shows_its_signals(client: Client) -> None:
@@ -147,15 +274,17 @@ def test_a_done_click_shows_its_signals(client: Client) -> None:
 
     events = recent(client)
     post = of_request(events, f"POST /todos/{todo_id}/done")
-    signals = [event["signal"] for event in post]
+    signals = [event["signal"] for event in sends(post)]
     assert set(CLICK_SIGNALS) <= set(signals), signals
     assert signals[0] == "request_started"
     assert signals[-1] == "request_finished"
     assert signals.index("pre_save") < signals.index("post_save")
-    get = of_request(events, "GET /todos")
-    assert [e["signal"] for e in get][:1] == ["request_started"]
-    assert [e["signal"] for e in get][-1:] == ["request_finished"]
-    assert events.index(post[-1]) < events.index(get[-1])  # the redirect's page came after
+    last = events[-1]["request_id"]  # the redirect's page, a page view and nothing more
+    get = [e for e in events if e["request_id"] == last]
+    assert [(e["request"], e["signal"]) for e in get] == [
+        ("GET /todos", "request_started"),
+        ("GET /todos", "request_finished"),
+    ]
 
     started = post[0]
     assert started["name"] == "tocsin.signals.request_started"
@@ -167,29 +296,78 @@ def test_a_done_click_shows_its_signals(client: Client) -> None:
     assert "water plants" in saved["args"]["instance"]
     assert saved["args"]["created"] == "False"
 
-    (completed,) = (e for e in post if e["signal"] == "todo_completed")
+    (completed,) = (e for e in sends(post) if e["signal"] == "todo_completed")
     assert completed["name"] == "todo.signals.todo_completed"
+    assert completed["kind"] == "app"
     assert completed["sender"] == "Todo"
     assert "water plants" in completed["args"]["todo"]
     (receiver,) = completed["receivers"]
     assert receiver["name"] == "todo.receivers.log_completed"
-    assert receiver["deferred"] is True
+    assert receiver["deferred"] == 1
     assert receiver["error"] is None
+
+
+def test_each_request_has_its_id_label_start_and_offsets(client: Client) -> None:
+    register(client, "ann")
+    client.get("/todos")
+    client.get("/todos")
+    events = recent(client)
+    by_request: dict[str, list[Event]] = {}
+    for event in events:
+        by_request.setdefault(event["request_id"], []).append(event)
+    labels = [group[0]["request"] for group in by_request.values()]
+    assert labels == ["POST /register", "GET /todos", "GET /todos"]  # two ids, one label
+    for group in by_request.values():
+        assert len({(e["request"], e["request_at"]) for e in group}) == 1
+        offsets = [e["offset_ms"] for e in group]
+        assert offsets == sorted(offsets)
+        assert offsets[0] >= 0
+    kinds = {e["signal"]: e["kind"] for e in events}
+    assert kinds["request_started"] == "request"
+    assert kinds["user_logged_in"] == "auth"
+    assert kinds["post_save"] == "model"
+
+
+def test_the_after_commit_receiver_shows_where_it_ran(client: Client) -> None:
+    """log_completed ran after the commit, between post_save and request_finished:
+    its event says when, for how long, and that it is done."""
+    register(client, "ann")
+    todo_id = add_todo(client, "water plants")
+    click_done(client, todo_id)
+    post = of_request(recent(client), f"POST /todos/{todo_id}/done")
+
+    (ran,) = (e for e in post if e["type"] == "after_commit")
+    assert ran["receiver"] == "todo.receivers.log_completed"
+    assert ran["signal"] == "todo_completed"
+    assert ran["kind"] == "app"
+    assert ran["state"] == "done"
+    assert ran["error"] is None
+    assert ran["deferred"] == 1  # the number of the todo_completed receiver it was
+    assert ran["ms"] >= 0
+    offsets = {e["signal"]: e["offset_ms"] for e in sends(post)}
+    assert offsets["todo_completed"] <= ran["offset_ms"] <= offsets["request_finished"]
+    assert [e["type"] for e in post][-2:] == ["after_commit", "send"]  # before request_finished
 
 
 def test_every_event_has_the_panels_fields(client: Client) -> None:
     register(client, "ann")
     click_done(client, add_todo(client, "x"))
-    for event in recent(client):
-        assert {"id", "signal", "name", "sender", "args", "receivers", "at", "request"} <= set(
-            event
-        )
+    events = recent(client)
+    assert {e["type"] for e in events} == {"send", "after_commit"}
+    common = {"id", "type", "signal", "name", "kind", "sender", "at", "ms", "error"}
+    request = {"request", "request_id", "request_at", "offset_ms"}
+    for event in events:
+        assert common | request <= set(event), event
         assert event["name"].rsplit(".", 1)[-1] == event["signal"]
+        assert event["kind"] in {"request", "model", "auth", "app"}
+        if event["type"] == "after_commit":
+            assert {"receiver", "deferred", "state"} <= set(event)
+            continue
         assert isinstance(event["args"], dict)
         assert all(isinstance(value, str) for value in event["args"].values())
         assert all(len(value) <= ARGUMENT_MAX for value in event["args"].values())
         for receiver in event["receivers"]:
-            assert {"name", "ms", "error"} <= set(receiver)
+            assert {"name", "ms", "deferred", "error"} <= set(receiver)
             assert receiver["ms"] is None or receiver["ms"] >= 0
 
 
@@ -199,12 +377,16 @@ def test_every_event_has_the_panels_fields(client: Client) -> None:
 def test_no_secret_reaches_an_event(make_client: Callable[[], Client]) -> None:
     client = make_client()
     secrets: set[str] = {PASSWORD, WRONG_PASSWORD}
+    seen: list[Event] = []
 
     def remember() -> None:
+        """Keep the session's secrets, and the panel's events before they go."""
         secrets.add(csrf_token(client, "/login"))
         cookie = client.cookies.get(SESSION_COOKIE)
         if cookie:
             secrets.add(cookie)
+            secrets.update(str(value) for value in session_of(cookie).values())
+        seen.extend(e for e in recent(client) if e not in seen)
 
     remember()
     register(client, "ann")
@@ -220,18 +402,19 @@ def test_no_secret_reaches_an_event(make_client: Callable[[], Client]) -> None:
     client.post("/todos", data={"text": "x", "csrf_token": "forged-" + PASSWORD})  # 403
     client.patch("/api/todos/1", json={"done": True})
     client.post("/api/session", json={"username": "ann", "password": WRONG_PASSWORD})
+    remember()
 
-    events = recent(client)
-    dumped = json.dumps(events)
+    dumped = json.dumps(seen)
     for secret in secrets:
-        assert secret not in dumped, f"a secret reached the panel: {secret[:8]}…"
+        if len(secret) > 8:
+            assert secret not in dumped, f"a secret reached the panel: {secret[:8]}…"
     assert "argon2" not in dumped  # nor a password hash
 
-    failed = [e for e in events if e["signal"] == "user_login_failed"]
+    failed = [e for e in seen if e["signal"] == "user_login_failed"]
     assert len(failed) == 2
     for event in failed:
         assert CLEANSED_SUBSTITUTE in event["args"]["credentials"]
-    logged_in = [e for e in events if e["signal"] == "user_logged_in"]
+    logged_in = [e for e in seen if e["signal"] == "user_logged_in"]
     assert logged_in
     for event in logged_in:
         assert event["args"]["request"].startswith("<Request POST ")
@@ -241,6 +424,7 @@ def test_describe_argument_masks_secrets() -> None:
     assert describe_argument("password", "hunter2") == CLEANSED_SUBSTITUTE
     assert describe_argument("csrf_token", "abc") == CLEANSED_SUBSTITUTE
     assert describe_argument("cookies", {"todo_session": "abc"}) == CLEANSED_SUBSTITUTE
+    assert describe_argument("session_ids", frozenset({"abc"})) == CLEANSED_SUBSTITUTE
     options = describe_argument(
         "options", {"user": "ann", "password": "hunter2", "api_key": "k", "session_id": "s"}
     )
@@ -277,70 +461,6 @@ def test_a_failed_login_shows_the_username_and_masks_the_password(client: Client
     )
 
 
-# -- the hub ---------------------------------------------------------------------------------
-
-
-def test_the_hub_sends_each_browser_its_own_events() -> None:
-    async def scenario() -> None:
-        hub = Hub()
-        ann, bob = hub.subscribe("ann"), hub.subscribe("bob")
-        hub.publish("ann", {"signal": "for ann"})
-        event = await ann.next(1)
-        assert event is not None
-        assert event["signal"] == "for ann"
-        with pytest.raises(TimeoutError):
-            await bob.next(0.05)
-        assert hub.history("ann") == [event]
-        assert hub.history("bob") == []
-        ann.close()
-        bob.close()
-        assert hub.streams() == 0
-
-    asyncio.run(scenario())
-
-
-def test_the_hub_takes_events_from_other_threads() -> None:
-    async def scenario() -> None:
-        hub = Hub()
-        stream = hub.subscribe("ann")
-        threads = [threading.Thread(target=hub.publish, args=("ann", {"n": n})) for n in range(20)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        received = [await stream.next(1) for _ in range(20)]
-        assert sorted(event["n"] for event in received if event is not None) == list(range(20))
-        stream.close()
-
-    asyncio.run(scenario())
-
-
-def test_a_stream_starts_with_the_history_after_its_last_event() -> None:
-    async def scenario() -> None:
-        hub = Hub()
-        for n in range(3):
-            hub.publish("ann", {"n": n})
-        first, second, _ = hub.history("ann")
-        assert [e["n"] for e in hub.subscribe("ann").backlog] == [0, 1, 2]
-        assert [e["n"] for e in hub.subscribe("ann", after=first["id"]).backlog] == [1, 2]
-        assert [e["n"] for e in hub.subscribe("ann", after=second["id"]).backlog] == [2]
-        assert [e["n"] for e in hub.subscribe("ann", after="other-epoch.2").backlog] == [0, 1, 2]
-        assert hub.subscribe("bob").backlog == []
-
-    asyncio.run(scenario())
-
-
-def test_closing_the_hub_ends_its_streams() -> None:
-    async def scenario() -> None:
-        hub = Hub()
-        stream = hub.subscribe("ann")
-        hub.close()
-        assert await stream.next(1) is None
-        assert await hub.subscribe("ann").next(1) is None
-
-    asyncio.run(scenario())
-
-
 # -- the stream, from a real server ----------------------------------------------------------
 
 
@@ -355,15 +475,22 @@ class Browser:
         page = parse_html(self.http.get(path, follow_redirects=True).text)
         return page.select("input[name=csrf_token]")[0].attrs["value"]
 
+    def post(self, path: str, expected: int = 303, **fields: str) -> None:
+        token = self.token("/login" if path in {"/register", "/login"} else "/todos")
+        response = self.http.post(path, data={**fields, "csrf_token": token})
+        assert response.status_code == expected, response.text
+
     def register(self, username: str) -> None:
-        data = {"username": username, "password": PASSWORD, "csrf_token": self.token("/register")}
-        assert self.http.post("/register", data=data).status_code == 303
+        self.post("/register", username=username, password=PASSWORD)
+
+    def login(self, username: str) -> None:
+        self.post("/login", username=username, password=PASSWORD)
+
+    def logout(self) -> None:
+        self.post("/logout")
 
     def add(self, text: str) -> int:
-        assert (
-            self.http.post("/todos", data={"text": text, "csrf_token": self.token()}).status_code
-            == 303
-        )
+        self.post("/todos", text=text)
         page = parse_html(self.http.get("/todos").text)
         return max(int(li.attrs["data-id"]) for li in page.select("li.todo"))
 
@@ -372,6 +499,12 @@ class Browser:
             f"/todos/{todo_id}/done", data={"csrf_token": self.token()}, follow_redirects=True
         )
         assert response.status_code == 200
+
+    def recent(self) -> list[Event]:
+        response = self.http.get("/signals/recent")
+        assert response.status_code == 200
+        events: list[Event] = response.json()
+        return events
 
     def close(self) -> None:
         self.http.close()
@@ -386,8 +519,9 @@ class Stream:
         self.lines = response.iter_lines()
         self.raw: list[str] = []
 
-    def next_event(self) -> Event:
-        """The next ``event: signal``; raises httpx.ReadTimeout if none comes."""
+    def next_event(self) -> Event | None:
+        """The next ``event: signal``, None when the stream ends; raises
+        httpx.ReadTimeout if none comes."""
         kind, data = None, None
         for line in self.lines:
             self.raw.append(line)
@@ -400,14 +534,16 @@ class Stream:
                     event: Event = json.loads(data)
                     return event
                 kind, data = None, None  # a comment, or another kind of event
-        raise AssertionError("the stream ended")
+        return None
 
     def events_until(self, done: Callable[[Event], bool], budget: float = 10.0) -> list[Event]:
         end = time.monotonic() + budget
         events: list[Event] = []
         while time.monotonic() < end:
-            events.append(self.next_event())
-            if done(events[-1]):
+            event = self.next_event()
+            assert event is not None, f"the stream ended: {events}"
+            events.append(event)
+            if done(event):
                 return events
         raise AssertionError(f"the awaited event did not come in {budget} s: {events}")
 
@@ -417,10 +553,23 @@ class Stream:
         end = time.monotonic() + 10
         try:
             while time.monotonic() < end:
-                events.append(self.next_event())
+                event = self.next_event()
+                assert event is not None, "the stream ended"
+                events.append(event)
         except httpx.ReadTimeout:
             return events
         raise AssertionError("the stream never fell silent")
+
+    def events_until_the_end(self) -> list[Event]:
+        """Every event until the server ends the stream (a read timeout fails)."""
+        events: list[Event] = []
+        while (event := self.next_event()) is not None:
+            events.append(event)
+        return events
+
+
+def finished(request: str) -> Callable[[Event], bool]:
+    return lambda e: e["request"] == request and e["signal"] == "request_finished"
 
 
 @pytest.fixture
@@ -449,22 +598,17 @@ def test_the_stream_shows_a_click_to_its_browser_only(
         bob.http.stream("GET", "/signals/stream", timeout=quiet) as bob_response,
     ):
         ann_stream, bob_stream = Stream(ann_response), Stream(bob_response)
-        backlog = ann_stream.events_until(
-            lambda e: e["request"] == "GET /todos" and e["signal"] == "request_finished"
-        )
+        backlog = ann_stream.events_until(finished("GET /todos"))
         assert any(e["request"] == "POST /register" for e in backlog)  # the history first
 
         ann.done(todo_id)
         post = f"POST /todos/{todo_id}/done"
-        clicked = ann_stream.events_until(
-            lambda e: e["request"] == post and e["signal"] == "request_finished"
-        )
+        clicked = ann_stream.events_until(finished(post))
         signals = [e["signal"] for e in clicked if e["request"] == post]
         assert set(CLICK_SIGNALS) <= set(signals), signals
         assert signals[0] == "request_started"
-        after = ann_stream.events_until(
-            lambda e: e["request"] == "GET /todos" and e["signal"] == "request_finished"
-        )
+        assert clicked[-2]["type"] == "after_commit"  # log_completed, before request_finished
+        after = ann_stream.events_until(finished("GET /todos"))
         assert after[0]["request"] == "GET /todos"  # then the redirected page's
 
         bobs = bob_stream.events_until_quiet()
@@ -477,3 +621,143 @@ def test_the_stream_shows_a_click_to_its_browser_only(
         assert PASSWORD not in raw
         for cookie in (*ann.http.cookies.values(), *bob.http.cookies.values()):
             assert cookie not in raw
+
+
+def test_a_logout_ends_the_stream_and_the_next_user_sees_only_theirs(
+    browsers: Callable[[], Browser],
+) -> None:
+    """Ann, then Bob, on the same browser: the logout ends ann's stream, and Bob's
+    stream shows nothing of ann's, not even the end of her logout."""
+    browser = browsers()
+    browser.register("ann")
+    todo_id = browser.add("ann's diary")
+    browser.done(todo_id)
+    with browser.http.stream("GET", "/signals/stream") as response:
+        anns = Stream(response)
+        history = anns.events_until(finished("GET /todos"))
+        browser.logout()
+        history += anns.events_until_the_end()
+    assert "diary" in json.dumps(history)
+    assert not [e for e in history if e["request"] == "GET /login"]  # the redirect's page
+
+    browser.register("bob")
+    quiet = httpx.Timeout(10.0, read=QUIET)
+    with browser.http.stream("GET", "/signals/stream", timeout=quiet) as response:
+        bobs = Stream(response).events_until_quiet()
+    assert {e["request"] for e in bobs} >= {"POST /register"}
+    assert "diary" not in json.dumps(bobs)
+    assert "ann" not in json.dumps(bobs)
+    assert not {e["request_id"] for e in bobs} & {e["request_id"] for e in history}
+    assert "diary" not in json.dumps(browser.recent())
+
+
+def test_a_password_change_ends_the_other_browsers_streams(
+    browsers: Callable[[], Browser],
+) -> None:
+    laptop, phone = browsers(), browsers()
+    laptop.register("ann")
+    phone.login("ann")
+    with phone.http.stream("GET", "/signals/stream") as response:
+        stream = Stream(response)
+        stream.events_until(finished("POST /login"))
+        laptop.post("/password", 200, current=PASSWORD, new=NEW_PASSWORD)
+        assert stream.events_until_the_end() == []  # ended, nothing more shown
+    assert phone.http.get("/signals/stream").status_code == 204
+    assert phone.recent() == []
+
+
+def test_too_many_streams_are_refused_with_a_short_message(
+    app: FastAPI, browsers: Callable[[], Browser]
+) -> None:
+    hub: Hub = app.state.panel.hub
+    hub.streams_per_panel, hub.max_streams = 2, 3
+    ann, bob, carol = browsers(), browsers(), browsers()
+    for browser in (ann, bob, carol):
+        browser.http.get("/login")  # a panel id in the cookie
+    with contextlib.ExitStack() as open_streams:
+
+        def stream(browser: Browser) -> httpx.Response:
+            return open_streams.enter_context(browser.http.stream("GET", "/signals/stream"))
+
+        assert stream(ann).status_code == 200
+        assert stream(ann).status_code == 200
+        refused = ann.http.get("/signals/stream")
+        assert refused.status_code == 429
+        assert "close a tab" in refused.text
+        assert stream(bob).status_code == 200
+        busy = carol.http.get("/signals/stream")
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"] == "60"
+        assert "try again later" in busy.text
+    deadline = time.monotonic() + 5
+    while hub.streams() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the server notices the closed connections
+    assert hub.streams() == 0
+    with carol.http.stream("GET", "/signals/stream") as response:
+        assert response.status_code == 200
+
+
+# -- many clients at once --------------------------------------------------------------------
+
+
+def test_many_anonymous_visitors_at_once_keep_the_global_bound(
+    app: FastAPI, live_server: str
+) -> None:
+    """640 page views from 16 threads, each a new visitor without cookies (an
+    anonymous panel each): the hub never holds more than its bound."""
+    hub: Hub = app.state.panel.hub
+    hub.max_bytes = 128 * 1024
+    highest, stop = 0, threading.Event()
+
+    def watch() -> None:
+        nonlocal highest
+        while not stop.is_set():
+            highest = max(highest, hub.bytes)
+
+    def visit(_: int) -> list[int]:
+        with httpx.Client(base_url=live_server, timeout=10.0) as http:
+            statuses = []
+            for _ in range(40):
+                http.cookies.clear()
+                statuses.append(http.get("/login").status_code)
+            return statuses
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            statuses = [s for batch in pool.map(visit, range(16)) for s in batch]
+    finally:
+        stop.set()
+        watcher.join()
+    assert statuses == [200] * 640
+    assert 0 < highest <= hub.max_bytes
+    assert hub.bytes <= hub.max_bytes
+    assert 1 < hub.panels() <= hub.max_bytes // PANEL_OVERHEAD
+
+
+def test_users_at_once_see_only_their_own_events(browsers: Callable[[], Browser]) -> None:
+    """Six users in six threads register, tick a todo off, log out and in again:
+    each panel shows its own user's events only, and a login starts afresh."""
+    names = [f"user{n}" for n in range(6)]
+
+    def visit(name: str) -> tuple[list[Event], list[Event]]:
+        browser = browsers()
+        browser.register(name)
+        browser.done(browser.add(f"{name}'s secret"))
+        before = browser.recent()
+        browser.logout()
+        browser.login(name)
+        return before, browser.recent()
+
+    with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+        results = dict(zip(names, pool.map(visit, names), strict=True))
+    request_ids: dict[str, set[str]] = {}
+    for name, (before, after) in results.items():
+        others = [other for other in names if other != name]
+        assert f"{name}'s secret" in json.dumps(before)
+        assert not any(other in json.dumps(before + after) for other in others)
+        assert {e["request"] for e in after} == {"POST /login"}
+        request_ids[name] = {e["request_id"] for e in before + after}
+    for name, ids in request_ids.items():
+        assert all(not ids & request_ids[other] for other in names if other != name)
