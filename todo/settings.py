@@ -7,6 +7,10 @@
 * ``TODO_DATA_DIR``: where the SQLite database and the key live; ``data/`` at the
   repository root by default.
 * ``TODO_SECURE_COOKIES=1``: mark the session cookie ``Secure`` (behind HTTPS).
+* ``TODO_REDIS_URL``: run ``todo_completed``'s remote receiver in another process,
+  through Redis Streams at this URL (``redis://127.0.0.1:6379/0``), started with
+  ``tocsin worker todo.remote:remote``. Without it, a worker thread of the app runs
+  it, through memory (see todo/remote.py).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class Settings:
     secret_key: str = field(repr=False)
     data_dir: Path = DEFAULT_DATA_DIR
     secure_cookies: bool = False
+    redis_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -42,7 +47,8 @@ class Settings:
         database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'todo.db'}"
         secret_key = env.get("TODO_SECRET_KEY") or _stored_secret_key(data_dir / "secret_key")
         secure = env.get("TODO_SECURE_COOKIES", "").strip().lower() in _TRUE
-        return cls(database_url, secret_key, data_dir, secure)
+        redis_url = env.get("TODO_REDIS_URL") or None
+        return cls(database_url, secret_key, data_dir, secure, redis_url)
 
 
 def _stored_secret_key(path: Path) -> str:

@@ -39,6 +39,7 @@ from .panel import (
     stream_response,
 )
 from .receivers import connect_receivers
+from .remote import AppRemote
 from .settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -432,6 +433,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings.from_env()
     database = Database(settings.database_url)
     panel = Panel()
+    app_remote = AppRemote(settings, database, panel)
     connect_receivers()
 
     @asynccontextmanager
@@ -440,7 +442,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         panel.start()
         try:
-            yield
+            async with app_remote.running():  # todo_completed's worker (remote.py)
+                yield
         finally:
             panel.stop()
             database.dispose()
@@ -455,6 +458,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.database = database
     app.state.panel = panel
+    app.state.remote = app_remote
 
     app.include_router(pages)
     app.include_router(api.router)
