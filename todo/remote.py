@@ -27,7 +27,6 @@ every other event: only the panel and login session that sent it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import json
@@ -69,6 +68,7 @@ DEDUPE = timedelta(hours=1)  # an event done is not run again within this time
 MAX_ATTEMPTS = 3
 RETRY_DELAY = 1.0
 STOP_TIMEOUT = 5.0  # seconds the app waits for its worker thread to stop
+FOLLOW_BLOCK = 250  # ms one read of REPORTS waits: the app stops within about that
 APP_KEY = "todo-app"  # in an event's context: the app (in process) that sent it
 
 log = logging.getLogger("todo")
@@ -240,9 +240,11 @@ class AppRemote:
         remove = add_propagator(PanelPropagator(self.panel, app_key))
         try:
             if redis_url:
-                with self._published(_redis_transport(redis_url), None):
-                    async with _following(redis_url, self.panel):
-                        yield
+                with (
+                    self._published(_redis_transport(redis_url), None),
+                    _following(redis_url, self.panel),
+                ):
+                    yield
             else:
                 with self._in_process(app_key):
                     yield
@@ -322,37 +324,41 @@ def _redis_transport(url: str) -> Transport:
     return transport
 
 
-@contextlib.asynccontextmanager
-async def _following(url: str, panel: Panel) -> AsyncIterator[None]:
-    """A task that hands the workers' reports (``REPORTS``) to *panel*."""
-    task = asyncio.create_task(_follow(url, panel), name="todo-remote-reports")
+@contextlib.contextmanager
+def _following(url: str, panel: Panel) -> Iterator[None]:
+    """A thread that hands the workers' reports (``REPORTS``) to *panel* (a thread, not
+    a task: it must not depend on who runs the lifespan's loop)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=_follow, args=(client, panel, stop), name="todo-remote-reports", daemon=True
+    )
+    thread.start()
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        thread.join(STOP_TIMEOUT)
+        client.close()
 
 
-async def _follow(url: str, panel: Panel) -> None:
-    import redis.asyncio
+def _follow(client: Any, panel: Panel, stop: threading.Event) -> None:
+    import redis
 
-    client = redis.asyncio.Redis.from_url(url)
     last = "$"  # the reports from now on: older ones belong to requests long over
-    try:
-        while True:
-            try:
-                found: Any = await client.xread({REPORTS: last}, count=100, block=5000)
-            except redis.RedisError as error:
-                log.warning("cannot read the worker reports (%s); retrying in 1 s", error)
-                await asyncio.sleep(1.0)
-                continue
-            for _, entries in found or ():
-                for entry_id, fields in entries:
-                    last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                    _hand_over(panel, fields)
-    finally:
-        await client.aclose()
+    while not stop.is_set():
+        try:
+            found: Any = client.xread({REPORTS: last}, count=100, block=FOLLOW_BLOCK)
+        except redis.RedisError as error:
+            log.warning("cannot read the worker reports (%s); retrying in 1 s", error)
+            stop.wait(1.0)
+            continue
+        for _, entries in found or ():
+            for entry_id, fields in entries:
+                last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                _hand_over(panel, fields)
 
 
 def _hand_over(panel: Panel, fields: Mapping[bytes, bytes]) -> None:

@@ -5,10 +5,16 @@ The Redis mode, with a real ``tocsin worker`` process, is at the end."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -126,3 +132,85 @@ def test_the_worker_thread_stops_with_the_app(app_settings: Settings) -> None:
             pass
         assert time.monotonic() - begun < 2.0
         assert "todo-remote-worker" not in [t.name for t in threading.enumerate()]
+
+
+# -- Redis: a real `tocsin worker todo.remote:remote` process --------------------------------
+
+REDIS_URL = os.environ.get("TOCSIN_REDIS_URL", "redis://127.0.0.1:6379/0")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def redis_settings(app_settings: Settings) -> Iterator[Settings]:
+    """``app_settings`` with ``TODO_REDIS_URL``; the app's streams emptied before and after."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        if os.environ.get("TOCSIN_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"Redis is required (TOCSIN_REQUIRE_SERVICES=1): {error}")
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {error}")
+    streams = [todo.remote.STREAM, todo.remote.REPORTS, f"{todo.remote.STREAM}:dead"]
+    client.delete(*streams)
+    try:
+        yield dataclasses.replace(app_settings, redis_url=REDIS_URL)
+    finally:
+        client.delete(*streams)
+        client.close()
+
+
+@contextlib.contextmanager
+def tocsin_worker(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m tocsin worker todo.remote:remote`` with the app's environment;
+    stopped with SIGTERM at the end (killed if it does not stop in 10 s)."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "TODO_DATA_DIR": str(settings.data_dir),
+        "TODO_SECRET_KEY": settings.secret_key,
+        "TODO_REDIS_URL": settings.redis_url or "",
+    }
+    command = [sys.executable, "-m", "tocsin", "worker", "todo.remote:remote", "--block", "0.2"]
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            assert process.wait(10) == 0, log.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_with_redis_a_tocsin_worker_process_runs_it_and_the_panel_shows_it(
+    redis_settings: Settings, tmp_path: Path
+) -> None:
+    """The app runs no worker thread; `tocsin worker` handles the event in its own
+    process, and its report reaches the clicking user's panel (and no one else's)."""
+    running = _running(redis_settings)
+    app = next(running)
+    log = tmp_path / "worker.log"
+    try:
+        assert "todo-remote-worker" not in [t.name for t in threading.enumerate()]
+        with tocsin_worker(redis_settings, log), Client(app) as ann, Client(app) as bob:
+            register(ann, "ann")
+            register(bob, "bob")
+            request = click_done(ann, add_todo(ann, "water plants"))
+            (handled,) = attempts(ann, request)
+            assert (handled["attempt"], handled["state"]) == (1, "done")
+            assert handled["pid"] != os.getpid()
+            deadline = time.monotonic() + WAIT
+            while "Worker: well done, ann" not in log.read_text():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            assert handled["event_id"] in log.read_text()
+            assert all(e["type"] != "worker" for e in recent(bob))
+    finally:
+        for _ in running:
+            pass
+    assert "todo-remote-reports" not in [t.name for t in threading.enumerate()]
