@@ -230,26 +230,42 @@ class AppRemote:
         self.remote: Remote | None = None
         self.worker: Worker | None = None
         self.thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._users = 0
+        self._stack: contextlib.ExitStack | None = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Publish ``todo_completed`` and run (or follow) its worker for the block."""
+        """Publish ``todo_completed`` and run (or follow) its worker for the block.
+        Blocks may overlap (a test's lifespan and a server's): the first starts, the
+        last stops."""
+        with self._lock:
+            self._users += 1
+            if self._users == 1:
+                self._stack = self._start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                stack = None
+                if not self._users:
+                    stack, self._stack = self._stack, None
+            if stack is not None:
+                stack.close()
+
+    def _start(self) -> contextlib.ExitStack:
         redis_url = self.settings.redis_url
         app_key = None if redis_url else os.urandom(8).hex()
-        self.panel.publishers[PUBLISHER] = STREAM
-        remove = add_propagator(PanelPropagator(self.panel, app_key))
-        try:
+        with contextlib.ExitStack() as stack:
+            self.panel.publishers[PUBLISHER] = STREAM
+            stack.callback(add_propagator(PanelPropagator(self.panel, app_key)))
             if redis_url:
-                with (
-                    self._published(_redis_transport(redis_url), None),
-                    _following(redis_url, self.panel),
-                ):
-                    yield
+                stack.enter_context(self._published(_redis_transport(redis_url), None))
+                stack.enter_context(_following(redis_url, self.panel))
             else:
-                with self._in_process(app_key):
-                    yield
-        finally:
-            remove()
+                stack.enter_context(self._in_process(app_key))
+            return stack.pop_all()
 
     @contextlib.contextmanager
     def _published(self, transport: Transport, receiver: Congratulate | None) -> Iterator[Remote]:
