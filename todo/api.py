@@ -22,7 +22,16 @@ from tocsin.signals import CLEANSED_SUBSTITUTE, cleanse_credentials
 
 from . import auth
 from .db import Database
-from .models import TEXT_MAX, USERNAME_MAX, WHITESPACE, Todo, User, clean_text, text_error
+from .models import (
+    TEXT_MAX,
+    USERNAME_MAX,
+    WHITESPACE,
+    Todo,
+    User,
+    clean_text,
+    is_invisible,
+    text_error,
+)
 
 DESCRIPTION = """\
 The Todo app's JSON API. Log in with `POST /api/session`: the session cookie it
@@ -60,20 +69,40 @@ def _char_class(chars: str) -> str:
     start = previous = codes[0]
     for code in [*codes[1:], -1]:
         if code != previous + 1:
-            parts.append(f"\\u{start:04x}" + (f"-\\u{previous:04x}" if previous > start else ""))
+            last = f"-{_regex_char(previous)}" if previous > start else ""
+            parts.append(_regex_char(start) + last)
             start = code
         previous = code
     return "".join(parts)
 
 
-# 1 to 500 characters once stripped of whitespace at both ends, and no NUL. The
-# whitespace is spelled out: what \s means differs between regex engines.
-_SPACE = _char_class(WHITESPACE)
-_CHAR, _VISIBLE = r"[^\u0000]", rf"[^{_SPACE}\u0000]"
+def _regex_char(code: int) -> str:
+    # \uXXXX means the same to Python's re and to JavaScript; past U+FFFF they differ,
+    # but both read the character itself as one (JavaScript with the u flag).
+    return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+
+# Every character models.is_invisible() names: controls and format characters are
+# all in planes 0, 1 and 14.
+_INVISIBLE_CHARS = "".join(
+    chr(code)
+    for plane in (0, 1, 14)
+    for code in range(plane << 16, (plane + 1) << 16)
+    if is_invisible(chr(code))
+)
+
+# 1 to 500 characters once stripped of whitespace at both ends, one of them visible
+# (the lookahead), and no NUL. The characters are spelled out: what \s means differs
+# between regex engines.
+_SPACE, _INVISIBLE = _char_class(WHITESPACE), _char_class(_INVISIBLE_CHARS)
+_CHAR, _EDGE = r"[^\u0000]", rf"[^{_SPACE}\u0000]"
 TEXT_SCHEMA: JsonDict = {
-    "pattern": rf"^[{_SPACE}]*{_VISIBLE}({_CHAR}{{0,{TEXT_MAX - 2}}}{_VISIBLE})?[{_SPACE}]*$"
+    "pattern": (
+        rf"^[{_SPACE}]*(?=[{_INVISIBLE}]*[^{_INVISIBLE}])"
+        rf"{_EDGE}({_CHAR}{{0,{TEXT_MAX - 2}}}{_EDGE})?[{_SPACE}]*$"
+    )
 }
-TEXT_HELP = f"1 to {TEXT_MAX} characters once stripped, without NUL."
+TEXT_HELP = f"1 to {TEXT_MAX} characters once stripped, one of them visible, without NUL."
 
 
 class Message(BaseModel):

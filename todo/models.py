@@ -4,6 +4,7 @@ counters (see throttle.py)."""
 from __future__ import annotations
 
 import datetime
+import unicodedata
 
 from sqlalchemy import Float, ForeignKey, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -23,6 +24,17 @@ def is_storable(text: str) -> bool:
 
 # What str.strip() strips (str.isspace()), spelled out for the API's schema pattern.
 WHITESPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
+# Letters that fonts draw blank: the Hangul fillers, and the empty Braille pattern.
+FILLERS = "\u115f\u1160\u3164\uffa0\u2800"
+_INVISIBLE_CATEGORIES = {"Cc", "Cf"}  # controls, and format characters (U+200B...)
+
+
+def is_invisible(char: str) -> bool:
+    """Whether the character *char* shows nothing by itself: whitespace, a control
+    or format character (zero-width space, joiners, direction marks...), a filler."""
+    return (
+        char in WHITESPACE or char in FILLERS or unicodedata.category(char) in _INVISIBLE_CATEGORIES
+    )
 
 
 def clean_text(text: str) -> str:
@@ -34,6 +46,8 @@ def text_error(text: str) -> str | None:
     """Why *text* (cleaned by :func:`clean_text`) cannot be a todo's text, or None."""
     if not text:
         return "Please write something: a todo cannot be empty."
+    if all(map(is_invisible, text)):
+        return "The text has no visible characters: please write something."
     if len(text) > TEXT_MAX:
         return f"A todo is at most {TEXT_MAX} characters long; this one has {len(text)}."
     if not is_storable(text):
