@@ -4,6 +4,7 @@ engine and sessions, and the Alembic migrations, run from code."""
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,8 @@ from sqlalchemy.types import TypeDecorator
 from starlette.requests import Request
 
 from tocsin.contrib.sqlalchemy import enable_model_signals
+
+from .settings import tighten
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -82,13 +85,14 @@ SQLITE_BUSY_TIMEOUT = 15
 
 def make_engine(url: str) -> Engine:
     """An engine for *url*, its pool sized for the request threads; for SQLite, one
-    usable from those threads, with foreign keys enforced and write-ahead logging."""
+    usable from those threads, with foreign keys enforced and write-ahead logging, on
+    a file readable by its owner only (see :func:`owner_only`)."""
     parsed = make_url(url)
     pool = {"pool_size": POOL_SIZE, "max_overflow": 0, "pool_timeout": POOL_TIMEOUT}
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, **pool)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.database and parsed.database != ":memory:" and "uri" not in parsed.query:
+        owner_only(Path(parsed.database))
     connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT}
     engine = create_engine(url, connect_args=connect_args, **pool)
 
@@ -100,6 +104,25 @@ def make_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+_SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite keeps beside a database
+
+
+def owner_only(database: Path) -> None:
+    """Make the SQLite database *database* readable by its owner only (0600), before
+    SQLite opens it: SQLite gives the -wal and -shm files it creates the database's
+    permissions. An existing database, -wal or -shm file that others could read is
+    tightened, with a log line; a new directory is 0700."""
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        # An empty file is an empty database to SQLite.
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        for suffix in ("", *_SIDE_FILES):
+            path = database.with_name(database.name + suffix)
+            if path.exists():
+                tighten(path, 0o600)
 
 
 class Database:

@@ -11,10 +11,14 @@
   through Redis Streams at this URL (``redis://127.0.0.1:6379/0``), started with
   ``tocsin worker todo.remote:remote``. Without it, a worker thread of the app runs
   it, through memory (see todo/remote.py).
+
+The data directory is created readable by its owner only (0700), as are the
+secret key file and the SQLite database, with its -wal and -shm files (0600).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Mapping
@@ -25,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = ROOT / "data"
 
 _TRUE = {"1", "true", "yes", "on"}
+
+log = logging.getLogger("todo")
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class Settings:
         directory, and the secret key file if no key is given."""
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("TODO_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        _make_data_dir(data_dir)
         database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'todo.db'}"
         secret_key = env.get("TODO_SECRET_KEY") or _stored_secret_key(data_dir / "secret_key")
         secure = env.get("TODO_SECURE_COOKIES", "").strip().lower() in _TRUE
@@ -51,11 +57,34 @@ class Settings:
         return cls(database_url, secret_key, data_dir, secure, redis_url)
 
 
+def _make_data_dir(path: Path) -> None:
+    """Create *path* readable by its owner only (0700), or make it so, with a log line."""
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        tighten(path, 0o700)
+
+
+def tighten(path: Path, mode: int) -> None:
+    """Take away from *path* the permissions that *mode* does not give, saying so in
+    the log (a file made by an older version of the app, or by hand)."""
+    current = path.stat().st_mode & 0o777
+    if current & ~mode:
+        path.chmod(current & mode)
+        log.warning(
+            "%s was open to others (%04o): now %04o, its owner's only.",
+            path,
+            current,
+            current & mode,
+        )
+
+
 def _stored_secret_key(path: Path) -> str:
     """The key kept in *path*, generated (readable by the owner only) the first time."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        tighten(path, 0o600)
         key = path.read_text(encoding="ascii").strip()
         if key:
             return key
