@@ -29,6 +29,7 @@ from starlette.routing import Match, Route
 from tocsin.contrib.asgi import RequestSignalsMiddleware
 
 from . import api, auth
+from .apidocs import add_docs
 from .db import REQUEST_THREADS, Database
 from .models import Todo, User, clean_text, text_error
 from .panel import (
@@ -47,7 +48,7 @@ SESSION_COOKIE = "todo_session"
 SESSION_MAX_AGE = 14 * 24 * 3600
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 
-# For the pages (not /docs, which loads Swagger UI from a CDN).
+# For the pages.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -453,6 +454,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0",
         description=api.DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # apidocs.py serves /docs without a CDN; ReDoc is off
+        redoc_url=None,
         openapi_tags=[{"name": "todos"}, {"name": "session"}, {"name": "users"}],
     )
     app.state.settings = settings
@@ -463,6 +466,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages)
     app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    add_docs(app)
 
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,18 +1,51 @@
-"""The Todo app's HTTP hardening: files readable by their owner only."""
+"""The Todo app's HTTP hardening: ``/docs`` without a CDN (todo/apidocs.py), and
+files readable by their owner only.
+
+The requests run twice, through the ``web`` fixture: against the app in process
+(``httpx.ASGITransport``) and against a real uvicorn (``live_server``).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from conftest import PASSWORD, Client
+from conftest import PASSWORD, Client, parse_html
 
 from todo import Settings, create_app
 from todo.db import make_engine, upgrade
+
+CHUNK = 64 * 1024
+
+
+class Upload:
+    """A body sent in chunks, without a Content-Length (chunked over a socket);
+    ``produced`` counts the bytes handed to the client so far."""
+
+    def __init__(self, data: bytes, chunk: int = CHUNK) -> None:
+        self.data = memoryview(data)
+        self.chunk = chunk
+        self.produced = 0
+
+    def _next(self) -> bytes | None:
+        if self.produced >= len(self.data):
+            return None
+        piece = bytes(self.data[self.produced : self.produced + self.chunk])
+        self.produced += len(piece)
+        return piece
+
+    def sync(self) -> Iterator[bytes]:
+        while (piece := self._next()) is not None:
+            yield piece
+
+    async def asynchronous(self) -> AsyncIterator[bytes]:
+        while (piece := self._next()) is not None:
+            yield piece
 
 
 def sign_up(http: Client | httpx.Client, username: str) -> None:
@@ -20,6 +53,95 @@ def sign_up(http: Client | httpx.Client, username: str) -> None:
     user = {"username": username, "password": PASSWORD}
     assert http.post("/api/users", json=user).status_code == 201
     assert http.post("/api/session", json=user).status_code == 200
+
+
+class Web:
+    """Requests to the app: in process (*http* is a conftest Client) or over a
+    socket (an ``httpx.Client`` on the live server)."""
+
+    def __init__(self, http: Client | httpx.Client) -> None:
+        self.http = http
+        self.live = isinstance(http, httpx.Client)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.request(method, path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def stream(self, upload: Upload) -> Iterator[bytes] | AsyncIterator[bytes]:
+        """*upload* as this client sends a body in chunks."""
+        return upload.sync() if self.live else upload.asynchronous()
+
+    def sign_up(self, username: str) -> None:
+        sign_up(self.http, username)
+
+    def form(self, path: str, **fields: str) -> bytes:
+        """A urlencoded body for the form of the page at *path*, with its CSRF token."""
+        page = parse_html(self.get(path, follow_redirects=True).text)
+        token = page.select("input[name=csrf_token]")[0].attrs["value"]
+        return str(httpx.QueryParams({**fields, "csrf_token": token})).encode()
+
+
+@pytest.fixture(params=["in-process", "live"])
+def web(request: pytest.FixtureRequest, client: Client) -> Iterator[Web]:
+    """A :class:`Web` on the app in process, then on the live server."""
+    if request.param == "in-process":
+        yield Web(client)
+        return
+    base_url: str = request.getfixturevalue("live_server")
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        yield Web(http)
+
+
+# -- /docs, offline ---------------------------------------------------------------------------
+
+
+def test_the_docs_page_loads_only_this_servers_files(web: Web) -> None:
+    response = web.get("/docs")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = parse_html(response.text)
+    scripts = page.select("script")
+    assert scripts
+    assert all(script.attrs.get("src") and not script.text.strip() for script in scripts)
+    urls = [
+        element.attrs[name]
+        for element in page.elements()
+        for name in ("src", "href")
+        if name in element.attrs
+    ]
+    assert urls
+    kinds = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
+    for url in urls:
+        assert url.startswith("/"), url
+        assert not url.startswith("//"), url
+        asset = web.get(url)
+        assert asset.status_code == 200, url
+        assert kinds[Path(url).suffix] in asset.headers["content-type"], url
+    schema_url = page.select_one("#swagger-ui").attrs["data-openapi-url"]
+    assert web.get(schema_url).json()["info"]["title"] == "Todo"
+    bundle = web.get("/docs/assets/swagger-ui-bundle.js").text
+    assert "SwaggerUIBundle" in bundle
+    assert len(bundle) > 500_000  # the real bundle
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/docs/assets/index.html",
+        "/docs/assets/swagger-initializer.js",
+        "/docs/assets/swagger-ui-bundle.js.map",
+        "/docs/assets/",
+        "/docs/oauth2-redirect",
+        "/redoc",
+    ],
+)
+def test_nothing_else_of_swagger_ui_is_served(client: Client, path: str) -> None:
+    assert client.get(path).status_code == 404
 
 
 # -- files ------------------------------------------------------------------------------------
