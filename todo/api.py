@@ -22,6 +22,7 @@ from tocsin.signals import CLEANSED_SUBSTITUTE, cleanse_credentials
 
 from . import auth
 from .db import Database
+from .http import bounded_errors
 from .models import (
     TEXT_MAX,
     USERNAME_MAX,
@@ -223,9 +224,10 @@ def _without_secrets(error: dict[str, Any]) -> dict[str, Any]:
 
 
 def validation_error(exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422 response, without passwords, and safe for any input it quotes."""
+    """FastAPI's 422 response, without passwords, safe for any input it quotes, and
+    short: it quotes an excerpt of the input at most (http.bounded_errors)."""
     errors = [_without_secrets(error) for error in jsonable_encoder(exc.errors())]
-    return JSONResponse(status_code=422, content={"detail": _printable(errors)})
+    return JSONResponse(status_code=422, content={"detail": _printable(bounded_errors(errors))})
 
 
 def unreadable_body(exc: StarletteHTTPException) -> JSONResponse | None:

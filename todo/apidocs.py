@@ -2,9 +2,9 @@
 
 Swagger UI's script and style come from the swagger-ui-bundle-v2 package (Apache
 2.0) at ``/docs/assets/``, rather than from a CDN as FastAPI's own ``/docs`` has
-them: the page works offline. It starts Swagger UI from a file,
-``/static/docs.js``, where FastAPI writes an inline script, so that a
-Content-Security-Policy can allow scripts from this origin only. FastAPI's
+them: the page works offline, and its Content-Security-Policy (http.DOCS_CSP)
+allows scripts from this origin only. That is also why the page starts Swagger UI
+from a file, ``/static/docs.js``, where FastAPI writes an inline script. FastAPI's
 ``/docs`` and ``/redoc`` are turned off (``docs_url=None, redoc_url=None``); ReDoc
 has no package to serve it from.
 """

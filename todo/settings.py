@@ -11,6 +11,9 @@
   through Redis Streams at this URL (``redis://127.0.0.1:6379/0``), started with
   ``tocsin worker todo.remote:remote``. Without it, a worker thread of the app runs
   it, through memory (see todo/remote.py).
+* ``TODO_MAX_BODY``: the largest request body accepted, in bytes; 65536 (64 KiB)
+  by default, at least 8192 (a todo of 500 characters, as a form, can take 6 KB).
+  Larger bodies are refused with 413 (see http.py).
 
 The data directory is created readable by its owner only (0700), as are the
 secret key file and the SQLite database, with its -wal and -shm files (0600).
@@ -30,6 +33,9 @@ DEFAULT_DATA_DIR = ROOT / "data"
 
 _TRUE = {"1", "true", "yes", "on"}
 
+DEFAULT_MAX_BODY = 64 * 1024
+MIN_MAX_BODY = 8 * 1024
+
 log = logging.getLogger("todo")
 
 
@@ -42,6 +48,10 @@ class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     secure_cookies: bool = False
     redis_url: str | None = None
+    max_body: int = DEFAULT_MAX_BODY
+
+    def __post_init__(self) -> None:
+        _check_max_body(self.max_body, "max_body")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -54,7 +64,32 @@ class Settings:
         secret_key = env.get("TODO_SECRET_KEY") or _stored_secret_key(data_dir / "secret_key")
         secure = env.get("TODO_SECURE_COOKIES", "").strip().lower() in _TRUE
         redis_url = env.get("TODO_REDIS_URL") or None
-        return cls(database_url, secret_key, data_dir, secure, redis_url)
+        max_body = _max_body(env.get("TODO_MAX_BODY", ""))
+        return cls(database_url, secret_key, data_dir, secure, redis_url, max_body=max_body)
+
+
+def _max_body(value: str) -> int:
+    """``TODO_MAX_BODY``, in bytes (the default if it is empty)."""
+    if not value.strip():
+        return DEFAULT_MAX_BODY
+    try:
+        max_body = int(value)
+    except ValueError:
+        raise ValueError(
+            f"TODO_MAX_BODY must be a number of bytes, such as 65536; got {value!r}."
+        ) from None
+    return _check_max_body(max_body, "TODO_MAX_BODY")
+
+
+def _check_max_body(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a number of bytes (an int), got {value!r}.")
+    if value < MIN_MAX_BODY:
+        raise ValueError(
+            f"{name} must be at least {MIN_MAX_BODY} bytes (a todo of 500 characters, sent "
+            f"by the page's form, can take 6 KB); got {value}."
+        )
+    return value
 
 
 def _make_data_dir(path: Path) -> None:

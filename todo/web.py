@@ -24,11 +24,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.routing import Match, Route
 
 from tocsin.contrib.asgi import RequestSignalsMiddleware
 
-from . import api, auth
+from . import api, auth, http
 from .apidocs import add_docs
 from .db import REQUEST_THREADS, Database
 from .models import Todo, User, clean_text, text_error
@@ -47,17 +46,6 @@ HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "todo_session"
 SESSION_MAX_AGE = 14 * 24 * 3600
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
-
-# For the pages.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 
 templates = Jinja2Templates(directory=HERE / "templates")
 
@@ -105,9 +93,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     context.setdefault("user", None)
     context.setdefault("show_panel", template != "error.html")
     context["csrf_token"] = csrf_token(request)
-    response = templates.TemplateResponse(request, template, context, status_code=status_code)
-    response.headers.update(SECURITY_HEADERS)
-    return response
+    # The security headers (a CSP, no-store...) are http.SecurityHeadersMiddleware's.
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
 def too_many(
@@ -357,6 +344,7 @@ _TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    413: "Request too large",
     422: "Unprocessable request",
 }
 
@@ -370,7 +358,10 @@ _MESSAGES = {
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 405:
-        exc.headers = {**(exc.headers or {}), "Allow": allowed_methods(request)}
+        # Every route at the path, where Starlette names the first one's methods.
+        allowed = http.allowed_methods(request.app.router.routes, request.scope)
+        if allowed:
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
     if _wants_json(request):
         unreadable = api.unreadable_body(exc)
         if unreadable is not None:
@@ -389,18 +380,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.headers:
         response.headers.update(exc.headers)
     return response
-
-
-def allowed_methods(request: Request) -> str:
-    """The methods of every route at the request's path, for a 405's ``Allow``
-    (Starlette names only those of the first route that matched the path)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches(request.scope)
-            if match is not Match.NONE:
-                methods |= route.methods
-    return ", ".join(sorted(methods))
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -471,9 +450,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(CSRFError, _csrf_error)
+    app.add_exception_handler(Exception, http.server_error)
 
-    # Added innermost first. From the outside in: the panel's request context,
-    # tocsin's request signals, the session, the panel id (read from the session).
+    # Added innermost first. From the outside in: the security headers, the body
+    # limit, the panel's request context, tocsin's request signals, the session,
+    # the panel id (read from the session).
     app.add_middleware(PanelSessionMiddleware, panel=panel)
     app.add_middleware(
         SessionMiddleware,
@@ -485,4 +466,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestSignalsMiddleware)
     app.add_middleware(PanelRequestMiddleware, panel=panel)
+    app.add_middleware(http.BodyLimitMiddleware, max_body=settings.max_body)
+    app.add_middleware(http.SecurityHeadersMiddleware)
     return app
