@@ -1,5 +1,5 @@
-"""The tables: users, their login sessions, their todos, and the login throttle's
-counters (see throttle.py)."""
+"""The tables: users, their login sessions, their todos, the login throttle's
+counters (see throttle.py), and the remote's outbox (see remote.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,17 @@ import unicodedata
 from sqlalchemy import Float, ForeignKey, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from tocsin.contrib.sqlalchemy import Outbox
+
 from . import signals
 from .db import Base, UTCDateTime, utcnow
+
+# With Redis, todo_completed's event is written here in the transaction that completes
+# the todo, published after the commit, and relayed by a worker if Redis was down then
+# (todo/remote.py). Defined on Base.metadata for the migrations; the app writes its
+# rows through this outbox, a worker relays them through one with its engine.
+OUTBOX_TABLE = "tocsin_outbox"
+outbox = Outbox(metadata=Base.metadata, table_name=OUTBOX_TABLE)
 
 USERNAME_MAX = 40
 TEXT_MAX = 500

@@ -1,10 +1,13 @@
 """A receiver in another process: a worker congratulates whoever completes a todo.
 
 :func:`make_remote` declares the app's :class:`~tocsin.remote.Remote` on the stream
-``todo:events``: every ``todo_completed`` is published, after the commit, for the
-remote receiver :class:`Congratulate`, which loads the todo from the database (it
-travels as a key: ``register_models``) and logs ``Worker: well done, ...`` to the
-``todo`` logger, with the event id and the attempt.
+``<prefix>:events`` (``TODO_REDIS_PREFIX``, ``todo`` by default): every
+``todo_completed`` is published, after the commit, for the remote receiver
+:class:`Congratulate`, which loads the todo from the database (it travels as a key:
+``register_models``) and logs ``Worker: well done, ...`` to the ``todo`` logger, with
+the event id and the attempt. Events are signed with a key derived from the app's
+secret key (:meth:`Settings.derived_key`): a worker dead-letters, unread, any event
+that key did not sign.
 
 Where it runs (:class:`AppRemote`, started and stopped by the app's lifespan):
 
@@ -13,22 +16,28 @@ Where it runs (:class:`AppRemote`, started and stopped by the app's lifespan):
 * with ``TODO_REDIS_URL``, in another process: a
   :class:`~tocsin.remote.RedisStreamsTransport`, and ``tocsin worker
   todo.remote:remote`` started beside the app (same ``DATABASE_URL`` or
-  ``TODO_DATA_DIR``); the app runs no worker then.
+  ``TODO_DATA_DIR``, same secret key); the app runs no worker then. The event is
+  written to the outbox table (``todo.models.outbox``) in the transaction that
+  completes the todo and published after the commit; if Redis is down then, the
+  click still succeeds, the row stays, and the worker's relay publishes it later.
 
 The signal panel shows both ends in the request that completed the todo: the
 publish (an on-commit receiver of the send), and each attempt of the worker
 (attempt, when, how long, done or failed). The request's panel, login session and
 id travel with the event in its context (a propagator, :meth:`Panel.origin`); the
 worker reports each attempt to the panel directly in process, or through the
-Redis stream ``todo:events:handled`` (at most ``REPORTS_MAX`` entries), which the
-app follows, from another process. The hub's rules decide who sees it, as for
-every other event: only the panel and login session that sent it.
+Redis stream ``<prefix>:events:handled`` (at most ``REPORTS_MAX`` entries), each
+report signed with another derived key, which the app follows, from another process:
+an unsigned or badly signed report is logged and never shown. The hub's rules decide
+who sees it, as for every other event: only the panel and login session that sent it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -38,7 +47,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
-from tocsin.contrib.sqlalchemy import ModelKey, register_models
+from tocsin.contrib.sqlalchemy import ModelKey, Outbox, register_models
 from tocsin.exceptions import TransportError
 from tocsin.remote import (
     Event,
@@ -52,14 +61,14 @@ from tocsin.remote import (
 )
 
 from .db import Base, Database
-from .models import Todo
+from .models import OUTBOX_TABLE, Todo, outbox
 from .panel import Panel
-from .receivers import _printable
-from .settings import Settings
+from .settings import DEFAULT_REDIS_PREFIX, Settings
 from .signals import todo_completed
+from .text import printable
 
-STREAM = "todo:events"
-REPORTS = "todo:events:handled"  # with Redis: the workers' attempts, for the panel
+EVENTS_KEY = "todo.remote.events"  # the purposes of the keys derived from the secret key
+REPORTS_KEY = "todo.remote.reports"
 REPORTS_MAX = 1000  # entries kept in REPORTS (about: MAXLEN ~)
 RECEIVER = "todo.remote.congratulate"
 PUBLISHER = f"publish[{RECEIVER}]"  # its publisher's name in the panel
@@ -67,6 +76,7 @@ DEDUPE = timedelta(hours=1)  # an event done is not run again within this time
 # The in-process worker: a failed attempt is retried after 1 s, then 2 s.
 MAX_ATTEMPTS = 3
 RETRY_DELAY = 1.0
+RELAY_AFTER = 10.0  # seconds an outbox row waits before a worker's relay publishes it
 STOP_TIMEOUT = 5.0  # seconds the app waits for its worker thread to stop
 FOLLOW_BLOCK = 250  # ms one read of REPORTS waits: the app stops within about that
 APP_KEY = "todo-app"  # in an event's context: the app (in process) that sent it
@@ -77,9 +87,15 @@ log = logging.getLogger("todo")
 Report = Callable[[Mapping[str, str], dict[str, Any]], object]
 
 
+def stream_names(prefix: str) -> tuple[str, str]:
+    """The events' stream and the workers' reports' stream for the prefix
+    ``TODO_REDIS_PREFIX``; the dead letters go to ``<events>:dead``."""
+    return f"{prefix}:events", f"{prefix}:events:handled"
+
+
 def congratulation(todo: Todo) -> str:
     """What the worker says when *todo* is done."""
-    return f'well done, {todo.owner.username}: "{_printable(todo.text)}" is done'
+    return f'well done, {todo.owner.username}: "{printable(todo.text)}" is done'
 
 
 class Congratulate:
@@ -92,6 +108,7 @@ class Congratulate:
     :param retry_in: the seconds before the worker retries a failed attempt (given
         the attempt), None when it will not; unknown (None) in another process.
     :param app_key: in process, the app's key: events another app sent are skipped.
+    :param stream: the stream its events come from, for the reports.
     """
 
     def __init__(
@@ -100,11 +117,13 @@ class Congratulate:
         report: Report | None,
         retry_in: Callable[[int], float | None] | None = None,
         app_key: str | None = None,
+        stream: str = stream_names(DEFAULT_REDIS_PREFIX)[0],
     ) -> None:
         self.database = database
         self.report = report
         self.retry_in = retry_in
         self.app_key = app_key
+        self.stream = stream
 
     def __call__(self, sender: object, *, todo: ModelKey, **kwargs: object) -> None:
         event = current_event()
@@ -161,7 +180,7 @@ class Congratulate:
             "kind": "app",
             "sender": "Todo",
             "receiver": RECEIVER,
-            "stream": STREAM,
+            "stream": self.stream,
             "event_id": event.id,
             "attempt": attempt,
             "state": "done" if error is None else "failed",
@@ -183,12 +202,22 @@ def _iso(timestamp: float) -> str:
     return at.isoformat(timespec="milliseconds")
 
 
-def make_remote(transport: Transport, receiver: Congratulate) -> Remote:
+def make_remote(
+    transport: Transport, receiver: Congratulate, settings: Settings, outbox: Outbox | None = None
+) -> Remote:
     """The app's remote on *transport*: ``todo_completed`` published after the
-    commit for *receiver*, todos travelling as keys."""
+    commit (through *outbox*, if given) for *receiver*, todos travelling as keys,
+    events signed with a key derived from the secret key."""
     serializer = JSONSerializer()
     register_models(serializer, Base)
-    remote = Remote(transport, stream=STREAM, serializer=serializer, on_commit=True)
+    remote = Remote(
+        transport,
+        stream=stream_names(settings.redis_prefix)[0],
+        serializer=serializer,
+        outbox=outbox,
+        on_commit=outbox is None,
+        signing_key=settings.derived_key(EVENTS_KEY),
+    )
     remote.receiver(todo_completed, sender=Todo, name=RECEIVER, dedupe=DEDUPE)(receiver)
     return remote
 
@@ -221,7 +250,7 @@ class PanelPropagator:
 class AppRemote:
     """The app's remote while its lifespan runs (:meth:`running`): in process, a
     memory transport and a worker thread; with ``settings.redis_url``, Redis, and a
-    task that hands the workers' reports to the panel."""
+    thread that hands the workers' reports to the panel, and the outbox."""
 
     def __init__(self, settings: Settings, database: Database, panel: Panel) -> None:
         self.settings = settings
@@ -257,22 +286,30 @@ class AppRemote:
     def _start(self) -> contextlib.ExitStack:
         redis_url = self.settings.redis_url
         app_key = None if redis_url else os.urandom(8).hex()
+        stream, reports = stream_names(self.settings.redis_prefix)
         with contextlib.ExitStack() as stack:
-            self.panel.publishers[PUBLISHER] = STREAM
+            self.panel.publishers[PUBLISHER] = stream
             stack.callback(add_propagator(PanelPropagator(self.panel, app_key)))
             if redis_url:
-                stack.enter_context(self._published(_redis_transport(redis_url), None))
-                stack.enter_context(_following(redis_url, self.panel))
+                transport = _redis_transport(redis_url)
+                stack.enter_context(self._published(transport, None, outbox))
+                key = self.settings.derived_key(REPORTS_KEY)
+                stack.enter_context(_following(redis_url, reports, key, self.panel))
             else:
                 stack.enter_context(self._in_process(app_key))
             return stack.pop_all()
 
     @contextlib.contextmanager
-    def _published(self, transport: Transport, receiver: Congratulate | None) -> Iterator[Remote]:
+    def _published(
+        self,
+        transport: Transport,
+        receiver: Congratulate | None,
+        outbox: Outbox | None = None,
+    ) -> Iterator[Remote]:
         """*transport*'s remote, its publisher connected for the block."""
         if receiver is None:  # the receiver runs elsewhere: this one is never called
             receiver = Congratulate(self.database, None)
-        remote = make_remote(transport, receiver)
+        remote = make_remote(transport, receiver, self.settings, outbox)
         self.remote = remote
         try:
             yield remote
@@ -284,7 +321,8 @@ class AppRemote:
     @contextlib.contextmanager
     def _in_process(self, app_key: str | None) -> Iterator[None]:
         transport = MemoryTransport()
-        receiver = Congratulate(self.database, self.panel.publish_handled, None, app_key)
+        stream = stream_names(self.settings.redis_prefix)[0]
+        receiver = Congratulate(self.database, self.panel.publish_handled, None, app_key, stream)
         with self._published(transport, receiver) as remote:
             worker = Worker(
                 remote,
@@ -340,16 +378,25 @@ def _redis_transport(url: str) -> Transport:
     return transport
 
 
+def _report_signature(key: bytes, origin: bytes, handled: bytes) -> bytes:
+    """The HMAC-SHA256 (hex) of a report's two JSON fields (neither holds a newline)."""
+    return hmac.new(key, origin + b"\n" + handled, hashlib.sha256).hexdigest().encode()
+
+
 @contextlib.contextmanager
-def _following(url: str, panel: Panel) -> Iterator[None]:
-    """A thread that hands the workers' reports (``REPORTS``) to *panel* (a thread, not
-    a task: it must not depend on who runs the lifespan's loop)."""
+def _following(url: str, stream: str, key: bytes, panel: Panel) -> Iterator[None]:
+    """A thread that hands the workers' reports (the stream *stream*, signed with
+    *key*) to *panel* (a thread, not a task: it must not depend on who runs the
+    lifespan's loop)."""
     import redis
 
     client = redis.Redis.from_url(url)
     stop = threading.Event()
     thread = threading.Thread(
-        target=_follow, args=(client, panel, stop), name="todo-remote-reports", daemon=True
+        target=_follow,
+        args=(client, stream, key, panel, stop),
+        name="todo-remote-reports",
+        daemon=True,
     )
     thread.start()
     try:
@@ -360,13 +407,13 @@ def _following(url: str, panel: Panel) -> Iterator[None]:
         client.close()
 
 
-def _follow(client: Any, panel: Panel, stop: threading.Event) -> None:
+def _follow(client: Any, stream: str, key: bytes, panel: Panel, stop: threading.Event) -> None:
     import redis
 
     last = "$"  # the reports from now on: older ones belong to requests long over
     while not stop.is_set():
         try:
-            found: Any = client.xread({REPORTS: last}, count=100, block=FOLLOW_BLOCK)
+            found: Any = client.xread({stream: last}, count=100, block=FOLLOW_BLOCK)
         except redis.RedisError as error:
             log.warning("cannot read the worker reports (%s); retrying in 1 s", error)
             stop.wait(1.0)
@@ -374,10 +421,20 @@ def _follow(client: Any, panel: Panel, stop: threading.Event) -> None:
         for _, entries in found or ():
             for entry_id, fields in entries:
                 last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                _hand_over(panel, fields)
+                _hand_over(panel, fields, key, last)
 
 
-def _hand_over(panel: Panel, fields: Mapping[bytes, bytes]) -> None:
+def _hand_over(panel: Panel, fields: Mapping[bytes, bytes], key: bytes, entry_id: str) -> None:
+    signature = fields.get(b"signature", b"")
+    expected = _report_signature(key, fields.get(b"origin", b""), fields.get(b"event", b""))
+    if not hmac.compare_digest(signature, expected):
+        # Whoever can write to this Redis could otherwise put events in a user's panel.
+        log.warning(
+            "a worker report without a valid signature was refused (entry %s): is "
+            "the worker's secret key the app's?",
+            entry_id,
+        )
+        return
     try:
         origin = json.loads(fields[b"origin"])
         handled = json.loads(fields[b"event"])
@@ -392,29 +449,44 @@ def _hand_over(panel: Panel, fields: Mapping[bytes, bytes]) -> None:
 
 
 class RedisReports:
-    """Reports a worker process's attempts to the app, through the stream ``REPORTS``."""
+    """Reports a worker process's attempts to the app, through the stream *stream*,
+    each signed with *key* (the app refuses the others)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, stream: str, key: bytes) -> None:
         import redis
 
         self.client = redis.Redis.from_url(url)
+        self.stream = stream
+        self.key = key
 
     def __call__(self, origin: Mapping[str, str], handled: dict[str, Any]) -> None:
-        fields = {"origin": json.dumps(dict(origin)), "event": json.dumps(handled)}
-        self.client.xadd(REPORTS, fields, maxlen=REPORTS_MAX, approximate=True)  # type: ignore[arg-type]
+        origin_json = json.dumps(dict(origin)).encode()
+        handled_json = json.dumps(handled).encode()
+        fields = {
+            "origin": origin_json,
+            "event": handled_json,
+            "signature": _report_signature(self.key, origin_json, handled_json),
+        }
+        self.client.xadd(self.stream, fields, maxlen=REPORTS_MAX, approximate=True)  # type: ignore[arg-type]
 
 
 def worker_remote(settings: Settings | None = None) -> Remote:
     """The remote ``tocsin worker todo.remote:remote`` runs: Redis at
-    ``TODO_REDIS_URL``, the database of ``DATABASE_URL`` / ``TODO_DATA_DIR``."""
+    ``TODO_REDIS_URL``, streams named by ``TODO_REDIS_PREFIX``, the database of
+    ``DATABASE_URL`` / ``TODO_DATA_DIR`` (and its outbox, which the worker relays),
+    the keys derived from ``TODO_SECRET_KEY`` or the data directory's key."""
     settings = settings if settings is not None else Settings.from_env()
     if not settings.redis_url:
         raise RuntimeError(
             "set TODO_REDIS_URL (redis://127.0.0.1:6379/0) for the worker and the app: "
             "without it, the app runs its worker in a thread of its own."
         )
-    receiver = Congratulate(Database(settings.database_url), RedisReports(settings.redis_url))
-    return make_remote(_redis_transport(settings.redis_url), receiver)
+    database = Database(settings.database_url)
+    stream, reports = stream_names(settings.redis_prefix)
+    report = RedisReports(settings.redis_url, reports, settings.derived_key(REPORTS_KEY))
+    receiver = Congratulate(database, report, stream=stream)
+    relayed = Outbox(database.engine, table_name=OUTBOX_TABLE, relay_after=RELAY_AFTER)
+    return make_remote(_redis_transport(settings.redis_url), receiver, settings, relayed)
 
 
 _made: dict[str, Remote] = {}
@@ -437,5 +509,6 @@ __all__ = [
     "RedisReports",
     "congratulation",
     "make_remote",
+    "stream_names",
     "worker_remote",
 ]

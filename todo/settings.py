@@ -11,9 +11,15 @@
   through Redis Streams at this URL (``redis://127.0.0.1:6379/0``), started with
   ``tocsin worker todo.remote:remote``. Without it, a worker thread of the app runs
   it, through memory (see todo/remote.py).
+* ``TODO_REDIS_PREFIX``: the start of the app's Redis stream names (``todo`` by
+  default: ``todo:events``, ``todo:events:handled``, ``todo:events:dead``), so that
+  two apps on one Redis do not share their events. The app and its workers must agree.
 * ``TODO_MAX_BODY``: the largest request body accepted, in bytes; 65536 (64 KiB)
   by default, at least 8192 (a todo of 500 characters, as a form, can take 6 KB).
   Larger bodies are refused with 413 (see http.py).
+
+Events and the worker's reports that cross Redis are signed with keys derived from
+the secret key (see :meth:`Settings.derived_key`): the app and its workers need the same one.
 
 The data directory is created readable by its owner only (0700), as are the
 secret key file and the SQLite database, with its -wal and -shm files (0600).
@@ -21,6 +27,8 @@ secret key file and the SQLite database, with its -wal and -shm files (0600).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -32,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = ROOT / "data"
 
 _TRUE = {"1", "true", "yes", "on"}
+DEFAULT_REDIS_PREFIX = "todo"
 
 DEFAULT_MAX_BODY = 64 * 1024
 MIN_MAX_BODY = 8 * 1024
@@ -48,10 +57,16 @@ class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     secure_cookies: bool = False
     redis_url: str | None = None
+    redis_prefix: str = DEFAULT_REDIS_PREFIX
     max_body: int = DEFAULT_MAX_BODY
 
     def __post_init__(self) -> None:
         _check_max_body(self.max_body, "max_body")
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A 32-byte key for *purpose* (``"todo.remote.events"``, say), derived from
+        the secret key (HMAC-SHA256): one secret, a different key for each use."""
+        return hmac.new(self.secret_key.encode(), purpose.encode(), hashlib.sha256).digest()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -64,8 +79,9 @@ class Settings:
         secret_key = env.get("TODO_SECRET_KEY") or _stored_secret_key(data_dir / "secret_key")
         secure = env.get("TODO_SECURE_COOKIES", "").strip().lower() in _TRUE
         redis_url = env.get("TODO_REDIS_URL") or None
+        prefix = env.get("TODO_REDIS_PREFIX", "").strip() or DEFAULT_REDIS_PREFIX
         max_body = _max_body(env.get("TODO_MAX_BODY", ""))
-        return cls(database_url, secret_key, data_dir, secure, redis_url, max_body=max_body)
+        return cls(database_url, secret_key, data_dir, secure, redis_url, prefix, max_body=max_body)
 
 
 def _max_body(value: str) -> int:
