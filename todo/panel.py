@@ -2,7 +2,8 @@
 
 How a send finds its user:
 
-1. :class:`PanelRequestMiddleware`, the outermost layer, gives each request a
+1. :class:`PanelRequestMiddleware`, outside everything but the body limit and the
+   security headers, gives each request a
    :class:`RequestEvents` in a context variable, before
    ``RequestSignalsMiddleware`` sends ``request_started``. The variable follows
    the request into the worker threads that run sync endpoints and sync
@@ -217,11 +218,15 @@ def _signal_fields(signal: Signal) -> Event:
     return {"signal": short, "name": name, "kind": kind_of(name)}
 
 
+# Sent for every object built or loaded: shown only when someone listens.
+_UNSHOWN_ALONE = (pre_init, post_init)
+
+
 def describe_send(event: tracing.SendEvent, started: float) -> Event | None:
     """What the panel shows of one send that began at *started* (``time.time()``),
     as JSON-ready data; None to leave it out. A receiver whose call waits for the
     commit has ``"deferred": True`` and no time yet."""
-    if event.signal in (pre_init, post_init) and not event.calls and event.exception is None:
+    if event.signal in _UNSHOWN_ALONE and not event.calls and event.exception is None:
         return None  # one per object built or loaded, and nobody listens: noise
     receivers = []
     for call in event.calls:
@@ -767,6 +772,8 @@ class PanelTracer(tracing.Tracer):
         request = _current.get()
         if request is None or request.panel is not self.panel:
             return None
+        if event.signal in _UNSHOWN_ALONE and not event.signal.has_listeners(event.sender):
+            return None  # describe_send would drop it: spare the timing (a dozen a page)
         return self._recording(event, request)
 
     @contextlib.contextmanager
@@ -909,7 +916,7 @@ def reset_panel(request: Request, *, carry: bool) -> None:
 
 
 class PanelRequestMiddleware:
-    """The outermost layer: gives each request its :class:`RequestEvents`, and
+    """Outside tocsin's request signals: gives each request its :class:`RequestEvents`, and
     reports its deferred calls when it ends."""
 
     def __init__(self, app: ASGIApp, panel: Panel) -> None:

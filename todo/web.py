@@ -30,7 +30,7 @@ from tocsin.contrib.asgi import RequestSignalsMiddleware
 from . import api, auth, http
 from .apidocs import add_docs
 from .db import REQUEST_THREADS, Database
-from .models import Todo, User, clean_text, text_error
+from .models import TEXT_MAX, USERNAME_MAX, Todo, User, clean_text, text_error
 from .panel import (
     Panel,
     PanelRequestMiddleware,
@@ -46,6 +46,9 @@ HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "todo_session"
 SESSION_MAX_AGE = 14 * 24 * 3600
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
+# A form's username is echoed back into the page: never more than a valid one holds
+# (a longer one is refused anyway, as too long).
+ECHO_MAX = USERNAME_MAX + 1
 
 templates = Jinja2Templates(directory=HERE / "templates")
 
@@ -158,7 +161,7 @@ def register_page(request: Request) -> Response:
 def register(
     request: Request, _: CSRFChecked, username: FormText = "", password: FormText = ""
 ) -> Response:
-    username = auth.normalize_username(username)
+    username = auth.normalize_username(username)[:ECHO_MAX]  # echoed back: bounded
     error = auth.username_error(username) or auth.password_error(password)
     if error:
         return render(request, "register.html", 422, error=error, username=username)
@@ -192,7 +195,7 @@ def login_page(request: Request) -> Response:
 def login(
     request: Request, _: CSRFChecked, username: FormText = "", password: FormText = ""
 ) -> Response:
-    username = auth.normalize_username(username)
+    username = auth.normalize_username(username)[:ECHO_MAX]  # echoed back: bounded
     with db_session(request) as session:
         try:
             user = auth.authenticate(session, request, username, password)
@@ -263,7 +266,7 @@ def add_todo(request: Request, _: CSRFChecked, text: FormText = "") -> Response:
         text = clean_text(text)
         error = text_error(text)
         if error:
-            return render_todos(request, session, user, 422, error=error, new_text=text)
+            return render_todos(request, session, user, 422, error=error, new_text=text[:TEXT_MAX])
         session.add(Todo(text=text, done=False, owner_id=user.id))
         session.commit()
     return redirect("/todos")
@@ -442,8 +445,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.panel = panel
     app.state.remote = app_remote
 
+    app.include_router(api.router)  # first: most requests are the API's
     app.include_router(pages)
-    app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     add_docs(app)
 
