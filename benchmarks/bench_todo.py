@@ -1276,7 +1276,13 @@ def main(argv: list[str] | None = None) -> int:
     def stop(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)  # unwinds, stopping the servers
 
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # unwinds at once, from inside the event loop too
+
     signal.signal(signal.SIGTERM, stop)
+    # Not asyncio.run()'s own Ctrl+C handling, which only cancels the load's main
+    # task: a client's cleanup can absorb that, and the run would go on.
+    signal.signal(signal.SIGINT, interrupt)
     started = time.perf_counter()
     try:
         code = run(cfg, names, args)
