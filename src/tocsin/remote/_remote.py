@@ -37,12 +37,14 @@ import contextvars
 import inspect
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
+from .. import oncommit
 from ..dispatcher import Signal
 from ..exceptions import PublishError, SerializationError, TransportError
 from ..introspect import signal_name
@@ -211,6 +213,8 @@ class Remote:
         self._batch: contextvars.ContextVar[Batch | None] = contextvars.ContextVar(
             f"tocsin_batch_{id(self):x}", default=None
         )
+        self._committing: list[_AfterCommit] = []  # on_commit: one per open transaction
+        self._committing_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Remote stream={self.stream!r} transport={type(self.transport).__name__}>"
@@ -270,9 +274,7 @@ class Remote:
     def _connect(
         self, signal: Signal, publisher: Callable[..., Any], sender: object, uid: Hashable
     ) -> None:
-        signal.connect(
-            publisher, sender=sender, weak=False, dispatch_uid=uid, **self._commit_options()
-        )
+        signal.connect(publisher, sender=sender, weak=False, dispatch_uid=uid)
         self._connected.append((signal, sender, uid))
 
     def receiver(
@@ -333,10 +335,6 @@ class Remote:
         """Seconds an event's id is remembered as done, or ``None`` without deduplication."""
         return self._dedupe.get(event.receiver or event.signal)
 
-    def _commit_options(self) -> dict[str, Any]:
-        # A publish that fails after the commit must not pass unnoticed: raise.
-        return {"on_commit": True, "robust": False} if self.on_commit else {}
-
     def _name_signal(self, signal: Signal, name: str | None, required: bool = True) -> str:
         if not isinstance(signal, Signal):
             raise TypeError(f"Remote.publish() takes a Signal; got {type(signal).__name__}.")
@@ -374,10 +372,14 @@ class Remote:
         if not isinstance(transport, Transport):
             return self._async_publisher(name, target)
 
-        def publish_event(signal: Signal, sender: object, **named: Any) -> Event | None:
+        def publish_event(
+            signal: Signal, sender: object, **named: Any
+        ) -> Event | oncommit.Deferred | None:
             if _relaying.get() is signal:
                 return None
-            event, payload, full = self._take(name, target, sender, named)
+            event, payload, full = self._take(signal, name, target, sender, named)
+            if isinstance(full, oncommit.Deferred):
+                return full
             if payload is not None:
                 try:
                     transport.publish(self.stream, payload)
@@ -431,10 +433,14 @@ class Remote:
         transport = self.transport
         assert isinstance(transport, AsyncTransport)
 
-        async def publish_event(signal: Signal, sender: object, **named: Any) -> Event | None:
+        async def publish_event(
+            signal: Signal, sender: object, **named: Any
+        ) -> Event | oncommit.Deferred | None:
             if _relaying.get() is signal:
                 return None
-            event, payload, full = self._take(name, target, sender, named)
+            event, payload, full = self._take(signal, name, target, sender, named)
+            if isinstance(full, oncommit.Deferred):
+                return full
             if payload is not None:
                 try:
                     await transport.publish(self.stream, payload)
@@ -448,12 +454,22 @@ class Remote:
         return publish_event
 
     def _take(
-        self, name: str, target: str | None, sender: object, named: Mapping[str, Any]
-    ) -> tuple[Event, bytes | None, Batch | None]:
-        """Encode a send, and give it to the outbox or the block's batch if one
-        takes it. Returns the event, the payload to publish now (else None),
-        and the batch if it is full and must be flushed (else None)."""
+        self,
+        signal: Signal,
+        name: str,
+        target: str | None,
+        sender: object,
+        named: Mapping[str, Any],
+    ) -> tuple[Event, bytes | None, Batch | oncommit.Deferred | None]:
+        """Encode a send, and give it to the send's transaction (on_commit), the
+        outbox or the block's batch if one takes it. Returns the event, the
+        payload to publish now (else None), and the batch if it is full and
+        must be flushed, or the transaction's Deferred (else None)."""
         event, payload = self.encode(name, target, sender, named)
+        if self.on_commit:
+            deferred = self._defer(signal, target or name, event, payload, sender, named)
+            if deferred is not None:
+                return event, None, deferred
         stored = self.outbox is not None and self.outbox.store(
             self.transport, self.stream, event.id, payload, sender, named
         )
@@ -463,6 +479,43 @@ class Remote:
         if batch is None:
             return event, payload, None
         return event, None, batch if batch.add(event.id, payload) else None
+
+    def _defer(
+        self,
+        signal: Signal,
+        what: str,
+        event: Event,
+        payload: bytes,
+        sender: object,
+        named: Mapping[str, Any],
+    ) -> oncommit.Deferred | None:
+        """Hold an encoded event until the send's transaction commits; ``None``
+        when the send is in no transaction (publish it now).
+
+        Each event is its own :class:`~tocsin.oncommit.Deferred`, so that the
+        scope drops exactly those of a rolled-back savepoint; but the first of a
+        transaction's events to run publishes all those still pending, in one
+        round trip, and marks the others done: one failure, one
+        :class:`PublishError` with every event.
+        """
+        scope = oncommit.find_scope(sender, named)
+        if scope is None:
+            return None
+        with self._committing_lock:
+            # A group whose events all ran or were dropped is over.
+            self._committing = [g for g in self._committing if g.open()]
+            group = next((g for g in self._committing if g.scope == scope), None)
+            if group is None:
+                group = _AfterCommit(self, scope)
+                self._committing.append(group)
+        call = group.deferred(signal, what, sender, named)
+        with self._committing_lock:
+            group.held.append((call, event, payload))
+        if scope.defer(call):
+            return call
+        with self._committing_lock:  # no transaction in progress after all
+            group.held.remove((call, event, payload))
+        return None
 
     def encode(
         self, name: str, target: str | None, sender: object, named: Mapping[str, Any]
@@ -583,6 +636,86 @@ class Remote:
                 "the module that calls remote.publish(...) for it."
             )
         return signal, None
+
+
+class _AfterCommit:
+    """The events a remote sent in one transaction (sends whose scopes are
+    equal), published together by the first of their Deferreds that runs."""
+
+    __slots__ = ("held", "remote", "scope")
+
+    def __init__(self, remote: Remote, scope: oncommit.TransactionScope) -> None:
+        self.remote = remote
+        self.scope = scope
+        self.held: list[tuple[oncommit.Deferred, Event, bytes]] = []
+
+    def open(self) -> bool:
+        return not self.held or any(call.state == "pending" for call, _, _ in self.held)
+
+    def deferred(
+        self, signal: Signal, what: str, sender: object, named: Mapping[str, Any]
+    ) -> oncommit.Deferred:
+        """The Deferred of one event: running it publishes the whole group."""
+        if isinstance(self.remote.transport, AsyncTransport):
+
+            async def apublish_after_commit(**_: Any) -> Event:
+                return await self._apublish(call)
+
+            receiver: Callable[..., Any] = apublish_after_commit
+        else:
+
+            def publish_after_commit(**_: Any) -> Event:
+                return self._publish(call)
+
+            receiver = publish_after_commit
+        receiver.__name__ = receiver.__qualname__ = f"publish[{what}]"
+        call = oncommit.Deferred(signal, receiver, sender, named, robust=False)
+        return call
+
+    def _claim(self, running: oncommit.Deferred) -> tuple[Event, list[Any]]:
+        """Take every event still pending, *running*'s first among them; mark the
+        others done now, so that their own Deferreds do not publish them again."""
+        with self.remote._committing_lock:
+            claimed = [
+                item for item in self.held if item[0] is running or item[0].state == "pending"
+            ]
+            self.held = [item for item in self.held if item not in claimed]
+            now = time.time()
+            for call, _, _ in claimed:
+                if call is not running:
+                    call.state, call.started, call.duration = "done", now, 0.0
+        own = next(event for call, event, _ in claimed if call is running)
+        for call, event, _ in claimed:
+            call.result = event
+        return own, claimed
+
+    def _failed(self, claimed: list[Any], error: TransportError) -> PublishError:
+        failure = self.remote._failed(
+            [e.id for _, e, _ in claimed], [p for _, _, p in claimed], error
+        )
+        for call, _, _ in claimed:
+            call.state, call.result, call.exception = "failed", None, failure
+        return failure
+
+    def _publish(self, running: oncommit.Deferred) -> Event:
+        own, claimed = self._claim(running)
+        transport = self.remote.transport
+        assert isinstance(transport, Transport)
+        try:
+            transport.publish_many(self.remote.stream, [payload for _, _, payload in claimed])
+        except TransportError as error:
+            raise self._failed(claimed, error) from error
+        return own
+
+    async def _apublish(self, running: oncommit.Deferred) -> Event:
+        own, claimed = self._claim(running)
+        transport = self.remote.transport
+        assert isinstance(transport, AsyncTransport)
+        try:
+            await transport.publish_many(self.remote.stream, [payload for _, _, payload in claimed])
+        except TransportError as error:
+            raise self._failed(claimed, error) from error
+        return own
 
 
 class Batch:
