@@ -97,7 +97,10 @@ def _add_worker(
         help="runs alone that killed the worker before dead-lettering as poison (default: 2)",
     )
     worker.add_argument(
-        "--retry-delay", type=float, default=1.0, help="seconds before the first retry (default: 1)"
+        "--retry-delay",
+        type=float,
+        default=1.0,
+        help="bound of the first retry's random delay, in seconds (default: 1)",
     )
     worker.add_argument(
         "--retry-backoff",
