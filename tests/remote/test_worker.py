@@ -576,3 +576,12 @@ def test_concurrency_must_be_positive(remote: Remote) -> None:
     """concurrency=0 is refused."""
     with pytest.raises(ValueError, match="concurrency"):
         Worker(remote, concurrency=0)
+
+
+def test_a_waiting_worker_is_listed_among_the_consumers(remote: Remote) -> None:
+    """A worker joins its group as it starts, so it is listed before it is given anything."""
+    worker = Worker(remote, consumer="waiting", block=0.001)
+    assert worker.run_once() == 0
+    assert isinstance(remote.transport, MemoryTransport)
+    [consumer] = remote.transport.consumers(STREAM, "tocsin")
+    assert (consumer.name, consumer.pending) == ("waiting", 0)

@@ -24,7 +24,7 @@ from typing import Any
 from ._dead_letters import DeadLetter, DeadLetters
 from ._remote import Remote
 from ._worker import AsyncWorker, Worker, WorkerOptions
-from .transports.base import AsyncTransport, Group
+from .transports.base import AsyncTransport, Consumer, Group
 
 __all__ = ["add_remote_commands"]
 
@@ -162,7 +162,8 @@ def _add_status(
         "status",
         help="show a remote's stream: its groups, pending events, backlog, dead letters",
         description="Import the modules, find the Remote they define, and print its stream's "
-        "length, each consumer group's consumers, pending events (given to a worker, not yet "
+        "length, each consumer group's consumers (idle ones too, with their pending events "
+        "and idle time), pending events (given to a worker, not yet "
         "acknowledged; with the oldest one's age) and waiting events (not given to any worker "
         "yet), and the number of dead letters.",
     )
@@ -184,8 +185,9 @@ def _status(remote: Remote) -> dict[str, Any]:
         return asyncio.run(_astatus(transport, remote.stream, dead_stream))
     groups = transport.groups(remote.stream)
     oldest = [transport.pending(remote.stream, g.name).oldest for g in groups]
+    members = [transport.consumers(remote.stream, g.name) for g in groups]
     return _report(
-        remote.stream, transport.length(remote.stream), groups, oldest,
+        remote.stream, transport.length(remote.stream), groups, oldest, members,
         dead_stream, transport.length(dead_stream),
     )  # fmt: skip
 
@@ -193,8 +195,9 @@ def _status(remote: Remote) -> dict[str, Any]:
 async def _astatus(transport: AsyncTransport, stream: str, dead_stream: str) -> dict[str, Any]:
     groups = await transport.groups(stream)
     oldest = [(await transport.pending(stream, g.name)).oldest for g in groups]
+    members = [await transport.consumers(stream, g.name) for g in groups]
     length, dead = await transport.length(stream), await transport.length(dead_stream)
-    return _report(stream, length, groups, oldest, dead_stream, dead)
+    return _report(stream, length, groups, oldest, members, dead_stream, dead)
 
 
 def _report(
@@ -202,6 +205,7 @@ def _report(
     length: int,
     groups: list[Group],
     oldest: list[str | None],
+    members: list[list[Consumer]],
     dead_stream: str,
     dead: int,
 ) -> dict[str, Any]:
@@ -213,6 +217,11 @@ def _report(
             {
                 "name": group.name,
                 "consumers": group.consumers,
+                # Each one, idle ones too: a worker that waits for events is one.
+                "consumer_list": [
+                    {"name": c.name, "pending": c.pending, "idle": round(c.idle, 1)}
+                    for c in consumers
+                ],
                 "pending": group.pending,
                 "waiting": group.waiting,
                 "oldest_pending": first,
@@ -221,7 +230,7 @@ def _report(
                 if first is None
                 else round(max(0.0, now - int(first.partition("-")[0]) / 1000), 1),
             }
-            for group, first in zip(groups, oldest, strict=True)
+            for group, first, consumers in zip(groups, oldest, members, strict=True)
         ],
         "dead_stream": dead_stream,
         "dead_letters": dead,
@@ -241,6 +250,11 @@ def _status_text(report: dict[str, Any]) -> str:
         if group["oldest_pending"] is not None:
             line += f" (oldest pending sent {group['oldest_pending_age']} s ago)"
         lines.append(line)
+        for consumer in group["consumer_list"]:
+            lines.append(
+                f"    consumer {consumer['name']}: {consumer['pending']:,} pending, "
+                f"idle {consumer['idle']} s"
+            )
     lines.append(f"dead letters {report['dead_stream']}: {report['dead_letters']:,}")
     return "\n".join(lines)
 

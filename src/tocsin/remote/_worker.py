@@ -349,7 +349,8 @@ class _Base:
         handle one batch. Returns the events handled."""
         where = (self.stream, self.group)
         if not self._started:
-            yield _Call("ensure_group", where)
+            # Joined at once, so that `tocsin status` lists a worker still waiting.
+            yield _Call("ensure_group", where, {"consumer": self.consumer})
             self._started = True
         done = 0
         if self._claim_due():

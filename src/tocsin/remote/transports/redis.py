@@ -13,13 +13,14 @@ Each method is one Redis command, or a few sent in one round trip:
 =================  =====================================================
 ``publish``        ``XADD stream * event <payload>``
 ``publish_many``   one ``XADD`` per payload, pipelined
-``ensure_group``   ``XGROUP CREATE stream group 0 MKSTREAM``
+``ensure_group``   ``XGROUP CREATE stream group 0 MKSTREAM`` (and ``CREATECONSUMER``)
 ``consume``        ``XREADGROUP GROUP group consumer ... STREAMS stream >``
 ``ack``            ``XACK``
 ``redeliver``      ``XCLAIM``, then ``XPENDING`` for its delivery count, in ``MULTI``
 ``claim_stale``    ``XAUTOCLAIM`` until *count*, then ``XPENDING`` per message
 ``dead_letter``    ``XADD`` to the dead stream and ``XACK``, in ``MULTI``
 ``pending``        ``XPENDING stream group``
+``consumers``      ``XINFO CONSUMERS stream group``
 ``read``           ``XRANGE``; ``delete``: ``XDEL``; ``length``: ``XLEN``
 =================  =====================================================
 
@@ -64,7 +65,7 @@ from ._checks import (
     _next_id,
     _parse_id,
 )
-from .base import AsyncTransport, Attempts, Group, Message, Pending, Transport
+from .base import AsyncTransport, Attempts, Consumer, Group, Message, Pending, Transport
 
 __all__ = ["DEFAULT_URL", "AsyncRedisStreamsTransport", "RedisStreamsTransport"]
 
@@ -134,8 +135,12 @@ class _Commands:
         replies = yield _Round(calls)
         return [_id(reply) for reply in replies or ()]
 
-    def ensure_group(self, stream: str, group: str) -> _Plan[None]:
+    def ensure_group(self, stream: str, group: str, consumer: str | None) -> _Plan[None]:
         yield _one("xgroup_create", stream, group, id="0", mkstream=True, tolerate="BUSYGROUP")
+        if consumer is not None:
+            # Redis before 7.2 adds a consumer only when it is first given
+            # messages: a worker that waits would not be listed by XINFO CONSUMERS.
+            yield _one("xgroup_createconsumer", stream, group, consumer)
 
     def consume(
         self, stream: str, group: str, consumer: str, count: int, block: float | None
@@ -218,6 +223,10 @@ class _Commands:
     def length(self, stream: str) -> _Plan[int]:
         [reply] = yield _one("xlen", stream)
         return int(reply)
+
+    def consumers(self, stream: str, group: str) -> _Plan[list[Consumer]]:
+        replies = yield _one("xinfo_consumers", stream, group, tolerate="")  # no stream or group
+        return [] if replies is None else _consumers(replies[0])
 
     def groups(self, stream: str) -> _Plan[list[Group]]:
         replies = yield _one("xinfo_groups", stream, tolerate="")  # "" : no such stream
@@ -318,8 +327,8 @@ class RedisStreamsTransport(Transport):
     def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
         return self._run("XADD", stream, self._commands.publish_many(stream, payloads))
 
-    def _ensure_group(self, stream: str, group: str) -> None:
-        self._run("XGROUP CREATE", stream, self._commands.ensure_group(stream, group))
+    def _ensure_group(self, stream: str, group: str, consumer: str | None) -> None:
+        self._run("XGROUP CREATE", stream, self._commands.ensure_group(stream, group, consumer))
 
     def _consume(
         self, stream: str, group: str, consumer: str, count: int, block: float | None
@@ -362,6 +371,9 @@ class RedisStreamsTransport(Transport):
 
     def _groups(self, stream: str) -> list[Group]:
         return self._run("XINFO GROUPS", stream, self._commands.groups(stream))
+
+    def _consumers(self, stream: str, group: str) -> list[Consumer]:
+        return self._run("XINFO CONSUMERS", stream, self._commands.consumers(stream, group))
 
     def _trim_acknowledged(self, stream: str) -> int:
         return self._run("XTRIM", stream, self._commands.trim_acknowledged(stream))
@@ -483,8 +495,9 @@ class AsyncRedisStreamsTransport(AsyncTransport):
     async def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
         return await self._run("XADD", stream, self._commands.publish_many(stream, payloads))
 
-    async def _ensure_group(self, stream: str, group: str) -> None:
-        await self._run("XGROUP CREATE", stream, self._commands.ensure_group(stream, group))
+    async def _ensure_group(self, stream: str, group: str, consumer: str | None) -> None:
+        plan = self._commands.ensure_group(stream, group, consumer)
+        await self._run("XGROUP CREATE", stream, plan)
 
     async def _consume(
         self, stream: str, group: str, consumer: str, count: int, block: float | None
@@ -527,6 +540,10 @@ class AsyncRedisStreamsTransport(AsyncTransport):
 
     async def _groups(self, stream: str) -> list[Group]:
         return await self._run("XINFO GROUPS", stream, self._commands.groups(stream))
+
+    async def _consumers(self, stream: str, group: str) -> list[Consumer]:
+        plan = self._commands.consumers(stream, group)
+        return await self._run("XINFO CONSUMERS", stream, plan)
 
     async def _trim_acknowledged(self, stream: str) -> int:
         return await self._run("XTRIM", stream, self._commands.trim_acknowledged(stream))
@@ -611,6 +628,15 @@ def _groups(replies: list[dict[str, Any]]) -> list[Group]:
         for reply in replies
     ]
     return sorted(groups, key=lambda group: group.name)
+
+
+def _consumers(replies: list[dict[str, Any]]) -> list[Consumer]:
+    # Redis 7.2 adds "inactive" (since the last successful read); 7.0 has "idle" only.
+    consumers = [
+        Consumer(_text(reply["name"]), int(reply["pending"]), int(reply["idle"]) / 1000)
+        for reply in replies
+    ]
+    return sorted(consumers, key=lambda consumer: consumer.name)
 
 
 def _trim_bound(groups: list[dict[str, Any]], oldest_pending: list[Any]) -> str | None:
