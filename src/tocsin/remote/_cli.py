@@ -79,65 +79,82 @@ def _add_worker(
     worker.add_argument("modules", nargs="+", metavar="MODULE[:REMOTE]")
     worker.add_argument("--group", default="tocsin", help="consumer group (default: tocsin)")
     worker.add_argument(
-        "--consumer", help="this worker's name in the group (default: host-pid-random)"
+        "--consumer",
+        metavar="NAME",
+        help="this worker's name in the group (default: host-pid-random)",
     )
     worker.add_argument(
-        "--batch", type=int, default=100, help="events read at a time (default: 100)"
+        "--batch", metavar="N", type=int, default=100, help="events read at a time (default: 100)"
     )
     worker.add_argument(
         "--max-attempts",
+        metavar="N",
         type=int,
         default=5,
         help="failed runs before dead-lettering (default: 5)",
     )
     worker.add_argument(
         "--max-kills",
+        metavar="N",
         type=int,
         default=2,
         help="runs alone that killed the worker before dead-lettering as poison (default: 2)",
     )
     worker.add_argument(
         "--retry-delay",
+        metavar="SECONDS",
         type=float,
         default=1.0,
         help="bound of the first retry's random delay, in seconds (default: 1)",
     )
     worker.add_argument(
         "--retry-backoff",
+        metavar="FACTOR",
         type=float,
         default=2.0,
         help="factor the delay grows by with each retry (default: 2)",
     )
     worker.add_argument(
         "--max-retry-delay",
+        metavar="SECONDS",
         type=float,
         default=60.0,
         help="longest delay between retries, in seconds (default: 60)",
     )
     worker.add_argument(
         "--claim-after",
+        metavar="SECONDS",
         type=float,
         default=60.0,
         help="seconds before taking over another consumer's pending events (default: 60)",
     )
     worker.add_argument(
-        "--block", type=float, default=1.0, help="seconds one read waits for events (default: 1)"
+        "--block",
+        metavar="SECONDS",
+        type=float,
+        default=1.0,
+        help="seconds one read waits for events (default: 1)",
     )
-    worker.add_argument("--dead-stream", help="the dead-letter stream (default: STREAM:dead)")
+    worker.add_argument(
+        "--dead-stream", metavar="STREAM", help="the dead-letter stream (default: STREAM:dead)"
+    )
     worker.add_argument(
         "--relay-every",
+        metavar="SECONDS",
         type=float,
         default=5.0,
         help="seconds between outbox relays, with an outbox (default: 5)",
     )
     worker.add_argument(
         "--concurrency",
+        metavar="N",
         type=int,
         default=1,
         help="events of a batch run at once, in threads (tasks when async) (default: 1)",
     )
     worker.add_argument(
         "--trim-every",
+        metavar="SECONDS",
         type=float,
         default=60.0,
         help="seconds between trims of acknowledged events from the stream (default: 60)",
@@ -145,7 +162,9 @@ def _add_worker(
     worker.add_argument(
         "--no-trim", action="store_true", help="never trim the stream (leave it to you)"
     )
-    worker.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    worker.add_argument(
+        "--log-level", metavar="LEVEL", default="INFO", help="logging level (default: INFO)"
+    )
 
     def run(remote: Remote, args: argparse.Namespace) -> int:
         level = _level(args.log_level)
@@ -270,8 +289,12 @@ def _add_dead_letters(
         "stream (--replay) once the cause is fixed, or remove them (--discard).",
     )
     dead.add_argument("modules", nargs="+", metavar="MODULE[:REMOTE]")
-    dead.add_argument("--stream", help="the dead-letter stream (default: STREAM:dead)")
-    dead.add_argument("--limit", type=int, default=100, help="letters listed (default: 100)")
+    dead.add_argument(
+        "--stream", metavar="STREAM", help="the dead-letter stream (default: STREAM:dead)"
+    )
+    dead.add_argument(
+        "--limit", metavar="N", type=int, default=100, help="letters listed (default: 100)"
+    )
     dead.add_argument("--json", action="store_true", help="print JSON instead of a table")
     action = dead.add_mutually_exclusive_group()
     action.add_argument("--replay", nargs="+", metavar="ID", help="replay these dead letters")
