@@ -12,7 +12,7 @@ Each method is one Redis command, or a few sent in one round trip:
 
 =================  =====================================================
 ``publish``        ``XADD stream * event <payload>``
-``publish_many``   one ``XADD`` per payload, pipelined
+``publish_many``   one ``XADD`` per payload, pipelined (both coalesced across threads)
 ``ensure_group``   ``XGROUP CREATE stream group 0 MKSTREAM`` (and ``CREATECONSUMER``)
 ``consume``        ``XREADGROUP GROUP group consumer ... STREAMS stream >``
 ``ack``            ``XACK``
@@ -304,9 +304,12 @@ class RedisStreamsTransport(Transport):
         self._client = _client_for(redis.Redis, client, url)
         self._owns_client = client is None
         self._closed = False
-        self._publish_lock = threading.Lock()
+        self._publish_lock = threading.Lock()  # the publishing connection's, held by the leader
         self._publisher: Connection | None = None  # taken from the pool on first publish
         self._publisher_pid = 0
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Slot] = []  # publishes waiting for the connection
+        self._leading = False  # whether a thread is sending (or about to send) the queue
 
     @classmethod
     def from_url(cls, url: str = DEFAULT_URL, *, maxlen: int | None = None) -> Self:
@@ -314,18 +317,16 @@ class RedisStreamsTransport(Transport):
         return cls(url=url, maxlen=maxlen)
 
     def _publish(self, stream: str, payload: bytes) -> str:
-        # The hot path of every remote send(): one XADD on a connection of its own.
-        command = self._commands.xadd(stream, payload)
-        with self._publish_lock:
-            self._check_open()
-            try:
-                reply = self._round_trip(command)
-            except redis.RedisError as err:
-                raise _transport_error("XADD", stream, err) from err
+        # The hot path of every remote send(): one XADD, sent with those of the
+        # other threads publishing at the same moment.
+        [reply] = self._coalesced(stream, [self._commands.xadd(stream, payload)])
         return _id(reply)
 
     def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
-        return self._run("XADD", stream, self._commands.publish_many(stream, payloads))
+        xadd = self._commands.xadd
+        return [
+            _id(reply) for reply in self._coalesced(stream, [xadd(stream, p) for p in payloads])
+        ]
 
     def _ensure_group(self, stream: str, group: str, consumer: str | None) -> None:
         self._run("XGROUP CREATE", stream, self._commands.ensure_group(stream, group, consumer))
@@ -432,29 +433,84 @@ class RedisStreamsTransport(Transport):
                 return None
             raise
 
-    def _round_trip(self, command: tuple[Any, ...]) -> Any:
-        """Send *command* on the publishing connection, return its reply. Under the lock."""
-        # Going round redis-py's execute_command() (a pool checkout, retry and
-        # metrics per call) halves the cost of a publish.
+    def _coalesced(self, stream: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send *commands* on the publishing connection and return their replies,
+        in one pipeline with those of every other thread publishing meanwhile.
+
+        A "group commit": the first caller to find nobody sending leads: it
+        takes the connection, then everything queued by then, sends it in one
+        write and reads the replies, handing each caller its own (or its own
+        error); callers that came meanwhile wait, and the first of those still
+        queued leads next. Alone, a caller sends at once: no added latency.
+        Each thread's publishes keep their order (a thread has one in the queue
+        at a time, and the queue is sent in order).
+        """
+        slot = _Slot(commands)
+        with self._queue_lock:
+            self._queue.append(slot)
+            lead, self._leading = not self._leading, True
+        if not lead:
+            slot.wake.acquire()  # released once sent, or to lead the next round
+        if not slot.sent:
+            self._lead(slot)
+        if slot.error is not None:
+            error = slot.error
+            if isinstance(error, TransportError):
+                raise error
+            raise _transport_error("XADD", stream, error) from error
+        for reply in slot.replies:
+            if isinstance(reply, redis.RedisError):
+                raise _transport_error("XADD", stream, reply) from reply
+        return slot.replies
+
+    def _lead(self, mine: _Slot) -> None:
+        """Send what is queued (*mine* among it), then wake its callers, and
+        the next leader if more was queued meanwhile."""
+        batch: list[_Slot] = []
+        try:
+            with self._publish_lock:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                if self._closed:
+                    for slot in batch:
+                        slot.error = TransportError("the transport is closed")
+                else:
+                    self._send(batch)
+        finally:
+            for slot in batch:
+                slot.sent = True
+                if slot.error is None and len(slot.replies) != len(slot.commands):
+                    # Interrupted (KeyboardInterrupt in the leader): never leave a caller waiting.
+                    slot.error = redis.ConnectionError("interrupted before the reply was read")
+            with self._queue_lock:
+                if self._queue:
+                    self._queue[0].wake.release()  # it leads the next round
+                else:
+                    self._leading = False
+            for slot in batch:
+                if slot is not mine:
+                    slot.wake.release()
+
+    def _send(self, batch: list[_Slot]) -> None:
+        """Send the commands of *batch* in one write, and give each slot its
+        replies (a ``redis.ResponseError`` in place of a refused command)."""
+        # Going round redis-py's execute_command() and Pipeline (a pool checkout,
+        # retry and metrics per call, a command stack) halves the cost of a publish.
         if self._publisher is None or self._publisher_pid != os.getpid():
             # A connection taken before a fork is the parent's socket too: the
             # replies would go to whichever process reads first. Take a new one.
-            self._publisher = self._client.connection_pool.get_connection()
-            self._publisher_pid = os.getpid()
-        try:
-            return _send(self._publisher, command)
-        except redis.ConnectionError as first:
-            # Redis restarted, or dropped the idle connection: redis-py has
-            # disconnected it, and sending again connects anew. The same payload,
-            # so the same event id: a first XADD that did get through is a
-            # duplicate receivers can recognise.
             try:
-                return _send(self._publisher, command)
-            except redis.RedisError as second:
-                raise redis.ConnectionError(
-                    f"{second} (sent twice: the first attempt failed with {first!r}, "
-                    "and may have been published)"
-                ) from second
+                self._publisher = self._client.connection_pool.get_connection()
+            except redis.RedisError as err:  # it connects at once: Redis is down
+                for slot in batch:
+                    slot.error = err
+                return
+            self._publisher_pid = os.getpid()
+        replies = _pipeline(self._publisher, [c for slot in batch for c in slot.commands])
+        start = 0
+        for slot in batch:
+            slot.replies = replies[start : start + len(slot.commands)]
+            start += len(slot.commands)
 
 
 class AsyncRedisStreamsTransport(AsyncTransport):
@@ -686,17 +742,61 @@ def _check_maxlen(maxlen: int | None) -> int | None:
     return maxlen
 
 
-def _send(connection: Connection, command: tuple[Any, ...]) -> Any:
-    try:
-        connection.send_command(*command)  # type: ignore[no-untyped-call]
-        return connection.read_response()
-    except redis.ResponseError:
-        raise  # the error was the reply: the connection is still in step
-    except BaseException:
-        # Anything else (KeyboardInterrupt between send and read, say) may leave
-        # a reply unread, which the next publish would take for its own.
-        connection.disconnect()  # type: ignore[no-untyped-call]
-        raise
+class _Slot:
+    """One caller's publish in the queue of :meth:`RedisStreamsTransport._coalesced`."""
+
+    __slots__ = ("commands", "error", "replies", "sent", "wake")
+
+    def __init__(self, commands: list[tuple[Any, ...]]) -> None:
+        self.commands = commands
+        self.replies: list[Any] = []
+        self.error: redis.RedisError | TransportError | None = None  # the whole publish failed
+        self.sent = False
+        self.wake = threading.Lock()
+        self.wake.acquire()  # held until the caller may go on
+
+
+def _pipeline(connection: Connection, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Send *commands* in one write and read their replies; a refused command's
+    reply is its ``redis.ResponseError``, and the commands a broken connection
+    left without a reply get a ``redis.ConnectionError``.
+
+    If the connection was broken (Redis restarted, or dropped it while idle),
+    the commands still without a reply are sent once more, on a new
+    connection: the same payloads, so the same event ids, and an XADD that did
+    get through the first time is a duplicate receivers can recognise.
+    """
+    replies: list[Any] = []
+    first: redis.ConnectionError | None = None
+    while True:
+        waiting = commands[len(replies) :]
+        try:
+            packed = connection.pack_commands(waiting)  # type: ignore[no-untyped-call]
+            connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
+            for _ in waiting:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as refused:  # the reply: still in step
+                    replies.append(refused)
+        except redis.ConnectionError as err:
+            if first is None:
+                first = err  # redis-py has disconnected: sending again connects anew
+                continue
+            failed = redis.ConnectionError(
+                f"{err} (sent twice: the first attempt failed with {first!r}, "
+                "and may have been published)"
+            )
+            return replies + [failed] * (len(commands) - len(replies))
+        except redis.RedisError as err:  # a timeout: the replies may come later, out of step
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            return replies + [err] * (len(commands) - len(replies))
+        except BaseException:
+            # KeyboardInterrupt between send and read, say: a reply left unread
+            # would be taken by the next publish for its own.
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            raise
+        else:
+            return replies
 
 
 def _transport_error(command: str, stream: str, err: redis.RedisError) -> TransportError:
