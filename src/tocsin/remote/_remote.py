@@ -32,14 +32,14 @@ receiver idempotent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import inspect
+import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
@@ -112,16 +112,34 @@ def current_event() -> Event | None:
     return _current.get()
 
 
-@contextlib.contextmanager
-def _handling(event: Event, signal: Signal | None) -> Iterator[None]:
-    event_token = _current.set(event)
-    relay_token = _relaying.set(signal)
-    try:
-        with propagation.extracted(event.context):
-            yield
-    finally:
-        _relaying.reset(relay_token)
-        _current.reset(event_token)
+class _handling:
+    """Make *event* current, and its signal's publishers stand aside, for the block.
+
+    A class rather than a @contextmanager generator: it runs for every event a
+    worker handles."""
+
+    __slots__ = ("_context", "_event", "_extracted", "_relay", "_signal")
+
+    def __init__(self, event: Event, signal: Signal | None) -> None:
+        self._event, self._signal = event, signal
+
+    def __enter__(self) -> None:
+        self._context = _current.set(self._event)
+        self._relay = _relaying.set(self._signal)
+        self._extracted = propagation.extracted(self._event.context)
+        try:
+            self._extracted.__enter__()
+        except BaseException:
+            _relaying.reset(self._relay)
+            _current.reset(self._context)
+            raise
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self._extracted.__exit__(*exc_info)
+        finally:
+            _relaying.reset(self._relay)
+            _current.reset(self._context)
 
 
 class Outbox(Protocol):
@@ -204,6 +222,14 @@ class Remote:
         self.transport = transport
         self.stream = stream
         self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
+        # The fast path of encode(), for a JSONSerializer whose dumps() is its own.
+        self._json = (
+            self.serializer
+            if isinstance(self.serializer, JSONSerializer)
+            and type(self.serializer).dumps is JSONSerializer.dumps
+            else None
+        )
+        self._json_names: dict[str, str] = {}
         self.outbox = outbox
         self.on_commit = on_commit
         self._signals: dict[str, Signal] = {}
@@ -523,34 +549,49 @@ class Remote:
         """The event for a send and its payload; ``SerializationError`` names
         the argument that cannot be sent."""
         carrier = propagation.inject()
-        event = Event(
-            os.urandom(16).hex(), name, sender, named, time.time(), target, context=carrier or {}
-        )
-        envelope: dict[str, Any] = {
-            "v": FORMAT,
-            "id": event.id,
-            "signal": name,
-            "time": event.time,
-            "sender": sender,
-            "kwargs": named,
-        }
-        if target is not None:
-            envelope["receiver"] = target
-        if carrier:
-            envelope["context"] = carrier
-        what = f"receiver {target}" if target else f"signal {name}"
+        event_id, sent = os.urandom(16).hex(), time.time()
+        event = Event(event_id, name, sender, named, sent, target, context=carrier or {})
         try:
-            payload = self.serializer.dumps(envelope)
+            if self._json is not None:
+                # JSONSerializer: the constant parts are encoded once, not per send.
+                tail: dict[str, Any] = {} if target is None else {"receiver": target}
+                if carrier:
+                    tail["context"] = carrier
+                head = f'{{"v":{FORMAT},"id":"{event_id}","signal":{self._json_name(name)}'
+                kwargs = named if type(named) is dict else dict(named)
+                payload = self._json._dumps_event(f'{head},"time":{sent!r}', sender, kwargs, tail)
+            else:
+                envelope: dict[str, Any] = {
+                    "v": FORMAT,
+                    "id": event_id,
+                    "signal": name,
+                    "time": sent,
+                    "sender": sender,
+                    "kwargs": named,
+                }
+                if target is not None:
+                    envelope["receiver"] = target
+                if carrier:
+                    envelope["context"] = carrier
+                payload = self.serializer.dumps(envelope)
         except SerializationError as error:
+            what = f"receiver {target}" if target else f"signal {name}"
             raise SerializationError(f"cannot publish an event for {what}: {error}") from None
         if self._signing_keys:
             payload = _signing.sign(self._signing_keys[0], payload)
         if len(payload) > self.max_payload:
+            what = f"receiver {target}" if target else f"signal {name}"
             raise SerializationError(
                 f"cannot publish an event for {what}: it is {len(payload)} bytes, more than "
                 f"max_payload ({self.max_payload}); send an id instead of the data."
             )
         return event, payload
+
+    def _json_name(self, name: str) -> str:
+        found = self._json_names.get(name)
+        if found is None:
+            found = self._json_names[name] = json.dumps(name, ensure_ascii=False)
+        return found
 
     def decode(self, payload: bytes, message_id: str | None = None, deliveries: int = 0) -> Event:
         """The :class:`Event` a payload holds, for a signal or receiver this

@@ -214,13 +214,13 @@ def _spy_writes(transport: RedisStreamsTransport) -> list[int]:
     connection = transport._publisher
     assert connection is not None
     writes: list[int] = []
-    pack = connection.pack_commands
+    send = connection.send_packed_command
 
-    def counted(commands: Any) -> Any:
-        writes.append(len(commands))
-        return pack(commands)  # type: ignore[no-untyped-call]
+    def counted(command: Any, check_health: bool = True) -> None:
+        writes.append(b"".join(command).count(b"$4\r\nXADD\r\n"))
+        send(command, check_health)  # type: ignore[no-untyped-call]
 
-    connection.pack_commands = counted  # type: ignore[method-assign]
+    connection.send_packed_command = counted  # type: ignore[method-assign]
     return writes
 
 

@@ -115,11 +115,24 @@ class _Commands:
     def __init__(self, maxlen: int | None) -> None:
         self.maxlen = _check_maxlen(maxlen)
         # Built once: publish() is the hot path.
-        self._xadd_options = () if maxlen is None else ("MAXLEN", "~", maxlen)
+        self._xadd_options: tuple[bytes, ...] = (
+            () if maxlen is None else (b"MAXLEN", b"~", str(maxlen).encode())
+        )
+        self._xadd_heads: dict[bytes, bytes] = {}
 
-    def xadd(self, stream: str, payload: bytes) -> tuple[Any, ...]:
-        """The raw ``XADD`` of a publish, for the sync transport's own connection."""
-        return ("XADD", stream, *self._xadd_options, "*", _EVENT, payload)
+    def xadd(self, stream: bytes, payload: bytes) -> bytes:
+        """The ``XADD`` of a publish in Redis' protocol (RESP), for the sync
+        transport's own connection: all but the payload is made once per stream."""
+        head = self._xadd_heads.get(stream)
+        if head is None:
+            if len(self._xadd_heads) >= 1024:  # streams named per tenant, say: keep it bounded
+                self._xadd_heads.clear()
+            args = (b"XADD", stream, *self._xadd_options, b"*", _EVENT)
+            head = b"*%d\r\n" % (len(args) + 1) + b"".join(
+                b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args
+            )
+            self._xadd_heads[stream] = head
+        return b"%s$%d\r\n%s\r\n" % (head, len(payload), payload)
 
     def publish(self, stream: str, payload: bytes) -> _Plan[str]:
         [reply] = yield _one("xadd", stream, {_EVENT: payload}, maxlen=self.maxlen)
@@ -307,6 +320,7 @@ class RedisStreamsTransport(Transport):
         self._publish_lock = threading.Lock()  # the publishing connection's, held by the leader
         self._publisher: Connection | None = None  # taken from the pool on first publish
         self._publisher_pid = 0
+        self._encoder = self._client.connection_pool.get_encoder()
         self._queue_lock = threading.Lock()
         self._queue: list[_Slot] = []  # publishes waiting for the connection
         self._leading = False  # whether a thread is sending (or about to send) the queue
@@ -319,14 +333,16 @@ class RedisStreamsTransport(Transport):
     def _publish(self, stream: str, payload: bytes) -> str:
         # The hot path of every remote send(): one XADD, sent with those of the
         # other threads publishing at the same moment.
-        [reply] = self._coalesced(stream, [self._commands.xadd(stream, payload)])
+        [reply] = self._coalesced(stream, [self._commands.xadd(self._key(stream), payload)])
         return _id(reply)
 
     def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
-        xadd = self._commands.xadd
-        return [
-            _id(reply) for reply in self._coalesced(stream, [xadd(stream, p) for p in payloads])
-        ]
+        xadd, key = self._commands.xadd, self._key(stream)
+        return [_id(reply) for reply in self._coalesced(stream, [xadd(key, p) for p in payloads])]
+
+    def _key(self, stream: str) -> bytes:
+        # As redis-py would send it: encoded with the client's encoding.
+        return self._encoder.encode(stream)  # type: ignore[no-untyped-call,no-any-return]
 
     def _ensure_group(self, stream: str, group: str, consumer: str | None) -> None:
         self._run("XGROUP CREATE", stream, self._commands.ensure_group(stream, group, consumer))
@@ -433,7 +449,7 @@ class RedisStreamsTransport(Transport):
                 return None
             raise
 
-    def _coalesced(self, stream: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+    def _coalesced(self, stream: str, commands: list[bytes]) -> list[Any]:
         """Send *commands* on the publishing connection and return their replies,
         in one pipeline with those of every other thread publishing meanwhile.
 
@@ -747,7 +763,7 @@ class _Slot:
 
     __slots__ = ("commands", "error", "replies", "sent", "wake")
 
-    def __init__(self, commands: list[tuple[Any, ...]]) -> None:
+    def __init__(self, commands: list[bytes]) -> None:
         self.commands = commands
         self.replies: list[Any] = []
         self.error: redis.RedisError | TransportError | None = None  # the whole publish failed
@@ -756,8 +772,8 @@ class _Slot:
         self.wake.acquire()  # held until the caller may go on
 
 
-def _pipeline(connection: Connection, commands: list[tuple[Any, ...]]) -> list[Any]:
-    """Send *commands* in one write and read their replies; a refused command's
+def _pipeline(connection: Connection, commands: list[bytes]) -> list[Any]:
+    """Send *commands* (in Redis' protocol) in one write and read their replies; a refused command's
     reply is its ``redis.ResponseError``, and the commands a broken connection
     left without a reply get a ``redis.ConnectionError``.
 
@@ -771,8 +787,7 @@ def _pipeline(connection: Connection, commands: list[tuple[Any, ...]]) -> list[A
     while True:
         waiting = commands[len(replies) :]
         try:
-            packed = connection.pack_commands(waiting)  # type: ignore[no-untyped-call]
-            connection.send_packed_command(packed)  # type: ignore[no-untyped-call]
+            connection.send_packed_command([b"".join(waiting)])  # type: ignore[no-untyped-call]
             for _ in waiting:
                 try:
                     replies.append(connection.read_response())
