@@ -51,6 +51,7 @@ import json
 import math
 import os
 import threading
+import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
@@ -324,6 +325,7 @@ class RedisStreamsTransport(Transport):
         self._queue_lock = threading.Lock()
         self._queue: list[_Slot] = []  # publishes waiting for the connection
         self._leading = False  # whether a thread is sending (or about to send) the queue
+        self._crowded = False  # whether the last round sent the publishes of several callers
 
     @classmethod
     def from_url(cls, url: str = DEFAULT_URL, *, maxlen: int | None = None) -> Self:
@@ -467,6 +469,10 @@ class RedisStreamsTransport(Transport):
             lead, self._leading = not self._leading, True
         if not lead:
             slot.wake.acquire()  # released once sent, or to lead the next round
+        elif self._crowded:
+            # The last round carried several callers, just woken: let them queue
+            # their next publish before this round leaves (alone, no wait at all).
+            time.sleep(0)
         if not slot.sent:
             self._lead(slot)
         if slot.error is not None:
@@ -492,6 +498,7 @@ class RedisStreamsTransport(Transport):
                         slot.error = TransportError("the transport is closed")
                 else:
                     self._send(batch)
+                self._crowded = len(batch) > 1
         finally:
             for slot in batch:
                 slot.sent = True
