@@ -338,3 +338,54 @@ def test_a_shared_pipeline_is_sent_again_once_on_a_dropped_connection(
         published = {m.id: m.payload for m in transport.read(stream)}
     assert [published[id] for id in results] == [f"{i}".encode() for i in range(6)]
     assert len(published) == 7
+
+
+def test_a_leader_interrupted_before_sending_hands_over(redis_url: str, stream: str) -> None:
+    """A caller interrupted while it waits for the connection as leader leaves the
+    queue, and the callers behind it are sent by the next leader."""
+    with RedisStreamsTransport(url=redis_url) as transport:
+        transport.publish(stream, b"first")
+        lock = transport._publish_lock
+
+        class Interrupted(BaseException):
+            pass
+
+        class Interrupting:
+            """The connection's lock, interrupted once for the first caller."""
+
+            def __enter__(self) -> None:
+                if threading.current_thread().name == "leader":
+                    transport._publish_lock = lock  # the others take the real lock
+                    while len(transport._queue) < 3:
+                        time.sleep(0.001)
+                    raise Interrupted
+                lock.acquire()
+
+            def __exit__(self, *exc_info: Any) -> None:
+                lock.release()
+
+        transport._publish_lock = Interrupting()  # type: ignore[assignment]
+        raised: list[BaseException] = []
+
+        def lead() -> None:
+            try:
+                transport.publish(stream, b"interrupted")
+            except Interrupted as error:
+                raised.append(error)
+
+        leader = threading.Thread(target=lead, name="leader")
+        leader.start()
+        while not transport._queue:
+            time.sleep(0.001)
+        followers = [
+            threading.Thread(target=transport.publish, args=(stream, f"{i}".encode()))
+            for i in range(2)
+        ]
+        for follower in followers:
+            follower.start()
+        for thread in (leader, *followers):
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in (leader, *followers))
+        assert len(raised) == 1
+        payloads = sorted(m.payload for m in transport.read(stream))
+    assert payloads == [b"0", b"1", b"first"]

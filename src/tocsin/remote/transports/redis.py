@@ -506,6 +506,9 @@ class RedisStreamsTransport(Transport):
                     # Interrupted (KeyboardInterrupt in the leader): never leave a caller waiting.
                     slot.error = redis.ConnectionError("interrupted before the reply was read")
             with self._queue_lock:
+                if not batch and mine in self._queue:
+                    # Interrupted before taking the queue: leave, and let the next one lead.
+                    self._queue.remove(mine)
                 if self._queue:
                     self._queue[0].wake.release()  # it leads the next round
                 else:
