@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security
@@ -22,7 +23,17 @@ from tocsin.signals import CLEANSED_SUBSTITUTE, cleanse_credentials
 
 from . import auth
 from .db import Database
-from .models import TEXT_MAX, USERNAME_MAX, WHITESPACE, Todo, User, clean_text, text_error
+from .http import bounded_errors
+from .models import (
+    TEXT_MAX,
+    USERNAME_MAX,
+    WHITESPACE,
+    Todo,
+    User,
+    clean_text,
+    is_invisible,
+    text_error,
+)
 
 DESCRIPTION = """\
 The Todo app's JSON API. Log in with `POST /api/session`: the session cookie it
@@ -60,20 +71,40 @@ def _char_class(chars: str) -> str:
     start = previous = codes[0]
     for code in [*codes[1:], -1]:
         if code != previous + 1:
-            parts.append(f"\\u{start:04x}" + (f"-\\u{previous:04x}" if previous > start else ""))
+            last = f"-{_regex_char(previous)}" if previous > start else ""
+            parts.append(_regex_char(start) + last)
             start = code
         previous = code
     return "".join(parts)
 
 
-# 1 to 500 characters once stripped of whitespace at both ends, and no NUL. The
-# whitespace is spelled out: what \s means differs between regex engines.
-_SPACE = _char_class(WHITESPACE)
-_CHAR, _VISIBLE = r"[^\u0000]", rf"[^{_SPACE}\u0000]"
+def _regex_char(code: int) -> str:
+    # \uXXXX means the same to Python's re and to JavaScript; past U+FFFF they differ,
+    # but both read the character itself as one (JavaScript with the u flag).
+    return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+
+# Every character models.is_invisible() names: controls and format characters are
+# all in planes 0, 1 and 14.
+_INVISIBLE_CHARS = "".join(
+    chr(code)
+    for plane in (0, 1, 14)
+    for code in range(plane << 16, (plane + 1) << 16)
+    if is_invisible(chr(code))
+)
+
+# 1 to 500 characters once stripped of whitespace at both ends, one of them visible
+# (the lookahead), and no NUL. The characters are spelled out: what \s means differs
+# between regex engines.
+_SPACE, _INVISIBLE = _char_class(WHITESPACE), _char_class(_INVISIBLE_CHARS)
+_CHAR, _EDGE = r"[^\u0000]", rf"[^{_SPACE}\u0000]"
 TEXT_SCHEMA: JsonDict = {
-    "pattern": rf"^[{_SPACE}]*{_VISIBLE}({_CHAR}{{0,{TEXT_MAX - 2}}}{_VISIBLE})?[{_SPACE}]*$"
+    "pattern": (
+        rf"^[{_SPACE}]*(?=[{_INVISIBLE}]*[^{_INVISIBLE}])"
+        rf"{_EDGE}({_CHAR}{{0,{TEXT_MAX - 2}}}{_EDGE})?[{_SPACE}]*$"
+    )
 }
-TEXT_HELP = f"1 to {TEXT_MAX} characters once stripped, without NUL."
+TEXT_HELP = f"1 to {TEXT_MAX} characters once stripped, one of them visible, without NUL."
 
 
 class Message(BaseModel):
@@ -194,9 +225,10 @@ def _without_secrets(error: dict[str, Any]) -> dict[str, Any]:
 
 
 def validation_error(exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422 response, without passwords, and safe for any input it quotes."""
+    """FastAPI's 422 response, without passwords, safe for any input it quotes, and
+    short: it quotes an excerpt of the input at most (http.bounded_errors)."""
     errors = [_without_secrets(error) for error in jsonable_encoder(exc.errors())]
-    return JSONResponse(status_code=422, content={"detail": _printable(errors)})
+    return JSONResponse(status_code=422, content={"detail": _printable(bounded_errors(errors))})
 
 
 def unreadable_body(exc: StarletteHTTPException) -> JSONResponse | None:
@@ -237,26 +269,27 @@ def _database(request: Request) -> Database:
     return database
 
 
+# Each endpoint opens its session and finds its user in its own worker thread: as
+# dependencies, they would cost a thread hop each (measured: a sixth of the CPU of
+# an API request, benchmarks/bench_todo.py).
+@contextmanager
 def db_session(request: Request) -> Iterator[Session]:
     with _database(request).request_session(request) as session:
         yield session
 
 
-DBSession = Annotated[Session, Depends(db_session)]
+@contextmanager
+def logged_in(request: Request) -> Iterator[tuple[Session, User]]:
+    """The request's session and its logged-in user; 401 without one."""
+    with db_session(request) as session:
+        user = auth.current_user(request, session)
+        if user is None:
+            raise HTTPException(401, "Not logged in.")
+        yield session, user
 
 
-def logged_in(
-    request: Request,
-    session: DBSession,
-    cookie: Annotated[str | None, Security(session_cookie)] = None,
-) -> User:
-    user = auth.current_user(request, session)
-    if user is None:
-        raise HTTPException(401, "Not logged in.")
-    return user
-
-
-CurrentUser = Annotated[User, Depends(logged_in)]
+# Declares the cookie in the OpenAPI schema (FastAPI calls it on the loop, no I/O).
+SessionCookie = Annotated[str | None, Security(session_cookie)]
 
 
 def _own_todo(session: Session, user: User, todo_id: int) -> Todo:
@@ -280,9 +313,14 @@ def _own_todo(session: Session, user: User, todo_id: int) -> Todo:
         **NOT_JSON,
     },
 )
-def create_user(new: NewUser, request: Request, session: DBSession) -> UserOut:
+def create_user(new: NewUser, request: Request) -> UserOut:
     """Register a user (this does not log in). Usernames are unique whatever their
     case, and compared after NFKC normalization."""
+    with db_session(request) as session:
+        return _create_user(new, request, session)
+
+
+def _create_user(new: NewUser, request: Request, session: Session) -> UserOut:
     taken = HTTPException(409, "That username is taken.")
     try:
         auth.charge_registration(session, request)  # commits: no connection held
@@ -315,27 +353,29 @@ def _too_many(refused: auth.LoginLocked | auth.Busy) -> HTTPException:
         **NOT_JSON,
     },
 )
-def log_in(credentials: Credentials, request: Request, session: DBSession) -> UserOut:
+def log_in(credentials: Credentials, request: Request) -> UserOut:
     """Log in: sets the session cookie (a new session)."""
-    try:
-        user = auth.authenticate(session, request, credentials.username, credentials.password)
-    except (auth.LoginLocked, auth.Busy) as refused:
-        raise _too_many(refused) from None
-    except PermissionError:
-        raise HTTPException(401, "Wrong username or password.") from None
-    auth.login(session, request, user)
-    session.commit()
-    return UserOut(id=user.id, username=user.username)
+    with db_session(request) as session:
+        try:
+            user = auth.authenticate(session, request, credentials.username, credentials.password)
+        except (auth.LoginLocked, auth.Busy) as refused:
+            raise _too_many(refused) from None
+        except PermissionError:
+            raise HTTPException(401, "Wrong username or password.") from None
+        auth.login(session, request, user)
+        session.commit()
+        return UserOut(id=user.id, username=user.username)
 
 
 @router.delete("/session", tags=["session"], status_code=204, response_class=Response)
-def log_out(request: Request, session: DBSession) -> Response:
+def log_out(request: Request) -> Response:
     """Log out (also fine when not logged in): the session ends on the server, so
     the cookie no longer works, even replayed."""
-    user = auth.current_user(request, session)
-    if user is not None:
-        auth.logout(session, request, user)
-        session.commit()
+    with db_session(request) as session:
+        user = auth.current_user(request, session)
+        if user is not None:
+            auth.logout(session, request, user)
+            session.commit()
     return Response(status_code=204)
 
 
@@ -368,17 +408,18 @@ class PasswordChanged(BaseModel):
     },
 )
 def change_password(
-    change: PasswordChange, request: Request, user: CurrentUser, session: DBSession
+    change: PasswordChange, request: Request, _: SessionCookie = None
 ) -> PasswordChanged:
     """Change your password: every other session of yours is logged out; this one
     gets a new session cookie. A wrong current password counts as a failed login."""
-    try:
-        ended = auth.change_password(session, request, user, change.current, change.new)
-    except (auth.LoginLocked, auth.Busy) as refused:
-        raise _too_many(refused) from None
-    except PermissionError:
-        raise HTTPException(403, "That is not your current password.") from None
-    session.commit()
+    with logged_in(request) as (session, user):
+        try:
+            ended = auth.change_password(session, request, user, change.current, change.new)
+        except (auth.LoginLocked, auth.Busy) as refused:
+            raise _too_many(refused) from None
+        except PermissionError:
+            raise HTTPException(403, "That is not your current password.") from None
+        session.commit()
     return PasswordChanged(sessions_ended=max(0, len(ended) - 1))
 
 
@@ -386,10 +427,11 @@ def change_password(
 
 
 @router.get("/todos", tags=["todos"], response_model=list[TodoOut], responses=NOT_LOGGED_IN)
-def list_todos(user: CurrentUser, session: DBSession) -> list[TodoOut]:
+def list_todos(request: Request, _: SessionCookie = None) -> list[TodoOut]:
     """Your todos, oldest first."""
-    todos = session.scalars(select(Todo).where(Todo.owner_id == user.id).order_by(Todo.id))
-    return [TodoOut.model_validate(todo) for todo in todos]
+    with logged_in(request) as (session, user):
+        todos = session.scalars(select(Todo).where(Todo.owner_id == user.id).order_by(Todo.id))
+        return [TodoOut.model_validate(todo) for todo in todos]
 
 
 @router.post(
@@ -399,12 +441,13 @@ def list_todos(user: CurrentUser, session: DBSession) -> list[TodoOut]:
     response_model=TodoOut,
     responses={**NOT_LOGGED_IN, **NOT_JSON},
 )
-def create_todo(new: NewTodo, user: CurrentUser, session: DBSession) -> TodoOut:
+def create_todo(new: NewTodo, request: Request, _: SessionCookie = None) -> TodoOut:
     """Add a todo."""
-    todo = Todo(text=new.text, done=False, owner_id=user.id)
-    session.add(todo)
-    session.commit()
-    return TodoOut.model_validate(todo)
+    with logged_in(request) as (session, user):
+        todo = Todo(text=new.text, done=False, owner_id=user.id)
+        session.add(todo)
+        session.commit()
+        return TodoOut.model_validate(todo)
 
 
 @router.get(
@@ -413,9 +456,10 @@ def create_todo(new: NewTodo, user: CurrentUser, session: DBSession) -> TodoOut:
     response_model=TodoOut,
     responses={**NOT_LOGGED_IN, **NOT_FOUND},
 )
-def get_todo(todo_id: int, user: CurrentUser, session: DBSession) -> TodoOut:
+def get_todo(todo_id: int, request: Request, _: SessionCookie = None) -> TodoOut:
     """One of your todos."""
-    return TodoOut.model_validate(_own_todo(session, user, todo_id))
+    with logged_in(request) as (session, user):
+        return TodoOut.model_validate(_own_todo(session, user, todo_id))
 
 
 @router.patch(
@@ -424,18 +468,21 @@ def get_todo(todo_id: int, user: CurrentUser, session: DBSession) -> TodoOut:
     response_model=TodoOut,
     responses={**NOT_LOGGED_IN, **NOT_FOUND, **NOT_JSON},
 )
-def change_todo(todo_id: int, change: TodoChange, user: CurrentUser, session: DBSession) -> TodoOut:
+def change_todo(
+    todo_id: int, change: TodoChange, request: Request, _: SessionCookie = None
+) -> TodoOut:
     """Change the text, or mark done (``done: true``, which sends ``todo_completed``)
     or not done (``done: false``, ``todo_reopened``)."""
-    todo = _own_todo(session, user, todo_id)
-    if change.text is not None:
-        todo.text = change.text
-    if change.done is True:
-        todo.mark_as_done()
-    elif change.done is False:
-        todo.mark_as_not_done()
-    session.commit()
-    return TodoOut.model_validate(todo)
+    with logged_in(request) as (session, user):
+        todo = _own_todo(session, user, todo_id)
+        if change.text is not None:
+            todo.text = change.text
+        if change.done is True:
+            todo.mark_as_done()
+        elif change.done is False:
+            todo.mark_as_not_done()
+        session.commit()
+        return TodoOut.model_validate(todo)
 
 
 @router.delete(
@@ -445,8 +492,9 @@ def change_todo(todo_id: int, change: TodoChange, user: CurrentUser, session: DB
     response_class=Response,
     responses={**NOT_LOGGED_IN, **NOT_FOUND},
 )
-def delete_todo(todo_id: int, user: CurrentUser, session: DBSession) -> Response:
+def delete_todo(todo_id: int, request: Request, _: SessionCookie = None) -> Response:
     """Delete one of your todos."""
-    session.delete(_own_todo(session, user, todo_id))
-    session.commit()
+    with logged_in(request) as (session, user):
+        session.delete(_own_todo(session, user, todo_id))
+        session.commit()
     return Response(status_code=204)

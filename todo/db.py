@@ -4,6 +4,10 @@ engine and sessions, and the Alembic migrations, run from code."""
 from __future__ import annotations
 
 import datetime
+import os
+import re
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +22,8 @@ from sqlalchemy.types import TypeDecorator
 from starlette.requests import Request
 
 from tocsin.contrib.sqlalchemy import enable_model_signals
+
+from .settings import tighten
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -82,14 +88,19 @@ SQLITE_BUSY_TIMEOUT = 15
 
 def make_engine(url: str) -> Engine:
     """An engine for *url*, its pool sized for the request threads; for SQLite, one
-    usable from those threads, with foreign keys enforced and write-ahead logging."""
+    usable from those threads, with foreign keys enforced and write-ahead logging, on
+    a file readable by its owner only (see :func:`owner_only`)."""
     parsed = make_url(url)
     pool = {"pool_size": POOL_SIZE, "max_overflow": 0, "pool_timeout": POOL_TIMEOUT}
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, **pool)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT}
+    if parsed.database and parsed.database != ":memory:" and "uri" not in parsed.query:
+        owner_only(Path(parsed.database))
+    connect_args = {
+        "check_same_thread": False,
+        "timeout": SQLITE_BUSY_TIMEOUT,
+        "factory": one_writer_at_a_time(),
+    }
     engine = create_engine(url, connect_args=connect_args, **pool)
 
     @event.listens_for(engine, "connect")
@@ -100,6 +111,95 @@ def make_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+# Statements that need SQLite's write lock (Python's sqlite3 opens the transaction
+# just before the first of them).
+_WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|ALTER|DROP)\b", re.IGNORECASE)
+
+
+def one_writer_at_a_time() -> type[sqlite3.Connection]:
+    """A ``sqlite3.Connection`` class whose connections write one at a time.
+
+    SQLite has one writer at a time; the others wait in its busy handler, which
+    polls with sleeps that grow to 100 ms, so under load a few writes wait far
+    longer than the queue ahead of them (requests' p99 and max, measured with
+    benchmarks/bench_todo.py). Here a connection takes a lock of this process
+    before its first write and gives it back once it committed or rolled back:
+    writers queue on the lock and start as soon as it is free. SQLite's own
+    timeout still applies to writers in other processes.
+    """
+    lock = threading.Lock()
+
+    class Cursor(sqlite3.Cursor):
+        def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
+            _writing(self.connection, sql)
+            return super().execute(sql, parameters)
+
+        def executemany(self, sql: str, seq_of_parameters: Any, /) -> Cursor:
+            _writing(self.connection, sql)
+            return super().executemany(sql, seq_of_parameters)
+
+    class Connection(sqlite3.Connection):
+        holds_lock = False
+
+        def cursor(self, factory: Any = Cursor) -> Any:
+            return super().cursor(factory)
+
+        def commit(self) -> None:
+            try:
+                super().commit()
+            finally:
+                self._release()
+
+        def rollback(self) -> None:
+            try:
+                super().rollback()
+            finally:
+                self._release()
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                self._release()
+
+        def _release(self) -> None:
+            if self.holds_lock:
+                self.holds_lock = False
+                lock.release()
+
+    def _writing(connection: sqlite3.Connection, sql: str) -> None:
+        assert isinstance(connection, Connection)
+        if connection.holds_lock or not _WRITES.match(sql):
+            return
+        if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT):
+            raise sqlite3.OperationalError(
+                f"database is locked: this process's other writers held it for "
+                f"{SQLITE_BUSY_TIMEOUT} s"
+            )
+        connection.holds_lock = True
+
+    return Connection
+
+
+_SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite keeps beside a database
+
+
+def owner_only(database: Path) -> None:
+    """Make the SQLite database *database* readable by its owner only (0600), before
+    SQLite opens it: SQLite gives the -wal and -shm files it creates the database's
+    permissions. An existing database, -wal or -shm file that others could read is
+    tightened, with a log line; a new directory is 0700."""
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        # An empty file is an empty database to SQLite.
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        for suffix in ("", *_SIDE_FILES):
+            path = database.with_name(database.name + suffix)
+            if path.exists():
+                tighten(path, 0o600)
 
 
 class Database:

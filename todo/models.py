@@ -1,15 +1,25 @@
-"""The tables: users, their login sessions, their todos, and the login throttle's
-counters (see throttle.py)."""
+"""The tables: users, their login sessions, their todos, the login throttle's
+counters (see throttle.py), and the remote's outbox (see remote.py)."""
 
 from __future__ import annotations
 
 import datetime
+import unicodedata
 
 from sqlalchemy import Float, ForeignKey, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from tocsin.contrib.sqlalchemy import Outbox
+
 from . import signals
 from .db import Base, UTCDateTime, utcnow
+
+# With Redis, todo_completed's event is written here in the transaction that completes
+# the todo, published after the commit, and relayed by a worker if Redis was down then
+# (todo/remote.py). Defined on Base.metadata for the migrations; the app writes its
+# rows through this outbox, a worker relays them through one with its engine.
+OUTBOX_TABLE = "tocsin_outbox"
+outbox = Outbox(metadata=Base.metadata, table_name=OUTBOX_TABLE)
 
 USERNAME_MAX = 40
 TEXT_MAX = 500
@@ -23,6 +33,17 @@ def is_storable(text: str) -> bool:
 
 # What str.strip() strips (str.isspace()), spelled out for the API's schema pattern.
 WHITESPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
+# Letters that fonts draw blank: the Hangul fillers, and the empty Braille pattern.
+FILLERS = "\u115f\u1160\u3164\uffa0\u2800"
+_INVISIBLE_CATEGORIES = {"Cc", "Cf"}  # controls, and format characters (U+200B...)
+
+
+def is_invisible(char: str) -> bool:
+    """Whether the character *char* shows nothing by itself: whitespace, a control
+    or format character (zero-width space, joiners, direction marks...), a filler."""
+    return (
+        char in WHITESPACE or char in FILLERS or unicodedata.category(char) in _INVISIBLE_CATEGORIES
+    )
 
 
 def clean_text(text: str) -> str:
@@ -34,6 +55,8 @@ def text_error(text: str) -> str | None:
     """Why *text* (cleaned by :func:`clean_text`) cannot be a todo's text, or None."""
     if not text:
         return "Please write something: a todo cannot be empty."
+    if all(map(is_invisible, text)):
+        return "The text has no visible characters: please write something."
     if len(text) > TEXT_MAX:
         return f"A todo is at most {TEXT_MAX} characters long; this one has {len(text)}."
     if not is_storable(text):

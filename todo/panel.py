@@ -2,7 +2,8 @@
 
 How a send finds its user:
 
-1. :class:`PanelRequestMiddleware`, the outermost layer, gives each request a
+1. :class:`PanelRequestMiddleware`, outside everything but the body limit and the
+   security headers, gives each request a
    :class:`RequestEvents` in a context variable, before
    ``RequestSignalsMiddleware`` sends ``request_started``. The variable follows
    the request into the worker threads that run sync endpoints and sync
@@ -113,6 +114,13 @@ _PANEL_ID = "todo.panel_id"
 Event = dict[str, Any]
 Kind = Literal["request", "model", "auth", "app"]
 
+# The keys of Panel.origin(): a request's identity, carried with remote events.
+ORIGIN_PANEL = "todo-panel"
+ORIGIN_SESSION = "todo-session"
+ORIGIN_REQUEST = "todo-request"
+ORIGIN_LABEL = "todo-request-label"
+ORIGIN_STARTED = "todo-request-started"
+
 
 # -- describing a send -------------------------------------------------------------------
 
@@ -144,6 +152,8 @@ def describe_receiver(receiver: Callable[..., Any]) -> str:
     name = getattr(receiver, "__qualname__", None)
     if name is None:
         return f"{type(receiver).__qualname__} instance"
+    if str(module).startswith("tocsin.remote") and name.startswith("publish["):
+        return _cut(name)  # a Remote's publisher: "publish[<remote receiver>]"
     return _cut(f"{module}.{name}" if module else str(name))
 
 
@@ -208,11 +218,15 @@ def _signal_fields(signal: Signal) -> Event:
     return {"signal": short, "name": name, "kind": kind_of(name)}
 
 
+# Sent for every object built or loaded: shown only when someone listens.
+_UNSHOWN_ALONE = (pre_init, post_init)
+
+
 def describe_send(event: tracing.SendEvent, started: float) -> Event | None:
     """What the panel shows of one send that began at *started* (``time.time()``),
     as JSON-ready data; None to leave it out. A receiver whose call waits for the
     commit has ``"deferred": True`` and no time yet."""
-    if event.signal in (pre_init, post_init) and not event.calls and event.exception is None:
+    if event.signal in _UNSHOWN_ALONE and not event.calls and event.exception is None:
         return None  # one per object built or loaded, and nobody listens: noise
     receivers = []
     for call in event.calls:
@@ -675,6 +689,8 @@ class RequestEvents:
         event = describe_send(send, started)
         if event is None:
             return
+        for receiver in event["receivers"]:
+            receiver["name"] = self.panel.receiver_label(receiver["name"])
         with self._lock:
             for call, receiver in zip(send.calls, event["receivers"], strict=True):
                 if receiver["deferred"] and len(self._deferred) < DEFERRED_MAX:
@@ -688,7 +704,9 @@ class RequestEvents:
         with self._lock:
             deferred, self._deferred = self._deferred, []
             for number, call in enumerate(deferred, 1):
-                self._add(describe_after_commit(call, number))
+                event = describe_after_commit(call, number)
+                event["receiver"] = self.panel.receiver_label(event["receiver"])
+                self._add(event)
 
     def attach(self, panel_id: str, session: Mapping[str, Any]) -> None:
         """The panel is known: publish what waited, and from now on, at once."""
@@ -754,6 +772,8 @@ class PanelTracer(tracing.Tracer):
         request = _current.get()
         if request is None or request.panel is not self.panel:
             return None
+        if event.signal in _UNSHOWN_ALONE and not event.signal.has_listeners(event.sender):
+            return None  # describe_send would drop it: spare the timing (a dozen a page)
         return self._recording(event, request)
 
     @contextlib.contextmanager
@@ -780,6 +800,8 @@ class Panel:
         self._lock = threading.Lock()
         self._users = 0
         self._remove: Callable[[], None] | None = None
+        # Remote publishers' names (describe_receiver's) -> the stream they publish to.
+        self.publishers: dict[str, str] = {}
 
     def start(self) -> None:
         with self._lock:
@@ -809,6 +831,51 @@ class Panel:
     @property
     def running(self) -> bool:
         return self._remove is not None
+
+    def receiver_label(self, name: str) -> str:
+        """A receiver's name as the panel shows it: a remote publisher's says where
+        it publishes (``publish[todo.remote.congratulate] → todo:events``)."""
+        stream = self.publishers.get(name)
+        return name if stream is None else f"{name} → {stream}"
+
+    # -- remote events: the send's request, carried to the worker that handles it --------
+
+    def origin(self) -> dict[str, str] | None:
+        """Whose send is being made here: the panel, login session and request the
+        current request's events go to (strings, for a remote event's context), or
+        None outside this panel's requests, or when they go nowhere."""
+        request = _current.get()
+        if request is None or request.panel is not self or request.panel_id is None:
+            return None
+        if request._state != "live":
+            return None
+        return {
+            ORIGIN_PANEL: request.panel_id,
+            ORIGIN_SESSION: request._session_id() or "",
+            ORIGIN_REQUEST: request.request_id,
+            ORIGIN_LABEL: request.label,
+            ORIGIN_STARTED: repr(request.started),
+        }
+
+    def publish_handled(self, origin: Mapping[str, str], event: Event) -> str | None:
+        """Show *event*, what a worker did with a remote event, in the request that
+        sent it: *origin* is what :meth:`origin` gave then. The hub's rules hold (a
+        forgotten panel, an ended session or another session's panel refuse it).
+        Returns the stored text, or None when refused or *origin* is incomplete."""
+        panel_id, request_id = origin.get(ORIGIN_PANEL), origin.get(ORIGIN_REQUEST)
+        try:
+            request_started = float(origin.get(ORIGIN_STARTED, ""))
+        except ValueError:
+            return None
+        if not panel_id or not request_id:
+            return None
+        started = event.pop("started", None)
+        event["request"] = _cut(origin.get(ORIGIN_LABEL, "?"))
+        event["request_id"] = request_id
+        event["request_at"] = _clock(request_started)
+        event["offset_ms"] = None if started is None else _ms(started - request_started)
+        session_id = origin.get(ORIGIN_SESSION) or None
+        return self.hub.publish(panel_id, session_id, request_id, event)
 
 
 def panel_id_of(request: HTTPConnection) -> str | None:
@@ -849,7 +916,7 @@ def reset_panel(request: Request, *, carry: bool) -> None:
 
 
 class PanelRequestMiddleware:
-    """The outermost layer: gives each request its :class:`RequestEvents`, and
+    """Outside tocsin's request signals: gives each request its :class:`RequestEvents`, and
     reports its deferred calls when it ends."""
 
     def __init__(self, app: ASGIApp, panel: Panel) -> None:

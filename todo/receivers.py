@@ -26,22 +26,16 @@ from tocsin.signals import request_finished, request_started, user_logged_in, us
 from . import auth, throttle
 from .models import Todo, User
 from .signals import todo_completed, todo_reopened
+from .text import printable
 
 log = logging.getLogger("todo")
 request_log = logging.getLogger("todo.requests")
-
-_CONTROL = {i: f"\\x{i:02x}" for i in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t"}
-
-
-def _printable(text: str) -> str:
-    """*text* for a log line: control characters escaped, so it cannot forge lines."""
-    return text.translate(_CONTROL)
 
 
 def log_completed(sender: type[Todo], todo: Todo, **kwargs: object) -> None:
     log.info(
         'Todo completed: "%s" (id=%s, user=%s)',
-        _printable(todo.text),
+        printable(todo.text),
         todo.id,
         todo.owner.username,
     )
@@ -49,7 +43,7 @@ def log_completed(sender: type[Todo], todo: Todo, **kwargs: object) -> None:
 
 def log_reopened(sender: type[Todo], todo: Todo, **kwargs: object) -> None:
     log.info(
-        'Todo reopened: "%s" (id=%s, user=%s)', _printable(todo.text), todo.id, todo.owner.username
+        'Todo reopened: "%s" (id=%s, user=%s)', printable(todo.text), todo.id, todo.owner.username
     )
 
 
@@ -66,7 +60,7 @@ def record_login_failure(
     if attempt is None or db is None or attempt.refused:
         return
     for key, until in throttle.failed(db, attempt):
-        log.warning("Logins locked for %s until %s", _printable(key), auth.lock_time(until))
+        log.warning("Logins locked for %s until %s", printable(key), auth.lock_time(until))
 
 
 def forget_login_failures(sender: type[User], user: User, **kwargs: object) -> None:

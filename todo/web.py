@@ -24,13 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.routing import Match, Route
 
 from tocsin.contrib.asgi import RequestSignalsMiddleware
 
-from . import api, auth
+from . import api, auth, http
+from .apidocs import add_docs
 from .db import REQUEST_THREADS, Database
-from .models import Todo, User, clean_text, text_error
+from .models import TEXT_MAX, USERNAME_MAX, Todo, User, clean_text, text_error
 from .panel import (
     Panel,
     PanelRequestMiddleware,
@@ -39,23 +39,16 @@ from .panel import (
     stream_response,
 )
 from .receivers import connect_receivers
+from .remote import AppRemote
 from .settings import Settings
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "todo_session"
 SESSION_MAX_AGE = 14 * 24 * 3600
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
-
-# For the pages (not /docs, which loads Swagger UI from a CDN).
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+# A form's username is echoed back into the page: never more than a valid one holds
+# (a longer one is refused anyway, as too long).
+ECHO_MAX = USERNAME_MAX + 1
 
 templates = Jinja2Templates(directory=HERE / "templates")
 
@@ -103,9 +96,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     context.setdefault("user", None)
     context.setdefault("show_panel", template != "error.html")
     context["csrf_token"] = csrf_token(request)
-    response = templates.TemplateResponse(request, template, context, status_code=status_code)
-    response.headers.update(SECURITY_HEADERS)
-    return response
+    # The security headers (a CSP, no-store...) are http.SecurityHeadersMiddleware's.
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
 def too_many(
@@ -169,7 +161,7 @@ def register_page(request: Request) -> Response:
 def register(
     request: Request, _: CSRFChecked, username: FormText = "", password: FormText = ""
 ) -> Response:
-    username = auth.normalize_username(username)
+    username = auth.normalize_username(username)[:ECHO_MAX]  # echoed back: bounded
     error = auth.username_error(username) or auth.password_error(password)
     if error:
         return render(request, "register.html", 422, error=error, username=username)
@@ -203,7 +195,7 @@ def login_page(request: Request) -> Response:
 def login(
     request: Request, _: CSRFChecked, username: FormText = "", password: FormText = ""
 ) -> Response:
-    username = auth.normalize_username(username)
+    username = auth.normalize_username(username)[:ECHO_MAX]  # echoed back: bounded
     with db_session(request) as session:
         try:
             user = auth.authenticate(session, request, username, password)
@@ -274,7 +266,7 @@ def add_todo(request: Request, _: CSRFChecked, text: FormText = "") -> Response:
         text = clean_text(text)
         error = text_error(text)
         if error:
-            return render_todos(request, session, user, 422, error=error, new_text=text)
+            return render_todos(request, session, user, 422, error=error, new_text=text[:TEXT_MAX])
         session.add(Todo(text=text, done=False, owner_id=user.id))
         session.commit()
     return redirect("/todos")
@@ -355,6 +347,7 @@ _TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    413: "Request too large",
     422: "Unprocessable request",
 }
 
@@ -368,7 +361,10 @@ _MESSAGES = {
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 405:
-        exc.headers = {**(exc.headers or {}), "Allow": allowed_methods(request)}
+        # Every route at the path, where Starlette names the first one's methods.
+        allowed = http.allowed_methods(request.app.router.routes, request.scope)
+        if allowed:
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
     if _wants_json(request):
         unreadable = api.unreadable_body(exc)
         if unreadable is not None:
@@ -387,18 +383,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.headers:
         response.headers.update(exc.headers)
     return response
-
-
-def allowed_methods(request: Request) -> str:
-    """The methods of every route at the request's path, for a 405's ``Allow``
-    (Starlette names only those of the first route that matched the path)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches(request.scope)
-            if match is not Match.NONE:
-                methods |= route.methods
-    return ", ".join(sorted(methods))
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -432,6 +416,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings.from_env()
     database = Database(settings.database_url)
     panel = Panel()
+    app_remote = AppRemote(settings, database, panel)
     connect_receivers()
 
     @asynccontextmanager
@@ -440,7 +425,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
         panel.start()
         try:
-            yield
+            async with app_remote.running():  # todo_completed's worker (remote.py)
+                yield
         finally:
             panel.stop()
             database.dispose()
@@ -450,22 +436,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0",
         description=api.DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # apidocs.py serves /docs without a CDN; ReDoc is off
+        redoc_url=None,
         openapi_tags=[{"name": "todos"}, {"name": "session"}, {"name": "users"}],
     )
     app.state.settings = settings
     app.state.database = database
     app.state.panel = panel
+    app.state.remote = app_remote
 
+    app.include_router(api.router)  # first: most requests are the API's
     app.include_router(pages)
-    app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    add_docs(app)
 
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(CSRFError, _csrf_error)
+    app.add_exception_handler(Exception, http.server_error)
 
-    # Added innermost first. From the outside in: the panel's request context,
-    # tocsin's request signals, the session, the panel id (read from the session).
+    # Added innermost first. From the outside in: the security headers, the body
+    # limit, the panel's request context, tocsin's request signals, the session,
+    # the panel id (read from the session).
     app.add_middleware(PanelSessionMiddleware, panel=panel)
     app.add_middleware(
         SessionMiddleware,
@@ -477,4 +469,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestSignalsMiddleware)
     app.add_middleware(PanelRequestMiddleware, panel=panel)
+    app.add_middleware(http.BodyLimitMiddleware, max_body=settings.max_body)
+    app.add_middleware(http.SecurityHeadersMiddleware)
     return app

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+import httpx
 import pytest
 
 if TYPE_CHECKING:
@@ -189,7 +190,13 @@ def test_a_visit(live_server: str, visit: Visit) -> None:
         )
     completed = click.locator('.signal-event.send[data-signal="todo_completed"]')
     expect(completed.locator(".signal-sender")).to_have_text("Todo", timeout=visit.wait())
-    expect(completed.locator(".receiver")).to_contain_text("deferred", timeout=visit.wait())
+    receivers = completed.locator(".receiver")
+    expect(receivers).to_have_count(2, timeout=visit.wait())  # log_completed, the publisher
+    expect(receivers.first).to_contain_text("deferred", timeout=visit.wait())
+    expect(receivers.nth(1)).to_contain_text("→ todo:events", timeout=visit.wait())
+    worker = click.locator('.signal-event.worker[data-receiver="todo.remote.congratulate"]')
+    expect(worker).to_contain_text("worker, attempt 1", timeout=visit.wait())
+    expect(worker.locator(".receiver")).to_contain_text("done", timeout=visit.wait())
     ran = click.locator('.signal-event.after-commit[data-receiver="todo.receivers.log_completed"]')
     expect(ran).to_contain_text("after the commit", timeout=visit.wait())
     expect(ran.locator(".receiver")).to_contain_text("done", timeout=visit.wait())
@@ -279,3 +286,41 @@ def test_a_visit(live_server: str, visit: Visit) -> None:
     if not SCREENSHOT.exists() or os.environ.get("TOCSIN_UPDATE_SCREENSHOT") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         SCREENSHOT.write_bytes(screenshot)
+
+
+@pytest.mark.usefixtures("browser_installed")
+def test_the_api_docs_work_offline(live_server: str, visit: Visit) -> None:
+    """/docs in a browser that can reach this server only: Swagger UI shows every
+    operation and calls the API ("Try it out"), and its Content-Security-Policy
+    blocks nothing it needs (a blocked script or style is logged to the console)."""
+    from playwright.sync_api import Route, expect
+
+    page = visit.page
+    base = live_server.rstrip("/")
+    elsewhere: list[str] = []
+
+    def this_server_only(route: Route) -> None:
+        if route.request.url.startswith(f"{base}/"):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", this_server_only)
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+
+    schema = httpx.get(f"{base}/openapi.json", timeout=STEP).json()
+    operations = sum(len(item) for item in schema["paths"].values())
+    page.goto(f"{base}/docs", timeout=visit.wait())
+    expect(page.locator(".opblock")).to_have_count(operations, timeout=visit.wait())
+    operation = page.locator("#operations-todos-list_todos_api_todos_get")
+    operation.locator(".opblock-summary").click(timeout=visit.wait())
+    operation.get_by_role("button", name="Try it out").click(timeout=visit.wait())
+    operation.get_by_role("button", name="Execute").click(timeout=visit.wait())
+    status = operation.locator(".live-responses-table tbody .response-col_status")
+    expect(status).to_contain_text("401", timeout=visit.wait())  # not logged in
+
+    assert elsewhere == []
+    assert not [line for line in console if "Content Security Policy" in line], console
+    assert visit.errors == [], f"script errors in the page: {visit.errors}"

@@ -34,6 +34,7 @@ from todo.models import Todo, User
 
 SESSION_COOKIE = "todo_session"
 WRONG_PASSWORD = "not-the-password-42"
+INVISIBLE = "The text has no visible characters: please write something."
 LOCKED = re.compile(r"Too many failed logins: try again in [45] minutes\.")
 
 
@@ -505,8 +506,11 @@ def test_a_user_sees_only_their_own_todos(make_client: Callable[[], Client]) -> 
         ("", "Please write something: a todo cannot be empty."),
         ("   \t ", "Please write something: a todo cannot be empty."),
         ("x" * 501, "A todo is at most 500 characters long; this one has 501."),
+        ("\u200b", INVISIBLE),
+        (" \u3164\u200d\ufeff\u2800 ", INVISIBLE),
+        ("\x01\u061c\U000e0041", INVISIBLE),
     ],
-    ids=["empty", "blank", "501-characters"],
+    ids=["empty", "blank", "501-characters", "zero-width-space", "fillers", "controls"],
 )
 def test_adding_bad_text_says_why(client: Client, text: str, message: str) -> None:
     register(client, "ann")
@@ -522,8 +526,9 @@ def test_adding_bad_text_says_why(client: Client, text: str, message: str) -> No
     [
         ("", "Please write something: a todo cannot be empty."),
         ("x" * 501, "A todo is at most 500 characters long; this one has 501."),
+        ("\u115f\u1160\uffa0", INVISIBLE),
     ],
-    ids=["empty", "501-characters"],
+    ids=["empty", "501-characters", "hangul-fillers"],
 )
 def test_editing_to_bad_text_says_why(client: Client, text: str, message: str) -> None:
     register(client, "ann")

@@ -306,3 +306,16 @@ def test_registrations_from_one_address_are_limited(make_client: Callable[[], Cl
     assert page.status_code == 429
     assert "Too many accounts were created" in page.text
     assert login(make_client(), "user0").status_code == 303  # logging in is not affected
+
+
+def test_a_long_username_is_not_echoed_back_whole(client: Client) -> None:
+    """A form's value comes back into the page, bounded by what a valid one holds."""
+    token = csrf_token(client, "/login")
+    huge = "a" * 60_000
+    for path in ("/login", "/register"):
+        response = client.post(
+            path, data={"username": huge, "password": PASSWORD, "csrf_token": token}
+        )
+        assert response.status_code in {401, 422}
+        assert "a" * 42 not in response.text
+        assert len(response.content) < 20_000

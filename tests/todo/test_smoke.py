@@ -5,8 +5,10 @@ the signal panel's attribution, the migrations, and a real server."""
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +29,7 @@ from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
 from todo import Settings
-from todo.db import Base, upgrade
+from todo.db import Base, make_engine, upgrade
 from todo.models import Todo, User
 from todo.signals import todo_completed
 
@@ -165,7 +167,13 @@ def test_the_panel_shows_a_click_to_its_browser_only(
     assert completed["sender"] == "Todo"
     assert "water plants" in completed["args"]["todo"]
     assert completed["receivers"] == [
-        {"name": "todo.receivers.log_completed", "ms": None, "deferred": 1, "error": None}
+        {"name": "todo.receivers.log_completed", "ms": None, "deferred": 1, "error": None},
+        {  # todo/remote.py: published after the commit, for a worker
+            "name": "publish[todo.remote.congratulate] → todo:events",
+            "ms": None,
+            "deferred": 2,
+            "error": None,
+        },
     ]
     (started,) = (e for e in click if e["signal"] == "request_started")
     assert started["args"] == {"scope": f"POST /todos/{todo_id}/done"}  # never the headers
@@ -259,3 +267,38 @@ def test_a_real_server_streams_the_signals(live_server: str) -> None:
                     if '"request_finished"' in line:
                         break
         assert len(seen) == 2  # request_started and request_finished of GET /login
+
+
+def test_sqlite_writers_of_one_process_take_turns(tmp_path: Path) -> None:
+    """Writers queue on the process's lock instead of polling SQLite's busy handler:
+    20 threads inserting at once all succeed, and a connection holds the lock only
+    from its first write to its commit or rollback."""
+    url = f"sqlite:///{tmp_path / 'turns.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    holding: list[tuple[bool, bool, bool]] = []
+    try:
+
+        def write(i: int) -> None:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+                raw = connection.connection.dbapi_connection
+                read = bool(getattr(raw, "holds_lock", None))  # not for reads
+                connection.execute(
+                    text("INSERT INTO login_throttle VALUES (:k, 0, 0, NULL, 0)"), {"k": f"k{i}"}
+                )
+                wrote = bool(getattr(raw, "holds_lock", None))
+                connection.commit()
+                holding.append((read, wrote, bool(getattr(raw, "holds_lock", None))))
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        with engine.connect() as connection:
+            count = connection.execute(text("SELECT count(*) FROM login_throttle")).scalar()
+    finally:
+        engine.dispose()
+    assert count == 20
+    assert holding == [(False, True, False)] * 20

@@ -173,13 +173,45 @@
     return entry;
   }
 
+  // A remote receiver's attempt, in a worker (a thread of the app, or another process).
+  function workerEntry(event) {
+    const entry = element("li", `signal-event worker kind-${event.kind}`);
+    entry.dataset.signal = event.signal;
+    entry.dataset.kind = event.kind;
+    entry.dataset.receiver = event.receiver;
+    entry.dataset.state = event.state;
+    entry.dataset.attempt = String(event.attempt);
+    entry.title = `${event.receiver}: event ${event.event_id} from ${event.stream}, ` +
+      `attempt ${event.attempt}, ran at ${clock(event.at)} in process ${event.pid}`;
+
+    const line = element("div", "signal-line");
+    line.append(element("span", "signal-offset", offset(event.offset_ms)));
+    line.append(element("span", "signal-name", `worker, attempt ${event.attempt}`));
+    line.append(element("span", "signal-sender", event.signal));
+    line.append(element("span", "signal-ms", milliseconds(event.ms)));
+    entry.append(line);
+
+    let state = event.state;
+    if (event.state === "failed") {
+      state = event.retry_in === null || event.retry_in === undefined
+        ? "failed" : `failed, retry in ${milliseconds(event.retry_in * 1000)}`;
+      entry.classList.add("failed");
+    }
+    const receivers = element("ul", "signal-receivers");
+    receivers.setAttribute("aria-label", `Ran in a worker, published by ${event.signal}`);
+    receivers.append(receiverItem(event.receiver, state, `state-${event.state}`, event.error));
+    entry.append(receivers);
+    return entry;
+  }
+
   // -- a request's group ----------------------------------------------------------------
 
   // request_started first, request_finished last, the rest by when they began (a call
-  // dropped at a rollback never ran: it goes last of those).
+  // dropped at a rollback never ran: it goes last of those); then the workers' attempts.
   function rank(event) {
     if (event.type === "send" && event.signal === "request_started") return 0;
     if (event.type === "send" && event.signal === "request_finished") return 2;
+    if (event.type === "worker") return 3;
     return 1;
   }
 
@@ -250,8 +282,11 @@
     for (const event of found.events) {
       if (event.type === "after_commit") outcomes.set(event.deferred, event);
     }
-    const entries = found.events.map((event) =>
-      event.type === "after_commit" ? afterCommitEntry(event) : sendEntry(event, outcomes));
+    const entries = found.events.map((event) => {
+      if (event.type === "after_commit") return afterCommitEntry(event);
+      if (event.type === "worker") return workerEntry(event);
+      return sendEntry(event, outcomes);
+    });
     found.list.replaceChildren(...entries);
     renderHead(found);
     applyFilters(found);
