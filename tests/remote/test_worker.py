@@ -107,6 +107,7 @@ def test_retries_back_off_with_full_jitter(remote: Remote) -> None:
     policy = worker._policy
     policy.random = random.Random(1)
     assert [policy.ceiling(n) for n in (1, 2, 3, 4, 5, 10_000)] == [0.5, 1, 2, 3, 3, 3]
+    assert [worker.max_delay(n) for n in (1, 2, 3, 4)] == [0.5, 1, 2, 3]  # the public bound
     for attempts in (1, 2, 3, 4, 5, 10_000):
         delays = [worker.delay(attempts) for _ in range(500)]
         assert all(0 <= d <= policy.ceiling(attempts) for d in delays)

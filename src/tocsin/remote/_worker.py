@@ -326,9 +326,14 @@ class _Base:
 
     def delay(self, deliveries: int) -> float:
         """Seconds to wait before retrying an event that failed on this delivery:
-        random, between 0 and ``retry_delay * retry_backoff ** (deliveries - 1)``
-        (at most ``max_retry_delay``)."""
+        random, between 0 and :meth:`max_delay`."""
         return self._policy.delay(deliveries)
+
+    def max_delay(self, deliveries: int) -> float:
+        """The longest :meth:`delay` can be after this delivery:
+        ``retry_delay * retry_backoff ** (deliveries - 1)``, at most
+        ``max_retry_delay``. For showing when a retry will come at the latest."""
+        return self._policy.ceiling(deliveries)
 
     def _decode(self, message: Message) -> Event | str:
         """The message's event, or why it is dead-lettered unread. Nothing a
