@@ -67,7 +67,8 @@ from tocsin.remote import JSONSerializer, RedisStreamsTransport, Remote, current
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ("tocsin", "redis-py", "rq", "celery")
 FLOOR = "redis-py"
-MODES = {"one": "one by one", "batch": "batched"}
+MODES = {"one": "one by one", "batch": "batched", "threads": "8 threads, one by one"}
+PUBLISHERS = 8  # threads sending at once, one by one, in the "threads" mode
 TARGET = 20_000  # events/s published and end to end, one worker (the issue)
 SIGNAL_NAME = "bench_remote.item_saved"
 GROUP = "bench"  # the consumer group of tocsin's workers and of the redis-py loop
@@ -327,6 +328,7 @@ class TocsinSystem(System):
     modes: ClassVar[dict[str, str]] = {
         "one": "send(), an XADD each",
         "batch": "send() in remote.batch(size=100)",
+        "threads": f"send() from {PUBLISHERS} threads",
     }
 
     def __init__(self, url: str, run_id: str, cfg: Config) -> None:
@@ -346,6 +348,13 @@ class TocsinSystem(System):
 
     def publish(self, mode: str, sample: int, count: int) -> tuple[float, float]:
         send, sender = item_saved.send, Item
+        if mode == "threads":
+
+            def send_all(pks: range) -> None:
+                for pk in pks:
+                    send(sender, pk=pk, sample=sample)
+
+            return in_threads(send_all, count)
         if mode == "one":
             wall, t0 = time.time(), time.perf_counter()
             for pk in range(count):
@@ -367,7 +376,11 @@ class TocsinSystem(System):
 
 class RawSystem(System):
     name = "redis-py"
-    modes: ClassVar[dict[str, str]] = {"one": "XADD per event", "batch": "XADD pipelined by 100"}
+    modes: ClassVar[dict[str, str]] = {
+        "one": "XADD per event",
+        "batch": "XADD pipelined by 100",
+        "threads": f"XADD per event from {PUBLISHERS} threads",
+    }
 
     def prepare(self) -> None:
         with contextlib.suppress(redis.ResponseError):  # BUSYGROUP: it exists
@@ -376,6 +389,15 @@ class RawSystem(System):
     def publish(self, mode: str, sample: int, count: int) -> tuple[float, float]:
         xadd, dumps, now, stream = self.client.xadd, json.dumps, time.time, self.key
         sender = "bench_remote:Item"
+        if mode == "threads":
+
+            def send_all(pks: range) -> None:
+                for pk in pks:
+                    body = {"signal": SIGNAL_NAME, "sender": sender, "time": now()}
+                    body["kwargs"] = {"pk": pk, "sample": sample}
+                    xadd(stream, {EVENT: dumps(body).encode()})
+
+            return in_threads(send_all, count)
         if mode == "one":
             wall, t0 = time.time(), time.perf_counter()
             for pk in range(count):
@@ -399,12 +421,33 @@ class RawSystem(System):
         _check_stream(self.client, self.key, published)
 
 
+def in_threads(send_all: Any, count: int) -> tuple[float, float]:
+    """Send events 0..count-1 from PUBLISHERS threads at once, each its share one by
+    one (``send_all(range)``); the wall time of the start and the seconds until the
+    last thread is done. The threads are started before the clock."""
+    go = threading.Barrier(PUBLISHERS + 1)
+
+    def run(first: int) -> None:
+        go.wait()
+        send_all(range(first, count, PUBLISHERS))
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(PUBLISHERS)]
+    for thread in threads:
+        thread.start()
+    wall, t0 = time.time(), time.perf_counter()
+    go.wait()
+    for thread in threads:
+        thread.join()
+    return wall, time.perf_counter() - t0
+
+
 class RqSystem(System):
     name = "rq"
     modes: ClassVar[dict[str, str]] = {
         "one": "enqueue() per event",
         "batch": "enqueue_many() by 100, pipelined",
     }
+    unsupported: ClassVar[dict[str, str]] = {"threads": "not measured"}
 
     def __init__(self, url: str, run_id: str, cfg: Config) -> None:
         super().__init__(url, run_id, cfg)
@@ -454,7 +497,10 @@ class RqSystem(System):
 class CelerySystem(System):
     name = "celery"
     modes: ClassVar[dict[str, str]] = {"one": "delay() per event"}
-    unsupported: ClassVar[dict[str, str]] = {"batch": "no batched publish"}
+    unsupported: ClassVar[dict[str, str]] = {
+        "batch": "no batched publish",
+        "threads": "not measured",
+    }
 
     def __init__(self, url: str, run_id: str, cfg: Config) -> None:
         super().__init__(url, run_id, cfg)
@@ -816,11 +862,13 @@ def _cell(value: float | None, fmt: str, width: int) -> str:
     return f"{'n/a' if value is None else format(value, fmt):>{width}}"
 
 
-def floor_ratio(scenarios: list[Scenario], scenario: Scenario) -> float | None:
+def floor_ratio(
+    scenarios: list[Scenario], scenario: Scenario, figure: str = "end_to_end"
+) -> float | None:
     floor = next(
         (s for s in scenarios if s.system == FLOOR and s.mode == scenario.mode and s.rounds), None
     )
-    mine, base = scenario.median("end_to_end"), floor.median("end_to_end") if floor else None
+    mine, base = scenario.median(figure), floor.median(figure) if floor else None
     return None if mine is None or base is None else mine / base
 
 
@@ -829,7 +877,7 @@ def print_table(workers: int, scenarios: list[Scenario], notes: list[str]) -> No
     print(f"\n== {workers} worker{plural}: events/s, and ms from send to receiver")
     print(
         f"   {'scenario':<46}{'events':>8}{'publish/s':>11}{'end-to-end/s':>14}"
-        f"{'consume/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'e2e/floor':>11}"
+        f"{'consume/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'pub/floor':>11}{'e2e/floor':>11}"
     )
     for s in scenarios:
         title = f"{s.system}, {s.title}"
@@ -837,10 +885,12 @@ def print_table(workers: int, scenarios: list[Scenario], notes: list[str]) -> No
             print(f"   {title:<46}{'n/a':>8}   ({s.note})")
             continue
         ratio = floor_ratio(scenarios, s)
+        published = floor_ratio(scenarios, s, "publish")
         print(
             f"   {title:<46}{s.events:>8,}{_cell(s.median('publish'), ',.0f', 11)}"
             f"{_cell(s.median('end_to_end'), ',.0f', 14)}{_cell(s.median('consume'), ',.0f', 11)}"
             f"{_cell(s.median('p50_ms'), '.2f', 8)}{_cell(s.median('p99_ms'), '.2f', 8)}"
+            f"{_cell(published, '.2f', 10)}{'x' if published is not None else ' '}"
             f"{_cell(ratio, '.2f', 10)}{'x' if ratio is not None else ' '}"
         )
     for note in notes:
@@ -1015,6 +1065,9 @@ def main(argv: list[str] | None = None) -> int:
                     },
                     "end_to_end_vs_floor": floor_ratio(
                         [t for t in all_scenarios if t.workers == s.workers], s
+                    ),
+                    "publish_vs_floor": floor_ratio(
+                        [t for t in all_scenarios if t.workers == s.workers], s, "publish"
                     ),
                     "rounds": [asdict(r) for r in s.rounds],
                 }

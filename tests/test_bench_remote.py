@@ -31,6 +31,8 @@ SCENARIOS = {
     ("tocsin", "batch"): "tocsin, send() in remote.batch(size=100)",
     ("redis-py", "one"): "redis-py, XADD per event",
     ("redis-py", "batch"): "redis-py, XADD pipelined by 100",
+    ("tocsin", "threads"): "tocsin, send() from 8 threads",
+    ("redis-py", "threads"): "redis-py, XADD per event from 8 threads",
 }
 WORKERS = (1, 2)
 EVENTS = 300
@@ -58,15 +60,15 @@ def test_quick_run_reports_every_scenario(tmp_path: Path, redis_url: str) -> Non
     assert sep, proc.stdout
     for workers in WORKERS:
         # A table per worker count, with a row of figures for every scenario: the
-        # events, three rates, two latencies and the ratio to the redis-py floor.
+        # events, three rates, two latencies and the ratios to the redis-py floor.
         title = f"== {workers} worker{'s' if workers > 1 else ''}: "
         table = head.partition(title)[2].partition("\n== ")[0]
         assert table, f"no table for {workers} worker(s):\n{head}"
         for scenario in SCENARIOS.values():
             cells = "".join(rf"\s+{NUMBER}" for _ in range(5))
-            pattern = rf"^\s+{re.escape(scenario)}\s+{EVENTS}{cells}\s+{NUMBER}x$"
+            pattern = rf"^\s+{re.escape(scenario)}\s+{EVENTS}{cells}\s+{NUMBER}x\s+{NUMBER}x$"
             assert re.search(pattern, table, re.MULTILINE), f"no row for {scenario!r}:\n{table}"
-    for mode in ("one", "batch"):
+    for mode in ("one", "batch", "threads"):
         scenario = SCENARIOS["tocsin", mode]
         row = re.search(rf"^\s+{re.escape(scenario)}\s+published .*$", summary, re.MULTILINE)
         assert row is not None, f"no summary row for {scenario}:\n{summary}"
@@ -84,6 +86,7 @@ def test_quick_run_reports_every_scenario(tmp_path: Path, redis_url: str) -> Non
             assert scenario["median"][figure] > 0, (scenario["title"], figure)
         if scenario["system"] == "redis-py":
             assert scenario["end_to_end_vs_floor"] == pytest.approx(1.0)
+            assert scenario["publish_vs_floor"] == pytest.approx(1.0)
 
     # Every key the run made is gone.
     with redis.Redis.from_url(redis_url) as client:

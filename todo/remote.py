@@ -105,7 +105,7 @@ class Congratulate:
     Idempotent: the remote marks an event done once this succeeded (``dedupe``),
     so a redelivered event is skipped; the log line is the only effect.
 
-    :param retry_in: the seconds before the worker retries a failed attempt (given
+    :param retry_in: the most seconds before the worker retries a failed attempt (given
         the attempt), None when it will not; unknown (None) in another process.
     :param app_key: in process, the app's key: events another app sent are skipped.
     :param stream: the stream its events come from, for the reports.
@@ -333,7 +333,7 @@ class AppRemote:
                 trim_every=None,
             )
             receiver.retry_in = lambda attempt: (
-                worker.delay(attempt) if attempt < MAX_ATTEMPTS else None
+                worker.max_delay(attempt) if attempt < MAX_ATTEMPTS else None
             )
             thread = threading.Thread(
                 target=_work, args=(worker,), name="todo-remote-worker", daemon=True

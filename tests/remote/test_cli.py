@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import re
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -173,3 +175,54 @@ def test_every_worker_option_reaches_the_worker(
     assert (worker.relay_every, worker.trim_every, worker.concurrency) == (2, 30, 8)
     assert main(["worker", "workerapp", "--no-trim"]) == 0
     assert made[1].trim_every is None
+
+
+DOCS = Path(__file__).parents[2] / "docs"
+
+
+def _subcommands(monkeypatch: pytest.MonkeyPatch) -> dict[str, argparse.ArgumentParser]:
+    from tocsin.__main__ import _parser
+
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps usage lines to the terminal's width
+    monkeypatch.setattr(sys, "argv", ["tocsin"])  # the program's name, as installed
+    [commands] = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return {name: commands.choices[name] for name in ("worker", "status", "dead-letters")}
+
+
+@pytest.mark.parametrize("name", ["worker", "status", "dead-letters"])
+def test_the_api_reference_quotes_each_command_s_usage(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/api.md shows each command's usage exactly as its parser prints it."""
+    usage = _subcommands(monkeypatch)[name].format_usage()
+    api = (DOCS / "api.md").read_text(encoding="utf-8")
+    assert f"### `tocsin {name}`\n\n```text\n{usage}```\n" in api, (
+        f"update the usage of tocsin {name} in docs/api.md to:\n{usage}"
+    )
+
+
+def test_the_worker_options_table_matches_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The options table of docs/scaling-out.md lists every option of `tocsin worker`,
+    with its metavar and default, and nothing else."""
+    page = (DOCS / "scaling-out.md").read_text(encoding="utf-8")
+    section = page.split("## The `tocsin worker` command", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(--[a-z-]+)((?: [A-Z]+)?)` \| ?(`[^`]*`)? ?\|", section, re.M)
+    documented = {
+        option: (metavar.strip(), default.strip("`")) for option, metavar, default in rows
+    }
+    expected = {}
+    for action in _subcommands(monkeypatch)["worker"]._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        [option] = action.option_strings
+        default = action.default
+        if isinstance(default, float):
+            default = format(default, "g")
+        shown = "" if default in (None, False) else str(default)
+        metavar = "" if action.nargs == 0 else str(action.metavar or action.dest.upper())
+        expected[option] = (metavar, shown)
+    # A default computed at run time (None in the parser) is described in words.
+    for option, (metavar, shown) in expected.items():
+        if not shown and option in documented and documented[option][1]:
+            expected[option] = (metavar, documented[option][1])
+    assert documented == expected

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -30,21 +31,21 @@ def remote() -> Iterator[Remote]:
 def kill(remote: Remote, *invoices: str) -> list[str]:
     """Send events for *invoices* that fail until they are dead letters; their event ids."""
     name = f"{__name__}.invoice_due"
-    remote.publish(invoice_due, name=name)
     ids = []
-    for invoice in invoices:
-        [(_, event)] = invoice_due.send(None, invoice=invoice)
-        ids.append(event.id)
-    remote.disconnect()
 
     def mail_server_down(**kwargs: Any) -> None:
         raise ConnectionError("mail server is down")
 
-    invoice_due.connect(mail_server_down)
     worker = Worker(remote, max_attempts=2, retry_delay=0.001, block=0.001)
-    while worker.stats.dead < len(invoices):
-        worker.run_once()
-    invoice_due.disconnect(mail_server_down)
+    for dead, invoice in enumerate(invoices, 1):  # one at a time: retries are jittered
+        remote.publish(invoice_due, name=name)
+        [(_, event)] = invoice_due.send(None, invoice=invoice)
+        ids.append(event.id)
+        remote.disconnect()
+        invoice_due.connect(mail_server_down)
+        while worker.stats.dead < dead:
+            worker.run_once()
+        invoice_due.disconnect(mail_server_down)
     return ids
 
 
@@ -212,13 +213,15 @@ def test_status_shows_the_stream_its_groups_and_dead_letters(
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "stream billing: 2 event(s)"
     assert out[1] == "  group tocsin: 1 consumer(s), 0 pending, 0 waiting"
-    assert out[2] == "dead letters billing:dead: 2"
+    assert out[2].startswith("    consumer w: 0 pending, idle ")
+    assert out[3] == "dead letters billing:dead: 2"
     assert main(["status", "deadapp", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["groups"] == [
         {
             "name": "tocsin",
             "consumers": 1,
+            "consumer_list": [{"name": "w", "pending": 0, "idle": ANY}],
             "pending": 0,
             "waiting": 0,
             "oldest_pending": None,
@@ -251,5 +254,12 @@ def test_status_of_a_stream_nobody_reads(
         assert main(["status", "quietapp"]) == 0
         line = capsys.readouterr().out.splitlines()[1]
         assert line.startswith("  group tocsin: 1 consumer(s), 1 pending, 2 waiting (oldest")
+        # A worker that joined and waits is listed, with nothing pending.
+        app.remote.transport.ensure_group("quiet", "tocsin", consumer="idle-worker")
+        assert main(["status", "quietapp"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[1].startswith("  group tocsin: 2 consumer(s), 1 pending, 2 waiting")
+        assert out[2].startswith("    consumer idle-worker: 0 pending, idle ")
+        assert out[3].startswith("    consumer w: 1 pending, idle ")
     finally:
         sys.modules.pop("quietapp", None)

@@ -22,6 +22,7 @@ def test_the_public_surface() -> None:
         "AsyncWorker",
         "Attempts",
         "Batch",
+        "Consumer",
         "DeadLetter",
         "DeadLetters",
         "Event",

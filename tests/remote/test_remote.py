@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -500,6 +500,12 @@ class _Down(MemoryTransport):
             raise TransportError("connection lost")
         return super()._publish(stream, payload)
 
+    def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
+        if self.failures:
+            self.failures -= 1
+            raise TransportError("connection lost")
+        return super()._publish_many(stream, payloads)
+
 
 def test_a_failed_publish_raises_publish_error_and_republishes_the_same_id() -> None:
     """PublishError names the event ids; republish() sends the same payloads, and a
@@ -529,3 +535,94 @@ def test_a_failed_publish_raises_publish_error_and_republishes_the_same_id() -> 
     assert worker.stats.duplicates == 1
     ids = {remote.decode(m.payload).id for m in transport.read("ship")}
     assert ids == {event_id}
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_a_failed_after_commit_publish_raises_one_publish_error(count: int) -> None:
+    """However many events a transaction sent, a failed publish after its commit
+    raises one PublishError carrying all of them, in order; republish() sends them."""
+    transport = _Down()
+    remote = Remote(transport, stream=STREAM, serializer=app_serializer(), on_commit=True)
+    remote.publish(order_paid)
+    try:
+        scope = _Scope()
+        with oncommit.bind(scope):
+            responses = [order_paid.send(None, order_id=n) for n in range(count)]
+        calls = [response for [(_, response)] in responses]
+        assert all(isinstance(call, oncommit.Deferred) for call in calls)
+        assert len(scope.waiting) == count
+        transport.failures = 1
+        with pytest.raises(PublishError) as caught:
+            oncommit.run_all(scope.waiting)
+    finally:
+        order_paid.receivers = []
+        order_paid.sender_receivers_cache.clear()
+    error = caught.value
+    assert type(error) is PublishError
+    assert error.stream == STREAM
+    assert len(error.event_ids) == len(error.payloads) == count
+    assert [remote.decode(p).id for p in error.payloads] == error.event_ids
+    assert [remote.decode(p).kwargs for p in error.payloads] == [
+        {"order_id": n} for n in range(count)
+    ]
+    assert str(error).startswith("1 event " if count == 1 else f"{count} events ")
+    assert [call.state for call in calls] == ["failed"] * count
+    assert all(call.exception is error for call in calls)
+    assert transport.read(STREAM) == []
+    remote.republish(error)
+    assert [remote.decode(m.payload).id for m in transport.read(STREAM)] == error.event_ids
+
+
+def test_after_commit_events_go_in_one_round_trip_without_the_dropped_ones(
+    transport: MemoryTransport,
+) -> None:
+    """The events of one transaction are published together; one its scope dropped
+    (a rolled-back savepoint) is not, and the next transaction starts afresh."""
+    rounds: list[int] = []
+    original = transport._publish_many
+
+    def counting(stream: str, payloads: Sequence[bytes]) -> list[str]:
+        rounds.append(len(payloads))
+        return original(stream, payloads)
+
+    transport._publish_many = counting  # type: ignore[method-assign]
+    remote = Remote(transport, stream=STREAM, serializer=app_serializer(), on_commit=True)
+    remote.publish(order_paid)
+    try:
+        scope = _Scope()
+        with oncommit.bind(scope):
+            for n in range(3):
+                order_paid.send(None, order_id=n)
+        scope.waiting[1].drop()
+        oncommit.run_all(scope.waiting)
+        assert rounds == [2]
+        assert [call.state for call in scope.waiting] == ["done", "dropped", "done"]
+        assert [call.result.kwargs for call in (scope.waiting[0], scope.waiting[2])] == [
+            {"order_id": 0},
+            {"order_id": 2},
+        ]
+        scope.waiting.clear()
+        with oncommit.bind(scope):
+            order_paid.send(None, order_id=3)
+        oncommit.run_all(scope.waiting)
+        assert rounds == [2, 1]
+    finally:
+        order_paid.receivers = []
+        order_paid.sender_receivers_cache.clear()
+    assert [event.kwargs["order_id"] for event in published(remote)] == [0, 2, 3]
+
+
+def test_an_after_commit_event_that_cannot_be_serialized_fails_the_send(
+    transport: MemoryTransport,
+) -> None:
+    """Events are encoded at the send, so a bad argument fails it before the commit."""
+    remote = Remote(transport, stream=STREAM, on_commit=True)
+    remote.publish(order_paid)
+    try:
+        scope = _Scope()
+        with oncommit.bind(scope), pytest.raises(SerializationError):
+            order_paid.send(None, order_id=object())
+        assert scope.waiting == []
+    finally:
+        order_paid.receivers = []
+        order_paid.sender_receivers_cache.clear()

@@ -290,3 +290,50 @@ def test_max_depth_is_an_option() -> None:
         JSONSerializer(max_depth=4).loads(json.dumps(deep).encode())
     with pytest.raises(ValueError, match="max_depth"):
         JSONSerializer(max_depth=1)
+
+
+@pytest.mark.parametrize(
+    ("sender", "kwargs", "target", "context"),
+    [
+        (None, {"pk": 1, "sample": 2}, None, {}),
+        (Colour, {"pk": (1, 2), "tags": {"a"}, "$odd": 1}, None, {}),
+        (Colour, {"nested": {"$one": [1, (2,)]}, "when": datetime.date(2024, 1, 2)}, "app.job", {}),
+        ("text sender", {"ünï": "cödé", "f": 1.5, "n": None}, None, {"traceparent": "00-ab"}),
+        (Colour, {}, "app.job", {"$k": "v"}),
+    ],
+    ids=["plain", "tagged", "receiver", "context", "empty"],
+)
+def test_the_fast_event_encoding_writes_what_dumps_writes(
+    sender: Any, kwargs: dict[str, Any], target: str | None, context: dict[str, str]
+) -> None:
+    """Remote.encode()'s shortcut for a JSONSerializer writes the bytes dumps() writes."""
+    serializer = JSONSerializer()
+    serializer.register_class(Colour)
+    envelope: dict[str, Any] = {
+        "v": 1,
+        "id": "ab" * 16,
+        "signal": "app.signal",
+        "time": 1718000000.123456,
+        "sender": sender,
+        "kwargs": kwargs,
+    }
+    tail: dict[str, Any] = {}
+    if target is not None:
+        envelope["receiver"] = tail["receiver"] = target
+    if context:
+        envelope["context"] = tail["context"] = context
+    head = '{"v":1,"id":"' + "ab" * 16 + '","signal":"app.signal","time":1718000000.123456'
+    for _ in range(2):  # the second time, the sender's JSON comes from the cache
+        assert serializer._dumps_event(head, sender, kwargs, tail) == serializer.dumps(envelope)
+
+
+def test_the_fast_event_encoding_names_what_cannot_be_sent() -> None:
+    """The shortcut reports an unsendable argument or sender as dumps() does."""
+    serializer = JSONSerializer()
+    head = '{"v":1,"id":"x","signal":"s","time":1.0'
+    with pytest.raises(SerializationError, match=r"kwargs\['bad'\] is a builtins.object"):
+        serializer._dumps_event(head, None, {"bad": object()}, {})
+    with pytest.raises(SerializationError, match="sender is Colour, which is not registered"):
+        serializer._dumps_event(head, Colour, {}, {})
+    serializer.register_class(Colour)  # a registration is seen at once
+    assert b'"sender":{"$ref":' in serializer._dumps_event(head, Colour, {}, {})

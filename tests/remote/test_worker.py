@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal as signals
 import threading
 import time
@@ -99,10 +100,37 @@ def test_a_failed_event_is_retried_with_its_delivery_count(remote: Remote) -> No
     assert worker.stats.dead == 0
 
 
-def test_retries_back_off(remote: Remote) -> None:
-    """The delay doubles with each failed delivery, up to the maximum."""
+def test_retries_back_off_with_full_jitter(remote: Remote) -> None:
+    """Each delay is random below a bound that doubles with each failed delivery,
+    up to the maximum; a seeded policy draws the same delays again."""
     worker = Worker(remote, retry_delay=0.5, retry_backoff=2, max_retry_delay=3)
-    assert [worker.delay(n) for n in (1, 2, 3, 4, 5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    policy = worker._policy
+    policy.random = random.Random(1)
+    assert [policy.ceiling(n) for n in (1, 2, 3, 4, 5, 10_000)] == [0.5, 1, 2, 3, 3, 3]
+    assert [worker.max_delay(n) for n in (1, 2, 3, 4)] == [0.5, 1, 2, 3]  # the public bound
+    for attempts in (1, 2, 3, 4, 5, 10_000):
+        delays = [worker.delay(attempts) for _ in range(500)]
+        assert all(0 <= d <= policy.ceiling(attempts) for d in delays)
+        # Spread over the whole range, not bunched: all of them would retry at once.
+        assert min(delays) < 0.1 * policy.ceiling(attempts)
+        assert max(delays) > 0.9 * policy.ceiling(attempts)
+    policy.random = random.Random(7)
+    drawn = [worker.delay(n) for n in (1, 2, 3)]
+    policy.random = random.Random(7)
+    assert [worker.delay(n) for n in (1, 2, 3)] == drawn
+    assert drawn == [random.Random(7).uniform(0, 0.5), *drawn[1:]]
+
+
+def test_broker_outages_back_off_with_full_jitter(remote: Remote) -> None:
+    """The waits between rounds while the broker is down are random below 0.1 s,
+    doubling up to 5 s."""
+    policy = Worker(remote)._policy
+    policy.random = random.Random(3)
+    for outages, ceiling in ((1, 0.1), (2, 0.2), (3, 0.4), (7, 5.0), (10_000, 5.0)):
+        waits = [policy.outage_delay(outages) for _ in range(300)]
+        assert all(0 <= w <= ceiling for w in waits)
+        assert max(waits) > 0.9 * ceiling
+        assert min(waits) < 0.1 * ceiling
 
 
 def test_an_event_that_keeps_failing_goes_to_the_dead_letters(
@@ -549,3 +577,12 @@ def test_concurrency_must_be_positive(remote: Remote) -> None:
     """concurrency=0 is refused."""
     with pytest.raises(ValueError, match="concurrency"):
         Worker(remote, concurrency=0)
+
+
+def test_a_waiting_worker_is_listed_among_the_consumers(remote: Remote) -> None:
+    """A worker joins its group as it starts, so it is listed before it is given anything."""
+    worker = Worker(remote, consumer="waiting", block=0.001)
+    assert worker.run_once() == 0
+    assert isinstance(remote.transport, MemoryTransport)
+    [consumer] = remote.transport.consumers(STREAM, "tocsin")
+    assert (consumer.name, consumer.pending) == ("waiting", 0)

@@ -303,12 +303,14 @@ def test_a_done_click_shows_its_signals(client: Client) -> None:
     assert completed["kind"] == "app"
     assert completed["sender"] == "Todo"
     assert "water plants" in completed["args"]["todo"]
-    receiver, publisher = completed["receivers"]
-    assert receiver["name"] == "todo.receivers.log_completed"
-    assert receiver["deferred"] == 1
-    assert receiver["error"] is None
+    # The publisher is an ordinary receiver that defers its own publish, so it runs
+    # first: the dispatcher calls ordinary receivers before on-commit ones.
+    publisher, receiver = completed["receivers"]
     assert publisher["name"] == "publish[todo.remote.congratulate] → todo:events"
-    assert publisher["deferred"] == 2  # published after the commit (todo/remote.py)
+    assert publisher["deferred"] == 1  # published after the commit (todo/remote.py)
+    assert receiver["name"] == "todo.receivers.log_completed"
+    assert receiver["deferred"] == 2
+    assert receiver["error"] is None
 
 
 def test_each_request_has_its_id_label_start_and_offsets(client: Client) -> None:
@@ -341,7 +343,7 @@ def test_the_after_commit_receiver_shows_where_it_ran(client: Client) -> None:
     post = of_request(recent(client), f"POST /todos/{todo_id}/done")
     post = [e for e in post if e["type"] != "worker"]  # test_remote.py's
 
-    ran, published = (e for e in post if e["type"] == "after_commit")
+    published, ran = (e for e in post if e["type"] == "after_commit")
     assert published["receiver"] == "publish[todo.remote.congratulate] → todo:events"
     assert published["state"] == "done"
     assert ran["receiver"] == "todo.receivers.log_completed"
@@ -349,7 +351,7 @@ def test_the_after_commit_receiver_shows_where_it_ran(client: Client) -> None:
     assert ran["kind"] == "app"
     assert ran["state"] == "done"
     assert ran["error"] is None
-    assert ran["deferred"] == 1  # the number of the todo_completed receiver it was
+    assert ran["deferred"] == 2  # the number of the todo_completed receiver it was
     assert ran["ms"] >= 0
     offsets = {e["signal"]: e["offset_ms"] for e in sends(post)}
     assert offsets["todo_completed"] <= ran["offset_ms"] <= offsets["request_finished"]

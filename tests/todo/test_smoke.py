@@ -167,13 +167,13 @@ def test_the_panel_shows_a_click_to_its_browser_only(
     assert completed["sender"] == "Todo"
     assert "water plants" in completed["args"]["todo"]
     assert completed["receivers"] == [
-        {"name": "todo.receivers.log_completed", "ms": None, "deferred": 1, "error": None},
         {  # todo/remote.py: published after the commit, for a worker
             "name": "publish[todo.remote.congratulate] → todo:events",
             "ms": None,
-            "deferred": 2,
+            "deferred": 1,
             "error": None,
         },
+        {"name": "todo.receivers.log_completed", "ms": None, "deferred": 2, "error": None},
     ]
     (started,) = (e for e in click if e["signal"] == "request_started")
     assert started["args"] == {"scope": f"POST /todos/{todo_id}/done"}  # never the headers

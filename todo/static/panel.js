@@ -194,7 +194,7 @@
     let state = event.state;
     if (event.state === "failed") {
       state = event.retry_in === null || event.retry_in === undefined
-        ? "failed" : `failed, retry in ${milliseconds(event.retry_in * 1000)}`;
+        ? "failed" : `failed, retry within ${milliseconds(event.retry_in * 1000)}`;
       entry.classList.add("failed");
     }
     const receivers = element("ul", "signal-receivers");

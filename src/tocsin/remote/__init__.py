@@ -35,7 +35,15 @@ from ._propagation import Propagator, add_propagator
 from ._remote import Batch, Event, Outbox, Remote, current_event
 from ._serializer import JSONSerializer, Serializer
 from ._worker import AsyncWorker, Worker, WorkerOptions, WorkerStats
-from .transports.base import AsyncTransport, Attempts, Group, Message, Pending, Transport
+from .transports.base import (
+    AsyncTransport,
+    Attempts,
+    Consumer,
+    Group,
+    Message,
+    Pending,
+    Transport,
+)
 from .transports.memory import AsyncMemoryTransport, MemoryTransport
 
 if TYPE_CHECKING:
@@ -48,6 +56,7 @@ __all__ = [
     "AsyncWorker",
     "Attempts",
     "Batch",
+    "Consumer",
     "DeadLetter",
     "DeadLetters",
     "Event",

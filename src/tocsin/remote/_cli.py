@@ -24,7 +24,7 @@ from typing import Any
 from ._dead_letters import DeadLetter, DeadLetters
 from ._remote import Remote
 from ._worker import AsyncWorker, Worker, WorkerOptions
-from .transports.base import AsyncTransport, Group
+from .transports.base import AsyncTransport, Consumer, Group
 
 __all__ = ["add_remote_commands"]
 
@@ -79,62 +79,82 @@ def _add_worker(
     worker.add_argument("modules", nargs="+", metavar="MODULE[:REMOTE]")
     worker.add_argument("--group", default="tocsin", help="consumer group (default: tocsin)")
     worker.add_argument(
-        "--consumer", help="this worker's name in the group (default: host-pid-random)"
+        "--consumer",
+        metavar="NAME",
+        help="this worker's name in the group (default: host-pid-random)",
     )
     worker.add_argument(
-        "--batch", type=int, default=100, help="events read at a time (default: 100)"
+        "--batch", metavar="N", type=int, default=100, help="events read at a time (default: 100)"
     )
     worker.add_argument(
         "--max-attempts",
+        metavar="N",
         type=int,
         default=5,
         help="failed runs before dead-lettering (default: 5)",
     )
     worker.add_argument(
         "--max-kills",
+        metavar="N",
         type=int,
         default=2,
         help="runs alone that killed the worker before dead-lettering as poison (default: 2)",
     )
     worker.add_argument(
-        "--retry-delay", type=float, default=1.0, help="seconds before the first retry (default: 1)"
+        "--retry-delay",
+        metavar="SECONDS",
+        type=float,
+        default=1.0,
+        help="bound of the first retry's random delay, in seconds (default: 1)",
     )
     worker.add_argument(
         "--retry-backoff",
+        metavar="FACTOR",
         type=float,
         default=2.0,
         help="factor the delay grows by with each retry (default: 2)",
     )
     worker.add_argument(
         "--max-retry-delay",
+        metavar="SECONDS",
         type=float,
         default=60.0,
         help="longest delay between retries, in seconds (default: 60)",
     )
     worker.add_argument(
         "--claim-after",
+        metavar="SECONDS",
         type=float,
         default=60.0,
         help="seconds before taking over another consumer's pending events (default: 60)",
     )
     worker.add_argument(
-        "--block", type=float, default=1.0, help="seconds one read waits for events (default: 1)"
+        "--block",
+        metavar="SECONDS",
+        type=float,
+        default=1.0,
+        help="seconds one read waits for events (default: 1)",
     )
-    worker.add_argument("--dead-stream", help="the dead-letter stream (default: STREAM:dead)")
+    worker.add_argument(
+        "--dead-stream", metavar="STREAM", help="the dead-letter stream (default: STREAM:dead)"
+    )
     worker.add_argument(
         "--relay-every",
+        metavar="SECONDS",
         type=float,
         default=5.0,
         help="seconds between outbox relays, with an outbox (default: 5)",
     )
     worker.add_argument(
         "--concurrency",
+        metavar="N",
         type=int,
         default=1,
         help="events of a batch run at once, in threads (tasks when async) (default: 1)",
     )
     worker.add_argument(
         "--trim-every",
+        metavar="SECONDS",
         type=float,
         default=60.0,
         help="seconds between trims of acknowledged events from the stream (default: 60)",
@@ -142,7 +162,9 @@ def _add_worker(
     worker.add_argument(
         "--no-trim", action="store_true", help="never trim the stream (leave it to you)"
     )
-    worker.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    worker.add_argument(
+        "--log-level", metavar="LEVEL", default="INFO", help="logging level (default: INFO)"
+    )
 
     def run(remote: Remote, args: argparse.Namespace) -> int:
         level = _level(args.log_level)
@@ -159,7 +181,8 @@ def _add_status(
         "status",
         help="show a remote's stream: its groups, pending events, backlog, dead letters",
         description="Import the modules, find the Remote they define, and print its stream's "
-        "length, each consumer group's consumers, pending events (given to a worker, not yet "
+        "length, each consumer group's consumers (idle ones too, with their pending events "
+        "and idle time), pending events (given to a worker, not yet "
         "acknowledged; with the oldest one's age) and waiting events (not given to any worker "
         "yet), and the number of dead letters.",
     )
@@ -181,8 +204,9 @@ def _status(remote: Remote) -> dict[str, Any]:
         return asyncio.run(_astatus(transport, remote.stream, dead_stream))
     groups = transport.groups(remote.stream)
     oldest = [transport.pending(remote.stream, g.name).oldest for g in groups]
+    members = [transport.consumers(remote.stream, g.name) for g in groups]
     return _report(
-        remote.stream, transport.length(remote.stream), groups, oldest,
+        remote.stream, transport.length(remote.stream), groups, oldest, members,
         dead_stream, transport.length(dead_stream),
     )  # fmt: skip
 
@@ -190,8 +214,9 @@ def _status(remote: Remote) -> dict[str, Any]:
 async def _astatus(transport: AsyncTransport, stream: str, dead_stream: str) -> dict[str, Any]:
     groups = await transport.groups(stream)
     oldest = [(await transport.pending(stream, g.name)).oldest for g in groups]
+    members = [await transport.consumers(stream, g.name) for g in groups]
     length, dead = await transport.length(stream), await transport.length(dead_stream)
-    return _report(stream, length, groups, oldest, dead_stream, dead)
+    return _report(stream, length, groups, oldest, members, dead_stream, dead)
 
 
 def _report(
@@ -199,6 +224,7 @@ def _report(
     length: int,
     groups: list[Group],
     oldest: list[str | None],
+    members: list[list[Consumer]],
     dead_stream: str,
     dead: int,
 ) -> dict[str, Any]:
@@ -210,6 +236,11 @@ def _report(
             {
                 "name": group.name,
                 "consumers": group.consumers,
+                # Each one, idle ones too: a worker that waits for events is one.
+                "consumer_list": [
+                    {"name": c.name, "pending": c.pending, "idle": round(c.idle, 1)}
+                    for c in consumers
+                ],
                 "pending": group.pending,
                 "waiting": group.waiting,
                 "oldest_pending": first,
@@ -218,7 +249,7 @@ def _report(
                 if first is None
                 else round(max(0.0, now - int(first.partition("-")[0]) / 1000), 1),
             }
-            for group, first in zip(groups, oldest, strict=True)
+            for group, first, consumers in zip(groups, oldest, members, strict=True)
         ],
         "dead_stream": dead_stream,
         "dead_letters": dead,
@@ -238,6 +269,11 @@ def _status_text(report: dict[str, Any]) -> str:
         if group["oldest_pending"] is not None:
             line += f" (oldest pending sent {group['oldest_pending_age']} s ago)"
         lines.append(line)
+        for consumer in group["consumer_list"]:
+            lines.append(
+                f"    consumer {consumer['name']}: {consumer['pending']:,} pending, "
+                f"idle {consumer['idle']} s"
+            )
     lines.append(f"dead letters {report['dead_stream']}: {report['dead_letters']:,}")
     return "\n".join(lines)
 
@@ -253,8 +289,12 @@ def _add_dead_letters(
         "stream (--replay) once the cause is fixed, or remove them (--discard).",
     )
     dead.add_argument("modules", nargs="+", metavar="MODULE[:REMOTE]")
-    dead.add_argument("--stream", help="the dead-letter stream (default: STREAM:dead)")
-    dead.add_argument("--limit", type=int, default=100, help="letters listed (default: 100)")
+    dead.add_argument(
+        "--stream", metavar="STREAM", help="the dead-letter stream (default: STREAM:dead)"
+    )
+    dead.add_argument(
+        "--limit", metavar="N", type=int, default=100, help="letters listed (default: 100)"
+    )
     dead.add_argument("--json", action="store_true", help="print JSON instead of a table")
     action = dead.add_mutually_exclusive_group()
     action.add_argument("--replay", nargs="+", metavar="ID", help="replay these dead letters")

@@ -32,17 +32,19 @@ receiver idempotent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import inspect
+import json
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
+from .. import oncommit
 from ..dispatcher import Signal
 from ..exceptions import PublishError, SerializationError, TransportError
 from ..introspect import signal_name
@@ -60,6 +62,8 @@ logger = logging.getLogger("tocsin")
 
 FORMAT = 1  # the envelope's version, written as "v"
 _FIELDS = ("v", "id", "signal", "time", "sender", "kwargs")  # what every envelope has
+_FIELD_SET = frozenset(_FIELDS)
+_STR = frozenset({str})
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,16 +114,34 @@ def current_event() -> Event | None:
     return _current.get()
 
 
-@contextlib.contextmanager
-def _handling(event: Event, signal: Signal | None) -> Iterator[None]:
-    event_token = _current.set(event)
-    relay_token = _relaying.set(signal)
-    try:
-        with propagation.extracted(event.context):
-            yield
-    finally:
-        _relaying.reset(relay_token)
-        _current.reset(event_token)
+class _handling:
+    """Make *event* current, and its signal's publishers stand aside, for the block.
+
+    A class rather than a @contextmanager generator: it runs for every event a
+    worker handles."""
+
+    __slots__ = ("_context", "_event", "_extracted", "_relay", "_signal")
+
+    def __init__(self, event: Event, signal: Signal | None) -> None:
+        self._event, self._signal = event, signal
+
+    def __enter__(self) -> None:
+        self._context = _current.set(self._event)
+        self._relay = _relaying.set(self._signal)
+        self._extracted = propagation.extracted(self._event.context)
+        try:
+            self._extracted.__enter__()
+        except BaseException:
+            _relaying.reset(self._relay)
+            _current.reset(self._context)
+            raise
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self._extracted.__exit__(*exc_info)
+        finally:
+            _relaying.reset(self._relay)
+            _current.reset(self._context)
 
 
 class Outbox(Protocol):
@@ -202,6 +224,14 @@ class Remote:
         self.transport = transport
         self.stream = stream
         self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
+        # The fast path of encode(), for a JSONSerializer whose dumps() is its own.
+        self._json = (
+            self.serializer
+            if isinstance(self.serializer, JSONSerializer)
+            and type(self.serializer).dumps is JSONSerializer.dumps
+            else None
+        )
+        self._json_names: dict[str, str] = {}
         self.outbox = outbox
         self.on_commit = on_commit
         self._signals: dict[str, Signal] = {}
@@ -211,6 +241,8 @@ class Remote:
         self._batch: contextvars.ContextVar[Batch | None] = contextvars.ContextVar(
             f"tocsin_batch_{id(self):x}", default=None
         )
+        self._committing: list[_AfterCommit] = []  # on_commit: one per open transaction
+        self._committing_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Remote stream={self.stream!r} transport={type(self.transport).__name__}>"
@@ -270,9 +302,7 @@ class Remote:
     def _connect(
         self, signal: Signal, publisher: Callable[..., Any], sender: object, uid: Hashable
     ) -> None:
-        signal.connect(
-            publisher, sender=sender, weak=False, dispatch_uid=uid, **self._commit_options()
-        )
+        signal.connect(publisher, sender=sender, weak=False, dispatch_uid=uid)
         self._connected.append((signal, sender, uid))
 
     def receiver(
@@ -333,10 +363,6 @@ class Remote:
         """Seconds an event's id is remembered as done, or ``None`` without deduplication."""
         return self._dedupe.get(event.receiver or event.signal)
 
-    def _commit_options(self) -> dict[str, Any]:
-        # A publish that fails after the commit must not pass unnoticed: raise.
-        return {"on_commit": True, "robust": False} if self.on_commit else {}
-
     def _name_signal(self, signal: Signal, name: str | None, required: bool = True) -> str:
         if not isinstance(signal, Signal):
             raise TypeError(f"Remote.publish() takes a Signal; got {type(signal).__name__}.")
@@ -374,10 +400,14 @@ class Remote:
         if not isinstance(transport, Transport):
             return self._async_publisher(name, target)
 
-        def publish_event(signal: Signal, sender: object, **named: Any) -> Event | None:
+        def publish_event(
+            signal: Signal, sender: object, **named: Any
+        ) -> Event | oncommit.Deferred | None:
             if _relaying.get() is signal:
                 return None
-            event, payload, full = self._take(name, target, sender, named)
+            event, payload, full = self._take(signal, name, target, sender, named)
+            if isinstance(full, oncommit.Deferred):
+                return full
             if payload is not None:
                 try:
                     transport.publish(self.stream, payload)
@@ -431,10 +461,14 @@ class Remote:
         transport = self.transport
         assert isinstance(transport, AsyncTransport)
 
-        async def publish_event(signal: Signal, sender: object, **named: Any) -> Event | None:
+        async def publish_event(
+            signal: Signal, sender: object, **named: Any
+        ) -> Event | oncommit.Deferred | None:
             if _relaying.get() is signal:
                 return None
-            event, payload, full = self._take(name, target, sender, named)
+            event, payload, full = self._take(signal, name, target, sender, named)
+            if isinstance(full, oncommit.Deferred):
+                return full
             if payload is not None:
                 try:
                     await transport.publish(self.stream, payload)
@@ -448,12 +482,22 @@ class Remote:
         return publish_event
 
     def _take(
-        self, name: str, target: str | None, sender: object, named: Mapping[str, Any]
-    ) -> tuple[Event, bytes | None, Batch | None]:
-        """Encode a send, and give it to the outbox or the block's batch if one
-        takes it. Returns the event, the payload to publish now (else None),
-        and the batch if it is full and must be flushed (else None)."""
+        self,
+        signal: Signal,
+        name: str,
+        target: str | None,
+        sender: object,
+        named: Mapping[str, Any],
+    ) -> tuple[Event, bytes | None, Batch | oncommit.Deferred | None]:
+        """Encode a send, and give it to the send's transaction (on_commit), the
+        outbox or the block's batch if one takes it. Returns the event, the
+        payload to publish now (else None), and the batch if it is full and
+        must be flushed, or the transaction's Deferred (else None)."""
         event, payload = self.encode(name, target, sender, named)
+        if self.on_commit:
+            deferred = self._defer(signal, target or name, event, payload, sender, named)
+            if deferred is not None:
+                return event, None, deferred
         stored = self.outbox is not None and self.outbox.store(
             self.transport, self.stream, event.id, payload, sender, named
         )
@@ -464,40 +508,92 @@ class Remote:
             return event, payload, None
         return event, None, batch if batch.add(event.id, payload) else None
 
+    def _defer(
+        self,
+        signal: Signal,
+        what: str,
+        event: Event,
+        payload: bytes,
+        sender: object,
+        named: Mapping[str, Any],
+    ) -> oncommit.Deferred | None:
+        """Hold an encoded event until the send's transaction commits; ``None``
+        when the send is in no transaction (publish it now).
+
+        Each event is its own :class:`~tocsin.oncommit.Deferred`, so that the
+        scope drops exactly those of a rolled-back savepoint; but the first of a
+        transaction's events to run publishes all those still pending, in one
+        round trip, and marks the others done: one failure, one
+        :class:`PublishError` with every event.
+        """
+        scope = oncommit.find_scope(sender, named)
+        if scope is None:
+            return None
+        with self._committing_lock:
+            # A group whose events all ran or were dropped is over.
+            self._committing = [g for g in self._committing if g.open()]
+            group = next((g for g in self._committing if g.scope == scope), None)
+            if group is None:
+                group = _AfterCommit(self, scope)
+                self._committing.append(group)
+        call = group.deferred(signal, what, sender, named)
+        with self._committing_lock:
+            group.held.append((call, event, payload))
+        if scope.defer(call):
+            return call
+        with self._committing_lock:  # no transaction in progress after all
+            group.held.remove((call, event, payload))
+        return None
+
     def encode(
         self, name: str, target: str | None, sender: object, named: Mapping[str, Any]
     ) -> tuple[Event, bytes]:
         """The event for a send and its payload; ``SerializationError`` names
         the argument that cannot be sent."""
         carrier = propagation.inject()
-        event = Event(
-            os.urandom(16).hex(), name, sender, named, time.time(), target, context=carrier or {}
-        )
-        envelope: dict[str, Any] = {
-            "v": FORMAT,
-            "id": event.id,
-            "signal": name,
-            "time": event.time,
-            "sender": sender,
-            "kwargs": named,
-        }
-        if target is not None:
-            envelope["receiver"] = target
-        if carrier:
-            envelope["context"] = carrier
-        what = f"receiver {target}" if target else f"signal {name}"
+        event_id, sent = os.urandom(16).hex(), time.time()
+        event = Event(event_id, name, sender, named, sent, target, context=carrier or {})
         try:
-            payload = self.serializer.dumps(envelope)
+            if self._json is not None:
+                # JSONSerializer: the constant parts are encoded once, not per send.
+                tail: dict[str, Any] = {} if target is None else {"receiver": target}
+                if carrier:
+                    tail["context"] = carrier
+                head = f'{{"v":{FORMAT},"id":"{event_id}","signal":{self._json_name(name)}'
+                kwargs = named if type(named) is dict else dict(named)
+                payload = self._json._dumps_event(f'{head},"time":{sent!r}', sender, kwargs, tail)
+            else:
+                envelope: dict[str, Any] = {
+                    "v": FORMAT,
+                    "id": event_id,
+                    "signal": name,
+                    "time": sent,
+                    "sender": sender,
+                    "kwargs": named,
+                }
+                if target is not None:
+                    envelope["receiver"] = target
+                if carrier:
+                    envelope["context"] = carrier
+                payload = self.serializer.dumps(envelope)
         except SerializationError as error:
+            what = f"receiver {target}" if target else f"signal {name}"
             raise SerializationError(f"cannot publish an event for {what}: {error}") from None
         if self._signing_keys:
             payload = _signing.sign(self._signing_keys[0], payload)
         if len(payload) > self.max_payload:
+            what = f"receiver {target}" if target else f"signal {name}"
             raise SerializationError(
                 f"cannot publish an event for {what}: it is {len(payload)} bytes, more than "
                 f"max_payload ({self.max_payload}); send an id instead of the data."
             )
         return event, payload
+
+    def _json_name(self, name: str) -> str:
+        found = self._json_names.get(name)
+        if found is None:
+            found = self._json_names[name] = json.dumps(name, ensure_ascii=False)
+        return found
 
     def decode(self, payload: bytes, message_id: str | None = None, deliveries: int = 0) -> Event:
         """The :class:`Event` a payload holds, for a signal or receiver this
@@ -516,10 +612,12 @@ class Remote:
             raise SerializationError(
                 f"the payload is {len(payload)} bytes, more than max_payload ({self.max_payload})."
             )
+        if type(payload) is not bytes:
+            payload = bytes(payload)
         if self._signing_keys:
-            payload = _signing.verified(self._signing_keys, bytes(payload))
+            payload = _signing.verified(self._signing_keys, payload)
         else:
-            payload = _signing.unsigned(bytes(payload))
+            payload = _signing.unsigned(payload)
         envelope = self.serializer.loads(payload)
         _check_envelope(envelope)
         name, target = envelope["signal"], envelope.get("receiver")
@@ -583,6 +681,86 @@ class Remote:
                 "the module that calls remote.publish(...) for it."
             )
         return signal, None
+
+
+class _AfterCommit:
+    """The events a remote sent in one transaction (sends whose scopes are
+    equal), published together by the first of their Deferreds that runs."""
+
+    __slots__ = ("held", "remote", "scope")
+
+    def __init__(self, remote: Remote, scope: oncommit.TransactionScope) -> None:
+        self.remote = remote
+        self.scope = scope
+        self.held: list[tuple[oncommit.Deferred, Event, bytes]] = []
+
+    def open(self) -> bool:
+        return not self.held or any(call.state == "pending" for call, _, _ in self.held)
+
+    def deferred(
+        self, signal: Signal, what: str, sender: object, named: Mapping[str, Any]
+    ) -> oncommit.Deferred:
+        """The Deferred of one event: running it publishes the whole group."""
+        if isinstance(self.remote.transport, AsyncTransport):
+
+            async def apublish_after_commit(**_: Any) -> Event:
+                return await self._apublish(call)
+
+            receiver: Callable[..., Any] = apublish_after_commit
+        else:
+
+            def publish_after_commit(**_: Any) -> Event:
+                return self._publish(call)
+
+            receiver = publish_after_commit
+        receiver.__name__ = receiver.__qualname__ = f"publish[{what}]"
+        call = oncommit.Deferred(signal, receiver, sender, named, robust=False)
+        return call
+
+    def _claim(self, running: oncommit.Deferred) -> tuple[Event, list[Any]]:
+        """Take every event still pending, *running*'s first among them; mark the
+        others done now, so that their own Deferreds do not publish them again."""
+        with self.remote._committing_lock:
+            claimed = [
+                item for item in self.held if item[0] is running or item[0].state == "pending"
+            ]
+            self.held = [item for item in self.held if item not in claimed]
+            now = time.time()
+            for call, _, _ in claimed:
+                if call is not running:
+                    call.state, call.started, call.duration = "done", now, 0.0
+        own = next(event for call, event, _ in claimed if call is running)
+        for call, event, _ in claimed:
+            call.result = event
+        return own, claimed
+
+    def _failed(self, claimed: list[Any], error: TransportError) -> PublishError:
+        failure = self.remote._failed(
+            [e.id for _, e, _ in claimed], [p for _, _, p in claimed], error
+        )
+        for call, _, _ in claimed:
+            call.state, call.result, call.exception = "failed", None, failure
+        return failure
+
+    def _publish(self, running: oncommit.Deferred) -> Event:
+        own, claimed = self._claim(running)
+        transport = self.remote.transport
+        assert isinstance(transport, Transport)
+        try:
+            transport.publish_many(self.remote.stream, [payload for _, _, payload in claimed])
+        except TransportError as error:
+            raise self._failed(claimed, error) from error
+        return own
+
+    async def _apublish(self, running: oncommit.Deferred) -> Event:
+        own, claimed = self._claim(running)
+        transport = self.remote.transport
+        assert isinstance(transport, AsyncTransport)
+        try:
+            await transport.publish_many(self.remote.stream, [payload for _, _, payload in claimed])
+        except TransportError as error:
+            raise self._failed(claimed, error) from error
+        return own
 
 
 class Batch:
@@ -665,10 +843,11 @@ class Batch:
 
 def _check_envelope(envelope: object) -> None:
     """``SerializationError`` unless *envelope* has every field, of its type."""
+    # Run for every event a worker reads: set operations where they can do.
     if not isinstance(envelope, dict):
         raise SerializationError("the payload is not an object.")
-    missing = [key for key in _FIELDS if key not in envelope]
-    if missing:
+    if not envelope.keys() >= _FIELD_SET:
+        missing = [key for key in _FIELDS if key not in envelope]
         raise SerializationError(f"the event has no {missing[0]!r} field.")
     if type(envelope["v"]) is not int or envelope["v"] != FORMAT:
         raise SerializationError(
@@ -676,22 +855,27 @@ def _check_envelope(envelope: object) -> None:
         )
     event_id, name, target = envelope["id"], envelope["signal"], envelope.get("receiver")
     kwargs, context = envelope["kwargs"], envelope.get("context") or {}
-    if not (isinstance(event_id, str) and event_id):
+    if not (type(event_id) is str and event_id):
         raise SerializationError("the event's id is not a non-empty string.")
-    if not isinstance(name, str) or not (target is None or isinstance(target, str)):
+    if type(name) is not str or not (target is None or type(target) is str):
         raise SerializationError("the event's signal and receiver names are not strings.")
     sent_at = envelope["time"]
     if not (type(sent_at) is float or (type(sent_at) is int and abs(sent_at) < 2**53)):
         raise SerializationError("the event's time is not a number.")
-    if not isinstance(kwargs, dict) or not all(
-        isinstance(key, str) and key not in ("signal", "sender") for key in kwargs
+    if (
+        type(kwargs) is not dict
+        or not {*map(type, kwargs)} <= _STR
+        or "signal" in kwargs
+        or "sender" in kwargs
     ):
         raise SerializationError(
             "the event's kwargs are not an object of argument names (other than "
             "'signal' and 'sender')."
         )
-    if not isinstance(context, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in context.items()
+    if context and (
+        type(context) is not dict
+        or not {*map(type, context)} <= _STR
+        or not {*map(type, context.values())} <= _STR
     ):
         raise SerializationError("the event's context is not an object of strings.")
 

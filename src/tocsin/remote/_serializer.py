@@ -82,6 +82,9 @@ class JSONSerializer:
         self._by_name: dict[str, Any] = {}  # what register_class() named, by name
         self._names: dict[Any, str] = {}  # and the other way round
         self._families: list[tuple[type, Callable[[str], type | None]]] = []
+        # The JSON of senders that are classes (or None), by sender: most sends
+        # repeat a few; cleared by every registration, which may change them.
+        self._senders: dict[Any, str] = {}
         # Made once: json.dumps() and json.loads() with options make new ones per call.
         self._json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
         # Tags are read back bottom-up, as the parser builds each object.
@@ -127,6 +130,7 @@ class JSONSerializer:
         self._by_type[type_] = hook
         self._by_tag[tag] = hook
         self._resolved.clear()
+        self._senders.clear()
 
     def register_class(self, obj: Any, *, name: str | None = None) -> None:
         """Let *obj*, a class, function or enum, travel in events, by name.
@@ -153,6 +157,7 @@ class JSONSerializer:
             raise ValueError(f"another object is already registered as {name!r}: pass name=.")
         self._by_name[name] = obj
         self._names[obj] = name
+        self._senders.clear()
 
     def register_classes(self, base: type, *, find: Callable[[str], type | None]) -> None:
         """Let every subclass of *base* travel by its ``"module:qualname"`` name,
@@ -167,6 +172,7 @@ class JSONSerializer:
         if not callable(find):
             raise TypeError(f"find must be a function (name) -> class | None; got {find!r}.")
         self._families.append((base, find))
+        self._senders.clear()
 
     def name_of(self, obj: Any) -> str | None:
         """The name *obj* travels under, or ``None`` if it is not registered."""
@@ -207,6 +213,31 @@ class JSONSerializer:
                 "the value is nested too deeply (or refers to itself)."
             ) from None
         return self._json_encoder.encode(encoded).encode()
+
+    def _dumps_event(
+        self, head: str, sender: Any, kwargs: dict[str, Any], tail: Mapping[str, Any]
+    ) -> bytes:
+        """What :meth:`dumps` writes for an event's envelope, without walking
+        what does not change: *head* is the JSON of its first fields (``v``
+        to ``time``, with the opening brace); *tail* its optional fields
+        (``receiver``, ``context``). The sender's JSON is kept for classes."""
+        encode = self._json_encoder.encode
+        try:
+            cacheable = sender is None or isinstance(sender, type)
+            sender_json = self._senders.get(sender) if cacheable else None
+            if sender_json is None:
+                sender_json = encode(self._encode(sender, (None, "sender")))
+                if cacheable:
+                    self._senders[sender] = sender_json
+            text = f'{head},"sender":{sender_json},"kwargs":'
+            text += encode(self._encode_dict(kwargs, (None, "kwargs")))
+            for key, value in tail.items():
+                text += f',"{key}":' + encode(self._encode(value, (None, key)))
+        except RecursionError:
+            raise SerializationError(
+                "the value is nested too deeply (or refers to itself)."
+            ) from None
+        return (text + "}").encode()
 
     def loads(self, data: bytes) -> dict[str, Any]:
         """The value :meth:`dumps` wrote; ``SerializationError`` for anything
@@ -387,6 +418,8 @@ _BRACKET = re.compile(r"[\[\]{}]")
 def _check_depth(text: str, limit: int) -> None:
     """``SerializationError`` if *text* nests lists and objects deeper than *limit*,
     found before parsing (json's parser would recurse that deep)."""
+    if text.count("[") + text.count("{") <= limit:
+        return  # not even that many brackets, in strings or not: the common case, at C speed
     depth = 0
     for bracket in _BRACKET.findall(_STRING.sub("", text)):
         if bracket in "[{":

@@ -5,9 +5,10 @@ group share the events; each event goes to one of them). For each event it
 runs the receivers (:meth:`tocsin.remote.Remote.handle`) and acknowledges the
 event only after they all succeeded. Otherwise:
 
-* a failed event stays pending and is retried by this worker after a delay
-  that doubles with each attempt (``retry_delay``, ``retry_backoff``,
-  ``max_retry_delay``);
+* a failed event stays pending and is retried by this worker after a random
+  delay (full jitter) below a bound that doubles with each attempt
+  (``retry_delay``, ``retry_backoff``, ``max_retry_delay``), so that events
+  that failed together are not all retried at once;
 * after ``max_attempts`` deliveries it is moved to the dead-letter stream
   (``<stream>:dead``) with the error, and acknowledged;
 * an event that cannot be read (bad payload) goes there at once;
@@ -29,7 +30,9 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import math
 import os
+import random
 import signal as signals
 import socket
 import threading
@@ -133,6 +136,9 @@ class _Policy:
     did not survive (``kills``).
     """
 
+    # Waits between rounds while the broker is down: the same shape as retries.
+    OUTAGE_DELAY, OUTAGE_MAX_DELAY = 0.1, 5.0
+
     def __init__(
         self,
         *,
@@ -141,18 +147,32 @@ class _Policy:
         retry_delay: float,
         retry_backoff: float,
         max_retry_delay: float,
+        rng: random.Random | None = None,
     ) -> None:
         self.max_attempts = max_attempts
         self.max_kills = max_kills
         self.retry_delay = retry_delay
         self.retry_backoff = retry_backoff
         self.max_retry_delay = max_retry_delay
+        # The one source of randomness: seed it (random.Random(7)) to replay decisions.
+        self.random = rng if rng is not None else random.Random()
+
+    def ceiling(self, attempts: int) -> float:
+        """The longest delay before retrying an event that failed on attempt *attempts*."""
+        return _backoff(self.retry_delay, self.retry_backoff, self.max_retry_delay, attempts)
 
     def delay(self, attempts: int) -> float:
-        """Seconds before retrying an event that failed on attempt *attempts*."""
-        return float(
-            min(self.retry_delay * self.retry_backoff ** (attempts - 1), self.max_retry_delay)
-        )
+        """Seconds before retrying an event that failed on attempt *attempts*:
+        random between 0 and :meth:`ceiling` ("full jitter"), so that the events
+        of a failed batch, or of many workers, do not all come back at once."""
+        return self.random.uniform(0.0, self.ceiling(attempts))
+
+    def outage_delay(self, outages: int) -> float:
+        """Seconds to wait after the *outages*-th round in a row the broker failed:
+        random up to 0.1 s, doubling up to 5 s, so that workers do not all
+        reconnect at the same instant when it comes back."""
+        ceiling = _backoff(self.OUTAGE_DELAY, 2.0, self.OUTAGE_MAX_DELAY, outages)
+        return self.random.uniform(0.0, ceiling)
 
     def taken_over(self, record: Attempts) -> tuple[Attempts, _Dead | None]:
         """An event taken over from another consumer: its record, a kill counted
@@ -299,14 +319,21 @@ class _Base:
         for message_id in self._in_hand:
             heapq.heappush(self._retries, (now, message_id, 0.0))
         self._in_hand = []
-        wait: float = min(0.1 * 2.0 ** (self._outage - 1), 5.0)
+        wait = self._policy.outage_delay(self._outage)
         log = logger.warning if self._outage == 1 else logger.debug
         log("Worker %s: broker unavailable (%s); retrying in %.3g s", self.consumer, error, wait)
         return wait
 
     def delay(self, deliveries: int) -> float:
-        """Seconds to wait before retrying an event that failed on this delivery."""
+        """Seconds to wait before retrying an event that failed on this delivery:
+        random, between 0 and :meth:`max_delay`."""
         return self._policy.delay(deliveries)
+
+    def max_delay(self, deliveries: int) -> float:
+        """The longest :meth:`delay` can be after this delivery:
+        ``retry_delay * retry_backoff ** (deliveries - 1)``, at most
+        ``max_retry_delay``. For showing when a retry will come at the latest."""
+        return self._policy.ceiling(deliveries)
 
     def _decode(self, message: Message) -> Event | str:
         """The message's event, or why it is dead-lettered unread. Nothing a
@@ -327,7 +354,8 @@ class _Base:
         handle one batch. Returns the events handled."""
         where = (self.stream, self.group)
         if not self._started:
-            yield _Call("ensure_group", where)
+            # Joined at once, so that `tocsin status` lists a worker still waiting.
+            yield _Call("ensure_group", where, {"consumer": self.consumer})
             self._started = True
         done = 0
         if self._claim_due():
@@ -513,8 +541,11 @@ class Worker(_Base):
         before the event goes to the dead letters as poison. Events taken over
         from a worker that died are run alone, one by one, so that only the one
         that kills is blamed.
-    :param retry_delay: seconds before the first retry; multiplied by
-        *retry_backoff* for each further one, up to *max_retry_delay*.
+    :param retry_delay: the bound of the first retry's delay, in seconds;
+        multiplied by *retry_backoff* for each further one, up to
+        *max_retry_delay*. Each delay is drawn at random between 0 and its
+        bound (full jitter), so that events that failed together, in one
+        worker or many, are not retried at the same instant.
     :param claim_after: seconds an event may stay pending with another
         consumer before this one takes it over. Keep it above the longest
         time receivers take for a batch, or slow events run twice.
@@ -724,6 +755,15 @@ class AsyncWorker(_Base):
                 continue
             installed.append(number)
         return installed
+
+
+def _backoff(first: float, factor: float, longest: float, attempts: int) -> float:
+    """*first*, multiplied by *factor* for each attempt after the first, up to *longest*."""
+    # min() before the power would overflow: past the cap, the cap.
+    exponent = attempts - 1
+    if factor > 1 and exponent > math.log(longest / first, factor):
+        return float(longest)
+    return float(min(first * factor**exponent, longest))
 
 
 def _positive_int(label: str, value: object) -> None:

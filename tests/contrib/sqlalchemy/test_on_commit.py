@@ -935,3 +935,40 @@ def test_disabling_model_signals_does_not_strand_a_waiting_call(
         finally:
             enable_model_signals(Base)
     assert seen == ["saved while enabled"]
+
+
+def test_a_remote_s_after_commit_events_are_one_publish_without_the_savepoint_s(
+    engine: Engine,
+) -> None:
+    """Remote(on_commit=True) publishes a session's events together after the commit,
+    without those of a rolled-back savepoint; if the broker fails, commit() raises
+    one PublishError that carries them all."""
+    from tocsin.contrib.sqlalchemy import bind_session
+    from tocsin.exceptions import PublishError, TransportError
+    from tocsin.remote import MemoryTransport, Remote
+
+    class Down(MemoryTransport):
+        def _publish_many(self, stream: str, payloads: Any) -> list[str]:
+            raise TransportError("connection refused")
+
+    noted = Signal()
+    remote = Remote(Down(), stream="todos", on_commit=True)
+    remote.publish(noted, name="noted")
+    with Session(engine) as session, bind_session(session):
+        session.add(Todo(text="before"))
+        noted.send(None, text="before")
+        session.flush()
+        savepoint = session.begin_nested()
+        session.add(Todo(text="rolled back"))
+        noted.send(None, text="rolled back")
+        session.flush()
+        savepoint.rollback()
+        session.add(Todo(text="after"))
+        noted.send(None, text="after")
+        with pytest.raises(PublishError) as caught:
+            session.commit()
+    error = caught.value
+    assert type(error) is PublishError
+    assert [remote.decode(p).kwargs["text"] for p in error.payloads] == ["before", "after"]
+    assert isinstance(error.__cause__, TransportError)
+    assert committed_texts(engine) == ["after", "before"]

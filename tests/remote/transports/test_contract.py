@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tocsin.exceptions import TransportError
-from tocsin.remote import AsyncTransport, Attempts, Message, Pending, Transport
+from tocsin.remote import AsyncTransport, Attempts, Consumer, Message, Pending, Transport
 
 GROUP = "workers"
 IDLE = 0.2  # the min_idle of the redelivery tests: long enough to tell "too early"
@@ -473,6 +473,7 @@ def test_close_makes_every_method_raise(transport: Transport, stream: str) -> No
         lambda: transport.length(stream),
         lambda: transport.trim_acknowledged(stream),
         lambda: transport.groups(stream),
+        lambda: transport.consumers(stream, GROUP),
     ]
     for call in calls:
         with pytest.raises(TransportError, match="closed"):
@@ -492,6 +493,8 @@ BAD_CALLS: list[tuple[str, Callable[[Transport, str], Any], type[Exception]]] = 
     ("str payload", lambda t, s: t.publish(s, "text"), TypeError),  # type: ignore[arg-type]
     ("str in publish_many", lambda t, s: t.publish_many(s, [b"ok", "text"]), TypeError),  # type: ignore[list-item]
     ("empty group", lambda t, s: t.ensure_group(s, ""), ValueError),
+    ("empty consumer to join", lambda t, s: t.ensure_group(s, "g", consumer=""), ValueError),
+    ("consumers of an empty group", lambda t, s: t.consumers(s, ""), ValueError),
     ("empty consumer", lambda t, s: t.consume(s, GROUP, ""), ValueError),
     ("count 0", lambda t, s: t.consume(s, GROUP, "c", count=0), ValueError),
     ("block 0", lambda t, s: t.consume(s, GROUP, "c", block=0), ValueError),
@@ -659,6 +662,40 @@ def test_groups_report_consumers_pending_and_waiting(transport: Transport, strea
         1,
     )
     assert key(workers.last_delivered) > key(taken[1].id)
+
+
+def test_consumers_lists_idle_consumers_too(transport: Transport, stream: str) -> None:
+    """consumers() lists a group's consumers with their pending counts and idle
+    times, one that joined with ensure_group(consumer=) and was never given
+    anything too (Redis 7.0 adds consumers only when they are given messages)."""
+    assert transport.consumers(stream, "workers") == []
+    transport.ensure_group(stream, "workers", consumer="waiting")
+    transport.ensure_group(stream, "workers", consumer="waiting")  # harmless again
+    assert transport.consumers(stream, "nobody") == []
+    transport.publish_many(stream, [b"1", b"2"])
+    transport.consume(stream, "workers", "busy", count=2)
+    busy, waiting = transport.consumers(stream, "workers")
+    assert (busy.name, busy.pending, waiting.name, waiting.pending) == ("busy", 2, "waiting", 0)
+    assert 0 <= busy.idle <= waiting.idle < 5
+    [group] = transport.groups(stream)
+    assert group.consumers == 2
+    time.sleep(0.05)
+    transport.consume(stream, "workers", "waiting")  # nothing new: still idle, as on Redis 7.0
+    assert transport.consumers(stream, "workers")[1].idle >= 0.05
+
+
+def test_async_consumers_match(
+    make_async_transport: Callable[[], AsyncTransport], stream: str
+) -> None:
+    """The async transports list consumers the same way."""
+
+    async def main() -> list[Consumer]:
+        async with make_async_transport() as transport:
+            await transport.ensure_group(stream, "g", consumer="idle")
+            return await transport.consumers(stream, "g")
+
+    [consumer] = asyncio.run(main())
+    assert (consumer.name, consumer.pending) == ("idle", 0)
 
 
 def test_attempts_are_recorded_and_forgotten(transport: Transport, stream: str) -> None:

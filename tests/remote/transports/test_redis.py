@@ -4,10 +4,13 @@ client they were given open, trim, reconnect, and read every reply shape redis-p
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import sys
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -203,3 +206,186 @@ def test_threads_publish_side_by_side(redis_url: str, stream: str) -> None:
     for thread in range(4):
         mine = [int(p.split(":")[1]) for p in payloads if p.startswith(f"{thread}:")]
         assert mine == list(range(200))
+
+
+def _spy_writes(transport: RedisStreamsTransport) -> list[int]:
+    """The number of commands in each write on the publishing connection (after a
+    first publish took it), appended as they are sent to the real server."""
+    connection = transport._publisher
+    assert connection is not None
+    writes: list[int] = []
+    send = connection.send_packed_command
+
+    def counted(command: Any, check_health: bool = True) -> None:
+        writes.append(b"".join(command).count(b"$4\r\nXADD\r\n"))
+        send(command, check_health)  # type: ignore[no-untyped-call]
+
+    connection.send_packed_command = counted  # type: ignore[method-assign]
+    return writes
+
+
+def _queue_behind_a_held_connection(
+    transport: RedisStreamsTransport, calls: list[Callable[[], Any]]
+) -> list[Any]:
+    """Run each call in a thread while the publishing connection is held, so that
+    they all queue, then let go: the first leads, and sends every one in one write.
+    Returns each call's result or exception."""
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except Exception as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    with transport._publish_lock:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(transport._queue) < len(calls) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert len(transport._queue) == len(calls)
+    for thread in threads:
+        thread.join(10)
+    return results
+
+
+def test_concurrent_publishes_share_round_trips_exactly_once_in_order(
+    redis_url: str, stream: str
+) -> None:
+    """8 threads publishing one by one at once are coalesced into fewer writes; every
+    event is published exactly once, with the id its caller got, in each thread's order."""
+    threads, each = 8, 400
+    returned: dict[int, list[str]] = {}
+    with RedisStreamsTransport(url=redis_url) as transport:
+        transport.publish(f"{stream}:warm", b"x")
+        writes = _spy_writes(transport)
+        start = threading.Barrier(threads)
+
+        def publish(number: int) -> None:
+            start.wait()
+            returned[number] = [
+                transport.publish(stream, f"{number}:{n}".encode()) for n in range(each)
+            ]
+
+        workers = [threading.Thread(target=publish, args=(t,)) for t in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        messages = transport.read(stream, count=threads * each + 1)
+    assert len(messages) == threads * each
+    by_id = {m.id: m.payload.decode() for m in messages}
+    assert len(by_id) == threads * each
+    for number, ids in returned.items():
+        assert [by_id[id] for id in ids] == [f"{number}:{n}" for n in range(each)]
+        assert ids == sorted(ids, key=lambda id: tuple(map(int, id.split("-"))))
+    assert sum(writes) == threads * each
+    assert len(writes) < threads * each  # some round trips were shared
+
+
+def test_a_refused_command_in_a_shared_pipeline_fails_only_its_caller(
+    client: redis.Redis, redis_url: str, stream: str
+) -> None:
+    """In one write with others, the XADDs Redis refuses (a key holding a string) raise
+    in exactly their callers, and the others are published."""
+    bad = f"{stream}:string"
+    client.set(bad, "not a stream")
+    with RedisStreamsTransport(url=redis_url) as transport:
+        transport.publish(stream, b"first")
+        writes = _spy_writes(transport)
+        targets = [stream, bad, stream, bad, stream]
+        results = _queue_behind_a_held_connection(
+            transport,
+            [
+                functools.partial(transport.publish, s, f"{i}".encode())
+                for i, s in enumerate(targets)
+            ]
+            + [functools.partial(transport.publish_many, stream, [b"m1", b"m2"])],
+        )
+        assert writes == [7]
+        published = {m.id: m.payload for m in transport.read(stream)}
+    for index, target in enumerate(targets):
+        if target == bad:
+            assert isinstance(results[index], TransportError)
+            assert "WRONGTYPE" in str(results[index])
+            assert isinstance(results[index].__cause__, redis.ResponseError)
+        else:
+            assert published[results[index]] == f"{index}".encode()
+    assert [published[id] for id in results[-1]] == [b"m1", b"m2"]
+    assert len(published) == 1 + 3 + 2
+
+
+def test_a_shared_pipeline_is_sent_again_once_on_a_dropped_connection(
+    client: redis.Redis, redis_url: str, stream: str
+) -> None:
+    """When Redis dropped the publishing connection, the queued publishes go through,
+    once each, on a new one; each caller gets its own id."""
+    name = f"tocsin-test-{uuid.uuid4().hex}"
+    with (
+        redis.Redis.from_url(redis_url, client_name=name) as own,
+        RedisStreamsTransport(own) as transport,
+    ):
+        transport.publish(stream, b"before")
+        for connection in client.client_list():
+            if connection["name"] == name:
+                client.client_kill_filter(_id=connection["id"])
+        calls: list[Callable[[], Any]] = [
+            functools.partial(transport.publish, stream, f"{i}".encode()) for i in range(6)
+        ]
+        results = _queue_behind_a_held_connection(transport, calls)
+        published = {m.id: m.payload for m in transport.read(stream)}
+    assert [published[id] for id in results] == [f"{i}".encode() for i in range(6)]
+    assert len(published) == 7
+
+
+def test_a_leader_interrupted_before_sending_hands_over(redis_url: str, stream: str) -> None:
+    """A caller interrupted while it waits for the connection as leader leaves the
+    queue, and the callers behind it are sent by the next leader."""
+    with RedisStreamsTransport(url=redis_url) as transport:
+        transport.publish(stream, b"first")
+        lock = transport._publish_lock
+
+        class Interrupted(BaseException):
+            pass
+
+        class Interrupting:
+            """The connection's lock, interrupted once for the first caller."""
+
+            def __enter__(self) -> None:
+                if threading.current_thread().name == "leader":
+                    transport._publish_lock = lock  # the others take the real lock
+                    while len(transport._queue) < 3:
+                        time.sleep(0.001)
+                    raise Interrupted
+                lock.acquire()
+
+            def __exit__(self, *exc_info: Any) -> None:
+                lock.release()
+
+        transport._publish_lock = Interrupting()  # type: ignore[assignment]
+        raised: list[BaseException] = []
+
+        def lead() -> None:
+            try:
+                transport.publish(stream, b"interrupted")
+            except Interrupted as error:
+                raised.append(error)
+
+        leader = threading.Thread(target=lead, name="leader")
+        leader.start()
+        while not transport._queue:
+            time.sleep(0.001)
+        followers = [
+            threading.Thread(target=transport.publish, args=(stream, f"{i}".encode()))
+            for i in range(2)
+        ]
+        for follower in followers:
+            follower.start()
+        for thread in (leader, *followers):
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in (leader, *followers))
+        assert len(raised) == 1
+        payloads = sorted(m.payload for m in transport.read(stream))
+    assert payloads == [b"0", b"1", b"first"]

@@ -75,6 +75,13 @@ class SessionScope:
         waiting.calls.append(deferred)
         return True
 
+    def __eq__(self, other: object) -> bool:
+        # The scope finder makes one per send: a session's sends share a transaction.
+        return isinstance(other, SessionScope) and other.session is self.session
+
+    def __hash__(self) -> int:
+        return id(self.session)
+
     def __repr__(self) -> str:
         return f"<SessionScope of {self.session!r}>"
 

@@ -40,6 +40,7 @@ from typing import Self
 __all__ = [
     "AsyncTransport",
     "Attempts",
+    "Consumer",
     "Group",
     "Message",
     "Pending",
@@ -107,6 +108,22 @@ class Group:
 
 
 @dataclass(frozen=True, slots=True)
+class Consumer:
+    """A consumer of a group, as :meth:`Transport.consumers` reports it.
+
+    :param name: the consumer's name (a worker's ``consumer``).
+    :param pending: messages it has been given and not acknowledged.
+    :param idle: seconds since it joined the group or was last given a message
+        (Redis 7.0's ``idle``; waiting for messages does not reset it before
+        Redis 7.2).
+    """
+
+    name: str
+    pending: int
+    idle: float
+
+
+@dataclass(frozen=True, slots=True)
 class Attempts:
     """What a group's workers recorded about a pending message's past runs, so
     that whichever worker holds it next knows its history (a worker that died
@@ -148,12 +165,16 @@ class Transport(abc.ABC):
         check.publish_many(stream, payloads)
         return self._publish_many(stream, payloads)
 
-    def ensure_group(self, stream: str, group: str) -> None:
+    def ensure_group(self, stream: str, group: str, *, consumer: str | None = None) -> None:
         """Create *group* on *stream* (and the stream) if missing. A new group
         starts at the beginning of the stream, so it sees every message still
-        in it. Calling it again is harmless."""
+        in it. With *consumer*, also add that consumer to the group (Redis:
+        ``XGROUP CREATECONSUMER``), so that :meth:`consumers` lists it before it
+        is given anything. Calling it again is harmless."""
         check.names(stream=stream, group=group)
-        self._ensure_group(stream, group)
+        if consumer is not None:
+            check.names(consumer=consumer)
+        self._ensure_group(stream, group, consumer)
 
     def consume(
         self,
@@ -244,6 +265,12 @@ class Transport(abc.ABC):
         check.names(stream=stream)
         return self._groups(stream)
 
+    def consumers(self, stream: str, group: str) -> list[Consumer]:
+        """The consumers of *group*, by name, idle ones too (``XINFO
+        CONSUMERS``); none if the stream or the group does not exist."""
+        check.names(stream=stream, group=group)
+        return self._consumers(stream, group)
+
     def trim_acknowledged(self, stream: str) -> int:
         """Remove the messages of *stream* that every group has been given and
         acknowledged; return how many were removed.
@@ -297,7 +324,7 @@ class Transport(abc.ABC):
     def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]: ...
 
     @abc.abstractmethod
-    def _ensure_group(self, stream: str, group: str) -> None: ...
+    def _ensure_group(self, stream: str, group: str, consumer: str | None) -> None: ...
 
     @abc.abstractmethod
     def _consume(
@@ -336,6 +363,9 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def _groups(self, stream: str) -> list[Group]: ...
+
+    @abc.abstractmethod
+    def _consumers(self, stream: str, group: str) -> list[Consumer]: ...
 
     @abc.abstractmethod
     def _trim_acknowledged(self, stream: str) -> int: ...
@@ -379,9 +409,11 @@ class AsyncTransport(abc.ABC):
         check.publish_many(stream, payloads)
         return await self._publish_many(stream, payloads)
 
-    async def ensure_group(self, stream: str, group: str) -> None:
+    async def ensure_group(self, stream: str, group: str, *, consumer: str | None = None) -> None:
         check.names(stream=stream, group=group)
-        await self._ensure_group(stream, group)
+        if consumer is not None:
+            check.names(consumer=consumer)
+        await self._ensure_group(stream, group, consumer)
 
     async def consume(
         self,
@@ -439,6 +471,10 @@ class AsyncTransport(abc.ABC):
         check.names(stream=stream)
         return await self._groups(stream)
 
+    async def consumers(self, stream: str, group: str) -> list[Consumer]:
+        check.names(stream=stream, group=group)
+        return await self._consumers(stream, group)
+
     async def trim_acknowledged(self, stream: str) -> int:
         check.names(stream=stream)
         return await self._trim_acknowledged(stream)
@@ -481,7 +517,7 @@ class AsyncTransport(abc.ABC):
     async def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]: ...
 
     @abc.abstractmethod
-    async def _ensure_group(self, stream: str, group: str) -> None: ...
+    async def _ensure_group(self, stream: str, group: str, consumer: str | None) -> None: ...
 
     @abc.abstractmethod
     async def _consume(
@@ -520,6 +556,9 @@ class AsyncTransport(abc.ABC):
 
     @abc.abstractmethod
     async def _groups(self, stream: str) -> list[Group]: ...
+
+    @abc.abstractmethod
+    async def _consumers(self, stream: str, group: str) -> list[Consumer]: ...
 
     @abc.abstractmethod
     async def _trim_acknowledged(self, stream: str) -> int: ...

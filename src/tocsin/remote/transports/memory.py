@@ -44,7 +44,7 @@ from ._checks import (
     _next_id,
     _parse_id,
 )
-from .base import AsyncTransport, Attempts, Group, Message, Pending, Transport
+from .base import AsyncTransport, Attempts, Consumer, Group, Message, Pending, Transport
 
 __all__ = ["AsyncMemoryTransport", "MemoryTransport"]
 
@@ -72,7 +72,8 @@ class _Group:
     # By id: consume() adds ids above every earlier one and nothing else adds,
     # so insertion order is id order, oldest first.
     pending: dict[_Id, _Delivery] = field(default_factory=dict)
-    consumers: set[str] = field(default_factory=set)  # those given messages, as Redis 7.0 counts
+    # Name -> time.monotonic() it was last given messages (or joined), as Redis 7.0 counts.
+    consumers: dict[str, float] = field(default_factory=dict)
     attempts: dict[str, Attempts] = field(default_factory=dict)  # by message id
 
 
@@ -126,10 +127,12 @@ class MemoryTransport(Transport):
                 self._wake()
         return [_format_id(key) for key in keys]
 
-    def _ensure_group(self, stream: str, group: str) -> None:
+    def _ensure_group(self, stream: str, group: str, consumer: str | None) -> None:
         with self._lock:
             self._check_open()
-            self._streams.setdefault(stream, _Stream()).groups.setdefault(group, _Group())
+            found = self._streams.setdefault(stream, _Stream()).groups.setdefault(group, _Group())
+            if consumer is not None:
+                found.consumers.setdefault(consumer, time.monotonic())
 
     def _consume(
         self, stream: str, group: str, consumer: str, count: int, block: float | None
@@ -167,7 +170,7 @@ class MemoryTransport(Transport):
                 return None
             if time.monotonic() - delivery.delivered_at < min_idle:
                 return None
-            self._group(stream, group).consumers.add(consumer)
+            self._group(stream, group).consumers[consumer] = time.monotonic()
             return self._hand_over(state, key, delivery, consumer)
 
     def _claim_stale(
@@ -186,7 +189,7 @@ class MemoryTransport(Transport):
                 elif now - delivery.delivered_at >= min_idle:
                     claimed.append(self._hand_over(state, key, delivery, consumer))
             if claimed:
-                self._group(stream, group).consumers.add(consumer)
+                self._group(stream, group).consumers[consumer] = time.monotonic()
             return claimed
 
     def _dead_letter(
@@ -214,6 +217,20 @@ class MemoryTransport(Transport):
                 newest=_format_id(next(reversed(pending))),
                 consumers=dict(sorted(consumers.items())),
             )
+
+    def _consumers(self, stream: str, group: str) -> list[Consumer]:
+        with self._lock:
+            self._check_open()
+            state = self._streams.get(stream)
+            found = None if state is None else state.groups.get(group)
+            if found is None:
+                return []
+            held = Counter(delivery.consumer for delivery in found.pending.values())
+            now = time.monotonic()
+            return [
+                Consumer(name, held[name], max(0.0, now - seen))
+                for name, seen in sorted(found.consumers.items())
+            ]
 
     def _read(self, stream: str, start: str, count: int) -> list[Message]:
         first = _check_start(start)
@@ -370,7 +387,7 @@ class MemoryTransport(Transport):
         if not keys:
             return []
         now = time.monotonic()
-        found.consumers.add(consumer)
+        found.consumers[consumer] = now
         for key in keys:
             found.pending[key] = _Delivery(consumer, now, 1)
         found.last_delivered = keys[-1]
@@ -423,9 +440,9 @@ class AsyncMemoryTransport(AsyncTransport):
         self._check_open()
         return self._sync._publish_many(stream, payloads)
 
-    async def _ensure_group(self, stream: str, group: str) -> None:
+    async def _ensure_group(self, stream: str, group: str, consumer: str | None) -> None:
         self._check_open()
-        self._sync._ensure_group(stream, group)
+        self._sync._ensure_group(stream, group, consumer)
 
     async def _consume(
         self, stream: str, group: str, consumer: str, count: int, block: float | None
@@ -477,6 +494,10 @@ class AsyncMemoryTransport(AsyncTransport):
     async def _groups(self, stream: str) -> list[Group]:
         self._check_open()
         return self._sync._groups(stream)
+
+    async def _consumers(self, stream: str, group: str) -> list[Consumer]:
+        self._check_open()
+        return self._sync._consumers(stream, group)
 
     async def _trim_acknowledged(self, stream: str) -> int:
         self._check_open()

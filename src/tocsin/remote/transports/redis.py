@@ -12,14 +12,15 @@ Each method is one Redis command, or a few sent in one round trip:
 
 =================  =====================================================
 ``publish``        ``XADD stream * event <payload>``
-``publish_many``   one ``XADD`` per payload, pipelined
-``ensure_group``   ``XGROUP CREATE stream group 0 MKSTREAM``
+``publish_many``   one ``XADD`` per payload, pipelined (both coalesced across threads)
+``ensure_group``   ``XGROUP CREATE stream group 0 MKSTREAM`` (and ``CREATECONSUMER``)
 ``consume``        ``XREADGROUP GROUP group consumer ... STREAMS stream >``
 ``ack``            ``XACK``
 ``redeliver``      ``XCLAIM``, then ``XPENDING`` for its delivery count, in ``MULTI``
 ``claim_stale``    ``XAUTOCLAIM`` until *count*, then ``XPENDING`` per message
 ``dead_letter``    ``XADD`` to the dead stream and ``XACK``, in ``MULTI``
 ``pending``        ``XPENDING stream group``
+``consumers``      ``XINFO CONSUMERS stream group``
 ``read``           ``XRANGE``; ``delete``: ``XDEL``; ``length``: ``XLEN``
 =================  =====================================================
 
@@ -50,6 +51,7 @@ import json
 import math
 import os
 import threading
+import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
@@ -64,7 +66,7 @@ from ._checks import (
     _next_id,
     _parse_id,
 )
-from .base import AsyncTransport, Attempts, Group, Message, Pending, Transport
+from .base import AsyncTransport, Attempts, Consumer, Group, Message, Pending, Transport
 
 __all__ = ["DEFAULT_URL", "AsyncRedisStreamsTransport", "RedisStreamsTransport"]
 
@@ -114,11 +116,24 @@ class _Commands:
     def __init__(self, maxlen: int | None) -> None:
         self.maxlen = _check_maxlen(maxlen)
         # Built once: publish() is the hot path.
-        self._xadd_options = () if maxlen is None else ("MAXLEN", "~", maxlen)
+        self._xadd_options: tuple[bytes, ...] = (
+            () if maxlen is None else (b"MAXLEN", b"~", str(maxlen).encode())
+        )
+        self._xadd_heads: dict[bytes, bytes] = {}
 
-    def xadd(self, stream: str, payload: bytes) -> tuple[Any, ...]:
-        """The raw ``XADD`` of a publish, for the sync transport's own connection."""
-        return ("XADD", stream, *self._xadd_options, "*", _EVENT, payload)
+    def xadd(self, stream: bytes, payload: bytes) -> bytes:
+        """The ``XADD`` of a publish in Redis' protocol (RESP), for the sync
+        transport's own connection: all but the payload is made once per stream."""
+        head = self._xadd_heads.get(stream)
+        if head is None:
+            if len(self._xadd_heads) >= 1024:  # streams named per tenant, say: keep it bounded
+                self._xadd_heads.clear()
+            args = (b"XADD", stream, *self._xadd_options, b"*", _EVENT)
+            head = b"*%d\r\n" % (len(args) + 1) + b"".join(
+                b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args
+            )
+            self._xadd_heads[stream] = head
+        return b"%s$%d\r\n%s\r\n" % (head, len(payload), payload)
 
     def publish(self, stream: str, payload: bytes) -> _Plan[str]:
         [reply] = yield _one("xadd", stream, {_EVENT: payload}, maxlen=self.maxlen)
@@ -134,8 +149,12 @@ class _Commands:
         replies = yield _Round(calls)
         return [_id(reply) for reply in replies or ()]
 
-    def ensure_group(self, stream: str, group: str) -> _Plan[None]:
+    def ensure_group(self, stream: str, group: str, consumer: str | None) -> _Plan[None]:
         yield _one("xgroup_create", stream, group, id="0", mkstream=True, tolerate="BUSYGROUP")
+        if consumer is not None:
+            # Redis before 7.2 adds a consumer only when it is first given
+            # messages: a worker that waits would not be listed by XINFO CONSUMERS.
+            yield _one("xgroup_createconsumer", stream, group, consumer)
 
     def consume(
         self, stream: str, group: str, consumer: str, count: int, block: float | None
@@ -219,6 +238,10 @@ class _Commands:
         [reply] = yield _one("xlen", stream)
         return int(reply)
 
+    def consumers(self, stream: str, group: str) -> _Plan[list[Consumer]]:
+        replies = yield _one("xinfo_consumers", stream, group, tolerate="")  # no stream or group
+        return [] if replies is None else _consumers(replies[0])
+
     def groups(self, stream: str) -> _Plan[list[Group]]:
         replies = yield _one("xinfo_groups", stream, tolerate="")  # "" : no such stream
         return [] if replies is None else _groups(replies[0])
@@ -295,9 +318,14 @@ class RedisStreamsTransport(Transport):
         self._client = _client_for(redis.Redis, client, url)
         self._owns_client = client is None
         self._closed = False
-        self._publish_lock = threading.Lock()
+        self._publish_lock = threading.Lock()  # the publishing connection's, held by the leader
         self._publisher: Connection | None = None  # taken from the pool on first publish
         self._publisher_pid = 0
+        self._encoder = self._client.connection_pool.get_encoder()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Slot] = []  # publishes waiting for the connection
+        self._leading = False  # whether a thread is sending (or about to send) the queue
+        self._crowded = False  # whether the last round sent the publishes of several callers
 
     @classmethod
     def from_url(cls, url: str = DEFAULT_URL, *, maxlen: int | None = None) -> Self:
@@ -305,21 +333,21 @@ class RedisStreamsTransport(Transport):
         return cls(url=url, maxlen=maxlen)
 
     def _publish(self, stream: str, payload: bytes) -> str:
-        # The hot path of every remote send(): one XADD on a connection of its own.
-        command = self._commands.xadd(stream, payload)
-        with self._publish_lock:
-            self._check_open()
-            try:
-                reply = self._round_trip(command)
-            except redis.RedisError as err:
-                raise _transport_error("XADD", stream, err) from err
+        # The hot path of every remote send(): one XADD, sent with those of the
+        # other threads publishing at the same moment.
+        [reply] = self._coalesced(stream, [self._commands.xadd(self._key(stream), payload)])
         return _id(reply)
 
     def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
-        return self._run("XADD", stream, self._commands.publish_many(stream, payloads))
+        xadd, key = self._commands.xadd, self._key(stream)
+        return [_id(reply) for reply in self._coalesced(stream, [xadd(key, p) for p in payloads])]
 
-    def _ensure_group(self, stream: str, group: str) -> None:
-        self._run("XGROUP CREATE", stream, self._commands.ensure_group(stream, group))
+    def _key(self, stream: str) -> bytes:
+        # As redis-py would send it: encoded with the client's encoding.
+        return self._encoder.encode(stream)  # type: ignore[no-untyped-call,no-any-return]
+
+    def _ensure_group(self, stream: str, group: str, consumer: str | None) -> None:
+        self._run("XGROUP CREATE", stream, self._commands.ensure_group(stream, group, consumer))
 
     def _consume(
         self, stream: str, group: str, consumer: str, count: int, block: float | None
@@ -362,6 +390,9 @@ class RedisStreamsTransport(Transport):
 
     def _groups(self, stream: str) -> list[Group]:
         return self._run("XINFO GROUPS", stream, self._commands.groups(stream))
+
+    def _consumers(self, stream: str, group: str) -> list[Consumer]:
+        return self._run("XINFO CONSUMERS", stream, self._commands.consumers(stream, group))
 
     def _trim_acknowledged(self, stream: str) -> int:
         return self._run("XTRIM", stream, self._commands.trim_acknowledged(stream))
@@ -420,29 +451,92 @@ class RedisStreamsTransport(Transport):
                 return None
             raise
 
-    def _round_trip(self, command: tuple[Any, ...]) -> Any:
-        """Send *command* on the publishing connection, return its reply. Under the lock."""
-        # Going round redis-py's execute_command() (a pool checkout, retry and
-        # metrics per call) halves the cost of a publish.
+    def _coalesced(self, stream: str, commands: list[bytes]) -> list[Any]:
+        """Send *commands* on the publishing connection and return their replies,
+        in one pipeline with those of every other thread publishing meanwhile.
+
+        A "group commit": the first caller to find nobody sending leads: it
+        takes the connection, then everything queued by then, sends it in one
+        write and reads the replies, handing each caller its own (or its own
+        error); callers that came meanwhile wait, and the first of those still
+        queued leads next. Alone, a caller sends at once: no added latency.
+        Each thread's publishes keep their order (a thread has one in the queue
+        at a time, and the queue is sent in order).
+        """
+        slot = _Slot(commands)
+        with self._queue_lock:
+            self._queue.append(slot)
+            lead, self._leading = not self._leading, True
+        if not lead:
+            slot.wake.acquire()  # released once sent, or to lead the next round
+        elif self._crowded:
+            # The last round carried several callers, just woken: let them queue
+            # their next publish before this round leaves (alone, no wait at all).
+            time.sleep(0)
+        if not slot.sent:
+            self._lead(slot)
+        if slot.error is not None:
+            error = slot.error
+            if isinstance(error, TransportError):
+                raise error
+            raise _transport_error("XADD", stream, error) from error
+        for reply in slot.replies:
+            if isinstance(reply, redis.RedisError):
+                raise _transport_error("XADD", stream, reply) from reply
+        return slot.replies
+
+    def _lead(self, mine: _Slot) -> None:
+        """Send what is queued (*mine* among it), then wake its callers, and
+        the next leader if more was queued meanwhile."""
+        batch: list[_Slot] = []
+        try:
+            with self._publish_lock:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                if self._closed:
+                    for slot in batch:
+                        slot.error = TransportError("the transport is closed")
+                else:
+                    self._send(batch)
+                self._crowded = len(batch) > 1
+        finally:
+            for slot in batch:
+                slot.sent = True
+                if slot.error is None and len(slot.replies) != len(slot.commands):
+                    # Interrupted (KeyboardInterrupt in the leader): never leave a caller waiting.
+                    slot.error = redis.ConnectionError("interrupted before the reply was read")
+            with self._queue_lock:
+                if not batch and mine in self._queue:
+                    # Interrupted before taking the queue: leave, and let the next one lead.
+                    self._queue.remove(mine)
+                if self._queue:
+                    self._queue[0].wake.release()  # it leads the next round
+                else:
+                    self._leading = False
+            for slot in batch:
+                if slot is not mine:
+                    slot.wake.release()
+
+    def _send(self, batch: list[_Slot]) -> None:
+        """Send the commands of *batch* in one write, and give each slot its
+        replies (a ``redis.ResponseError`` in place of a refused command)."""
+        # Going round redis-py's execute_command() and Pipeline (a pool checkout,
+        # retry and metrics per call, a command stack) halves the cost of a publish.
         if self._publisher is None or self._publisher_pid != os.getpid():
             # A connection taken before a fork is the parent's socket too: the
             # replies would go to whichever process reads first. Take a new one.
-            self._publisher = self._client.connection_pool.get_connection()
-            self._publisher_pid = os.getpid()
-        try:
-            return _send(self._publisher, command)
-        except redis.ConnectionError as first:
-            # Redis restarted, or dropped the idle connection: redis-py has
-            # disconnected it, and sending again connects anew. The same payload,
-            # so the same event id: a first XADD that did get through is a
-            # duplicate receivers can recognise.
             try:
-                return _send(self._publisher, command)
-            except redis.RedisError as second:
-                raise redis.ConnectionError(
-                    f"{second} (sent twice: the first attempt failed with {first!r}, "
-                    "and may have been published)"
-                ) from second
+                self._publisher = self._client.connection_pool.get_connection()
+            except redis.RedisError as err:  # it connects at once: Redis is down
+                for slot in batch:
+                    slot.error = err
+                return
+            self._publisher_pid = os.getpid()
+        replies = _pipeline(self._publisher, [c for slot in batch for c in slot.commands])
+        start = 0
+        for slot in batch:
+            slot.replies = replies[start : start + len(slot.commands)]
+            start += len(slot.commands)
 
 
 class AsyncRedisStreamsTransport(AsyncTransport):
@@ -483,8 +577,9 @@ class AsyncRedisStreamsTransport(AsyncTransport):
     async def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
         return await self._run("XADD", stream, self._commands.publish_many(stream, payloads))
 
-    async def _ensure_group(self, stream: str, group: str) -> None:
-        await self._run("XGROUP CREATE", stream, self._commands.ensure_group(stream, group))
+    async def _ensure_group(self, stream: str, group: str, consumer: str | None) -> None:
+        plan = self._commands.ensure_group(stream, group, consumer)
+        await self._run("XGROUP CREATE", stream, plan)
 
     async def _consume(
         self, stream: str, group: str, consumer: str, count: int, block: float | None
@@ -527,6 +622,10 @@ class AsyncRedisStreamsTransport(AsyncTransport):
 
     async def _groups(self, stream: str) -> list[Group]:
         return await self._run("XINFO GROUPS", stream, self._commands.groups(stream))
+
+    async def _consumers(self, stream: str, group: str) -> list[Consumer]:
+        plan = self._commands.consumers(stream, group)
+        return await self._run("XINFO CONSUMERS", stream, plan)
 
     async def _trim_acknowledged(self, stream: str) -> int:
         return await self._run("XTRIM", stream, self._commands.trim_acknowledged(stream))
@@ -613,6 +712,15 @@ def _groups(replies: list[dict[str, Any]]) -> list[Group]:
     return sorted(groups, key=lambda group: group.name)
 
 
+def _consumers(replies: list[dict[str, Any]]) -> list[Consumer]:
+    # Redis 7.2 adds "inactive" (since the last successful read); 7.0 has "idle" only.
+    consumers = [
+        Consumer(_text(reply["name"]), int(reply["pending"]), int(reply["idle"]) / 1000)
+        for reply in replies
+    ]
+    return sorted(consumers, key=lambda consumer: consumer.name)
+
+
 def _trim_bound(groups: list[dict[str, Any]], oldest_pending: list[Any]) -> str | None:
     """``XTRIM MINID`` for what every group is done with: the lowest of each
     group's oldest pending id, or the id after its last delivered one.
@@ -660,17 +768,60 @@ def _check_maxlen(maxlen: int | None) -> int | None:
     return maxlen
 
 
-def _send(connection: Connection, command: tuple[Any, ...]) -> Any:
-    try:
-        connection.send_command(*command)  # type: ignore[no-untyped-call]
-        return connection.read_response()
-    except redis.ResponseError:
-        raise  # the error was the reply: the connection is still in step
-    except BaseException:
-        # Anything else (KeyboardInterrupt between send and read, say) may leave
-        # a reply unread, which the next publish would take for its own.
-        connection.disconnect()  # type: ignore[no-untyped-call]
-        raise
+class _Slot:
+    """One caller's publish in the queue of :meth:`RedisStreamsTransport._coalesced`."""
+
+    __slots__ = ("commands", "error", "replies", "sent", "wake")
+
+    def __init__(self, commands: list[bytes]) -> None:
+        self.commands = commands
+        self.replies: list[Any] = []
+        self.error: redis.RedisError | TransportError | None = None  # the whole publish failed
+        self.sent = False
+        self.wake = threading.Lock()
+        self.wake.acquire()  # held until the caller may go on
+
+
+def _pipeline(connection: Connection, commands: list[bytes]) -> list[Any]:
+    """Send *commands* (in Redis' protocol) in one write and read their replies; a refused command's
+    reply is its ``redis.ResponseError``, and the commands a broken connection
+    left without a reply get a ``redis.ConnectionError``.
+
+    If the connection was broken (Redis restarted, or dropped it while idle),
+    the commands still without a reply are sent once more, on a new
+    connection: the same payloads, so the same event ids, and an XADD that did
+    get through the first time is a duplicate receivers can recognise.
+    """
+    replies: list[Any] = []
+    first: redis.ConnectionError | None = None
+    while True:
+        waiting = commands[len(replies) :]
+        try:
+            connection.send_packed_command([b"".join(waiting)])  # type: ignore[no-untyped-call]
+            for _ in waiting:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as refused:  # the reply: still in step
+                    replies.append(refused)
+        except redis.ConnectionError as err:
+            if first is None:
+                first = err  # redis-py has disconnected: sending again connects anew
+                continue
+            failed = redis.ConnectionError(
+                f"{err} (sent twice: the first attempt failed with {first!r}, "
+                "and may have been published)"
+            )
+            return replies + [failed] * (len(commands) - len(replies))
+        except redis.RedisError as err:  # a timeout: the replies may come later, out of step
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            return replies + [err] * (len(commands) - len(replies))
+        except BaseException:
+            # KeyboardInterrupt between send and read, say: a reply left unread
+            # would be taken by the next publish for its own.
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            raise
+        else:
+            return replies
 
 
 def _transport_error(command: str, stream: str, err: redis.RedisError) -> TransportError:
