@@ -12,7 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyCookie
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -107,6 +107,16 @@ TEXT_SCHEMA: JsonDict = {
 TEXT_HELP = f"1 to {TEXT_MAX} characters once stripped, one of them visible, without NUL."
 
 
+def _usable_password(password: str) -> str:
+    error = auth.password_error(password)
+    if error:
+        raise ValueError(error)
+    return password
+
+
+UsablePassword = Annotated[str, AfterValidator(_usable_password)]
+
+
 class Message(BaseModel):
     detail: str = Field(examples=["Not logged in."])
 
@@ -115,7 +125,9 @@ class NewUser(BaseModel):
     username: str = Field(
         description="3 to 40 letters, digits, '_', '.' or '-'.", json_schema_extra=USERNAME_SCHEMA
     )
-    password: str = Field(description="8 to 128 characters.", json_schema_extra=PASSWORD_SCHEMA)
+    password: UsablePassword = Field(
+        description="8 to 128 characters.", json_schema_extra=PASSWORD_SCHEMA
+    )
 
     @field_validator("username")
     @classmethod
@@ -125,14 +137,6 @@ class NewUser(BaseModel):
         if error:
             raise ValueError(error)
         return username
-
-    @field_validator("password")
-    @classmethod
-    def _valid_password(cls, password: str) -> str:
-        error = auth.password_error(password)
-        if error:
-            raise ValueError(error)
-        return password
 
 
 class Credentials(BaseModel):
@@ -381,15 +385,9 @@ def log_out(request: Request) -> Response:
 
 class PasswordChange(BaseModel):
     current: str = Field(description="The current password.")
-    new: str = Field(description="8 to 128 characters.", json_schema_extra=PASSWORD_SCHEMA)
-
-    @field_validator("new")
-    @classmethod
-    def _valid_password(cls, password: str) -> str:
-        error = auth.password_error(password)
-        if error:
-            raise ValueError(error)
-        return password
+    new: UsablePassword = Field(
+        description="8 to 128 characters.", json_schema_extra=PASSWORD_SCHEMA
+    )
 
 
 class PasswordChanged(BaseModel):

@@ -62,6 +62,8 @@ _hash_slots = threading.BoundedSemaphore(HASH_SLOTS)
 class LoginLocked(Exception):
     """Too many failed logins: refused until *until* (a Unix timestamp)."""
 
+    reason = "Too many failed logins"
+
     def __init__(self, until: float) -> None:
         self.until = until
         super().__init__(self.message)
@@ -74,17 +76,13 @@ class LoginLocked(Exception):
     def message(self) -> str:
         minutes = max(1, math.ceil(self.seconds / 60))
         unit = "minute" if minutes == 1 else "minutes"
-        return f"Too many failed logins: try again in {minutes} {unit}."
+        return f"{self.reason}: try again in {minutes} {unit}."
 
 
 class TooManyRegistrations(LoginLocked):
     """Too many accounts were created from this address lately."""
 
-    @property
-    def message(self) -> str:
-        minutes = max(1, math.ceil(self.seconds / 60))
-        unit = "minute" if minutes == 1 else "minutes"
-        return f"Too many accounts were created from your address: try again in {minutes} {unit}."
+    reason = "Too many accounts were created from your address"
 
 
 class Busy(Exception):
