@@ -191,9 +191,12 @@ def test_a_visit(live_server: str, visit: Visit) -> None:
     completed = click.locator('.signal-event.send[data-signal="todo_completed"]')
     expect(completed.locator(".signal-sender")).to_have_text("Todo", timeout=visit.wait())
     receivers = completed.locator(".receiver")
-    expect(receivers).to_have_count(2, timeout=visit.wait())  # log_completed, the publisher
-    expect(receivers.first).to_contain_text("deferred", timeout=visit.wait())
-    expect(receivers.nth(1)).to_contain_text("→ todo:events", timeout=visit.wait())
+    # The publisher (an ordinary receiver deferring its publish), then log_completed
+    # (an on-commit one): the dispatcher calls ordinary receivers first.
+    expect(receivers).to_have_count(2, timeout=visit.wait())
+    expect(receivers.first).to_contain_text("→ todo:events", timeout=visit.wait())
+    expect(receivers.nth(1)).to_contain_text("log_completed", timeout=visit.wait())
+    expect(receivers.nth(1)).to_contain_text("deferred", timeout=visit.wait())
     worker = click.locator('.signal-event.worker[data-receiver="todo.remote.congratulate"]')
     expect(worker).to_contain_text("worker, attempt 1", timeout=visit.wait())
     expect(worker.locator(".receiver")).to_contain_text("done", timeout=visit.wait())
