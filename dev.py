@@ -5,6 +5,7 @@
                            (python -m todo [--host H] [--port P])
     python3 dev.py test    set up and run the whole suite: ruff, mypy --strict, and
                            pytest on Python 3.11 plus 3.12 / 3.13 where installed
+                           (the Todo app's tests on the first Python only)
     python3 dev.py bench   run the benchmarks against django.dispatch, blinker, psygnal
                            (its set-up also installs the bench extra: RQ and Celery,
                            the peers of benchmarks/bench_remote.py)
@@ -27,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 EXTRA_PYTHONS = ("3.12", "3.13")
+APP_TESTS = ("tests/todo", "tests/test_bench_todo.py")  # run on the first Python only
 CHROMIUM = "/usr/bin/chromium"  # Debian's, for the Todo app's browser test
 
 
@@ -140,8 +142,11 @@ def test(pytest_args: list[str]) -> int:
     reports = ROOT / ".reports"
     reports.mkdir(exist_ok=True)
     totals = {"passed": 0, "failed": 0, "skipped": 0}
-    for version, venv_python in interpreters:
+    for index, (version, venv_python) in enumerate(interpreters):
         report = reports / f"pytest-{version}.xml"
+        # The library's suite runs on every Python; the Todo app's (an application,
+        # served by one Python: a third of the suite's time) on the first only.
+        only_library = [f"--ignore={path}" for path in APP_TESTS] if index else []
         code = run(
             [
                 venv_python,
@@ -150,6 +155,7 @@ def test(pytest_args: list[str]) -> int:
                 f"--junitxml={report}",
                 "-p",
                 "no:cacheprovider",
+                *only_library,
                 *pytest_args,
             ]
         )
