@@ -228,7 +228,7 @@ def test_a_deferred_records_when_its_receiver_ran_and_for_how_long(
 
     before = time.time()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(oncommit.logger, "disabled", True)
+        patch.setattr(logging.getLogger("tocsin"), "disabled", True)
         transaction.commit()
     after = time.time()
 

@@ -20,7 +20,8 @@ import pytest
 from _named_receivers import NamedReceivers, responses
 from _named_receivers import NamedReceivers as Calls
 from tocsin import Signal, oncommit, receiver
-from tocsin.dispatcher import _Connection, _ExtendedRow
+from tocsin._connection import Connection as _Connection
+from tocsin._django_rows import ExtendedRow as _ExtendedRow
 from tocsin.oncommit import Deferred
 
 

@@ -194,10 +194,13 @@ def check_no_running_loop(what: str) -> None:
         asyncio.get_running_loop()
     except RuntimeError:
         return
+    # asgiref's message first: Django's send() fails with it here, and code
+    # catching the RuntimeError may match on it.
     raise AsyncReceiversInLoopError(
-        f"{what} has async receivers and was called from a thread whose event loop is "
-        f"running; it cannot wait for them without blocking that loop. "
-        f"Use 'await signal.asend(...)' (or asend_robust) in async code."
+        f"You cannot use AsyncToSync in the same thread as an async event loop - just "
+        f"await the async function directly. {what} has async receivers and was called "
+        f"from a thread whose event loop is running; it cannot wait for them without "
+        f"blocking that loop. Use 'await signal.asend(...)' (or asend_robust) in async code."
     )
 
 

@@ -7,19 +7,35 @@ no reference to the receiver afterwards (Django's ``func_accepts_kwargs`` is
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import inspect
+import sys
 from types import FunctionType, MethodType
 from typing import Any
 
-# Python 3.11's asyncio and asgiref mark "async" callables with this attribute;
-# 3.12+ replaced it with inspect.markcoroutinefunction, which
-# inspect.iscoroutinefunction already understands.
-_LEGACY_COROUTINE_MARKER = getattr(asyncio.coroutines, "_is_coroutine", object())
+# inspect's CO_VARKEYWORDS and CO_COROUTINE: fixed by CPython's code objects.
+# inspect itself (and asyncio) is imported only when a receiver that is not a
+# plain function needs it, so that ``import tocsin`` stays cheap.
+_CO_VARKEYWORDS = 0x08
+_CO_COROUTINE = 0x80
 
-_CO_VARKEYWORDS = inspect.CO_VARKEYWORDS
-_CO_COROUTINE = inspect.CO_COROUTINE
+
+def _legacy_coroutine_marker() -> object:
+    """What Python 3.11's asyncio and asgiref mark "async" callables with (3.12+
+    replaced it with inspect.markcoroutinefunction, which
+    inspect.iscoroutinefunction already understands). Nothing can carry it
+    before asyncio is imported."""
+    asyncio = sys.modules.get("asyncio")
+    coroutines = getattr(asyncio, "coroutines", None)
+    return getattr(coroutines, "_is_coroutine", _NO_MARKER)
+
+
+_NO_MARKER = object()
+
+
+# Django's messages, word for word: tocsin's begin with them (code and tests
+# match on them), then say which receiver and what to do.
+NOT_CALLABLE = "Signal receivers must be callable."
+NO_KWARGS = "Signal receivers must accept keyword arguments (**kwargs)."
 
 
 def check_receiver(receiver: object) -> bool:
@@ -39,11 +55,15 @@ def check_receiver(receiver: object) -> bool:
         # inspect.markcoroutinefunction (3.12+) and asgiref on 3.11 set these;
         # getattr, not func.__dict__, which would allocate a dict.
         if getattr(func, "_is_coroutine_marker", None) is not None:
+            import inspect
+
             return inspect.iscoroutinefunction(func)
-        return getattr(func, "_is_coroutine", None) is _LEGACY_COROUTINE_MARKER
+        marker = getattr(func, "_is_coroutine", None)
+        return marker is not None and marker is _legacy_coroutine_marker()
     if not callable(receiver):
         raise TypeError(
-            f"Signal receivers must be callable; got {type(receiver).__name__} {receiver!r}."
+            f"{NOT_CALLABLE} Got {type(receiver).__name__} {receiver!r}: connect a "
+            f"function, a bound method or an object with __call__."
         )
     if not accepts_kwargs(receiver):
         _reject_kwargs(receiver)
@@ -52,8 +72,8 @@ def check_receiver(receiver: object) -> bool:
 
 def _reject_kwargs(receiver: object) -> None:
     raise ValueError(
-        f"Signal receivers must accept keyword arguments (**kwargs): "
-        f"receiver {describe(receiver)} does not; add **kwargs to its parameters."
+        f"{NO_KWARGS} Receiver {describe(receiver)} does not; add **kwargs to its "
+        f"parameters (a send may add arguments)."
     )
 
 
@@ -74,8 +94,10 @@ def _unwrap_partial(receiver: object) -> object:
 
 
 def _marked_async(func: object) -> bool:
+    import inspect
+
     return inspect.iscoroutinefunction(func) or (
-        getattr(func, "_is_coroutine", None) is _LEGACY_COROUTINE_MARKER
+        getattr(func, "_is_coroutine", None) is _legacy_coroutine_marker()
     )
 
 
@@ -108,6 +130,8 @@ def accepts_kwargs(receiver: object) -> bool:
     func = receiver.__func__ if isinstance(receiver, MethodType) else receiver
     if type(func) is FunctionType and not hasattr(func, "__wrapped__"):
         return bool(func.__code__.co_flags & _CO_VARKEYWORDS)
+    import inspect
+
     try:
         parameters = inspect.signature(receiver).parameters.values()  # type: ignore[arg-type]
     except (TypeError, ValueError):

@@ -2,17 +2,17 @@
 
 How it is laid out (see docs/how-it-works.md for the long walk-through):
 
-* ``_registry`` is a dict from lookup key to connection, in connection order.
-  Looking a key up makes duplicate detection and ``disconnect()`` O(1), where
-  Django scans a list. The most common connection (a weakly referenced,
-  synchronous receiver for any sender) is stored as the bare
-  ``weakref.ref``, which keeps a connected receiver under 150 bytes; any other
-  connection is a :class:`_Connection`.
+* ``_registry`` is a dict from lookup key to connection, in connection order
+  (see :mod:`tocsin._connection`). Looking a key up makes duplicate detection
+  and ``disconnect()`` O(1), where Django scans a list. ``receivers``, Django's
+  list of rows, is computed from it (see :mod:`tocsin._django_rows`).
 * A *plan* is what ``send()`` needs for one sender: a tuple of derefs for the
-  sync receivers, and the rest (async and on-commit receivers) in a
-  :class:`_Slow`, built under the lock from the registry the first time it is
-  needed and cached until the registry changes. ``send()`` itself takes no
-  lock and never scans the registry.
+  sync receivers, and the rest (async and on-commit receivers, and installed
+  hooks) in a :class:`_Slow`, built under the lock from the registry the
+  first time it is needed and cached until the registry or the hooks change.
+  ``send()`` itself takes no lock and never scans the registry.
+* :mod:`tocsin.hooks` is the one extension point: a hook changes a send's
+  plan or observes it. While none is installed, sends never look for one.
 * Weak-reference callbacks only flag the signal dirty and drop the cached
   plans; the dead entries are purged under the lock by the next connect,
   disconnect or plan build (a callback can run during garbage collection
@@ -22,122 +22,82 @@ How it is laid out (see docs/how-it-works.md for the long walk-through):
 from __future__ import annotations
 
 import contextlib
-import logging
+import functools
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, SupportsIndex, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
-from . import _async, diagnostics, oncommit
+from . import diagnostics, hooks, oncommit
+from ._connection import SENDER, Connection, count_senders, identity_of, is_dead, priority_of
+from ._django_rows import ReceiverEntry, ReceiverList, read_row, row_of
 from ._inspect import check_receiver, describe, is_bound_method
+from ._log import logger
+from ._options import ON_COMMIT_ROBUST, ConnectOptions, Options, read_options
 from ._refs import NONE_ID, Deref, WeakMethodRef, deref_for, make_id
+from .hooks import Later, Plan, SendHook, SendInfo, SendObserver
 
 if TYPE_CHECKING:
-    from typing import ParamSpec
+    from typing import ParamSpec, Unpack
 
     from .typed import ReceiverDecorator, TypedSignal
 
     _P = ParamSpec("_P")
 
-__all__ = ["Signal", "receiver"]
-
-logger = logging.getLogger("tocsin")
+__all__ = ["ConnectionInfo", "ReceiverEntry", "Signal", "all_signals", "receiver"]
 
 R = TypeVar("R", bound=Callable[..., Any])
 
-# Registry keys of connections restricted to one sender are tagged with this,
-# so that they can never equal a key of an "any sender" connection (which is
-# the receiver's id or the dispatch_uid itself).
-_SENDER = object()
-
-# Connection.on_commit: an ordinary receiver, or one that waits for the
-# commit and whose failures are logged (robust) or raised.
-_NOW, _ON_COMMIT_ROBUST, _ON_COMMIT_RAISE = 0, 1, 2
-
-
-class _Later(NamedTuple):
-    """An on-commit receiver in a plan."""
-
-    deref: Deref
-    is_async: bool
-    robust: bool
-
 
 class _Slow(NamedTuple):
-    """The receivers send() does not call inline: async and on-commit ones."""
+    """What makes a send leave the all-sync fast path: async receivers,
+    on-commit receivers, or installed hooks (see :mod:`tocsin.hooks`)."""
 
     async_: tuple[Deref, ...]
-    later: tuple[_Later, ...]
+    later: tuple[Later, ...]
+    hooks: tuple[SendHook, ...] = ()
+    # Those of *hooks* that override SendHook.plan (asked on every send).
+    planners: tuple[SendHook, ...] = ()
 
 
-# (sync derefs, _Slow or ()), or () when no receiver matches: falsy, so that
-# send() with nobody listening returns after one test, and () in the second
-# place keeps the all-sync send to one more test.
-Derefs = tuple[tuple[Deref, ...], _Slow | tuple[()]]
-Plan = Derefs | tuple[()]
-_NO_PLAN: Plan = ()
+# A plan is what send() needs for one sender: (sync derefs, _Slow or ()).
+# It stays a bare 2-tuple because send() unpacks it on every call, and only
+# an exact tuple takes the interpreter's fast unpacking path. A plan with no
+# receiver (and no hook) is _NO_PLAN, (), so that send() with nobody
+# listening returns after one test; () in the second place keeps the all-sync
+# send to one more test. Outside this module, plans are hooks.Plan.
+_Plan = tuple[tuple[Deref, ...], _Slow | tuple[()]]
+_NO_PLAN: tuple[()] = ()
+_EMPTY: _Plan = ((), ())
 
 
-class _Connection:
-    """A connection that is not the common case (see the module docstring)."""
+class ConnectionInfo(NamedTuple):
+    """One live connection, as :meth:`Signal.connections` lists it."""
 
-    __slots__ = ("is_async", "on_commit", "priority", "ref", "sender_key", "sender_ref", "weak")
-
-    def __init__(
-        self,
-        ref: Any,
-        weak: bool,
-        sender_key: Hashable,
-        sender_ref: weakref.ref[Any] | None,
-        is_async: bool,
-        on_commit: int = _NOW,
-        priority: int = 0,
-    ) -> None:
-        self.ref = ref
-        self.weak = weak
-        self.sender_key = sender_key
-        self.sender_ref = sender_ref
-        self.is_async = is_async
-        self.on_commit = on_commit
-        self.priority = priority
-
-    def is_dead(self) -> bool:
-        if self.weak and self.ref() is None:
-            return True
-        return self.sender_ref is not None and self.sender_ref() is None
-
-
-class ReceiverEntry(NamedTuple):
-    """One row of :attr:`Signal.receivers`, in Django 6's layout."""
-
-    lookup_key: tuple[Hashable, Hashable]
-    receiver: Any
-    sender_ref: weakref.ref[Any] | None
+    identity: Hashable
+    """Django's receiver identity (``make_id(receiver)``) or the ``dispatch_uid``."""
+    receiver: Callable[..., Any]
+    sender: object
+    """The sender the receiver is restricted to; None for any sender (or a
+    sender that cannot be weakly referenced: see ``sender_key``)."""
+    sender_key: Hashable
+    """``make_id(sender)``, or Django's ``NONE_ID`` for any sender."""
+    any_sender: bool
+    weak: bool
     is_async: bool
-
-
-class _ExtendedRow(ReceiverEntry):
-    """A row of a connection with tocsin's options (``on_commit``, ``priority``):
-    Django's layout, plus the options, so that assigning saved rows back to
-    ``receivers`` keeps them."""
-
-    on_commit: int
+    on_commit: bool
+    robust: bool
     priority: int
 
-    def _replace(self, /, **fields: Any) -> _ExtendedRow:
-        row = super()._replace(**fields)
-        row.on_commit, row.priority = self.on_commit, self.priority
-        return row
 
-
-# Every Signal alive, for tocsin.introspect and the command line.
+# Every Signal alive, for tocsin.introspect, the command line, and hooks
+# installed on every signal.
 _every_signal: weakref.WeakSet[Signal] = weakref.WeakSet()
 
 
-def _is_dead(entry: Any) -> bool:
-    if type(entry) is _Connection:
-        return entry.is_dead()
-    return entry() is None
+def all_signals() -> list[Signal]:
+    """Every Signal alive, in no particular order."""
+    return list(_every_signal)
 
 
 class Signal:
@@ -150,8 +110,9 @@ class Signal:
     """
 
     def __init__(self, use_caching: bool = False) -> None:
+        _check_use_caching(use_caching)
         self.use_caching = use_caching
-        _every_signal.add(self)  # for tocsin.introspect
+        _every_signal.add(self)
         # Reentrant, unlike Django's Lock: code that holds ``signal.lock``
         # (as some Django add-ons do) may still read or assign ``receivers``.
         self.lock = threading.RLock()
@@ -161,15 +122,15 @@ class Signal:
         self._senders: dict[Hashable, int] = {}
         # The plan for every sender, while no connection is sender-filtered;
         # None when not built yet or when some connection is.
-        self._any_plan: Plan | None = None
+        self._any_plan: _Plan | tuple[()] | None = None
         # Plans of the senders in _senders, keyed by their sender key (id(),
         # or Django's (id(self), id(func)) for a bound method), plus the plan
         # of every other sender under NONE_ID. Only keys of senders that have
         # connections are cached, so that a dead sender's id() reused by a
         # new object can never find a stale plan. Exposed under Django's name
         # so that code calling ``sender_receivers_cache.clear()`` keeps working.
-        self._plans: dict[Hashable, Plan] = {}
-        # Bumped on every change of the registry; see _ReceiverList.
+        self._plans: dict[Hashable, _Plan | tuple[()]] = {}
+        # Bumped on every change of the registry; see ReceiverList.
         self._version = 0
         self._dead_receivers = False
         # One bound method shared by every weak reference this signal makes.
@@ -179,15 +140,12 @@ class Signal:
 
     def connect(
         self,
-        receiver: Callable[..., Any],
+        receiver: R,
         sender: object = None,
         weak: bool = True,
         dispatch_uid: Hashable = None,
-        *,
-        on_commit: bool = False,
-        robust: bool | None = None,
-        priority: int = 0,
-    ) -> None:
+        **options: Unpack[ConnectOptions],
+    ) -> R:
         """Connect *receiver* so that it is called when this signal is sent.
 
         :param receiver: a callable that accepts ``**kwargs``: a function, a
@@ -201,26 +159,22 @@ class Signal:
             references vanish at once: connect them with ``weak=False``.
         :param dispatch_uid: a hashable identifier; a second connection with
             the same (truthy) ``dispatch_uid`` and sender is ignored.
-
-        :param on_commit: (tocsin only) call *receiver* only after the
-            transaction the send happened in commits, and never if it rolls
-            back; outside a transaction it is called at once. See
-            :mod:`tocsin.oncommit` and docs/after-commit.md.
-        :param robust: for an ``on_commit`` receiver: log its failures after
-            the commit (True, the default) or raise them from the commit.
-        :param priority: (tocsin only) receivers with a higher priority are
-            called first; equal priorities (all are 0 by default) keep
-            connection order. Sync receivers still come before async ones.
+        :param options: tocsin's own (:class:`~tocsin._options.ConnectOptions`):
+            ``on_commit=True`` calls *receiver* only after the transaction the
+            send happened in commits, and never if it rolls back (outside a
+            transaction, at once; see docs/after-commit.md); ``robust=`` (for
+            an on-commit receiver) logs its failures after the commit (True,
+            the default) or raises them (False); ``priority=`` calls receivers
+            with a higher priority first (equal priorities, 0 by default, keep
+            connection order; sync receivers still come before async ones).
+        :returns: *receiver*, so that ``@signal.connect`` also works as a
+            decorator (Django returns None; nothing reads it).
 
         Connecting the same receiver (or ``dispatch_uid``) to the same sender
         twice is ignored: the first connection wins and keeps its place.
         """
         receiver_is_async = check_receiver(receiver)
-        later = _NOW
-        if on_commit is not False or robust is not None:
-            later = _on_commit_mode(on_commit, robust)
-        if priority != 0 or type(priority) is not int:
-            _check_priority(priority)
+        later, priority = read_options(options) if options else _DEFAULT_OPTIONS
         key: Hashable
         if sender is None and not dispatch_uid:  # the common case, inline
             key = make_id(receiver)
@@ -247,14 +201,14 @@ class Signal:
             entry = ref  # the compact common case
         else:
             sender_key = NONE_ID if sender is None else make_id(sender)
-            entry = _Connection(
+            entry = Connection(
                 ref, bool(weak), sender_key, sender_ref, receiver_is_async, later, priority
             )
         replaced = None
         with self.lock:
             purged = self._clear_dead_receivers() if self._dead_receivers else None
             existing = self._registry.get(key)
-            if existing is not None and _is_dead(existing):
+            if existing is not None and is_dead(existing):
                 # Dead, but not flagged yet (its weakref callback has not run,
                 # or reports elsewhere): the new connection takes its place.
                 replaced = self._remove(key)
@@ -265,6 +219,7 @@ class Signal:
                     self._count_sender(key, +1)
                 self._invalidate()
         del purged, replaced  # only now: a receiver's __del__ may use this signal
+        return receiver
 
     def disconnect(
         self,
@@ -304,13 +259,70 @@ class Signal:
         With the default ``sender=None`` only receivers connected for any
         sender count, as in Django.
         """
-        sync, slow = self._receivers_of(sender)
+        sync, slow = self._planned(self._receivers_of(sender), sender)
         for deref in sync:
             if deref() is not None:
                 return True
         if not slow:
             return False
         return any(deref() is not None for deref in _slow_derefs(slow))
+
+    # -- for integrations -----------------------------------------------------------
+
+    def would_send(self, sender: object) -> bool:
+        """Whether a send from *sender* would do anything: some receiver is
+        connected for it, or a hook is installed (:mod:`tocsin.hooks`).
+
+        Cheap (a cached lookup; receivers are not dereferenced, so one that
+        died a moment ago may still count): for integrations that skip
+        building costly arguments when nobody listens.
+        """
+        plan = self._any_plan
+        if plan is None:
+            plan = self._plans.get(id(sender)) if self._senders else None
+            if plan is None:
+                plan = self._plan(sender)
+        return bool(plan)
+
+    def would_send_any(self) -> bool:
+        """Whether a send from some sender would do anything (see :meth:`would_send`)."""
+        return bool(self._registry) or bool(hooks.installed(self))
+
+    def send_with_awaiter(
+        self, await_: Callable[[Awaitable[Any]], Any], sender: object, /, **named: Any
+    ) -> list[tuple[Any, Any]]:
+        """:meth:`send`, for code that runs on an event loop's thread but
+        cannot ``await``: *await_* waits for the async receivers from there.
+
+        SQLAlchemy's ``AsyncSession`` runs the ORM in a greenlet on the loop's
+        thread, where ``send()`` refuses async receivers; its ``await_`` can
+        wait for them.
+        """
+        plan = self._receivers_of(sender)
+        if plan[1]:
+            return self._send_slow(sender, named, plan, "send", await_)
+        return self._call_all(_live(plan[0]), sender, named)
+
+    def connections(self) -> list[ConnectionInfo]:
+        """The live connections, in the order a send calls them.
+
+        That is by priority (highest first, then in connection order), sync
+        receivers before async ones, and on-commit receivers last. A
+        connection restricted to one sender is listed too. The signal is not
+        changed: connections whose receiver or sender has died are left out.
+        """
+        with self.lock:
+            items = list(self._registry.items())
+        # A stable sort, as in _build_plan: equal priorities keep connection order.
+        items.sort(key=lambda item: priority_of(item[1]), reverse=True)
+        now: list[ConnectionInfo] = []
+        async_: list[ConnectionInfo] = []
+        later: list[ConnectionInfo] = []
+        for key, entry in items:
+            info = _connection_info(key, entry)
+            if info is not None:
+                (later if info.on_commit else async_ if info.is_async else now).append(info)
+        return now + async_ + later
 
     # -- sending -------------------------------------------------------------------
 
@@ -337,7 +349,7 @@ class Signal:
                 return []
         sync, slow = plan
         if slow:
-            return self._send_slow(sender, named, plan, robust=False)
+            return self._send_slow(sender, named, plan, "send")
         if len(sync) == 1:  # the most common case, without building a snapshot list
             receiver = sync[0]()
             if receiver is None:
@@ -361,7 +373,7 @@ class Signal:
         """
         plan = self._receivers_of(sender)
         if plan[1]:
-            return self._send_slow(sender, named, plan, robust=True)
+            return self._send_slow(sender, named, plan, "send_robust")
         return self._call_robust(_live(plan[0]), sender, named)
 
     async def asend(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
@@ -373,26 +385,41 @@ class Signal:
         exception is re-raised as is; several are raised as an
         ``ExceptionGroup``.
         """
-        return await self._asend(sender, named, robust=False)
+        return await self._asend(sender, named, "asend")
 
     async def asend_robust(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
         """Send from async code, catching exceptions; see :meth:`send_robust`."""
-        return await self._asend(sender, named, robust=True)
+        return await self._asend(sender, named, "asend_robust")
 
     async def _asend(
-        self, sender: object, named: dict[str, Any], robust: bool
+        self, sender: object, named: dict[str, Any], method: hooks.Method
     ) -> list[tuple[Any, Any]]:
-        return await self._asend_plan(self._receivers_of(sender), sender, named, robust)
+        plan = self._receivers_of(sender)
+        robust = method == "asend_robust"
+        slow = plan[1]
+        if not slow or not slow.hooks:
+            return await self._asend_plan(plan, sender, named, robust, ())
+        plan, observers = self._hooked(plan, sender, named, method)
+        if not observers:
+            return await self._asend_plan(plan, sender, named, robust, ())
+        with _observing(observers):
+            responses = await self._asend_plan(plan, sender, named, robust, observers)
+        return _unwrapped(responses)
 
     async def _asend_plan(
-        self, plan: Derefs, sender: object, named: dict[str, Any], robust: bool
+        self,
+        plan: _Plan,
+        sender: object,
+        named: dict[str, Any],
+        robust: bool,
+        observers: tuple[SendObserver, ...],
     ) -> list[tuple[Any, Any]]:
-        sync_receivers, async_receivers, deferred = self._gather(plan, sender, named)
+        sync_receivers, async_receivers, deferred = self._gather(plan, sender, named, observers)
         responses: list[tuple[Any, Any]] = []
         with _dropped_on_failure(deferred):
             if sync_receivers:
                 call = self._call_robust if robust else self._call_all
-                responses = await _async.run_sync_off_loop(
+                responses = await _async().run_sync_off_loop(
                     lambda: call(sync_receivers, sender, named)
                 )
                 # The worker thread may hold the job a moment longer: let it
@@ -425,29 +452,47 @@ class Signal:
         self, receivers: Sequence[Any], sender: object, named: dict[str, Any], robust: bool
     ) -> list[tuple[Any, Any]]:
         on_error = self._robust_failure if robust else None
-        results = await _async.run_concurrently(receivers, self, sender, named, on_error)
+        results = await _async().run_concurrently(receivers, self, sender, named, on_error)
         return list(zip(receivers, results, strict=True))
 
     def _send_slow(
         self,
         sender: object,
         named: dict[str, Any],
-        plan: Derefs,
-        robust: bool,
+        plan: _Plan,
+        method: hooks.Method,
         await_: Callable[[Awaitable[Any]], Any] | None = None,
     ) -> list[tuple[Any, Any]]:
-        """send() when async or on-commit receivers are connected.
+        """A sync send when async or on-commit receivers, or hooks, are in the plan.
 
         *await_* is how to wait for the async receivers: by default on a
         private loop (or asgiref's), which needs this thread to be outside a
-        running loop. An integration that runs inside one without being able
-        to ``await`` (SQLAlchemy's greenlets) passes its own.
+        running loop (see :meth:`send_with_awaiter`).
         """
-        sync_receivers, async_receivers, deferred = self._gather(plan, sender, named)
+        robust = method == "send_robust"
+        if not plan[1] or not plan[1].hooks:
+            return self._send_plan(sender, named, plan, robust, await_, ())
+        plan, observers = self._hooked(plan, sender, named, method)
+        if not observers:
+            return self._send_plan(sender, named, plan, robust, await_, ())
+        with _observing(observers):
+            responses = self._send_plan(sender, named, plan, robust, await_, observers)
+        return _unwrapped(responses)
+
+    def _send_plan(
+        self,
+        sender: object,
+        named: dict[str, Any],
+        plan: _Plan,
+        robust: bool,
+        await_: Callable[[Awaitable[Any]], Any] | None,
+        observers: tuple[SendObserver, ...],
+    ) -> list[tuple[Any, Any]]:
+        sync_receivers, async_receivers, deferred = self._gather(plan, sender, named, observers)
         with _dropped_on_failure(deferred):
             if async_receivers and await_ is None:
                 method = "send_robust()" if robust else "send()"
-                _async.check_no_running_loop(f"Signal.{method}")
+                _async().check_no_running_loop(f"Signal.{method}")
             if robust:
                 responses = self._call_robust(sync_receivers, sender, named)
             else:
@@ -458,33 +503,44 @@ class Signal:
                     return self._run_async(async_receivers, sender, named, robust)
 
                 responses.extend(
-                    await_(make()) if await_ is not None else _async.run_from_sync(make)
+                    await_(make()) if await_ is not None else _async().run_from_sync(make)
                 )
         responses.extend(deferred)
         return responses
 
     def _gather(
-        self, plan: Derefs, sender: object, named: dict[str, Any]
+        self,
+        plan: _Plan,
+        sender: object,
+        named: dict[str, Any],
+        observers: tuple[SendObserver, ...],
     ) -> tuple[list[Any], list[Any], list[tuple[Any, Any]]]:
-        """The live sync and async receivers a send calls now, and the
-        ``(receiver, Deferred)`` responses of those it defers."""
+        """The live sync and async receivers a send calls now (wrapped for
+        the *observers*, if any), and the ``(receiver, Deferred)`` responses
+        of those it defers."""
         sync, slow = plan
         sync_receivers = _live(sync)
-        if not slow:
-            return sync_receivers, [], []
-        async_receivers = _live(slow.async_)
+        async_receivers: list[Any] = []
         deferred: list[tuple[Any, Any]] = []
-        if slow.later:
-            deferred = self._defer(slow.later, sender, named, sync_receivers, async_receivers)
+        if slow:
+            async_receivers = _live(slow.async_)
+            if slow.later:
+                deferred = self._defer(
+                    slow.later, sender, named, sync_receivers, async_receivers, observers
+                )
+        if observers:
+            sync_receivers = [_Observed(r, observers) for r in sync_receivers]
+            async_receivers = [_ObservedAsync(r, observers) for r in async_receivers]
         return sync_receivers, async_receivers, deferred
 
     def _defer(
         self,
-        later: tuple[_Later, ...],
+        later: tuple[Later, ...],
         sender: object,
         named: dict[str, Any],
         sync_receivers: list[Any],
         async_receivers: list[Any],
+        observers: tuple[SendObserver, ...],
     ) -> list[tuple[Any, Any]]:
         """Defer the on-commit receivers to the send's transaction, if it has one.
 
@@ -499,13 +555,10 @@ class Signal:
         responses: list[tuple[Any, Any]] = []
         for receiver, item in live:
             if scope is not None:
-                # Under tracing, the receiver is wrapped (see tracing.py): the
-                # Deferred must hold the receiver itself, and the trace hears of it.
-                original: Any = getattr(receiver, "_tocsin_traced", receiver)
-                call = oncommit.Deferred(self, original, sender, named, item.robust)
+                call = oncommit.Deferred(self, receiver, sender, named, item.robust)
                 if scope.defer(call):
-                    if original is not receiver:
-                        receiver.deferred(call)
+                    for observer in observers:
+                        observer.deferred(receiver, call)
                     responses.append((receiver, call))
                     continue
             (async_receivers if item.is_async else sync_receivers).append(receiver)
@@ -514,9 +567,10 @@ class Signal:
     def _log_robust_failure(self, receiver: Any, err: Exception) -> None:
         # Django's message, word for word, but a receiver without a
         # __qualname__ (a partial, a callable object) is named, not fatal.
-        receiver = getattr(receiver, "_tocsin_traced", receiver)  # see tracing.py
+        if type(receiver) in _OBSERVED:
+            receiver = receiver.receiver
         name = getattr(receiver, "__qualname__", None)
-        logger.error(
+        logger().error(
             "Error calling %s in Signal.send_robust() (%s)",
             name if isinstance(name, str) else describe(receiver),
             err,
@@ -527,18 +581,55 @@ class Signal:
         self._log_robust_failure(receiver, err)
         return err
 
+    # -- hooks ---------------------------------------------------------------------
+
+    def _hooked(
+        self, plan: _Plan, sender: object, named: dict[str, Any], method: hooks.Method
+    ) -> tuple[_Plan, tuple[SendObserver, ...]]:
+        """A hooked send's plan after the plan hooks, and its observers."""
+        slow = plan[1]
+        assert slow
+        plan = self._planned(plan, sender)
+        info = SendInfo(self, sender, named, method)
+        observers = tuple(
+            observer for hook in slow.hooks if (observer := hook.observe(info)) is not None
+        )
+        return plan, observers
+
+    def _planned(self, plan: _Plan, sender: object) -> _Plan:
+        """*plan* as the plan hooks change it for this send (in this context)."""
+        slow = plan[1]
+        if not slow or not slow.planners:
+            return plan
+        view = Plan(plan[0], slow.async_, slow.later)
+        for hook in slow.planners:
+            view = hook.plan(self, sender, view)
+            if type(view) is not Plan:
+                raise TypeError(
+                    f"{describe(hook)}.plan() must return a tocsin.hooks.Plan; "
+                    f"got {type(view).__name__}."
+                )
+        sync, async_, later = view
+        if async_ or later:
+            return tuple(sync), _Slow(tuple(async_), tuple(later), slow.hooks)
+        return tuple(sync), _Slow((), (), slow.hooks) if slow.hooks else ()
+
+    def _hooks_changed(self) -> None:
+        with self.lock:
+            self._drop_plans()
+
     # -- plans ---------------------------------------------------------------------
 
-    def _receivers_of(self, sender: object) -> Derefs:
+    def _receivers_of(self, sender: object) -> _Plan:
         """The ``(sync, slow)`` plan for *sender*; what send() inlines."""
         plan = self._any_plan
         if plan is None:
             plan = self._plans.get(id(sender)) if self._senders else None
             if plan is None:
                 plan = self._plan(sender)
-        return plan or ((), ())
+        return plan or _EMPTY
 
-    def _plan(self, sender: object) -> Plan:
+    def _plan(self, sender: object) -> _Plan | tuple[()]:
         """The plan for *sender*, built and cached if needed (the slow path)."""
         if not self._senders:
             plan = self._any_plan
@@ -565,26 +656,30 @@ class Signal:
         del purged  # only now: a receiver's __del__ may use this signal
         return plan
 
-    def _build_plan(self, sender_key: Hashable) -> Plan:
+    def _build_plan(self, sender_key: Hashable) -> _Plan | tuple[()]:
         # Caller holds self.lock.
         sync: list[Deref] = []
         async_: list[Deref] = []
-        later: list[_Later] = []
+        later: list[Later] = []
         entries: Iterable[Any] = self._registry.values()
-        if any(type(e) is _Connection and e.priority for e in entries):
+        if any(type(e) is Connection and e.priority for e in entries):
             # A stable sort: equal priorities keep connection order.
-            entries = sorted(entries, key=_priority, reverse=True)
+            entries = sorted(entries, key=priority_of, reverse=True)
         for entry in entries:
-            if type(entry) is not _Connection:
+            if type(entry) is not Connection:
                 sync.append(entry)
                 continue
             if entry.sender_key not in (NONE_ID, sender_key):
                 continue
             deref = deref_for(entry.ref, entry.weak)
             if entry.on_commit:
-                later.append(_Later(deref, entry.is_async, entry.on_commit == _ON_COMMIT_ROBUST))
+                later.append(Later(deref, entry.is_async, entry.on_commit == ON_COMMIT_ROBUST))
             else:
                 (async_ if entry.is_async else sync).append(deref)
+        installed = hooks.installed(self)
+        if installed:
+            planners = tuple(h for h in installed if type(h).plan is not SendHook.plan)
+            return tuple(sync), _Slow(tuple(async_), tuple(later), installed, planners)
         if not sync and not async_ and not later:
             return _NO_PLAN
         slow: _Slow | tuple[()] = _Slow(tuple(async_), tuple(later)) if async_ or later else ()
@@ -599,7 +694,7 @@ class Signal:
 
     def _count_sender(self, key: Hashable, change: int) -> None:
         # Keep _senders in step with the registry; caller holds self.lock.
-        if type(key) is not tuple or not key or key[0] is not _SENDER:
+        if type(key) is not tuple or not key or key[0] is not SENDER:
             return
         count = self._senders.get(key[2], 0) + change
         if count:
@@ -638,8 +733,8 @@ class Signal:
             return None
         self._dead_receivers = False
         old = self._registry
-        self._registry = {k: e for k, e in old.items() if not _is_dead(e)}
-        self._senders = _count_senders(self._registry)
+        self._registry = {k: e for k, e in old.items() if not is_dead(e)}
+        self._senders = count_senders(self._registry)
         self._invalidate()
         return old
 
@@ -660,7 +755,7 @@ class Signal:
             identity = make_id(receiver)
         if sender is None:
             return identity
-        return (_SENDER, identity, make_id(sender))
+        return (SENDER, identity, make_id(sender))
 
     def _weak_ref(self, receiver: Callable[..., Any], *, watch: bool = False) -> Any:
         try:
@@ -669,10 +764,10 @@ class Signal:
             if watch and diagnostics._switch.on and diagnostics.ephemeral(receiver):
                 return weakref.ref(receiver, diagnostics.watch(receiver, self._on_dead))
             return weakref.ref(receiver, self._on_dead)
-        except TypeError:
+        except TypeError as err:
+            # Python's message first, as Django raises it unchanged.
             raise TypeError(
-                f"cannot weakly reference receiver {describe(receiver)} "
-                f"({type(receiver).__name__} objects do not support weak references); "
+                f"{err}: receiver {describe(receiver)} cannot be weakly referenced; "
                 f"connect it with weak=False."
             ) from None
 
@@ -680,9 +775,10 @@ class Signal:
         """The live ``(sync, async)`` receivers of *sender*, as in Django 5.0+.
 
         Kept for code written against Django's private method. tocsin's own
-        ``send()`` does not call it, so patching it does not observe sends.
+        ``send()`` does not call it, so patching it does not observe sends
+        (:mod:`tocsin.hooks` does).
         """
-        sync, slow = self._receivers_of(sender)
+        sync, slow = self._planned(self._receivers_of(sender), sender)
         receivers = _live(sync), _live(slow.async_) if slow else []
         if slow:
             for item in slow.later:  # on-commit receivers are receivers too
@@ -690,7 +786,7 @@ class Signal:
                     receivers[item.is_async].append(r)
         return receivers
 
-    # -- Django's attributes ---------------------------------------------------------
+    # -- Django's attributes (rows in Django's layout: see tocsin._django_rows) ------
 
     @property
     def receivers(self) -> list[ReceiverEntry]:
@@ -704,10 +800,10 @@ class Signal:
         """
         with self.lock:
             purged = self._clear_dead_receivers()
-            rows = [_row(key, entry) for key, entry in self._registry.items()]
+            rows = [row_of(key, entry) for key, entry in self._registry.items()]
             version = self._version
         del purged  # only now: a receiver's __del__ may use this signal
-        return _ReceiverList(self, rows, version)
+        return ReceiverList(rows, version, self._write_back)
 
     @receivers.setter
     def receivers(self, rows: Iterable[Sequence[Any]]) -> None:
@@ -719,32 +815,31 @@ class Signal:
         with self.lock:
             old = self._registry
             self._registry = registry
-            self._senders = _count_senders(registry)
+            self._senders = count_senders(registry)
             self._dead_receivers = False
             self._invalidate()
         del old  # only now: a receiver's __del__ may use this signal
 
+    def _write_back(self, rows: ReceiverList, version: int) -> int | None:
+        """A ``receivers`` list changed in place: assign it back, unless the
+        signal changed since it was read. Returns the new version, or None."""
+        with self.lock:
+            if version != self._version:
+                return None
+            self.receivers = rows
+            return self._version
+
     def _adopt_row(self, row: Sequence[Any]) -> tuple[Hashable, Any] | None:
-        """Turn a Django-layout row (6.0+ 4-tuple, or <=5.2 3-tuple) into a registry item.
+        """Turn a Django-layout row into a registry item.
 
         Weak references are remade with this signal's callback (rows may come
         from another signal, or from code that built them by hand), so that
         the connection goes when its receiver or sender dies. A row whose
         receiver or sender is already dead is dropped.
         """
-        if len(row) == 4:
-            lookup_key, ref, sender_ref, receiver_is_async = row
-        elif len(row) == 3:
-            lookup_key, ref, receiver_is_async = row
-            sender_ref = None
-        else:
-            raise ValueError(
-                "Signal.receivers rows are (lookup_key, receiver, sender_ref, is_async); "
-                f"got {row!r}"
-            )
-        identity, sender_key = lookup_key
-        weak = isinstance(ref, weakref.ref)
-        if weak:
+        parts = read_row(row)
+        ref, sender_ref = parts.ref, parts.sender_ref
+        if parts.weak:
             receiver = ref()
             if receiver is None:
                 return None
@@ -758,25 +853,29 @@ class Signal:
             if sender is None:
                 return None
             sender_ref = weakref.ref(sender, self._on_dead)
-        key: Hashable = identity if sender_key == NONE_ID else (_SENDER, identity, sender_key)
-        later, priority = _NOW, 0
-        if type(row) is _ExtendedRow:
-            later, priority = getattr(row, "on_commit", _NOW), getattr(row, "priority", 0)
+        any_sender = parts.sender_key == NONE_ID
+        key: Hashable = parts.identity if any_sender else (SENDER, parts.identity, parts.sender_key)
         if (
-            weak
+            parts.weak
             and type(ref) is weakref.ref
-            and sender_key == NONE_ID
-            and not receiver_is_async
-            and not later
-            and not priority
+            and any_sender
+            and not parts.is_async
+            and not parts.on_commit
+            and not parts.priority
         ):
             return key, ref
-        return key, _Connection(
-            ref, weak, sender_key, sender_ref, bool(receiver_is_async), later, priority
+        return key, Connection(
+            ref,
+            parts.weak,
+            parts.sender_key,
+            sender_ref,
+            parts.is_async,
+            parts.on_commit,
+            parts.priority,
         )
 
     @property
-    def sender_receivers_cache(self) -> dict[Hashable, Plan]:
+    def sender_receivers_cache(self) -> dict[Hashable, Any]:
         """The per-sender plan cache; ``clear()`` it freely, as Django code does."""
         return self._plans
 
@@ -791,8 +890,64 @@ class Signal:
         return f"<{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}>"
 
 
+_DEFAULT_OPTIONS = Options()
+
+
+@functools.cache
+def _async() -> Any:
+    """tocsin._async, imported on first use: it imports asyncio, which
+    ``import tocsin`` must not pay for (most programs never send async)."""
+    from . import _async as module
+
+    return module
+
+
+def _check_use_caching(value: object) -> None:
+    if type(value) is bool:
+        return
+    if isinstance(value, str):
+        raise TypeError(
+            f"Signal() takes use_caching (a bool) as its first argument, not a name; "
+            f"got {value!r}. Signals have no name: assign the signal to a variable "
+            f"(order_placed = Signal())."
+        )
+    raise TypeError(f"use_caching must be True or False; got {value!r}.")
+
+
+def _on_hooks_changed(signal: Signal | None) -> None:
+    for each in [signal] if signal is not None else list(_every_signal):
+        each._hooks_changed()
+
+
+hooks.set_listener(_on_hooks_changed)
+
+
 def _live(derefs: Iterable[Deref]) -> list[Any]:
     return [r for r in [d() for d in derefs] if r is not None]
+
+
+def _connection_info(key: Hashable, entry: Any) -> ConnectionInfo | None:
+    """The info of one registry entry, or None if its receiver or sender has died."""
+    if type(entry) is not Connection:  # a bare weak reference: the common case
+        entry = Connection(entry, True, NONE_ID, None, False)
+    receiver = entry.ref() if entry.weak else entry.ref
+    if receiver is None:
+        return None
+    sender = entry.sender_ref() if entry.sender_ref is not None else None
+    if entry.sender_ref is not None and sender is None:
+        return None
+    return ConnectionInfo(
+        identity=identity_of(key),
+        receiver=receiver,
+        sender=sender,
+        sender_key=entry.sender_key,
+        any_sender=entry.sender_key == NONE_ID,
+        weak=entry.weak,
+        is_async=entry.is_async,
+        on_commit=bool(entry.on_commit),
+        robust=entry.on_commit == ON_COMMIT_ROBUST,
+        priority=entry.priority,
+    )
 
 
 @contextlib.contextmanager
@@ -813,124 +968,67 @@ def _slow_derefs(slow: _Slow) -> Iterator[Deref]:
         yield item.deref
 
 
-def _priority(entry: Any) -> int:
-    return entry.priority if type(entry) is _Connection else 0
+# -- observed receivers (a hooked send with observers) ------------------------------------
 
 
-def _check_priority(priority: object) -> None:
-    if type(priority) is not int:
-        raise TypeError(
-            f"priority must be an int (higher runs first, 0 by default); got {priority!r}."
-        )
+class _Observed:
+    """A receiver, called through the observers of one send."""
+
+    __slots__ = ("observers", "receiver")
+
+    def __init__(self, receiver: Callable[..., Any], observers: tuple[SendObserver, ...]) -> None:
+        self.receiver = receiver
+        self.observers = observers
+
+    def __call__(self, **named: Any) -> Any:
+        receiver = self.receiver
+        call: Callable[[], Any] = functools.partial(receiver, **named)
+        for observer in reversed(self.observers):  # the first installed is outermost
+            call = functools.partial(observer.call, receiver, call)
+        return call()
 
 
-def _on_commit_mode(on_commit: object, robust: object) -> int:
-    if not isinstance(on_commit, bool):
-        raise TypeError(f"on_commit must be True or False; got {on_commit!r}.")
-    if robust is not None and not isinstance(robust, bool):
-        raise TypeError(f"robust must be True or False; got {robust!r}.")
-    if not on_commit:
-        raise TypeError(
-            "robust= applies only to on_commit=True receivers; to catch the errors "
-            "of ordinary receivers, send with send_robust()."
-        )
-    return _ON_COMMIT_RAISE if robust is False else _ON_COMMIT_ROBUST
+class _ObservedAsync(_Observed):
+    __slots__ = ()
+
+    async def __call__(self, **named: Any) -> Any:
+        receiver = self.receiver
+        call: Callable[[], Awaitable[Any]] = functools.partial(receiver, **named)
+        for observer in reversed(self.observers):
+            call = functools.partial(observer.acall, receiver, call)
+        return await call()
 
 
-def _row(key: Hashable, entry: Any) -> ReceiverEntry:
-    if type(entry) is not _Connection:
-        return ReceiverEntry((key, NONE_ID), entry, None, False)
-    identity = key[1] if type(key) is tuple and key and key[0] is _SENDER else key
-    fields = ((identity, entry.sender_key), entry.ref, entry.sender_ref, entry.is_async)
-    if not entry.on_commit and not entry.priority:
-        return ReceiverEntry(*fields)
-    row = _ExtendedRow(*fields)
-    row.on_commit, row.priority = entry.on_commit, entry.priority
-    return row
+_OBSERVED = (_Observed, _ObservedAsync)
 
 
-def _count_senders(registry: dict[Hashable, Any]) -> dict[Hashable, int]:
-    """Sender key -> how many connections in *registry* are restricted to it."""
-    counts: dict[Hashable, int] = {}
-    for key in registry:
-        if type(key) is tuple and key and key[0] is _SENDER:
-            counts[key[2]] = counts.get(key[2], 0) + 1
-    return counts
+def _unwrapped(responses: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    return [(r.receiver if type(r) in _OBSERVED else r, response) for r, response in responses]
 
 
-class _ReceiverList(list[ReceiverEntry]):
-    """``Signal.receivers``: a list whose in-place changes are written back."""
-
-    def __init__(self, signal: Signal, rows: Iterable[ReceiverEntry], version: int) -> None:
-        super().__init__(rows)
-        self._signal = signal
-        self._version = version
-
-    def _write_back(self) -> None:
-        signal = self._signal
-        # A list read before the signal last changed is a stale copy (a
-        # saved "paused" list, say): writing it back would undo that change.
-        with signal.lock:
-            if self._version == signal._version:
-                signal.receivers = self
-                self._version = signal._version
-
-    def append(self, row: ReceiverEntry) -> None:
-        super().append(row)
-        self._write_back()
-
-    def extend(self, rows: Iterable[ReceiverEntry]) -> None:
-        super().extend(rows)
-        self._write_back()
-
-    def insert(self, index: SupportsIndex, row: ReceiverEntry) -> None:
-        super().insert(index, row)
-        self._write_back()
-
-    def remove(self, row: ReceiverEntry) -> None:
-        super().remove(row)
-        self._write_back()
-
-    def pop(self, index: SupportsIndex = -1) -> ReceiverEntry:
-        row = super().pop(index)
-        self._write_back()
-        return row
-
-    def clear(self) -> None:
-        super().clear()
-        self._write_back()
-
-    def reverse(self) -> None:
-        super().reverse()
-        self._write_back()
-
-    def sort(self, *args: Any, **kwargs: Any) -> None:
-        super().sort(*args, **kwargs)
-        self._write_back()
-
-    @overload
-    def __setitem__(self, index: SupportsIndex, value: ReceiverEntry) -> None: ...
-    @overload
-    def __setitem__(self, index: slice, value: Iterable[ReceiverEntry]) -> None: ...
-    def __setitem__(self, index: Any, value: Any) -> None:
-        super().__setitem__(index, value)
-        self._write_back()
-
-    def __delitem__(self, index: SupportsIndex | slice) -> None:
-        super().__delitem__(index)
-        self._write_back()
-
-    def __iadd__(self, rows: Iterable[ReceiverEntry]) -> _ReceiverList:  # type: ignore[override,misc]
-        super().__iadd__(rows)
-        self._write_back()
-        return self
+@contextlib.contextmanager
+def _observing(observers: tuple[SendObserver, ...]) -> Iterator[None]:
+    """Enter the observers around a send (the first outermost) and exit them
+    after it; unlike an ExitStack, an observer cannot swallow the exception."""
+    entered: list[SendObserver] = []
+    try:
+        for observer in observers:
+            observer.__enter__()
+            entered.append(observer)
+        yield
+    except BaseException as err:
+        for observer in reversed(entered):
+            observer.__exit__(type(err), err, err.__traceback__)
+        raise
+    for observer in reversed(entered):
+        observer.__exit__(None, None, None)
 
 
 # For type checkers: @receiver(typed_signal) checks the function against the
 # signal's arguments (see tocsin.typed); any other signal, or a list, is not.
-# The first overload wins for a TypedSignal, which is a Signal too; both spell
-# out connect()'s options, so that a wrong one is an error rather than a
-# silent fall back to the unchecked overload.
+# The first overload wins for a TypedSignal, which is a Signal too; both take
+# connect()'s options (ConnectOptions), so that a wrong one is an error rather
+# than a silent fall back to the unchecked overload.
 @overload
 def receiver(  # type: ignore[overload-overlap]
     signal: TypedSignal[_P],
@@ -938,9 +1036,7 @@ def receiver(  # type: ignore[overload-overlap]
     sender: object = ...,
     weak: bool = ...,
     dispatch_uid: Hashable = ...,
-    on_commit: bool = ...,
-    robust: bool | None = ...,
-    priority: int = ...,
+    **options: Unpack[ConnectOptions],
 ) -> ReceiverDecorator[_P]: ...
 @overload
 def receiver(
@@ -949,9 +1045,7 @@ def receiver(
     sender: object = ...,
     weak: bool = ...,
     dispatch_uid: Hashable = ...,
-    on_commit: bool = ...,
-    robust: bool | None = ...,
-    priority: int = ...,
+    **options: Unpack[ConnectOptions],
 ) -> Callable[[R], R]: ...
 def receiver(signal: Signal | Sequence[Signal], **kwargs: Any) -> Callable[[R], R]:
     """Decorator that connects the decorated function to one or more signals.

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from types import BuiltinFunctionType, CodeType, FunctionType, MethodType, ModuleType
 from typing import Any, Literal, NamedTuple, cast
 
-from ._inspect import describe
-from ._refs import NONE_ID, WeakMethodRef, make_id, strong_deref
-from .dispatcher import _ON_COMMIT_RAISE, _SENDER, Signal, _Connection, _every_signal, _priority
+from ._inspect import describe, is_bound_method
+from ._refs import make_id, strong_deref
+from .dispatcher import ConnectionInfo, Signal, all_signals
 
 __all__ = ["ReceiverInfo", "all_signals", "receivers", "signal_name", "signals"]
 
@@ -67,11 +67,6 @@ _names: weakref.WeakKeyDictionary[Signal, _Binding] = weakref.WeakKeyDictionary(
 # Signals found nowhere, with len(sys.modules) at the time: looked for again
 # only once a module has been imported (or removed) since.
 _unnamed: weakref.WeakKeyDictionary[Signal, int] = weakref.WeakKeyDictionary()
-
-
-def all_signals() -> list[Signal]:
-    """Every Signal alive, in no particular order."""
-    return list(_every_signal)
 
 
 def signal_name(signal: Signal) -> str:
@@ -280,42 +275,14 @@ def receivers(signal: Signal) -> list[ReceiverInfo]:
     """
     if not isinstance(signal, Signal):
         raise TypeError(f"receivers() takes a Signal; got {type(signal).__name__}.")
-    with signal.lock:
-        items = list(signal._registry.items())
-    # A stable sort, as in Signal._build_plan: equal priorities keep connection order.
-    items.sort(key=lambda item: _priority(item[1]), reverse=True)
-    sync: list[ReceiverInfo] = []
-    async_: list[ReceiverInfo] = []
-    later: list[ReceiverInfo] = []
-    for key, entry in items:
-        info = _info(key, entry)
-        if info is None:
-            continue
-        if info.on_commit:
-            later.append(info)
-        else:
-            (async_ if info.is_async else sync).append(info)
-    return sync + async_ + later
+    return [_info(connection) for connection in signal.connections()]
 
 
-def _info(key: Hashable, entry: Any) -> ReceiverInfo | None:
-    """The info of one registry entry, or None if its receiver or sender has died."""
-    if type(entry) is _Connection:
-        connection = entry
-    else:  # a bare weak reference: weak, sync, any sender, no options
-        connection = _Connection(entry, True, NONE_ID, None, False)
-    receiver = connection.ref() if connection.weak else connection.ref
-    if receiver is None:
-        return None
-    sender_ref = connection.sender_ref
-    sender = sender_ref() if sender_ref is not None else None
-    if sender_ref is not None and sender is None:
-        return None
-    identity = key[1] if type(key) is tuple and key and key[0] is _SENDER else key
-    any_sender = connection.sender_key == NONE_ID
-    if any_sender:
+def _info(connection: ConnectionInfo) -> ReceiverInfo:
+    receiver, sender = connection.receiver, connection.sender
+    if connection.any_sender:
         sender_description = "any"
-    elif sender_ref is None:  # not weakly referenceable: known by id() only
+    elif sender is None:  # not weakly referenceable: known by id() only
         sender_description = f"<object with id {connection.sender_key!r}>"
     else:
         sender_description = _describe_sender(sender)
@@ -327,20 +294,20 @@ def _info(key: Hashable, entry: Any) -> ReceiverInfo | None:
         file=location[0],
         line=location[1],
         kind=kind,
-        any_sender=any_sender,
+        any_sender=connection.any_sender,
         sender_description=sender_description,
-        weak=bool(connection.weak),
-        is_async=bool(connection.is_async),
-        on_commit=bool(connection.on_commit),
-        robust=(connection.on_commit != _ON_COMMIT_RAISE) if connection.on_commit else None,
+        weak=connection.weak,
+        is_async=connection.is_async,
+        on_commit=connection.on_commit,
+        robust=connection.robust if connection.on_commit else None,
         priority=connection.priority,
-        dispatch_uid=_dispatch_uid(identity, receiver),
-        _receiver=_holder(connection.ref, receiver, connection.weak),
+        dispatch_uid=_dispatch_uid(connection.identity, receiver),
+        _receiver=_holder(receiver, connection.weak),
         _sender=weakref.ref(sender) if sender is not None else None,
     )
 
 
-def _holder(ref: Any, receiver: Any, weak: bool) -> Callable[[], Any]:
+def _holder(receiver: Any, weak: bool) -> Callable[[], Any]:
     """A zero-argument callable returning *receiver*, holding it as the signal does.
 
     New weak references, not the signal's own: those carry a callback bound
@@ -348,9 +315,7 @@ def _holder(ref: Any, receiver: Any, weak: bool) -> Callable[[], Any]:
     """
     if not weak:
         return strong_deref(receiver)
-    if isinstance(ref, weakref.WeakMethod):
-        if isinstance(ref, WeakMethodRef):
-            return ref.deref  # holds two plain weak references
+    if is_bound_method(receiver):
         return weakref.WeakMethod(receiver)
     return weakref.ref(receiver)
 

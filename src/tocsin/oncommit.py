@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import inspect
-import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from . import _async
 from ._inspect import describe
+from ._log import logger
 
 if TYPE_CHECKING:
     from .dispatcher import Signal
@@ -43,8 +41,6 @@ __all__ = [
     "find_scope",
     "run_all",
 ]
-
-logger = logging.getLogger("tocsin")
 
 State = Literal["pending", "done", "failed", "dropped"]
 
@@ -108,18 +104,20 @@ class Deferred:
         begun = time.perf_counter()
         try:
             result = self.receiver(signal=self.signal, sender=self.sender, **self.named)
-            if inspect.isawaitable(result):
+            if _is_awaitable(result):
                 awaitable = result
                 if await_ is not None:
                     result = await_(awaitable)
                 else:
+                    from . import _async  # imports asyncio: only when needed
+
                     result = _async.run_from_sync(lambda: awaitable)
         except Exception as err:
             self.duration = time.perf_counter() - begun
             self.state, self.exception = "failed", err
             if not self.robust:
                 raise
-            logger.error(  # noqa: TRY400 - exc_info is the receiver's error, as in send_robust
+            logger().error(
                 "Error calling %s in on_commit() (%s)", describe(self.receiver), err, exc_info=err
             )
         else:
@@ -228,3 +226,11 @@ def run_all(
         raise errors[0]
     if errors:
         raise ExceptionGroup("on-commit receivers failed", errors)
+
+
+def _is_awaitable(value: object) -> bool:
+    if value is None:
+        return False  # the common answer, without importing inspect
+    import inspect
+
+    return inspect.isawaitable(value)

@@ -23,9 +23,8 @@ in the same order, weak or strong, with their senders and their options
 ``connect()``. ``local=True`` limits it to the current context: this thread, or
 this asyncio task and the tasks it starts (they copy its ``contextvars``); other
 threads and tasks see the signal unchanged. Local helpers work by laying an
-overlay on the signal, read where the dispatcher looks for a send's receivers
-(``Signal._receivers_of``, and ``send()``'s inlined copy of it), installed on
-the signal instance while some overlay exists and removed after.
+overlay on the signal's plans: a hook (:mod:`tocsin.hooks`) installed on that
+signal while some overlay exists and removed after.
 
 See docs/testing.md for the full guide, and :mod:`tocsin.pytest_plugin` for
 the fixtures.
@@ -41,25 +40,17 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from types import MethodType, TracebackType
-from typing import Any, NamedTuple, Self, TypeVar
+from types import TracebackType
+from typing import Any, NamedTuple, Self, TypeVar, Unpack
 from unittest.mock import ANY
 from unittest.util import safe_repr
 
-from . import tracing
+from . import hooks
+from ._django_rows import ReceiverEntry
 from ._inspect import check_receiver, describe
+from ._options import NOW, ON_COMMIT_ROBUST, ConnectOptions, read_options
 from ._refs import NONE_ID, Deref, make_id, strong_deref
-from .dispatcher import (
-    _NOW,
-    _ON_COMMIT_ROBUST,
-    Derefs,
-    ReceiverEntry,
-    Signal,
-    _Later,
-    _live,
-    _on_commit_mode,
-    _Slow,
-)
+from .dispatcher import Signal
 
 __all__ = ["ANY", "Capture", "SentCall", "capture", "connected_to", "muted"]
 
@@ -155,9 +146,9 @@ class Capture:
                 self.signal,
                 self.receiver,
                 self.sender,
-                weak=False,
-                dispatch_uid=f"tocsin.testing.capture#{next(_uids)}",
-                priority=_FIRST,
+                False,
+                f"tocsin.testing.capture#{next(_uids)}",
+                {"priority": _FIRST},
             )
         return self
 
@@ -443,9 +434,7 @@ def connected_to(
     local: bool = False,
     weak: bool = True,
     dispatch_uid: Hashable = None,
-    on_commit: bool = False,
-    robust: bool | None = None,
-    priority: int = 0,
+    **options: Unpack[ConnectOptions],
 ) -> Iterator[R]:
     """Connect *receiver* to *signal* for the block, and disconnect it after.
 
@@ -471,8 +460,9 @@ def connected_to(
     _check_signal(signal, "connected_to()")
     _check_flag(local, "local")
     _check_flag(weak, "weak")
+    checked = read_options(options, "connected_to()")
     if local:
-        if dispatch_uid or priority:
+        if dispatch_uid or checked.priority:
             raise TypeError(
                 "connected_to(local=True) does not change the signal's connections, so "
                 "dispatch_uid= and priority= do not apply: a local receiver is called after "
@@ -483,7 +473,7 @@ def connected_to(
             receiver=receiver,
             sender=sender,
             is_async=check_receiver(receiver),
-            on_commit=_on_commit_option(on_commit, robust),
+            on_commit=checked.on_commit,
         )
         _push(layer)
         try:
@@ -491,16 +481,7 @@ def connected_to(
         finally:
             _pop(layer)
         return
-    disconnect = _connect_for_block(
-        signal,
-        receiver,
-        sender,
-        weak=weak,
-        dispatch_uid=dispatch_uid,
-        on_commit=on_commit,
-        robust=robust,
-        priority=priority,
-    )
+    disconnect = _connect_for_block(signal, receiver, sender, weak, dispatch_uid, options)
     try:
         yield receiver
     finally:
@@ -511,12 +492,9 @@ def _connect_for_block(
     signal: Signal,
     receiver: Callable[..., Any],
     sender: object,
-    *,
     weak: bool,
     dispatch_uid: Hashable,
-    on_commit: bool = False,
-    robust: bool | None = None,
-    priority: int = 0,
+    options: ConnectOptions,
 ) -> Callable[[], None]:
     """Connect; returns what undoes it (a no-op if the connection existed)."""
     lookup_key = _lookup_key(receiver, sender, dispatch_uid)
@@ -525,19 +503,10 @@ def _connect_for_block(
         held = None if existing is None else _dereference(existing)
         if held is None:  # not connected, or dead (connect() replaces it)
             existing = None
-            signal.connect(
-                receiver,
-                sender,
-                weak,
-                dispatch_uid,
-                on_commit=on_commit,
-                robust=robust,
-                priority=priority,
-            )
+            signal.connect(receiver, sender, weak, dispatch_uid, **options)
     if existing is not None:
         # connect() would ignore the call; check what it would have checked.
         check_receiver(receiver)
-        _on_commit_option(on_commit, robust)
         if make_id(held) != make_id(receiver):
             raise ValueError(
                 f"dispatch_uid {dispatch_uid!r} is already connected to "
@@ -585,7 +554,7 @@ class _Layer:
     receiver: Any = None
     sender: object = None
     is_async: bool = False
-    on_commit: int = _NOW
+    on_commit: int = NOW
     first: bool = False
     # Cleared on exit: a task started inside the block and still running after
     # it holds a copy of the context, but the layer no longer applies.
@@ -633,30 +602,31 @@ def _layers_of(signal: Signal) -> tuple[_Layer, ...]:
     return tuple(layer for layer in layers if layer.signal is signal and layer.active)
 
 
+class _OverlayHook(hooks.SendHook):
+    """The layers of the current context, laid over one signal's plans."""
+
+    def plan(self, signal: Signal, sender: object, plan: hooks.Plan) -> hooks.Plan:
+        layers = _layers_of(signal)
+        return _overlay(plan, layers, sender) if layers else plan
+
+
 class _Installed:
-    """The overrides on one signal instance, and how many layers need them."""
+    """The overlay hook on one signal, and how many layers need it."""
 
-    def __init__(self, previous: dict[str, Any]) -> None:
+    def __init__(self, uninstall: Callable[[], None]) -> None:
         self.count = 0
-        self.previous = previous  # instance attributes they hide, if any
+        self.uninstall = uninstall
 
 
-_OVERRIDDEN = ("send", "_receivers_of")
 _installed: dict[Signal, _Installed] = {}
 _installed_lock = threading.Lock()
-# Signal.send as the dispatcher defines it (tracing swaps the class attribute).
-_ORIGINAL_SEND = tracing._ORIGINALS["send"]
 
 
 def _install(signal: Signal) -> None:
     with _installed_lock:
         installed = _installed.get(signal)
         if installed is None:
-            namespace = vars(signal)
-            previous = {name: namespace[name] for name in _OVERRIDDEN if name in namespace}
-            installed = _installed[signal] = _Installed(previous)
-            signal._receivers_of = MethodType(_overlaid_receivers_of, signal)  # type: ignore[method-assign]
-            signal.send = MethodType(_overlaid_send, signal)  # type: ignore[method-assign]
+            installed = _installed[signal] = _Installed(hooks.install(_OverlayHook(), signal))
         installed.count += 1
 
 
@@ -667,46 +637,12 @@ def _uninstall(signal: Signal) -> None:
         if installed.count:
             return
         del _installed[signal]
-        namespace = vars(signal)
-        for name, function in (("send", _overlaid_send), ("_receivers_of", _overlaid_receivers_of)):
-            current = namespace.get(name)
-            if type(current) is MethodType and current.__func__ is function:
-                if name in installed.previous:
-                    namespace[name] = installed.previous[name]
-                else:
-                    del namespace[name]
+        installed.uninstall()
 
 
-def _overlaid_receivers_of(signal: Signal, sender: object) -> Derefs:
-    """``Signal._receivers_of`` with this context's layers: what send_robust(),
-    asend(), asend_robust(), has_listeners(), tracing and the SQLAlchemy
-    integration read."""
-    plan = type(signal)._receivers_of(signal, sender)
-    layers = _layers_of(signal)
-    return _overlay(plan, layers, sender) if layers else plan
-
-
-def _overlaid_send(signal: Signal, sender: object, **named: Any) -> list[tuple[Any, Any]]:
-    """``Signal.send``, which reads its plan inline, with this context's layers."""
-    send = type(signal).send
-    if send is _ORIGINAL_SEND and _layers_of(signal):
-        plan = signal._receivers_of(sender)  # the overlaid one
-        if plan[1]:
-            return signal._send_slow(sender, named, plan, robust=False)
-        return signal._call_all(_live(plan[0]), sender, named)
-    previous = _installed.get(signal)
-    if previous is not None and "send" in previous.previous:
-        result: list[tuple[Any, Any]] = previous.previous["send"](sender, **named)
-        return result
-    # Not overlaid here, or the class's send is tracing's, which reads the
-    # overlaid _receivers_of: whatever Signal.send is now, called now.
-    return send(signal, sender, **named)
-
-
-def _overlay(plan: Derefs, layers: tuple[_Layer, ...], sender: object) -> Derefs:
+def _overlay(plan: hooks.Plan, layers: tuple[_Layer, ...], sender: object) -> hooks.Plan:
     """*plan* as this context sees it through *layers*."""
-    sync, slow = plan
-    async_, later = (slow.async_, slow.later) if slow else ((), ())
+    sync, async_, later = plan
     mutes = [layer for layer in layers if layer.muted is not None]
     if mutes:
 
@@ -723,7 +659,7 @@ def _overlay(plan: Derefs, layers: tuple[_Layer, ...], sender: object) -> Derefs
     first: list[Deref] = []
     sync_added: list[Deref] = []
     async_added: list[Deref] = []
-    later_added: list[_Later] = []
+    later_added: list[hooks.Later] = []
     sender_key: Hashable = None
     for layer in layers:
         if layer.sender is not None:
@@ -733,16 +669,13 @@ def _overlay(plan: Derefs, layers: tuple[_Layer, ...], sender: object) -> Derefs
                 continue
         deref = strong_deref(layer.receiver)
         if layer.on_commit:
-            robust = layer.on_commit == _ON_COMMIT_ROBUST
-            later_added.append(_Later(deref, layer.is_async, robust))
+            robust = layer.on_commit == ON_COMMIT_ROBUST
+            later_added.append(hooks.Later(deref, layer.is_async, robust))
         elif layer.is_async:
             async_added.append(deref)
         else:
             (first if layer.first else sync_added).append(deref)
-    sync = (*first, *sync, *sync_added)
-    async_ = (*async_, *async_added)
-    later = (*later, *later_added)
-    return sync, _Slow(async_, later) if async_ or later else ()
+    return hooks.Plan((*first, *sync, *sync_added), (*async_, *async_added), (*later, *later_added))
 
 
 def _mutes(layer: _Layer, receiver: object) -> bool:
@@ -774,13 +707,6 @@ def _check_signal(signal: object, where: str) -> None:
 
 def _is_signal(value: object) -> bool:
     return isinstance(value, Signal)
-
-
-def _on_commit_option(on_commit: object, robust: object) -> int:
-    """connect()'s on_commit and robust, checked as it checks them."""
-    if on_commit is False and robust is None:
-        return _NOW
-    return _on_commit_mode(on_commit, robust)
 
 
 def _check_flag(value: object, name: str) -> None:
@@ -838,7 +764,7 @@ def _rows(signal: Signal) -> list[_Row]:
             row.receiver,
             row.sender_ref,
             row.is_async,
-            getattr(row, "on_commit", _NOW),
+            getattr(row, "on_commit", NOW),
             getattr(row, "priority", 0),
         )
         for row in signal.receivers

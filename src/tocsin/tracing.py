@@ -16,9 +16,8 @@ A :class:`Tracer` gets more: a context manager around each send and around
 each receiver call (OpenTelemetry spans are made that way, see
 :mod:`tocsin.contrib.otel`).
 
-It costs nothing while nobody listens: adding the first tracer replaces
-``Signal.send``, ``send_robust``, ``asend`` and ``asend_robust`` with traced
-versions, and removing the last one puts the originals back.
+It costs nothing while nobody listens: tracing is a hook (:mod:`tocsin.hooks`)
+installed on every signal with the first tracer and removed with the last.
 """
 
 from __future__ import annotations
@@ -31,9 +30,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Literal
 
-from .dispatcher import Derefs, Signal, _Later, _Slow
+from . import hooks
+from .dispatcher import Signal
+from .oncommit import Deferred
 
 __all__ = ["ReceiverCall", "SendEvent", "Tracer", "add_tracer", "subscribe", "tracing_active"]
 
@@ -107,13 +109,12 @@ class _Callback(Tracer):
 class _Subscribed:
     # Replaced, never changed in place: a send iterates over the tuple it read.
     tracers: tuple[Tracer, ...] = ()
+    # Undoes the hook's installation while some tracer is subscribed.
+    uninstall: Callable[[], None] | None = None
 
 
 _subscribed = _Subscribed()
 _lock = threading.Lock()
-_ORIGINALS: dict[str, Any] = {
-    name: Signal.__dict__[name] for name in ("send", "send_robust", "asend", "asend_robust")
-}
 
 
 def tracing_active() -> bool:
@@ -132,13 +133,15 @@ def add_tracer(tracer: Tracer) -> Callable[[], None]:
     with _lock:
         if tracer not in _subscribed.tracers:
             _subscribed.tracers = (*_subscribed.tracers, tracer)
-            _install()
+            if _subscribed.uninstall is None:
+                _subscribed.uninstall = hooks.install(_TracingHook())
 
     def remove() -> None:
         with _lock:
             _subscribed.tracers = tuple(t for t in _subscribed.tracers if t is not tracer)
-            if not _subscribed.tracers:
-                _uninstall()
+            if not _subscribed.tracers and _subscribed.uninstall is not None:
+                _subscribed.uninstall()
+                _subscribed.uninstall = None
 
     return remove
 
@@ -151,163 +154,64 @@ def subscribe(callback: Callable[[SendEvent], object]) -> Callable[[], None]:
     return add_tracer(_Callback(callback))
 
 
-def _install() -> None:
-    Signal.send = _send  # type: ignore[method-assign]
-    Signal.send_robust = _send_robust  # type: ignore[method-assign]
-    Signal.asend = _asend  # type: ignore[method-assign]
-    Signal.asend_robust = _asend_robust  # type: ignore[method-assign]
+# -- the hook --------------------------------------------------------------------------
 
 
-def _uninstall() -> None:
-    for name, function in _ORIGINALS.items():
-        setattr(Signal, name, function)
+class _TracingHook(hooks.SendHook):
+    def observe(self, send: hooks.SendInfo) -> hooks.SendObserver | None:
+        tracers = _subscribed.tracers
+        if not tracers:
+            return None  # the last tracer went while this send began
+        event = SendEvent(send.signal, send.sender, send.named, send.method, _tracers=tracers)
+        return _TracedSend(event)
 
 
-# -- the traced methods ----------------------------------------------------------------
+class _TracedSend(hooks.SendObserver):
+    """One send, traced: the tracers' context managers around it and around
+    each receiver, with the timings and outcomes recorded in the event."""
 
-
-def _send(self: Signal, sender: object, **named: Any) -> list[tuple[Any, Any]]:
-    return dispatch(self, sender, named, "send")
-
-
-def _send_robust(self: Signal, sender: object, **named: Any) -> list[tuple[Any, Any]]:
-    return dispatch(self, sender, named, "send_robust")
-
-
-async def _asend(self: Signal, sender: object, **named: Any) -> list[tuple[Any, Any]]:
-    return await adispatch(self, sender, named, "asend")
-
-
-async def _asend_robust(self: Signal, sender: object, **named: Any) -> list[tuple[Any, Any]]:
-    return await adispatch(self, sender, named, "asend_robust")
-
-
-for _name, _function in (
-    ("send", _send),
-    ("send_robust", _send_robust),
-    ("asend", _asend),
-    ("asend_robust", _asend_robust),
-):
-    _function.__doc__ = _ORIGINALS[_name].__doc__
-    _function.__qualname__ = f"Signal.{_name}"
-    _function.__module__ = Signal.__module__
-
-
-def dispatch(
-    signal: Signal,
-    sender: object,
-    named: dict[str, Any],
-    method: Method,
-    await_: Callable[[Awaitable[Any]], Any] | None = None,
-) -> list[tuple[Any, Any]]:
-    """A traced sync send; *await_* as for ``Signal._send_slow``."""
-    event = SendEvent(signal, sender, named, method)
-    with _tracing(event):
-        plan = _wrap(signal._receivers_of(sender), event)
-        robust = method == "send_robust"
-        if plan[1]:
-            responses = signal._send_slow(sender, named, plan, robust, await_)
-        elif robust:
-            responses = signal._call_robust(_live(plan[0]), sender, named)
-        else:
-            responses = signal._call_all(_live(plan[0]), sender, named)
-    return _unwrap(responses)
-
-
-async def adispatch(
-    signal: Signal, sender: object, named: dict[str, Any], method: Method
-) -> list[tuple[Any, Any]]:
-    event = SendEvent(signal, sender, named, method)
-    with _tracing(event):
-        plan = _wrap(signal._receivers_of(sender), event)
-        responses = await signal._asend_plan(plan, sender, named, method == "asend_robust")
-    return _unwrap(responses)
-
-
-@contextlib.contextmanager
-def _tracing(event: SendEvent) -> Iterator[None]:
-    started = time.perf_counter()
-    event._tracers = _subscribed.tracers
-    with ExitStack() as stack:
-        for tracer in event._tracers:
-            manager = tracer.trace_send(event)
-            if manager is not None:
-                stack.enter_context(manager)
-        try:
-            yield
-        except BaseException as err:
-            event.exception = err
-            raise
-        finally:
-            event.duration = time.perf_counter() - started
-            if event._deferred:
-                event.calls.extend(event._deferred)
-
-
-# -- receivers wrapped for one send --------------------------------------------------
-
-
-class _Traced:
-    """A receiver, called through the tracers of one send."""
-
-    __slots__ = ("event", "receiver")
-
-    def __init__(self, receiver: Callable[..., Any], event: SendEvent) -> None:
-        self.receiver = receiver
+    def __init__(self, event: SendEvent) -> None:
         self.event = event
+        self.stack = ExitStack()
+        self.started = 0.0
 
-    @property
-    def _tocsin_traced(self) -> Callable[..., Any]:
-        """The receiver itself, for the dispatcher's error messages."""
-        return self.receiver
-
-    def deferred(self, call: Any) -> None:
-        """The dispatcher deferred this on-commit receiver: report its Deferred."""
-        self.event._deferred.append(ReceiverCall(self.receiver, response=call))
-
-    def _enter(self, stack: ExitStack) -> ReceiverCall:
-        call = ReceiverCall(self.receiver)
-        for tracer in self.event._tracers:
-            manager = tracer.trace_receiver(self.event, self.receiver)
-            if manager is not None:
-                stack.enter_context(manager)
-        return call
-
-    @contextlib.contextmanager
-    def _recording(self) -> Iterator[ReceiverCall]:
-        """Around one call: the tracers' context managers, the timing, the record."""
+    def __enter__(self) -> _TracedSend:
+        event = self.event
+        self.started = time.perf_counter()
         with ExitStack() as stack:
-            call = self._enter(stack)
-            started = time.perf_counter()
-            try:
-                yield call
-            except BaseException as err:
-                call.exception = err
-                raise
-            finally:
-                call.duration = time.perf_counter() - started
-                self.event.calls.append(call)
+            for tracer in event._tracers:
+                manager = tracer.trace_send(event)
+                if manager is not None:
+                    stack.enter_context(manager)
+            self.stack = stack.pop_all()
+        return self
 
-    def __call__(self, **named: Any) -> Any:
-        with self._recording() as call:
-            call.response = self.receiver(**named)
-        return call.response
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        event = self.event
+        event.exception = exc
+        event.duration = time.perf_counter() - self.started
+        if event._deferred:
+            event.calls.extend(event._deferred)
+        self.stack.__exit__(exc_type, exc, tb)
 
+    def call(self, receiver: Callable[..., Any], call: Callable[[], Any]) -> Any:
+        with self._recording(receiver) as record:
+            record.response = call()
+        return record.response
 
-class _TracedAsync(_Traced):
-    __slots__ = ()
-
-    def __call__(self, **named: Any) -> Any:
-        return self._run(named)
-
-    async def _run(self, named: dict[str, Any]) -> Any:
+    async def acall(self, receiver: Callable[..., Any], call: Callable[[], Awaitable[Any]]) -> Any:
         # The receivers of one send share a context; tracers' context managers
         # (an OpenTelemetry span made current, say) would then see each other.
         # Each traced receiver gets a context of its own, and what the receiver
         # itself sets is copied back, as it would be without tracing.
         before = contextvars.copy_context()
         context = before.copy()
-        task = asyncio.get_running_loop().create_task(self._call(named), context=context)
+        task = asyncio.get_running_loop().create_task(self._acall(receiver, call), context=context)
         try:
             return await task
         finally:
@@ -317,41 +221,34 @@ class _TracedAsync(_Traced):
                 if before.get(var, _MISSING) is not value:
                     var.set(value)
 
-    async def _call(self, named: dict[str, Any]) -> Any:
-        with self._recording() as call:
-            call.response = await self.receiver(**named)
-        return call.response
+    async def _acall(self, receiver: Callable[..., Any], call: Callable[[], Awaitable[Any]]) -> Any:
+        with self._recording(receiver) as record:
+            record.response = await call()
+        return record.response
+
+    def deferred(self, receiver: Callable[..., Any], deferred: Deferred) -> None:
+        # Reported after the receivers called now; its later run is not traced.
+        self.event._deferred.append(ReceiverCall(receiver, response=deferred))
+
+    @contextlib.contextmanager
+    def _recording(self, receiver: Callable[..., Any]) -> Iterator[ReceiverCall]:
+        """Around one call: the tracers' context managers, the timing, the record."""
+        event = self.event
+        with ExitStack() as stack:
+            record = ReceiverCall(receiver)
+            for tracer in event._tracers:
+                manager = tracer.trace_receiver(event, receiver)
+                if manager is not None:
+                    stack.enter_context(manager)
+            started = time.perf_counter()
+            try:
+                yield record
+            except BaseException as err:
+                record.exception = err
+                raise
+            finally:
+                record.duration = time.perf_counter() - started
+                event.calls.append(record)
 
 
 _MISSING = object()
-
-
-def _wrapping(deref: Callable[[], Any], kind: type[_Traced], event: SendEvent) -> Callable[[], Any]:
-    def traced() -> Any:
-        receiver = deref()
-        return None if receiver is None else kind(receiver, event)
-
-    return traced
-
-
-def _wrap(plan: Derefs, event: SendEvent) -> Derefs:
-    sync, slow = plan
-    wrapped_sync = tuple(_wrapping(d, _Traced, event) for d in sync)
-    if not slow:
-        return wrapped_sync, ()
-    # An on-commit receiver called at once is traced like the others; one that
-    # is deferred is reported with its Deferred (its later run is not traced).
-    async_ = tuple(_wrapping(d, _TracedAsync, event) for d in slow.async_)
-    later = tuple(
-        _Later(_wrapping(item.deref, _TracedAsync if item.is_async else _Traced, event), *item[1:])
-        for item in slow.later
-    )
-    return wrapped_sync, _Slow(async_, later)
-
-
-def _live(derefs: tuple[Callable[[], Any], ...]) -> list[Any]:
-    return [r for r in [d() for d in derefs] if r is not None]
-
-
-def _unwrap(responses: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-    return [(r.receiver if isinstance(r, _Traced) else r, response) for r, response in responses]

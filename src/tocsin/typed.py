@@ -37,11 +37,13 @@ from typing import (
     TypeGuard,
     TypeVar,
     Union,
+    Unpack,
     get_args,
     get_origin,
 )
 
 from ._inspect import accepts_kwargs, describe
+from ._options import ConnectOptions
 from .dispatcher import Signal
 
 __all__ = ["TypedSignal", "typed_signal"]
@@ -138,18 +140,15 @@ class TypedSignal(Signal, Generic[P]):
         ) -> list[tuple[Callable[..., Any], Any]]: ...
 
         # An async receiver is a Callable[P, Awaitable[...]], which is a
-        # Callable[P, object] too.
-        def connect(
+        # Callable[P, object] too. Narrowed like the sends, hence the ignore.
+        def connect(  # type: ignore[override]
             self,
-            receiver: Callable[P, object],
+            receiver: Callable[P, T],
             sender: object = None,
             weak: bool = True,
             dispatch_uid: Hashable = None,
-            *,
-            on_commit: bool = False,
-            robust: bool | None = None,
-            priority: int = 0,
-        ) -> None: ...
+            **options: Unpack[ConnectOptions],
+        ) -> Callable[P, T]: ...
 
         def disconnect(
             self,
@@ -347,27 +346,16 @@ class _Checking(TypedSignal[P]):
         self._check_send("asend_robust", args, kwargs)
         return await super().asend_robust(*args, **kwargs)
 
-    def connect(
+    def connect(  # type: ignore[override]  # narrowed, see TypedSignal
         self,
-        receiver: Callable[P, object],
+        receiver: Callable[P, T],
         sender: object = None,
         weak: bool = True,
         dispatch_uid: Hashable = None,
-        *,
-        on_commit: bool = False,
-        robust: bool | None = None,
-        priority: int = 0,
-    ) -> None:
+        **options: Unpack[ConnectOptions],
+    ) -> Callable[P, T]:
         self._check_receiver(receiver)
-        super().connect(
-            receiver,
-            sender,
-            weak,
-            dispatch_uid,
-            on_commit=on_commit,
-            robust=robust,
-            priority=priority,
-        )
+        return super().connect(receiver, sender, weak, dispatch_uid, **options)
 
     def _check_send(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         names: AbstractSet[str]

@@ -117,7 +117,7 @@ def test_django_validates_receivers_under_debug() -> None:
 def test_tocsin_rejects_a_receiver_that_is_not_callable() -> None:
     """tocsin always raises TypeError at connect() for a non-callable, showing what it got."""
     signal = TOCSIN.Signal()
-    with pytest.raises(TypeError, match=r"Signal receivers must be callable; got int 42"):
+    with pytest.raises(TypeError, match=r"^Signal receivers must be callable\. Got int 42"):
         signal.connect(42, weak=False)
     assert signal.receivers == []
 
@@ -129,6 +129,49 @@ def test_tocsin_rejects_a_receiver_without_kwargs() -> None:
         signal.connect(no_kwargs)
     assert "add **kwargs" in str(caught.value)
     assert signal.receivers == []
+
+
+def _message(connect: Callable[[], object]) -> tuple[type[BaseException], str]:
+    try:
+        connect()
+    except Exception as err:
+        return type(err), str(err)
+    raise AssertionError("no error")
+
+
+REFUSALS: dict[str, Callable[[Any], object]] = {
+    "not callable": lambda impl: impl.Signal().connect(42, weak=False),
+    "no **kwargs": lambda impl: impl.Signal().connect(no_kwargs),
+    "not weakly referenceable": lambda impl: impl.Signal().connect(Unweakrefable("u")),
+}
+
+
+@pytest.mark.usefixtures("django_debug")
+@pytest.mark.parametrize("refusal", list(REFUSALS))
+def test_where_both_refuse_tocsins_message_begins_with_djangos(refusal: str) -> None:
+    """Code and tests match on Django's text: tocsin keeps it, word for word, and adds its
+    detail after it (Django checks the first two under DEBUG only; tocsin always does)."""
+    django_type, django_message = _message(lambda: REFUSALS[refusal](DJANGO))
+    tocsin_type, tocsin_message = _message(lambda: REFUSALS[refusal](TOCSIN))
+    assert tocsin_type is django_type
+    assert tocsin_message.startswith(django_message)
+    assert len(tocsin_message) > len(django_message)  # ...and says what to do
+
+
+def test_a_send_with_async_receivers_inside_a_running_loop_begins_with_djangos_message() -> None:
+    """Django's send() fails there with asgiref's RuntimeError; tocsin's error is a
+    RuntimeError whose message begins with the same text."""
+
+    async def run(impl: Any) -> tuple[type[BaseException], str]:
+        signal = impl.Signal()
+        signal.connect(async_function)
+        return _message(lambda: signal.send(Sender))
+
+    django_type, django_message = asyncio.run(run(DJANGO))
+    tocsin_type, tocsin_message = asyncio.run(run(TOCSIN))
+    assert issubclass(django_type, RuntimeError)
+    assert issubclass(tocsin_type, RuntimeError)
+    assert tocsin_message.startswith(django_message)
 
 
 # -- send_robust() with receivers that have no __qualname__ ----------------------------
@@ -369,6 +412,38 @@ def test_disconnect_with_neither_receiver_nor_dispatch_uid(arguments: dict[str, 
     assert responses(tocsin_signal.send(Sender)) == ["good"]
 
 
+# -- connect() as a decorator ------------------------------------------------------------
+
+
+def test_connect_used_as_a_decorator_keeps_the_function() -> None:
+    """A blinker habit: ``@signal.connect`` above a function. Django's connect() returns None,
+    so the name is silently bound to None; tocsin's returns the receiver."""
+    django_signal, tocsin_signal = DJANGO.Signal(), TOCSIN.Signal()
+
+    @django_signal.connect  # type: ignore[untyped-decorator]
+    def on_django(**kwargs: Any) -> str:
+        return "django"
+
+    @tocsin_signal.connect  # type: ignore[untyped-decorator]
+    def on_tocsin(**kwargs: Any) -> str:
+        return "tocsin"
+
+    assert on_django is None
+    assert callable(on_tocsin)
+    assert tocsin_signal.send(Sender) == [(on_tocsin, "tocsin")]
+
+
+def test_a_name_passed_as_use_caching_is_refused() -> None:
+    """Another habit: ``Signal("order_placed")``. Django takes the name as use_caching=True;
+    tocsin refuses anything but a bool, saying that signals have no name."""
+    django_signal = DJANGO.Signal("order_placed")
+    assert django_signal.use_caching == "order_placed"
+    with pytest.raises(TypeError, match=r"not a name; got 'order_placed'. Signals have no name"):
+        TOCSIN.Signal("order_placed")
+    with pytest.raises(TypeError, match=r"use_caching must be True or False; got 1"):
+        TOCSIN.Signal(1)
+
+
 # -- receivers that cannot be weakly referenced ----------------------------------------
 
 
@@ -377,7 +452,10 @@ def test_weakly_connecting_an_unweakrefable_receiver_raises_type_error() -> None
     receiver = Unweakrefable("unweakrefable")
     with pytest.raises(TypeError, match=r"^cannot create weak reference to 'Unweakrefable'"):
         DJANGO.Signal().connect(receiver)
-    with pytest.raises(TypeError, match=r"Unweakrefable.*connect it with weak=False"):
+    with pytest.raises(
+        TypeError,
+        match=r"^cannot create weak reference to 'Unweakrefable' object.*weak=False",
+    ):
         TOCSIN.Signal().connect(receiver)
 
     for impl in (DJANGO, TOCSIN):

@@ -16,6 +16,8 @@ object and function.
 
 tocsin's intended differences (see ``test_fixes.py``) are left out or modelled:
 
+* ``connect()`` returns the receiver on tocsin, None on Django (checked, then
+  compared as None);
 * ``disconnect()`` with neither a receiver nor a dispatch_uid is never called,
   and no sender is unhashable (Django's sends raise ``TypeError`` for one,
   cached or not);
@@ -353,11 +355,19 @@ class SignalMachine(RuleBasedStateMachine):
         """connect() a receiver from the pool, creating it if it was dropped."""
         self.connected.append((receiver, sender, weak, dispatch_uid))
         target, sender_object = self._receiver(receiver), self._sender(sender)
-        self._check(
-            lambda signal: signal.connect(
+
+        def connect(signal: Any) -> object:
+            returned = signal.connect(
                 target, sender=sender_object, weak=weak, dispatch_uid=dispatch_uid
             )
-        )
+            # A documented difference: tocsin returns the receiver (so that
+            # @signal.connect works as a decorator), Django None.
+            if signal is self.signals["tocsin"]:
+                assert returned is target
+                return None
+            return returned
+
+        self._check(connect)
 
     @rule(
         receiver=st.sampled_from([None, *RECEIVERS]),

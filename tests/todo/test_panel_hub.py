@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import secrets
 import threading
 import tracemalloc
@@ -470,7 +471,7 @@ def test_a_request_reports_its_on_commit_calls_done_failed_and_dropped(
         with oncommit.bind(rolled_back):
             things_happened.send(sender="app")
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(oncommit.logger, "disabled", True)
+            patch.setattr(logging.getLogger("tocsin"), "disabled", True)
             oncommit.run_all(committed.calls)
         for call in rolled_back.calls:
             call.drop()

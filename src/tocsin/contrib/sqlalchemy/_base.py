@@ -6,14 +6,13 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import util as sa_util
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapper, registry
 
-from ... import tracing
-from ...dispatcher import Derefs, Signal
+from ...dispatcher import Signal
 
 try:  # SQLAlchemy 2.1
     await_: Callable[[Any], Any] = sa_util.await_
@@ -56,34 +55,26 @@ def using_of(options: Options, bind: Engine | Connection) -> str:
     return name
 
 
-def receivers_of(signal: Signal, sender: object) -> Derefs | None:
-    """*signal*'s plan for *sender*, or None when nobody listens: checked before
-    building the arguments, which costs more than the send itself."""
-    plan = signal._receivers_of(sender)
-    # Tracers hear of every send, also of one that nobody receives.
-    return plan if plan[0] or plan[1] or tracing._subscribed.tracers else None
+def receivers_of(signal: Signal, sender: object) -> Literal[True] | None:
+    """True when a send of *signal* from *sender* would do anything (a
+    receiver, or a hook such as tracing, which hears of every send), else
+    None: checked before building the arguments, which costs more than the
+    send itself."""
+    return True if signal.would_send(sender) else None
 
 
-def fire(signal: Signal, plan: Derefs, sender: object, named: dict[str, Any]) -> None:
-    """Send *signal* with *plan* (from :func:`receivers_of`); the responses are
-    not needed. Also works inside an ``AsyncSession``.
+def fire(signal: Signal, ready: Literal[True], sender: object, named: dict[str, Any]) -> None:
+    """Send *signal* once :func:`receivers_of` said it is *ready*; the
+    responses are not needed. Also works inside an ``AsyncSession``.
 
     An ``AsyncSession`` runs the ORM in a greenlet on the event loop's thread,
     where ``send()`` may not wait for async receivers (the loop is running);
     SQLAlchemy's ``await_`` can, from there.
     """
-    sync, slow = plan
-    if slow or tracing._subscribed.tracers:
-        await_or_none = await_ if in_greenlet() else None
-        if tracing._subscribed.tracers:
-            tracing.dispatch(signal, sender, named, "send", await_or_none)
-        else:
-            signal._send_slow(sender, named, plan, robust=False, await_=await_or_none)
-        return
-    # send()'s all-sync path, without building the responses nobody reads.
-    for receiver in [deref() for deref in sync]:
-        if receiver is not None:
-            receiver(signal=signal, sender=sender, **named)
+    if in_greenlet():
+        signal.send_with_awaiter(await_, sender, **named)
+    else:
+        signal.send(sender, **named)
 
 
 def send(signal: Signal, sender: object, **named: Any) -> None:

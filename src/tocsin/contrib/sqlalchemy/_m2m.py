@@ -111,7 +111,7 @@ def sides_of(mapper: Mapper[Any]) -> tuple[tuple[RelationshipProperty[Any], bool
 
 def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
     _flushes.pop(session, None)
-    if not signals.m2m_changed._registry:  # nobody listens to any table
+    if not signals.m2m_changed.would_send_any():  # nobody listens to any table
         return
     flush = _changes(session)
     if flush is None:
