@@ -739,6 +739,104 @@ def test_a_failing_async_on_commit_receiver_is_logged(
     assert "in on_commit() (async)" in caplog.records[0].getMessage()
 
 
+def test_arun_awaits_an_async_receiver_in_the_running_loop_and_task(
+    signal: Signal, transaction: Transaction
+) -> None:
+    """For a commit that is a coroutine: no private loop, no other thread, no
+    task of its own (SQLAlchemy's AsyncSession awaits in the caller's task too)."""
+    seen: list[tuple[str, object, object]] = []
+
+    async def later_async(**kwargs: Any) -> str:
+        await asyncio.sleep(0)
+        seen.append(("async", asyncio.get_running_loop(), asyncio.current_task()))
+        return "awaited"
+
+    def later_sync(**kwargs: Any) -> str:
+        seen.append(("sync", asyncio.get_running_loop(), threading.current_thread()))
+        return "called"
+
+    signal.connect(later_async, on_commit=True)
+    signal.connect(later_sync, on_commit=True)
+    [(_, async_call), (_, sync_call)] = signal.send(sender="app")
+
+    async def main() -> list[tuple[str, object, object]]:
+        await sync_call.arun()
+        await async_call.arun()
+        loop = asyncio.get_running_loop()
+        return [("sync", loop, threading.current_thread()), ("async", loop, asyncio.current_task())]
+
+    assert asyncio.run(main()) == seen
+    assert (sync_call.state, sync_call.result) == ("done", "called")
+    assert (async_call.state, async_call.result) == ("done", "awaited")
+    assert async_call.duration is not None
+    assert async_call.started is not None
+
+
+def test_arun_keeps_failures_and_runs_once(
+    signal: Signal, transaction: Transaction, caplog: pytest.LogCaptureFixture
+) -> None:
+    """arun() records and logs as run() does: robust logged, non-robust raised."""
+
+    async def fail_async(**kwargs: Any) -> None:
+        raise Boom("async")
+
+    signal.connect(fail_async, on_commit=True)
+    signal.connect(failing("strict"), on_commit=True, robust=False, weak=False)
+    [(_, robust), (_, strict)] = signal.send(sender="app")
+
+    with caplog.at_level(logging.ERROR, logger="tocsin"):
+        asyncio.run(robust.arun())
+    with pytest.raises(Boom, match="strict"):
+        asyncio.run(strict.arun())
+    with pytest.raises(RuntimeError, match="already run or been dropped"):
+        asyncio.run(robust.arun())
+
+    assert (robust.state, str(robust.exception)) == ("failed", "async")
+    assert (strict.state, str(strict.exception)) == ("failed", "strict")
+    [record] = caplog.records
+    assert record.getMessage().endswith("in on_commit() (async)")
+    assert record.exc_info is not None
+    assert record.exc_info[1] is robust.exception
+
+
+def test_arun_all_runs_every_pending_call_in_order_then_raises(
+    signal: Signal, log: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """run_all()'s rules, awaited: it skips what is not pending, runs every call
+    even after a failure, logs the robust failures, then raises the others."""
+    signal.connect(log.make_async("first"), on_commit=True, weak=False)
+    signal.connect(failing("one"), on_commit=True, robust=False, weak=False)
+    signal.connect(log.make("dropped"), on_commit=True, weak=False)
+    signal.connect(failing("logged"), on_commit=True, weak=False)
+    signal.connect(log.make("last"), on_commit=True, weak=False)
+    scope = Transaction()
+    with oncommit.bind(scope):
+        signal.send(sender="app")
+    scope.calls[2].drop()
+
+    with caplog.at_level(logging.ERROR, logger="tocsin"), pytest.raises(Boom, match="one"):
+        asyncio.run(oncommit.arun_all(scope.calls))
+
+    assert log.names() == ["first", "last"]
+    assert [call.state for call in scope.calls] == ["done", "failed", "dropped", "failed", "done"]
+    assert [record.getMessage()[-len("(logged)") :] for record in caplog.records] == ["(logged)"]
+    asyncio.run(oncommit.arun_all(scope.calls))  # nothing is pending any more
+    assert log.names() == ["first", "last"]
+
+
+def test_arun_all_raises_several_failures_as_a_group(signal: Signal) -> None:
+    signal.connect(failing("one"), on_commit=True, robust=False, weak=False)
+    signal.connect(failing("two"), on_commit=True, robust=False, weak=False)
+    scope = Transaction()
+    with oncommit.bind(scope):
+        signal.send(sender="app")
+
+    with pytest.raises(ExceptionGroup, match="on-commit receivers failed") as raised:
+        asyncio.run(oncommit.arun_all(scope.calls))
+
+    assert [str(error) for error in raised.value.exceptions] == ["one", "two"]
+
+
 def test_asend_without_a_scope_awaits_async_on_commit_receivers(
     signal: Signal, log: Recorder
 ) -> None:
