@@ -47,6 +47,7 @@ from unittest.mock import ANY
 from unittest.util import safe_repr
 
 from . import tracing
+from ._fake_transaction import FakeTransaction, Savepoint
 from ._inspect import check_receiver, describe
 from ._refs import NONE_ID, Deref, make_id, strong_deref
 from .dispatcher import (
@@ -61,7 +62,16 @@ from .dispatcher import (
     _Slow,
 )
 
-__all__ = ["ANY", "Capture", "SentCall", "capture", "connected_to", "muted"]
+__all__ = [
+    "ANY",
+    "Capture",
+    "FakeTransaction",
+    "Savepoint",
+    "SentCall",
+    "capture",
+    "connected_to",
+    "muted",
+]
 
 R = TypeVar("R", bound=Callable[..., Any])
 
