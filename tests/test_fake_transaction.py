@@ -534,8 +534,9 @@ def test_an_exception_in_an_async_with_block_rolls_back(calls: NamedReceivers) -
         raise Boom("in the block")
 
     async def main() -> FakeTransaction:
+        transaction = FakeTransaction()
         with pytest.raises(Boom):
-            async with FakeTransaction() as transaction:
+            async with transaction:
                 await send_then_fail()
         return transaction
 
