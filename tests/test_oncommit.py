@@ -1,9 +1,9 @@
 """Tests of on-commit receivers in the core: ``connect(receiver, on_commit=True)``.
 
-No database here: :class:`Transaction` is the smallest transaction scope there
-is. ``defer()`` keeps a call, ``commit()`` runs the kept calls with
-``oncommit.run_all`` and ``rollback()`` drops them. Tests bind it with
-``oncommit.bind(scope)`` or hand it out from a scope finder.
+No database here: the transaction is ``tocsin.testing.FakeTransaction``. The
+tests of the scope protocol itself (``oncommit.bind()``, scope finders, a
+``defer()`` that returns False, ``run_all()``'s ``await_`` and ``arun_all()``)
+use :class:`Scope`, the smallest scope there is, which only keeps the calls.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import pytest
 
 from tocsin import Signal, oncommit, receiver
 from tocsin.oncommit import Deferred, TransactionScope
+from tocsin.testing import FakeTransaction
 
 
-class Transaction:
-    """A transaction scope for the tests: keeps deferred calls until commit or rollback.
+class Scope:
+    """The smallest transaction scope: keeps the calls deferred to it.
 
     With ``active=False`` it says no transaction is in progress (``defer()``
     returns False), and the receivers are called at once.
@@ -38,15 +39,6 @@ class Transaction:
             return False
         self.calls.append(deferred)
         return True
-
-    def commit(self, await_: Callable[[Awaitable[Any]], Any] | None = None) -> None:
-        calls, self.calls = self.calls, []
-        oncommit.run_all(calls, await_)
-
-    def rollback(self) -> None:
-        calls, self.calls = self.calls, []
-        for call in calls:
-            call.drop()
 
 
 class Recorder:
@@ -101,11 +93,13 @@ def log() -> Recorder:
 
 
 @pytest.fixture
-def transaction() -> Iterator[Transaction]:
-    """A transaction bound for the whole test."""
-    scope = Transaction()
-    with oncommit.bind(scope):
-        yield scope
+def transaction() -> Iterator[FakeTransaction]:
+    """A transaction bound for the whole test; rolled back after it, if the test
+    did not end it."""
+    transaction = FakeTransaction().begin()
+    yield transaction
+    if transaction.state == "active":
+        transaction.rollback()
 
 
 def responses_of(result: list[tuple[Any, Any]]) -> list[Any]:
@@ -160,7 +154,7 @@ def test_a_scope_whose_defer_returns_false_makes_the_receiver_run_at_once(
     """``defer()`` returning False means "no transaction in progress after all"."""
     later = log.make("later")
     signal.connect(later, on_commit=True)
-    idle = Transaction(active=False)
+    idle = Scope(active=False)
 
     with oncommit.bind(idle):
         result = signal.send(sender="app")
@@ -173,7 +167,7 @@ def test_a_scope_whose_defer_returns_false_makes_the_receiver_run_at_once(
 
 
 def test_with_a_bound_scope_the_response_is_a_pending_deferred(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     later = log.make("later")
     signal.connect(later, on_commit=True)
@@ -189,12 +183,12 @@ def test_with_a_bound_scope_the_response_is_a_pending_deferred(
     assert deferred.exception is None
     assert (deferred.signal, deferred.receiver, deferred.sender) == (signal, later, "app")
     assert deferred.named == {"size": 3}
-    assert transaction.calls == [deferred]
+    assert transaction.pending == [deferred]
     assert "pending" in repr(deferred)
 
 
 def test_commit_calls_the_receiver_and_the_deferred_is_done_with_its_result(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     later = log.make("later")
     signal.connect(later, on_commit=True)
@@ -209,7 +203,7 @@ def test_commit_calls_the_receiver_and_the_deferred_is_done_with_its_result(
 
 
 def test_a_deferred_records_when_its_receiver_ran_and_for_how_long(
-    signal: Signal, transaction: Transaction
+    signal: Signal, transaction: FakeTransaction
 ) -> None:
     """``started`` is the wall-clock time the call began and ``duration`` its length
     in seconds, for a call that failed as for one that succeeded; both stay None
@@ -245,7 +239,7 @@ def test_a_deferred_records_when_its_receiver_ran_and_for_how_long(
 
 
 def test_deferred_calls_run_in_the_order_of_the_sends(
-    log: Recorder, transaction: Transaction
+    log: Recorder, transaction: FakeTransaction
 ) -> None:
     first, second = Signal(), Signal()
     on_first, on_second = log.make("on_first"), log.make("on_second")
@@ -266,7 +260,7 @@ def test_deferred_calls_run_in_the_order_of_the_sends(
 
 
 def test_ordinary_receivers_run_at_once_inside_a_transaction(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     """Only on_commit=True receivers wait; the responses of the others come first."""
     later, now = log.make("later"), log.make("now")
@@ -284,20 +278,19 @@ def test_ordinary_receivers_run_at_once_inside_a_transaction(
 
 
 def test_rollback_drops_the_deferred_calls(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     signal.connect(log.make("later"), on_commit=True, weak=False)
     [(_, deferred)] = signal.send(sender="app")
 
     transaction.rollback()
-    transaction.commit()  # nothing is left to run
 
     assert deferred.state == "dropped"
     assert log.calls == []
 
 
 def test_a_deferred_call_runs_only_once(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     signal.connect(log.make("later"), on_commit=True, weak=False)
     [(_, deferred)] = signal.send(sender="app")
@@ -313,7 +306,7 @@ def test_a_deferred_call_runs_only_once(
 
 
 def test_a_dropped_call_cannot_be_run(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     signal.connect(log.make("later"), on_commit=True, weak=False)
     [(_, deferred)] = signal.send(sender="app")
@@ -328,7 +321,7 @@ def test_a_dropped_call_cannot_be_run(
 
 
 def test_a_robust_receiver_failure_is_logged_and_kept(
-    signal: Signal, log: Recorder, transaction: Transaction, caplog: pytest.LogCaptureFixture
+    signal: Signal, log: Recorder, transaction: FakeTransaction, caplog: pytest.LogCaptureFixture
 ) -> None:
     """robust is the default: the error is logged to "tocsin", the commit goes
     on, and the Deferred is "failed" with the exception."""
@@ -355,7 +348,7 @@ def test_a_robust_receiver_failure_is_logged_and_kept(
 
 
 def test_robust_false_raises_from_run_all_after_the_other_calls_ran(
-    signal: Signal, log: Recorder, transaction: Transaction, caplog: pytest.LogCaptureFixture
+    signal: Signal, log: Recorder, transaction: FakeTransaction, caplog: pytest.LogCaptureFixture
 ) -> None:
     fail = failing("one")
     signal.connect(fail, on_commit=True, robust=False)
@@ -373,7 +366,7 @@ def test_robust_false_raises_from_run_all_after_the_other_calls_ran(
 
 
 def test_several_non_robust_failures_raise_an_exception_group(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     fail_one, fail_two = failing("one"), failing("two")
     signal.connect(fail_one, on_commit=True, robust=False)
@@ -432,7 +425,9 @@ def test_robust_must_be_a_bool(signal: Signal) -> None:
     assert not signal.has_listeners()
 
 
-def test_the_receiver_decorator_passes_on_commit(log: Recorder, transaction: Transaction) -> None:
+def test_the_receiver_decorator_passes_on_commit(
+    log: Recorder, transaction: FakeTransaction
+) -> None:
     signal = Signal()
 
     @receiver(signal, on_commit=True)
@@ -456,13 +451,13 @@ def test_bind_rejects_what_is_not_a_scope() -> None:
 
 
 def test_any_object_with_a_defer_method_is_a_scope() -> None:
-    assert isinstance(Transaction(), TransactionScope)
+    assert isinstance(Scope(), TransactionScope)
     assert not isinstance(object(), TransactionScope)
 
 
 def test_bind_yields_the_scope_and_restores_the_outer_one(signal: Signal, log: Recorder) -> None:
     signal.connect(log.make("later"), on_commit=True, weak=False)
-    outer, inner = Transaction(), Transaction()
+    outer, inner = Scope(), Scope()
 
     with oncommit.bind(outer) as bound:
         assert bound is outer
@@ -496,7 +491,7 @@ def test_a_scope_finder_gets_the_sender_and_the_arguments(
     log: Recorder,
     finders: Callable[[oncommit.ScopeFinder], Callable[[], None]],
 ) -> None:
-    scope = Transaction()
+    scope = Scope()
     asked: list[tuple[object, dict[str, Any]]] = []
 
     def find(sender: object, named: Any) -> TransactionScope | None:
@@ -541,7 +536,7 @@ def test_a_bound_scope_comes_before_the_finders(
     finders: Callable[[oncommit.ScopeFinder], Callable[[], None]],
 ) -> None:
     asked: list[object] = []
-    found = Transaction()
+    found = Scope()
 
     def find(sender: object, named: Any) -> TransactionScope | None:
         asked.append(sender)
@@ -549,7 +544,7 @@ def test_a_bound_scope_comes_before_the_finders(
 
     finders(find)
     signal.connect(log.make("later"), on_commit=True, weak=False)
-    bound = Transaction()
+    bound = Scope()
 
     with oncommit.bind(bound):
         signal.send(sender="app")
@@ -564,7 +559,7 @@ def test_removing_a_scope_finder(
     log: Recorder,
     finders: Callable[[oncommit.ScopeFinder], Callable[[], None]],
 ) -> None:
-    scope = Transaction()
+    scope = Scope()
 
     def find(sender: object, named: Any) -> TransactionScope | None:
         return scope
@@ -612,7 +607,7 @@ def test_the_first_finder_that_finds_a_scope_wins(
     log: Recorder,
     finders: Callable[[oncommit.ScopeFinder], Callable[[], None]],
 ) -> None:
-    scope = Transaction()
+    scope = Scope()
     asked: list[str] = []
 
     def finds_nothing(sender: object, named: Any) -> TransactionScope | None:
@@ -625,7 +620,7 @@ def test_the_first_finder_that_finds_a_scope_wins(
 
     def never_asked(sender: object, named: Any) -> TransactionScope | None:
         asked.append("never")
-        return Transaction()
+        return Scope()
 
     finders(finds_nothing)
     finders(finds)
@@ -645,7 +640,7 @@ def test_an_asyncio_task_created_inside_bind_sees_the_scope(signal: Signal, log:
     """A task copies the context when it is created, so a send it makes later,
     even after the block has ended, still goes to the bound scope."""
     signal.connect(log.make("later"), on_commit=True, weak=False)
-    scope = Transaction()
+    scope = Scope()
 
     async def send_later() -> list[tuple[Any, Any]]:
         await asyncio.sleep(0)
@@ -666,7 +661,7 @@ def test_an_asyncio_task_created_inside_bind_sees_the_scope(signal: Signal, log:
 def test_a_thread_started_inside_bind_does_not_see_the_scope(signal: Signal, log: Recorder) -> None:
     later = log.make("later")
     signal.connect(later, on_commit=True)
-    scope = Transaction()
+    scope = Scope()
     results: list[list[tuple[Any, Any]]] = []
 
     with oncommit.bind(scope):
@@ -683,7 +678,7 @@ def test_a_thread_started_inside_bind_does_not_see_the_scope(signal: Signal, log
 
 
 def test_an_async_on_commit_receiver_is_deferred_and_run_by_run_all_without_a_loop(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     later = log.make_async("later")
     signal.connect(later, on_commit=True)
@@ -700,12 +695,12 @@ def test_an_async_on_commit_receiver_is_deferred_and_run_by_run_all_without_a_lo
     assert deferred.result == "later done"
 
 
-def test_run_all_awaits_async_receivers_with_the_given_await(
-    signal: Signal, log: Recorder, transaction: Transaction
-) -> None:
+def test_run_all_awaits_async_receivers_with_the_given_await(signal: Signal, log: Recorder) -> None:
     """An integration may pass its own way to await (SQLAlchemy's greenlets do)."""
     signal.connect(log.make_async("later"), on_commit=True, weak=False)
-    [(_, deferred)] = signal.send(sender="app")
+    scope = Scope()
+    with oncommit.bind(scope):
+        [(_, deferred)] = signal.send(sender="app")
     awaited: list[Awaitable[Any]] = []
 
     def await_(awaitable: Awaitable[Any]) -> Any:
@@ -716,14 +711,14 @@ def test_run_all_awaits_async_receivers_with_the_given_await(
 
         return asyncio.run(main())
 
-    transaction.commit(await_)
+    oncommit.run_all(scope.calls, await_)
 
     assert len(awaited) == 1
     assert deferred.result == "later done"
 
 
 def test_a_failing_async_on_commit_receiver_is_logged(
-    signal: Signal, transaction: Transaction, caplog: pytest.LogCaptureFixture
+    signal: Signal, transaction: FakeTransaction, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def fail_async(**kwargs: Any) -> None:
         raise Boom("async")
@@ -737,6 +732,104 @@ def test_a_failing_async_on_commit_receiver_is_logged(
     assert deferred.state == "failed"
     assert isinstance(deferred.exception, Boom)
     assert "in on_commit() (async)" in caplog.records[0].getMessage()
+
+
+def test_arun_awaits_an_async_receiver_in_the_running_loop_and_task(
+    signal: Signal, transaction: FakeTransaction
+) -> None:
+    """For a commit that is a coroutine: no private loop, no other thread, no
+    task of its own (SQLAlchemy's AsyncSession awaits in the caller's task too)."""
+    seen: list[tuple[str, object, object]] = []
+
+    async def later_async(**kwargs: Any) -> str:
+        await asyncio.sleep(0)
+        seen.append(("async", asyncio.get_running_loop(), asyncio.current_task()))
+        return "awaited"
+
+    def later_sync(**kwargs: Any) -> str:
+        seen.append(("sync", asyncio.get_running_loop(), threading.current_thread()))
+        return "called"
+
+    signal.connect(later_async, on_commit=True)
+    signal.connect(later_sync, on_commit=True)
+    [(_, async_call), (_, sync_call)] = signal.send(sender="app")
+
+    async def main() -> list[tuple[str, object, object]]:
+        await sync_call.arun()
+        await async_call.arun()
+        loop = asyncio.get_running_loop()
+        return [("sync", loop, threading.current_thread()), ("async", loop, asyncio.current_task())]
+
+    assert asyncio.run(main()) == seen
+    assert (sync_call.state, sync_call.result) == ("done", "called")
+    assert (async_call.state, async_call.result) == ("done", "awaited")
+    assert async_call.duration is not None
+    assert async_call.started is not None
+
+
+def test_arun_keeps_failures_and_runs_once(
+    signal: Signal, transaction: FakeTransaction, caplog: pytest.LogCaptureFixture
+) -> None:
+    """arun() records and logs as run() does: robust logged, non-robust raised."""
+
+    async def fail_async(**kwargs: Any) -> None:
+        raise Boom("async")
+
+    signal.connect(fail_async, on_commit=True)
+    signal.connect(failing("strict"), on_commit=True, robust=False, weak=False)
+    [(_, robust), (_, strict)] = signal.send(sender="app")
+
+    with caplog.at_level(logging.ERROR, logger="tocsin"):
+        asyncio.run(robust.arun())
+    with pytest.raises(Boom, match="strict"):
+        asyncio.run(strict.arun())
+    with pytest.raises(RuntimeError, match="already run or been dropped"):
+        asyncio.run(robust.arun())
+
+    assert (robust.state, str(robust.exception)) == ("failed", "async")
+    assert (strict.state, str(strict.exception)) == ("failed", "strict")
+    [record] = caplog.records
+    assert record.getMessage().endswith("in on_commit() (async)")
+    assert record.exc_info is not None
+    assert record.exc_info[1] is robust.exception
+
+
+def test_arun_all_runs_every_pending_call_in_order_then_raises(
+    signal: Signal, log: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """run_all()'s rules, awaited: it skips what is not pending, runs every call
+    even after a failure, logs the robust failures, then raises the others."""
+    signal.connect(log.make_async("first"), on_commit=True, weak=False)
+    signal.connect(failing("one"), on_commit=True, robust=False, weak=False)
+    signal.connect(log.make("dropped"), on_commit=True, weak=False)
+    signal.connect(failing("logged"), on_commit=True, weak=False)
+    signal.connect(log.make("last"), on_commit=True, weak=False)
+    scope = Scope()
+    with oncommit.bind(scope):
+        signal.send(sender="app")
+    scope.calls[2].drop()
+
+    with caplog.at_level(logging.ERROR, logger="tocsin"), pytest.raises(Boom, match="one"):
+        asyncio.run(oncommit.arun_all(scope.calls))
+
+    assert log.names() == ["first", "last"]
+    assert [call.state for call in scope.calls] == ["done", "failed", "dropped", "failed", "done"]
+    assert [record.getMessage()[-len("(logged)") :] for record in caplog.records] == ["(logged)"]
+    asyncio.run(oncommit.arun_all(scope.calls))  # nothing is pending any more
+    assert log.names() == ["first", "last"]
+
+
+def test_arun_all_raises_several_failures_as_a_group(signal: Signal) -> None:
+    signal.connect(failing("one"), on_commit=True, robust=False, weak=False)
+    signal.connect(failing("two"), on_commit=True, robust=False, weak=False)
+    scope = Scope()
+    with oncommit.bind(scope):
+        signal.send(sender="app")
+
+    with pytest.raises(ExceptionGroup, match="on-commit receivers failed") as raised:
+        asyncio.run(oncommit.arun_all(scope.calls))
+
+    assert [str(error) for error in raised.value.exceptions] == ["one", "two"]
 
 
 def test_asend_without_a_scope_awaits_async_on_commit_receivers(
@@ -762,20 +855,15 @@ def test_asend_with_a_scope_defers_sync_and_async_on_commit_receivers(
     signal.connect(sync_later, on_commit=True)
     signal.connect(async_later, on_commit=True)
     signal.connect(now)
-    scope = Transaction()
 
-    async def main() -> list[tuple[Any, Any]]:
-        with oncommit.bind(scope):
-            return await signal.asend(sender="app")
+    with FakeTransaction():
+        result = asyncio.run(signal.asend(sender="app"))  # the loop's task copies the binding
 
-    result = asyncio.run(main())
+        assert result[0] == (now, "now done")
+        assert [r for r, _ in result[1:]] == [sync_later, async_later]
+        assert all(isinstance(d, Deferred) and d.state == "pending" for _, d in result[1:])
+        assert log.names() == ["now"]
 
-    assert result[0] == (now, "now done")
-    assert [r for r, _ in result[1:]] == [sync_later, async_later]
-    assert all(isinstance(d, Deferred) and d.state == "pending" for _, d in result[1:])
-    assert log.names() == ["now"]
-
-    scope.commit()
     assert log.names() == ["now", "sync_later", "async_later"]
     assert [d.result for _, d in result[1:]] == ["sync_later done", "async_later done"]
 
@@ -793,13 +881,12 @@ def test_send_robust_with_on_commit_receivers(
     assert isinstance(error, Boom)
     assert "in Signal.send_robust()" in caplog.records[0].getMessage()
 
-    scope = Transaction()
-    with oncommit.bind(scope):
+    with FakeTransaction() as transaction:
         [(_, deferred)] = signal.send_robust(sender="app")
-    assert isinstance(deferred, Deferred)
-    assert scope.calls == [deferred]
-    with pytest.raises(Boom):
-        scope.commit()  # robust=False: the commit raises, send_robust or not
+        assert isinstance(deferred, Deferred)
+        assert transaction.pending == [deferred]
+        with pytest.raises(Boom):
+            transaction.commit()  # robust=False: the commit raises, send_robust or not
 
 
 def test_asend_robust_with_on_commit_receivers(
@@ -818,15 +905,11 @@ def test_asend_robust_with_on_commit_receivers(
     assert result[1][0] is fail_async
     assert isinstance(result[1][1], Boom)
 
-    scope = Transaction()
-
-    async def in_transaction() -> list[tuple[Any, Any]]:
-        with oncommit.bind(scope):
-            return await signal.asend_robust(sender="app")
-
-    result = asyncio.run(in_transaction())
-    assert [d for _, d in result] == scope.calls
-    assert len(scope.calls) == 2
+    with FakeTransaction() as transaction:
+        result = asyncio.run(signal.asend_robust(sender="app"))
+        assert [d for _, d in result] == transaction.pending
+        assert len(result) == 2
+        transaction.rollback()
 
 
 # -- what else on-commit receivers are part of -------------------------------------------
@@ -845,7 +928,7 @@ def test_has_listeners_counts_on_commit_receivers(signal: Signal, log: Recorder)
 
 
 def test_a_sender_filtered_on_commit_receiver(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     class Sender:
         pass
@@ -855,12 +938,12 @@ def test_a_sender_filtered_on_commit_receiver(
 
     assert signal.send(sender=other) == []
     [(_, deferred)] = signal.send(sender=Sender)
-    assert transaction.calls == [deferred]
+    assert transaction.pending == [deferred]
     assert deferred.sender is Sender
 
 
 def test_a_garbage_collected_on_commit_receiver_is_not_called(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     later = log.make("later")
     signal.connect(later, on_commit=True)
@@ -868,12 +951,12 @@ def test_a_garbage_collected_on_commit_receiver_is_not_called(
     gc.collect()
 
     assert signal.send(sender="app") == []
-    assert transaction.calls == []
+    assert transaction.deferred == []
     assert not signal.has_listeners()
 
 
 def test_disconnecting_an_on_commit_receiver(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     later = log.make("later")
     signal.connect(later, on_commit=True)
@@ -884,11 +967,11 @@ def test_disconnecting_an_on_commit_receiver(
     assert not signal.disconnect(later)
 
     assert signal.send(sender="app") == []
-    assert transaction.calls == []
+    assert transaction.deferred == []
 
 
 def test_saved_receivers_assigned_back_keep_the_on_commit_mode(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     """The save/clear/restore dance of Django test code keeps receivers deferred."""
     later = log.make("later")
@@ -925,7 +1008,7 @@ def test_receivers_rows_of_on_commit_receivers_have_django_s_layout(
 
 
 def test_on_commit_receivers_on_another_signal_copied_from_rows(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     later = log.make("later")
     signal.connect(later, on_commit=True)
@@ -938,7 +1021,7 @@ def test_on_commit_receivers_on_another_signal_copied_from_rows(
 
 
 def test_connecting_without_on_commit_is_unaffected_by_a_bound_scope(
-    signal: Signal, log: Recorder, transaction: Transaction
+    signal: Signal, log: Recorder, transaction: FakeTransaction
 ) -> None:
     """Django-compatible code (no on_commit) sees no difference inside a transaction."""
     now, async_now = log.make("now"), log.make_async("async_now")
@@ -954,7 +1037,7 @@ def test_connecting_without_on_commit_is_unaffected_by_a_bound_scope(
         (now, "now done"),
         (async_now, "async_now done"),
     ]
-    assert transaction.calls == []
+    assert transaction.deferred == []
     [row, async_row] = signal.receivers
     assert type(row) is type(async_row)
     assert len(row) == 4
@@ -989,11 +1072,10 @@ def test_a_send_whose_receiver_raises_drops_its_on_commit_calls() -> None:
     later = recorder.make("later")
     signal.connect(fail)
     signal.connect(later, on_commit=True)
-    transaction = Transaction()
-    with oncommit.bind(transaction), pytest.raises(Boom):
-        signal.send(sender=None)
-    assert [call.state for call in transaction.calls] == ["dropped"]
-    transaction.commit()
+    with FakeTransaction() as transaction:
+        with pytest.raises(Boom):
+            signal.send(sender=None)
+        assert [call.state for call in transaction.deferred] == ["dropped"]
     assert recorder.calls == []
 
 
@@ -1006,14 +1088,14 @@ def test_send_refused_inside_a_running_loop_defers_nothing() -> None:
     later = recorder.make("later")
     signal.connect(async_receiver)
     signal.connect(later, on_commit=True)
-    transaction = Transaction()
+    with FakeTransaction() as transaction:
 
-    async def main() -> None:
-        with oncommit.bind(transaction), pytest.raises(RuntimeError):
-            signal.send(sender=None)
+        async def main() -> None:
+            with pytest.raises(RuntimeError):
+                signal.send(sender=None)
 
-    asyncio.run(main())
-    transaction.commit()
+        asyncio.run(main())
+        assert transaction.pending == []
     assert recorder.calls == []
 
 
@@ -1027,14 +1109,14 @@ def test_an_asend_that_fails_drops_its_on_commit_calls() -> None:
     later = recorder.make("later")
     signal.connect(fail)
     signal.connect(later, on_commit=True)
-    transaction = Transaction()
+    with FakeTransaction() as transaction:
 
-    async def main() -> None:
-        with oncommit.bind(transaction), pytest.raises(Boom):
-            await signal.asend(sender=None)
+        async def main() -> None:
+            with pytest.raises(Boom):
+                await signal.asend(sender=None)
 
-    asyncio.run(main())
-    transaction.commit()
+        asyncio.run(main())
+        assert transaction.pending == []
     assert recorder.calls == []
 
 
@@ -1053,8 +1135,8 @@ def test_a_row_changed_with_replace_keeps_its_on_commit_mode() -> None:
     later = recorder.make("later")
     signal.connect(later, on_commit=True)
     signal.receivers = [signal.receivers[0]._replace(is_async=False)]
-    transaction = Transaction()
-    with oncommit.bind(transaction):
+    with FakeTransaction():
         [(_, response)] = signal.send(sender=None)
-    assert isinstance(response, Deferred)
-    assert recorder.calls == []
+        assert isinstance(response, Deferred)
+        assert recorder.calls == []
+    assert recorder.calls == [("later", None, {})]

@@ -19,10 +19,11 @@ import pytest
 
 from _named_receivers import NamedReceivers, responses
 from _named_receivers import NamedReceivers as Calls
-from tocsin import Signal, oncommit, receiver
+from tocsin import Signal, receiver
 from tocsin._connection import Connection as _Connection
 from tocsin._django_rows import ExtendedRow as _ExtendedRow
 from tocsin.oncommit import Deferred
+from tocsin.testing import FakeTransaction
 
 
 @pytest.fixture
@@ -32,21 +33,6 @@ def calls() -> Calls:
 
 class Sender:
     """A weakly referenceable object to send from."""
-
-
-class Transaction:
-    """The smallest transaction scope: keeps deferred calls until commit."""
-
-    def __init__(self) -> None:
-        self.calls: list[Deferred] = []
-
-    def defer(self, deferred: Deferred) -> bool:
-        self.calls.append(deferred)
-        return True
-
-    def commit(self) -> None:
-        calls, self.calls = self.calls, []
-        oncommit.run_all(calls)
 
 
 # -- order ----------------------------------------------------------------------------
@@ -134,14 +120,12 @@ def test_on_commit_receivers_run_after_the_commit_in_priority_order(calls: Calls
     signal.connect(calls.sync("default"), on_commit=True)
     signal.connect(calls.sync("high"), on_commit=True, priority=1)
     signal.connect(calls.sync("now"), priority=-50)
-    transaction = Transaction()
-    with oncommit.bind(transaction):
+    with FakeTransaction():
         result = signal.send(None)
-    # The ordinary receiver is called now; the deferred ones follow it, in order.
-    assert calls.names == ["now"]
-    assert [r.__name__ for r, _ in result] == ["now", "high", "default", "low"]
-    assert all(isinstance(response, Deferred) for response in responses(result)[1:])
-    transaction.commit()
+        # The ordinary receiver is called now; the deferred ones follow it, in order.
+        assert calls.names == ["now"]
+        assert [r.__name__ for r, _ in result] == ["now", "high", "default", "low"]
+        assert all(isinstance(response, Deferred) for response in responses(result)[1:])
     assert calls.names == ["now", "high", "default", "low"]
 
 
@@ -242,8 +226,7 @@ def test_priority_survives_saving_and_restoring_receivers(calls: Calls) -> None:
         "on commit": 8,
     }
     # The receiver that waits for the commit is still one.
-    transaction = Transaction()
-    with oncommit.bind(transaction):
+    with FakeTransaction():
         result = signal.send(sender)
     assert [r.__name__ for r, _ in result][-1] == "on commit"
     assert isinstance(result[-1][1], Deferred)
@@ -439,9 +422,8 @@ def test_async_on_commit_receivers_with_priority(calls: Calls) -> None:
     signal.connect(calls.async_("async late"), on_commit=True, priority=-1)
     signal.connect(calls.async_("async early"), on_commit=True, priority=1)
     signal.connect(calls.sync("sync"), on_commit=True)
-    transaction = Transaction()
-    with oncommit.bind(transaction):
+    with FakeTransaction():
         result = asyncio.run(signal.asend(None))
-    assert [r.__name__ for r, _ in result] == ["async early", "sync", "async late"]
-    transaction.commit()
+        assert [r.__name__ for r, _ in result] == ["async early", "sync", "async late"]
+        assert calls.names == []
     assert calls.names == ["async early", "sync", "async late"]

@@ -22,10 +22,19 @@ import pytest
 
 from _named_receivers import NamedReceivers, responses
 from _named_receivers import NamedReceivers as Log
-from tocsin import Signal, oncommit, tracing
+from tocsin import Signal, tracing
 from tocsin.contrib.sqlalchemy import _base as sqlalchemy_base
 from tocsin.oncommit import Deferred
-from tocsin.testing import ANY, Capture, SentCall, _Snapshot, capture, connected_to, muted
+from tocsin.testing import (
+    ANY,
+    Capture,
+    FakeTransaction,
+    SentCall,
+    _Snapshot,
+    capture,
+    connected_to,
+    muted,
+)
 from tocsin.testing import _rows as rows_of
 
 # -- helpers ------------------------------------------------------------------------------
@@ -769,12 +778,10 @@ def test_connected_to_passes_connects_options(log: Log, sender: Sender) -> None:
 
 def test_connected_to_an_on_commit_receiver(log: Log) -> None:
     signal = Signal()
-    scope = Transaction()
-    with connected_to(log.sync("later"), signal, on_commit=True), oncommit.bind(scope):
+    with FakeTransaction(), connected_to(log.sync("later"), signal, on_commit=True):
         (response,) = responses(signal.send(None))
-    assert isinstance(response, Deferred)
-    scope.commit()
-    assert log.names == ["later"]
+        assert isinstance(response, Deferred)
+    assert log.names == ["later"]  # committed after the block disconnected it
 
 
 def test_connected_to_leaves_an_existing_connection_alone(log: Log) -> None:
@@ -883,15 +890,10 @@ def test_a_local_async_receiver(log: Log) -> None:
 
 def test_a_local_on_commit_receiver(log: Log) -> None:
     signal = Signal()
-    scope = Transaction()
-    with (
-        connected_to(log.sync("later"), signal, local=True, on_commit=True),
-        oncommit.bind(scope),
-    ):
+    with FakeTransaction(), connected_to(log.sync("later"), signal, local=True, on_commit=True):
         (response,) = responses(signal.send(None))
         assert isinstance(response, Deferred)
-    scope.commit()
-    assert log.names == ["later"]
+    assert log.names == ["later"]  # committed after the block disconnected it
 
 
 def test_a_local_receiver_inside_a_global_mute(log: Log) -> None:
@@ -899,21 +901,6 @@ def test_a_local_receiver_inside_a_global_mute(log: Log) -> None:
     signal.connect(log.sync("muted"))
     with muted(signal), connected_to(log.sync("local"), signal, local=True):
         assert responses(signal.send(None)) == ["local"]
-
-
-class Transaction:
-    """The smallest transaction scope: keeps deferred calls until commit."""
-
-    def __init__(self) -> None:
-        self.calls: list[Deferred] = []
-
-    def defer(self, deferred: Deferred) -> bool:
-        self.calls.append(deferred)
-        return True
-
-    def commit(self) -> None:
-        calls, self.calls = self.calls, []
-        oncommit.run_all(calls)
 
 
 # -- tracing --------------------------------------------------------------------------------

@@ -21,9 +21,10 @@ import pytest
 from sqlalchemy import String, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from tocsin import Signal, hooks, oncommit, signals, tracing
+from tocsin import Signal, hooks, signals, tracing
 from tocsin.contrib.sqlalchemy import disable_model_signals, enable_model_signals
 from tocsin.oncommit import Deferred
+from tocsin.testing import FakeTransaction
 from tocsin.tracing import ReceiverCall, SendEvent, Tracer
 
 METHODS = ("send", "send_robust", "asend", "asend_robust")
@@ -679,21 +680,6 @@ def test_a_failing_subscriber_propagates_into_the_send() -> None:
 # -- on-commit receivers -------------------------------------------------------------
 
 
-class Transaction:
-    """The smallest transaction scope: keeps deferred calls until commit."""
-
-    def __init__(self) -> None:
-        self.calls: list[Deferred] = []
-
-    def defer(self, deferred: Deferred) -> bool:
-        self.calls.append(deferred)
-        return True
-
-    def commit(self) -> None:
-        calls, self.calls = self.calls, []
-        oncommit.run_all(calls)
-
-
 @pytest.mark.parametrize("method", METHODS)
 def test_on_commit_receivers_answer_a_deferred_and_are_not_traced_later(
     method: str, events: list[SendEvent]
@@ -707,20 +693,18 @@ def test_on_commit_receivers_answer_a_deferred_and_are_not_traced_later(
     signal = Signal()
     signal.connect(on_event)
     signal.connect(after_commit, on_commit=True)
-    transaction = Transaction()
-    with oncommit.bind(transaction):
+    with FakeTransaction():
         result = send(signal, method)
-    assert [r for r, _ in result] == [on_event, after_commit]
-    deferred = result[1][1]
-    assert isinstance(deferred, Deferred)
-    assert deferred.receiver is after_commit
-    assert deferred.state == "pending"
-    (event,) = events
-    calls_at_send = list(event.calls)
-    assert on_event in [call.receiver for call in calls_at_send]
+        assert [r for r, _ in result] == [on_event, after_commit]
+        deferred = result[1][1]
+        assert isinstance(deferred, Deferred)
+        assert deferred.receiver is after_commit
+        assert deferred.state == "pending"
+        (event,) = events
+        calls_at_send = list(event.calls)
+        assert on_event in [call.receiver for call in calls_at_send]
 
-    transaction.commit()
-    assert committed == ["after_commit"]
+    assert committed == ["after_commit"]  # the end of the block committed
     assert (str(deferred.state), deferred.result) == ("done", "committed")
     assert len(events) == 1  # the commit is not a send
     assert event.calls == calls_at_send  # nor a call of this send
@@ -736,7 +720,7 @@ def test_on_commit_receivers_are_reported_with_their_deferred(events: list[SendE
     signal = Signal()
     signal.connect(on_event)
     signal.connect(after_commit, on_commit=True)
-    with oncommit.bind(Transaction()):
+    with FakeTransaction():
         result = signal.send(None)
     (event,) = events
     assert [(call.receiver, call.response) for call in event.calls] == [

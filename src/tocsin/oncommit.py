@@ -37,6 +37,7 @@ __all__ = [
     "ScopeFinder",
     "TransactionScope",
     "add_scope_finder",
+    "arun_all",
     "bind",
     "find_scope",
     "run_all",
@@ -96,12 +97,7 @@ class Deferred:
         private loop. A failure is logged and kept in :attr:`exception` when
         the receiver is robust (the default), and raised otherwise.
         """
-        if self.state != "pending":
-            raise RuntimeError(f"this deferred call has already run or been dropped: {self!r}")
-        # Wall-clock start, to place the call beside the send's own timestamps;
-        # the duration from the monotonic clock, immune to clock changes.
-        self.started = time.time()
-        begun = time.perf_counter()
+        begun = self._begin()
         try:
             result = self.receiver(signal=self.signal, sender=self.sender, **self.named)
             if _is_awaitable(result):
@@ -113,16 +109,51 @@ class Deferred:
 
                     result = _async.run_from_sync(lambda: awaitable)
         except Exception as err:
-            self.duration = time.perf_counter() - begun
-            self.state, self.exception = "failed", err
-            if not self.robust:
+            if self._failed(err, begun):
                 raise
-            logger().error(
-                "Error calling %s in on_commit() (%s)", describe(self.receiver), err, exc_info=err
-            )
         else:
-            self.duration = time.perf_counter() - begun
-            self.state, self.result = "done", result
+            self._done(result, begun)
+
+    async def arun(self) -> None:
+        """:meth:`run` for a scope whose commit is a coroutine: an async
+        receiver is awaited in the running event loop, in the caller's task;
+        a sync receiver is called inline, on the loop's thread (as SQLAlchemy's
+        ``AsyncSession`` does, through its greenlet).
+        """
+        begun = self._begin()
+        try:
+            result = self.receiver(signal=self.signal, sender=self.sender, **self.named)
+            if _is_awaitable(result):
+                result = await result
+        except Exception as err:
+            if self._failed(err, begun):
+                raise
+        else:
+            self._done(result, begun)
+
+    def _begin(self) -> float:
+        """Check the call may run, note when it starts; the monotonic start."""
+        if self.state != "pending":
+            raise RuntimeError(f"this deferred call has already run or been dropped: {self!r}")
+        # Wall-clock start, to place the call beside the send's own timestamps;
+        # the duration from the monotonic clock, immune to clock changes.
+        self.started = time.time()
+        return time.perf_counter()
+
+    def _done(self, result: Any, begun: float) -> None:
+        self.duration = time.perf_counter() - begun
+        self.state, self.result = "done", result
+
+    def _failed(self, err: Exception, begun: float) -> bool:
+        """Keep *err*; log it if the receiver is robust, else return True (raise it)."""
+        self.duration = time.perf_counter() - begun
+        self.state, self.exception = "failed", err
+        if not self.robust:
+            return True
+        logger().error(
+            "Error calling %s in on_commit() (%s)", describe(self.receiver), err, exc_info=err
+        )
+        return False
 
     def drop(self) -> None:
         """The transaction rolled back: the receiver will never be called."""
@@ -220,6 +251,24 @@ def run_all(
             continue
         try:
             call.run(await_)
+        except Exception as err:
+            errors.append(err)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExceptionGroup("on-commit receivers failed", errors)
+
+
+async def arun_all(deferred: list[Deferred]) -> None:
+    """:func:`run_all` for a scope whose commit is a coroutine: each call with
+    :meth:`Deferred.arun`, one after the other, in order.
+    """
+    errors: list[Exception] = []
+    for call in deferred:
+        if call.state != "pending":
+            continue
+        try:
+            await call.arun()
         except Exception as err:
             errors.append(err)
     if len(errors) == 1:

@@ -47,12 +47,22 @@ from unittest.util import safe_repr
 
 from . import hooks
 from ._django_rows import ReceiverEntry
+from ._fake_transaction import FakeTransaction, Savepoint
 from ._inspect import check_receiver, describe
 from ._options import NOW, ON_COMMIT_ROBUST, ConnectOptions, read_options
 from ._refs import NONE_ID, Deref, make_id, strong_deref
 from .dispatcher import Signal
 
-__all__ = ["ANY", "Capture", "SentCall", "capture", "connected_to", "muted"]
+__all__ = [
+    "ANY",
+    "Capture",
+    "FakeTransaction",
+    "Savepoint",
+    "SentCall",
+    "capture",
+    "connected_to",
+    "muted",
+]
 
 R = TypeVar("R", bound=Callable[..., Any])
 

@@ -21,11 +21,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tocsin import Signal, hooks, oncommit, tracing
+from tocsin import Signal, hooks, tracing
 from tocsin.contrib import otel
 from tocsin.contrib.otel import OpenTelemetryTracer
 from tocsin.oncommit import Deferred
 from tocsin.signals import post_save
+from tocsin.testing import FakeTransaction
 
 # Module-level, so that their spans have stable names ("send tests.contrib.test_otel.placed").
 placed = Signal()
@@ -627,30 +628,18 @@ def test_sends_from_threads_make_separate_traces(exporter: Exporter) -> None:
 # -- on-commit receivers ---------------------------------------------------------------
 
 
-class Scope:
-    """A transaction scope that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.deferred: list[Deferred] = []
-
-    def defer(self, deferred: Deferred) -> bool:
-        self.deferred.append(deferred)
-        return True
-
-
 @pytest.mark.usefixtures("traced")
 def test_a_deferred_on_commit_receiver_has_no_span(exporter: Exporter) -> None:
     """It does not run during the send; its later run is outside any send."""
     placed.connect(on_placed, on_commit=True)
-    scope = Scope()
-    with oncommit.bind(scope):
+    with FakeTransaction():
         ((receiver, response),) = placed.send(sender=None)
-    assert receiver is on_placed
-    assert isinstance(response, Deferred)
-    assert exporter.names() == [SEND]
-    assert attributes(exporter.named(SEND))["tocsin.receivers"] == 0
+        assert receiver is on_placed
+        assert isinstance(response, Deferred)
+        assert exporter.names() == [SEND]
+        assert attributes(exporter.named(SEND))["tocsin.receivers"] == 0
 
-    oncommit.run_all(scope.deferred)
+    assert response.state == "done"  # committed at the end of the block
     assert exporter.names() == [SEND]
 
 
@@ -663,7 +652,7 @@ def test_the_send_span_counts_the_deferred_receivers(exporter: Exporter) -> None
     """
     placed.connect(on_placed)
     placed.connect(also_on_placed, on_commit=True)
-    with oncommit.bind(Scope()):
+    with FakeTransaction():
         placed.send(sender=None)
     send = attributes(exporter.named(SEND))
     assert (send["tocsin.receivers"], send["tocsin.receivers.deferred"]) == (1, 1)

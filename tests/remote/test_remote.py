@@ -20,6 +20,7 @@ from tocsin.remote import (
     Worker,
     current_event,
 )
+from tocsin.testing import FakeTransaction
 
 order_paid = Signal()
 order_shipped = Signal()
@@ -288,25 +289,14 @@ def test_decode_refuses_a_newer_format(remote: Remote) -> None:
         remote.decode(b'{"v": 1, "id": "x", "signal": "s", "sender": null, "time": 0}')
 
 
-class _Scope:
-    def __init__(self) -> None:
-        self.waiting: list[oncommit.Deferred] = []
-
-    def defer(self, deferred: oncommit.Deferred) -> bool:
-        self.waiting.append(deferred)
-        return True
-
-
 def test_on_commit_publishes_after_the_commit(transport: MemoryTransport) -> None:
     """Remote(on_commit=True) publishes only when the transaction commits."""
     remote = Remote(transport, stream=STREAM, serializer=app_serializer(), on_commit=True)
     remote.publish(order_paid)
     try:
-        scope = _Scope()
-        with oncommit.bind(scope):
+        with FakeTransaction():
             order_paid.send(None, order_id=1)
-        assert published(remote) == []
-        oncommit.run_all(scope.waiting)
+            assert published(remote) == []
         assert [event.kwargs for event in published(remote)] == [{"order_id": 1}]
     finally:
         order_paid.receivers = []
@@ -545,15 +535,14 @@ def test_a_failed_after_commit_publish_raises_one_publish_error(count: int) -> N
     remote = Remote(transport, stream=STREAM, serializer=app_serializer(), on_commit=True)
     remote.publish(order_paid)
     try:
-        scope = _Scope()
-        with oncommit.bind(scope):
+        with FakeTransaction() as transaction:
             responses = [order_paid.send(None, order_id=n) for n in range(count)]
-        calls = [response for [(_, response)] in responses]
-        assert all(isinstance(call, oncommit.Deferred) for call in calls)
-        assert len(scope.waiting) == count
-        transport.failures = 1
-        with pytest.raises(PublishError) as caught:
-            oncommit.run_all(scope.waiting)
+            calls = [response for [(_, response)] in responses]
+            assert all(isinstance(call, oncommit.Deferred) for call in calls)
+            assert transaction.pending == calls
+            transport.failures = 1
+            with pytest.raises(PublishError) as caught:
+                transaction.commit()
     finally:
         order_paid.receivers = []
         order_paid.sender_receivers_cache.clear()
@@ -589,22 +578,18 @@ def test_after_commit_events_go_in_one_round_trip_without_the_dropped_ones(
     remote = Remote(transport, stream=STREAM, serializer=app_serializer(), on_commit=True)
     remote.publish(order_paid)
     try:
-        scope = _Scope()
-        with oncommit.bind(scope):
-            for n in range(3):
-                order_paid.send(None, order_id=n)
-        scope.waiting[1].drop()
-        oncommit.run_all(scope.waiting)
+        with FakeTransaction() as transaction:
+            order_paid.send(None, order_id=0)
+            with transaction.savepoint() as savepoint:
+                order_paid.send(None, order_id=1)
+                savepoint.rollback()
+            order_paid.send(None, order_id=2)
         assert rounds == [2]
-        assert [call.state for call in scope.waiting] == ["done", "dropped", "done"]
-        assert [call.result.kwargs for call in (scope.waiting[0], scope.waiting[2])] == [
-            {"order_id": 0},
-            {"order_id": 2},
-        ]
-        scope.waiting.clear()
-        with oncommit.bind(scope):
+        first, dropped, last = transaction.deferred
+        assert [call.state for call in (first, dropped, last)] == ["done", "dropped", "done"]
+        assert [call.result.kwargs for call in (first, last)] == [{"order_id": 0}, {"order_id": 2}]
+        with FakeTransaction():
             order_paid.send(None, order_id=3)
-        oncommit.run_all(scope.waiting)
         assert rounds == [2, 1]
     finally:
         order_paid.receivers = []
@@ -619,10 +604,10 @@ def test_an_after_commit_event_that_cannot_be_serialized_fails_the_send(
     remote = Remote(transport, stream=STREAM, on_commit=True)
     remote.publish(order_paid)
     try:
-        scope = _Scope()
-        with oncommit.bind(scope), pytest.raises(SerializationError):
-            order_paid.send(None, order_id=object())
-        assert scope.waiting == []
+        with FakeTransaction() as transaction:
+            with pytest.raises(SerializationError):
+                order_paid.send(None, order_id=object())
+            assert transaction.deferred == []
     finally:
         order_paid.receivers = []
         order_paid.sender_receivers_cache.clear()

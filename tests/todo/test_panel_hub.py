@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from tocsin import Signal, oncommit
+from tocsin import Signal
+from tocsin.testing import FakeTransaction
 from todo.panel import (
     DEFERRED_MAX,
     EVENT_MAX,
@@ -391,17 +392,6 @@ def test_the_forgotten_ids_are_bounded() -> None:
 things_happened = Signal()
 
 
-class Transaction:
-    """Keeps deferred calls; commit() runs them, rollback() drops them."""
-
-    def __init__(self) -> None:
-        self.calls: list[oncommit.Deferred] = []
-
-    def defer(self, deferred: oncommit.Deferred) -> bool:
-        self.calls.append(deferred)
-        return True
-
-
 def fine(sender: object, **kwargs: object) -> None:
     pass
 
@@ -444,12 +434,10 @@ def test_a_request_follows_at_most_deferred_max_on_commit_calls(
     request_events: RequestEvents,
 ) -> None:
     things_happened.connect(fine, on_commit=True)
-    transaction = Transaction()
     try:
-        with oncommit.bind(transaction):
+        with FakeTransaction():
             for _ in range(DEFERRED_MAX + 10):
                 things_happened.send(sender="app")
-        oncommit.run_all(transaction.calls)
         request_events.finish()
     finally:
         things_happened.disconnect(fine)
@@ -465,16 +453,12 @@ def test_a_request_reports_its_on_commit_calls_done_failed_and_dropped(
     things_happened.connect(fine, on_commit=True)
     things_happened.connect(broken, on_commit=True)
     try:
-        committed, rolled_back = Transaction(), Transaction()
-        with oncommit.bind(committed):
+        with pytest.MonkeyPatch.context() as patch, FakeTransaction():
+            patch.setattr(logging.getLogger("tocsin"), "disabled", True)  # broken() fails robustly
             things_happened.send(sender="app")
-        with oncommit.bind(rolled_back):
+        with FakeTransaction() as rolled_back:
             things_happened.send(sender="app")
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(logging.getLogger("tocsin"), "disabled", True)
-            oncommit.run_all(committed.calls)
-        for call in rolled_back.calls:
-            call.drop()
+            rolled_back.rollback()
         request_events.finish()
     finally:
         things_happened.disconnect(fine)
