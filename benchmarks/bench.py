@@ -19,10 +19,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib
+import io
 import json
 import platform
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import tracemalloc
 import weakref
@@ -32,6 +37,8 @@ from importlib import metadata
 from itertools import repeat
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
 
 perf_counter_ns = time.perf_counter_ns
 
@@ -308,9 +315,9 @@ class Impl:
 
 
 class TocsinImpl(Impl):
-    def __init__(self, module: Any) -> None:
+    def __init__(self, module: Any, name: str = "tocsin") -> None:
         self.module = module
-        self.name = "tocsin"
+        self.name = name
         self.version = f"{module.__version__} ({Path(module.__file__).parent})"
 
     def new_signal(self) -> Any:
@@ -374,13 +381,34 @@ class PsygnalImpl(Impl):
         raise Unsupported("no async emit")
 
 
-def load_impls() -> tuple[list[Impl], dict[str, str]]:
-    """tocsin (required) and whichever peers are importable; why the others are not."""
+def load_tocsin_at(ref: str) -> Impl:
+    """tocsin as it was at git *ref*, imported beside today's under another
+    name (``tocsin_at_<ref>``), to compare the two in one run."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    package = f"tocsin_at_{commit}"
+    target = Path(tempfile.mkdtemp(prefix="tocsin-bench-"))
+    archive = subprocess.run(
+        ["git", "archive", commit, "src/tocsin"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    (target / "src" / "tocsin").rename(target / package)
+    sys.path.insert(0, str(target))
+    return TocsinImpl(importlib.import_module(package), name=f"tocsin@{commit}")
+
+
+def load_impls(against: str | None = None) -> tuple[list[Impl], dict[str, str]]:
+    """tocsin (required), tocsin at git ref *against* if given, and whichever
+    peers are importable; why the others are not."""
     try:
         import tocsin
     except ImportError as err:
         sys.exit(f"cannot import tocsin ({err}); install it first: pip install -e .")
     impls: list[Impl] = [TocsinImpl(tocsin)]
+    if against:
+        impls.append(load_tocsin_at(against))
     skipped: dict[str, str] = {}
 
     def django_impl() -> Impl:
@@ -516,13 +544,13 @@ def scenario_priority(impls: list[Impl], cfg: Config) -> Scenario:
     receivers = make_receivers(10)
     cases = [Case("bare-weak", send_runner(BareWeak(receivers).send, Model), keep=receivers)]
     for impl in impls:
-        if impl.name not in {"tocsin", "psygnal"}:
+        if not isinstance(impl, TocsinImpl) and impl.name != "psygnal":
             cases.append(na(impl.name, Unsupported("no receiver priority")))
             continue
         sig = impl.new_signal()
         for i, r in enumerate(reversed(receivers)):
             sig.connect(r, priority=i)  # the last connected runs first: a real reordering
-        if impl.name == "tocsin":
+        if isinstance(impl, TocsinImpl):
             expect_responses(impl.name, impl.send_once(sig, Model), len(receivers))
         cases.append(Case(impl.name, impl.send_runner(sig, Model), keep=receivers))
     scenario.results = run_cases(cases, cfg)
@@ -880,6 +908,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write results here")
     parser.add_argument("--only", metavar="IDS", help="comma-separated scenario ids to run")
+    parser.add_argument(
+        "--against",
+        metavar="REF",
+        help="also run tocsin as it was at this git ref (before/after a change, in one run)",
+    )
     args = parser.parse_args(argv)
     selected = args.only.split(",") if args.only else list(SCENARIO_IDS)
     unknown = sorted(set(selected) - set(SCENARIO_IDS))
@@ -890,7 +923,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     info = header(cfg)
     print("peers")
-    impls, skipped = load_impls()
+    impls, skipped = load_impls(args.against)
     for impl in impls:
         print(f"  {impl.name:<10} {impl.version}")
     for name, why in skipped.items():
