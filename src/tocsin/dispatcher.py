@@ -93,11 +93,14 @@ class ConnectionInfo(NamedTuple):
 # Every Signal alive, for tocsin.introspect, the command line, and hooks
 # installed on every signal.
 _every_signal: weakref.WeakSet[Signal] = weakref.WeakSet()
+# A WeakSet cannot be copied while another thread adds to it.
+_every_signal_lock = threading.Lock()
 
 
 def all_signals() -> list[Signal]:
     """Every Signal alive, in no particular order."""
-    return list(_every_signal)
+    with _every_signal_lock:
+        return list(_every_signal)
 
 
 class Signal:
@@ -112,7 +115,8 @@ class Signal:
     def __init__(self, use_caching: bool = False) -> None:
         _check_use_caching(use_caching)
         self.use_caching = use_caching
-        _every_signal.add(self)
+        with _every_signal_lock:
+            _every_signal.add(self)
         # Reentrant, unlike Django's Lock: code that holds ``signal.lock``
         # (as some Django add-ons do) may still read or assign ``receivers``.
         self.lock = threading.RLock()
@@ -915,7 +919,7 @@ def _check_use_caching(value: object) -> None:
 
 
 def _on_hooks_changed(signal: Signal | None) -> None:
-    for each in [signal] if signal is not None else list(_every_signal):
+    for each in [signal] if signal is not None else all_signals():
         each._hooks_changed()
 
 
