@@ -281,12 +281,7 @@ class Signal:
         died a moment ago may still count): for integrations that skip
         building costly arguments when nobody listens.
         """
-        plan = self._any_plan
-        if plan is None:
-            plan = self._plans.get(id(sender)) if self._senders else None
-            if plan is None:
-                plan = self._plan(sender)
-        return bool(plan)
+        return bool(self._cached_plan(sender))
 
     def would_send_any(self) -> bool:
         """Whether a send from some sender would do anything (see :meth:`would_send`)."""
@@ -625,13 +620,17 @@ class Signal:
     # -- plans ---------------------------------------------------------------------
 
     def _receivers_of(self, sender: object) -> _Plan:
-        """The ``(sync, slow)`` plan for *sender*; what send() inlines."""
+        """The ``(sync, slow)`` plan for *sender*, () made ((), ())."""
+        return self._cached_plan(sender) or _EMPTY
+
+    def _cached_plan(self, sender: object) -> _Plan | tuple[()]:
+        """The plan for *sender*, or _NO_PLAN; what send() inlines."""
         plan = self._any_plan
         if plan is None:
             plan = self._plans.get(id(sender)) if self._senders else None
             if plan is None:
                 plan = self._plan(sender)
-        return plan or _EMPTY
+        return plan
 
     def _plan(self, sender: object) -> _Plan | tuple[()]:
         """The plan for *sender*, built and cached if needed (the slow path)."""
