@@ -1,4 +1,5 @@
-"""pre_init … post_delete, sent from SQLAlchemy's mapper and instance events.
+"""pre_init … post_delete, sent from SQLAlchemy's mapper and instance events
+(the delete signals in Django's order: see _deletion).
 
 Every mapper of an enabled registry gets its own listeners (not propagated),
 so that an instance is reported once, with its own class as the sender.
@@ -13,12 +14,10 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstanceState, Mapper, Session
-from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.instrumentation import manager_of_class
 
 from ... import signals
-from ...dispatcher import Signal
-from . import _m2m
+from . import _deletion, _m2m
 from ._base import fire, options_for, receivers_of, using_of
 
 # The listeners are registered with raw=True (they get the InstanceState, and
@@ -178,80 +177,13 @@ def _after_update(mapper: Mapper[Any], connection: Connection, state: InstanceSt
         fire(signals.post_save, plan, cls, named)
 
 
-# -- delete ------------------------------------------------------------------------
-
-# session -> {deleted instance's state: the instance whose delete() cascaded
-# to it}; computed at the first delete of a flush, dropped after the flush.
-_origins: weakref.WeakKeyDictionary[Session, dict[InstanceState[Any], Any]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def delete_origins(session: Session) -> dict[InstanceState[Any], Any]:
-    """Which ``session.delete()`` call each deleted instance comes from.
-
-    Django's ``origin`` is the instance (or queryset) whose ``delete()``
-    started it all. An instance deleted by a cascade gets the instance that
-    was deleted explicitly; any other gets itself.
-    """
-    origins = _origins.get(session)
-    if origins is not None:
-        return origins
-    deleted = [instance_state(obj) for obj in session.deleted]
-    reached: dict[InstanceState[Any], InstanceState[Any]] = {}
-    for state in deleted:
-        for _obj, _mapper, child, _dict in state.mapper.cascade_iterator("delete", state):
-            reached.setdefault(child, state)
-    origins = {}
-    for state in deleted:
-        if state in reached:
-            continue
-        origins[state] = state.obj()
-        for _obj, _mapper, child, _dict in state.mapper.cascade_iterator("delete", state):
-            origins.setdefault(child, state.obj())
-    _origins[session] = origins
-    return origins
-
-
 def forget(session: Session, *flush_args: Any) -> None:
     """Drop what a flush kept: after it, and before the next one (a flush
     that raised never reaches after_flush)."""
-    _origins.pop(session, None)
     if _written:
         key = session.hash_key
         for state in [s for s in _written if s.session_id == key]:
             del _written[state]
-
-
-def _origin_of(instance: Any) -> Any:
-    state = instance_state(instance)
-    session = state.session
-    if session is None:
-        return instance
-    return delete_origins(session).get(state, instance)
-
-
-def _send_delete(
-    signal: Signal, mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]
-) -> None:
-    cls = mapper.class_
-    plan = receivers_of(signal, cls)
-    if plan is not None:
-        instance = state.obj()
-        named = {
-            "instance": instance,
-            "using": _using(mapper, connection),
-            "origin": _origin_of(instance),
-        }
-        fire(signal, plan, cls, named)
-
-
-def _before_delete(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
-    _send_delete(signals.pre_delete, mapper, connection, state)
-
-
-def _after_delete(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
-    _send_delete(signals.post_delete, mapper, connection, state)
 
 
 # -- installing --------------------------------------------------------------------
@@ -261,8 +193,8 @@ MAPPER_EVENTS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("after_insert", _after_insert),
     ("before_update", _before_update),
     ("after_update", _after_update),
-    ("before_delete", _before_delete),
-    ("after_delete", _after_delete),
+    ("before_delete", _deletion.before_delete),
+    ("after_delete", _deletion.after_delete),
     ("load", _on_load),
 )
 
