@@ -295,10 +295,14 @@ def test_update_fields_names_only_the_columns_whose_value_changed(
     ]
 
 
-def test_moving_a_child_to_another_parent_reports_its_foreign_key(
+def test_moving_a_child_to_another_parent_reports_the_relationship(
     engine: Engine, sent: Recorder
 ) -> None:
-    """Changing a many-to-one relationship writes the foreign-key column: update_fields says so."""
+    """A changed foreign key is reported under Django's field name, the relationship's.
+
+    Django's ``update_fields`` names a ForeignKey ``pizza``, not its column
+    ``pizza_id``; so does tocsin, whether the relationship or the column was set.
+    """
     first = saved_pizza(engine, "margherita", slices=1)
     second = saved_pizza(engine, "marinara")
     with Session(engine) as session:
@@ -306,9 +310,11 @@ def test_moving_a_child_to_another_parent_reports_its_foreign_key(
         piece.pizza = session.get_one(Pizza, second)
         del sent[:]
         session.commit()
+        piece.pizza_id = first
+        session.commit()
 
     saves = [(s.signal, s.sender, s.kwargs["update_fields"]) for s in sent.named("post_save")]
-    assert saves == [("post_save", Slice, frozenset({"pizza_id"}))]
+    assert saves == [("post_save", Slice, frozenset({"pizza"}))] * 2
 
 
 def test_no_save_signals_when_a_value_is_set_to_itself(engine: Engine, sent: Recorder) -> None:

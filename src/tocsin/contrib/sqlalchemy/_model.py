@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import InstanceState, Mapper, Session
+from sqlalchemy.orm import InstanceState, Mapper, RelationshipDirection, Session
+from sqlalchemy.orm.exc import UnmappedColumnError
 from sqlalchemy.orm.instrumentation import manager_of_class
 
 from ... import signals
@@ -66,13 +67,14 @@ def _on_load(state: InstanceState[Any], context: Any) -> None:
 # -- save --------------------------------------------------------------------------
 
 _column_keys: weakref.WeakKeyDictionary[Mapper[Any], frozenset[str]] = weakref.WeakKeyDictionary()
+_field_names: weakref.WeakKeyDictionary[Mapper[Any], dict[str, str]] = weakref.WeakKeyDictionary()
 # state -> update_fields, from before_update to after_update of one flush. A
 # plain dict, for speed: what a failed flush leaves is dropped by forget().
 _written: dict[InstanceState[Any], frozenset[str]] = {}
 
 
-def changed_fields(mapper: Mapper[Any], state: InstanceState[Any]) -> frozenset[str]:
-    """The names of the column attributes whose value an UPDATE will write.
+def changed_columns(mapper: Mapper[Any], state: InstanceState[Any]) -> frozenset[str]:
+    """The keys of the column attributes whose value an UPDATE will write.
 
     The test the unit of work itself makes: an attribute that was set (it is
     in ``committed_state``) to a value that is not equal to the old one.
@@ -92,6 +94,39 @@ def changed_fields(mapper: Mapper[Any], state: InstanceState[Any]) -> frozenset[
 
 
 _NOTHING: frozenset[str] = frozenset()
+
+
+def update_fields(mapper: Mapper[Any], columns: frozenset[str]) -> frozenset[str]:
+    """Django's names for *columns*: a foreign key is named after its field.
+
+    A Django ``ForeignKey`` named ``author`` stores its value in the column
+    attribute ``author_id`` (its ``attname``), and ``update_fields`` names the
+    field, ``author``: receivers test ``"author" in update_fields``. Here the
+    field is the many-to-one relationship that writes the column, so a column
+    that a relationship writes is reported under the relationship's name.
+    """
+    names = _field_names.get(mapper)
+    if names is None:
+        names = _field_names[mapper] = _foreign_key_fields(mapper)
+    if not names or names.keys().isdisjoint(columns):
+        return columns
+    return frozenset(names.get(key, key) for key in columns)
+
+
+def _foreign_key_fields(mapper: Mapper[Any]) -> dict[str, str]:
+    """Column attribute key -> the name of the many-to-one relationship that
+    writes it (the first declared, if several do; view-only ones do not)."""
+    names: dict[str, str] = {}
+    for rel in mapper.relationships:
+        if rel.direction is not RelationshipDirection.MANYTOONE or rel.viewonly:
+            continue
+        for column in rel.local_columns:
+            try:
+                key = mapper.get_property_by_column(column).key
+            except UnmappedColumnError:  # not a column this class maps
+                continue
+            names.setdefault(key, rel.key)
+    return names
 
 
 def _using(mapper: Mapper[Any], connection: Connection) -> str:
@@ -141,12 +176,13 @@ def _before_update(mapper: Mapper[Any], connection: Connection, state: InstanceS
     pre = receivers_of(signals.pre_save, cls)
     if pre is None and receivers_of(signals.post_save, cls) is None:
         return
-    fields = changed_fields(mapper, state)
-    if not fields:
+    columns = changed_columns(mapper, state)
+    if not columns:
         return
+    fields = update_fields(mapper, columns)
     if pre is not None:
         committed, values = state.committed_state, state.dict
-        before = len(committed), [values.get(key) for key in fields]
+        before = len(committed), [values.get(key) for key in columns]
         named = {
             "instance": state.obj(),
             "raw": False,
@@ -155,8 +191,8 @@ def _before_update(mapper: Mapper[Any], connection: Connection, state: InstanceS
         }
         fire(signals.pre_save, pre, cls, named)
         # What pre_save receivers changed is written too: post_save says so.
-        if before != (len(committed), [values.get(key) for key in fields]):
-            fields = changed_fields(mapper, state)
+        if before != (len(committed), [values.get(key) for key in columns]):
+            fields = update_fields(mapper, changed_columns(mapper, state))
     _written[state] = fields
 
 
