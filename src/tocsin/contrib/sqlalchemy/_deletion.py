@@ -190,13 +190,26 @@ def _orphans(session: Session, deleted: dict[State, Any]) -> list[State]:
     removed from a delete-orphan collection, and deletes the ones left
     without a parent: ``Mapper._is_orphan()`` is the test it makes.
     """
-    if not any(_delete_orphan_relationships(m) for reg in ENABLED for m in reg.mappers):
+    targets = {
+        rel.mapper
+        for reg in ENABLED
+        for mapper in reg.mappers
+        for rel in _delete_orphan_relationships(mapper)
+    }
+    if not targets:
         return []
+    # Per class, for this flush: whether a delete-orphan relationship holds it.
+    held: dict[Mapper[Any], bool] = {}
     candidates: dict[State, None] = {}
     for obj in itertools.chain(session.dirty, (state.obj() for state in deleted)):
         state = instance_state(obj)
-        candidates[state] = None
-        for rel in _delete_orphan_relationships(state.mapper):
+        mapper = state.mapper
+        orphanable = held.get(mapper)
+        if orphanable is None:
+            orphanable = held[mapper] = any(m in targets for m in mapper.iterate_to_root())
+        if orphanable:
+            candidates[state] = None
+        for rel in _delete_orphan_relationships(mapper):
             for child in get_history(obj, rel.key, passive=_PASSIVE).deleted:
                 if child is not None:
                     candidates[instance_state(child)] = None
