@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tocsin import Signal, signals
@@ -87,15 +87,16 @@ def engine(database: Database) -> Iterator[Engine]:
     engine.dispose()
 
 
+def async_url(database: Database) -> URL:
+    """*database*'s URL with the driver of its asyncio mode (aiosqlite, psycopg's)."""
+    driver = "sqlite+aiosqlite" if database.backend == "sqlite" else "postgresql+psycopg_async"
+    return make_url(database.url).set(drivername=driver)
+
+
 @pytest.fixture
 def async_engine(database: Database) -> Iterator[AsyncEngine]:
     """An asyncio engine (aiosqlite or psycopg's async mode) with the tables created."""
-    url = make_url(database.url)
-    if database.backend == "sqlite":
-        url = url.set(drivername="sqlite+aiosqlite")
-    else:
-        url = url.set(drivername="postgresql+psycopg_async")
-    engine = create_async_engine(url, connect_args=database.connect_args)
+    engine = create_async_engine(async_url(database), connect_args=database.connect_args)
 
     async def create() -> None:
         async with engine.begin() as conn:

@@ -295,10 +295,14 @@ def test_update_fields_names_only_the_columns_whose_value_changed(
     ]
 
 
-def test_moving_a_child_to_another_parent_reports_its_foreign_key(
+def test_moving_a_child_to_another_parent_reports_the_relationship(
     engine: Engine, sent: Recorder
 ) -> None:
-    """Changing a many-to-one relationship writes the foreign-key column: update_fields says so."""
+    """A changed foreign key is reported under Django's field name, the relationship's.
+
+    Django's ``update_fields`` names a ForeignKey ``pizza``, not its column
+    ``pizza_id``; so does tocsin, whether the relationship or the column was set.
+    """
     first = saved_pizza(engine, "margherita", slices=1)
     second = saved_pizza(engine, "marinara")
     with Session(engine) as session:
@@ -306,9 +310,11 @@ def test_moving_a_child_to_another_parent_reports_its_foreign_key(
         piece.pizza = session.get_one(Pizza, second)
         del sent[:]
         session.commit()
+        piece.pizza_id = first
+        session.commit()
 
     saves = [(s.signal, s.sender, s.kwargs["update_fields"]) for s in sent.named("post_save")]
-    assert saves == [("post_save", Slice, frozenset({"pizza_id"}))]
+    assert saves == [("post_save", Slice, frozenset({"pizza"}))] * 2
 
 
 def test_no_save_signals_when_a_value_is_set_to_itself(engine: Engine, sent: Recorder) -> None:
@@ -603,6 +609,86 @@ def test_origins_are_worked_out_again_after_a_failed_flush(engine: Engine, sent:
     assert origins == [(Slice, pizza), (Pizza, pizza)]
 
 
+def test_every_pre_delete_comes_before_the_flush_deletes_anything(engine: Engine) -> None:
+    """Cascades, orphans and many-to-many rows included, as Django's collector does."""
+    doomed = saved_pizza(engine, "margherita", slices=2)
+    other = saved_pizza(engine, "marinara", slices=1)
+    with Session(engine) as session:
+        pizza = session.get_one(Pizza, doomed)
+        pizza.toppings.append(Topping(name="basil"))
+        session.commit()
+
+    def note(sender: Any, signal: Signal, **kwargs: Any) -> None:
+        log.append(f"{'PRE' if signal is pre_delete else 'POST'}_DELETE {sender.__name__}")
+
+    pre_delete.connect(note, weak=False)
+    post_delete.connect(note, weak=False)
+    try:
+        with Session(engine) as session, statements(engine) as log:
+            with session.no_autoflush:
+                keep = session.get_one(Pizza, other)
+                keep.slices.clear()  # an orphan
+                session.delete(session.get_one(Pizza, doomed))
+            del log[:]
+            session.flush()
+    finally:
+        pre_delete.disconnect(note)
+        post_delete.disconnect(note)
+
+    signals = [line for line in log if line.endswith(("Slice", "Pizza"))]
+    assert signals == [
+        *(["PRE_DELETE Slice"] * 3 + ["PRE_DELETE Pizza"]),
+        *(["POST_DELETE Slice"] * 3 + ["POST_DELETE Pizza"]),
+    ]
+    writes = [i for i, line in enumerate(log) if line.startswith(("DELETE", "UPDATE", "INSERT"))]
+    assert len(writes) == 3  # the pizza's topping, its slices and the orphan, the pizza
+    assert log.index("PRE_DELETE Pizza") < writes[0]
+
+
+def test_an_object_a_pre_delete_receiver_deletes_is_sent_around_its_delete(
+    engine: Engine, sent: Recorder
+) -> None:
+    """The flush did not plan it: its pre_delete comes when the flush reaches it."""
+    first, second = saved_pizza(engine, "margherita"), saved_pizza(engine, "marinara")
+    with Session(engine) as session:
+
+        def delete_the_other(sender: Any, instance: Pizza, **kwargs: Any) -> None:
+            if instance.id == first:
+                session.delete(session.get_one(Pizza, second))
+
+        pre_delete.connect(delete_the_other, sender=Pizza)
+        try:
+            session.delete(session.get_one(Pizza, first))
+            del sent[:]
+            session.commit()
+        finally:
+            pre_delete.disconnect(delete_the_other, sender=Pizza)
+
+    deletes = [(s.signal, s.kwargs["instance"].id) for s in sent.named("pre_delete", "post_delete")]
+    assert deletes == [
+        ("pre_delete", first),
+        ("pre_delete", second),
+        ("post_delete", first),
+        ("post_delete", second),
+    ]
+
+
+def test_an_object_replaced_by_a_new_one_with_its_key_is_deleted(
+    engine: Engine, sent: Recorder
+) -> None:
+    """SQLAlchemy turns its DELETE and the INSERT into an UPDATE: it still gets post_delete."""
+    pizza_id = saved_pizza(engine, "margherita")
+    with Session(engine) as session:
+        old = session.get_one(Pizza, pizza_id)
+        session.delete(old)
+        session.add(Pizza(id=pizza_id, name="marinara"))
+        del sent[:]
+        session.commit()
+
+    deletes = [(s.signal, s.kwargs["instance"]) for s in sent.named("pre_delete", "post_delete")]
+    assert deletes == [("pre_delete", old), ("post_delete", old)]
+
+
 def test_a_delete_orphan_is_its_own_origin(engine: Engine, sent: Recorder) -> None:
     """A slice removed from pizza.slices is deleted (delete-orphan) because of itself."""
     pizza_id = saved_pizza(engine, slices=2)
@@ -643,9 +729,10 @@ def test_a_delete_statement_sends_delete_signals_for_each_matching_row(
         assert signal.sender is Topping
         assert signal.kwargs["origin"] is statement
         assert signal.kwargs["using"] == "default"
-    assert [s.kwargs["instance"] for s in deletes[:2]] == [
-        s.kwargs["instance"] for s in deletes[2:]
-    ]
+    # Django's collector order: pre_delete by ascending key, post_delete descending.
+    ids = [s.kwargs["instance"].id for s in deletes]
+    assert ids[:2] == sorted(ids[:2])
+    assert ids[2:] == ids[1::-1]
 
 
 def test_a_delete_statement_loads_nothing_when_nobody_listens(engine: Engine) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapper, Session, registry
 
-from . import _bulk, _m2m, _model
+from . import _bulk, _deletion, _m2m, _model
 from ._base import ENABLED, Options, UsingName, default_using
 
 
@@ -37,6 +37,8 @@ def _on_mapper_constructed(mapper: Mapper[Any], class_: type) -> None:
 _SESSION_EVENTS = (
     ("before_flush", _model.forget),
     ("before_flush", _m2m.before_flush),
+    ("before_flush", _deletion.before_flush),
+    ("after_flush", _deletion.after_flush),
     ("after_flush", _m2m.after_flush),
     ("after_flush", _model.forget),
     ("do_orm_execute", _bulk.do_orm_execute),

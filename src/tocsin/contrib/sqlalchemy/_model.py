@@ -1,4 +1,5 @@
-"""pre_init … post_delete, sent from SQLAlchemy's mapper and instance events.
+"""pre_init … post_delete, sent from SQLAlchemy's mapper and instance events
+(the delete signals in Django's order: see _deletion).
 
 Every mapper of an enabled registry gets its own listeners (not propagated),
 so that an instance is reported once, with its own class as the sender.
@@ -12,13 +13,12 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import InstanceState, Mapper, Session
-from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm import InstanceState, Mapper, RelationshipDirection, Session
+from sqlalchemy.orm.exc import UnmappedColumnError
 from sqlalchemy.orm.instrumentation import manager_of_class
 
 from ... import signals
-from ...dispatcher import Signal
-from . import _m2m
+from . import _deletion, _m2m
 from ._base import fire, options_for, receivers_of, using_of
 
 # The listeners are registered with raw=True (they get the InstanceState, and
@@ -67,13 +67,14 @@ def _on_load(state: InstanceState[Any], context: Any) -> None:
 # -- save --------------------------------------------------------------------------
 
 _column_keys: weakref.WeakKeyDictionary[Mapper[Any], frozenset[str]] = weakref.WeakKeyDictionary()
+_field_names: weakref.WeakKeyDictionary[Mapper[Any], dict[str, str]] = weakref.WeakKeyDictionary()
 # state -> update_fields, from before_update to after_update of one flush. A
 # plain dict, for speed: what a failed flush leaves is dropped by forget().
 _written: dict[InstanceState[Any], frozenset[str]] = {}
 
 
-def changed_fields(mapper: Mapper[Any], state: InstanceState[Any]) -> frozenset[str]:
-    """The names of the column attributes whose value an UPDATE will write.
+def changed_columns(mapper: Mapper[Any], state: InstanceState[Any]) -> frozenset[str]:
+    """The keys of the column attributes whose value an UPDATE will write.
 
     The test the unit of work itself makes: an attribute that was set (it is
     in ``committed_state``) to a value that is not equal to the old one.
@@ -93,6 +94,39 @@ def changed_fields(mapper: Mapper[Any], state: InstanceState[Any]) -> frozenset[
 
 
 _NOTHING: frozenset[str] = frozenset()
+
+
+def update_fields(mapper: Mapper[Any], columns: frozenset[str]) -> frozenset[str]:
+    """Django's names for *columns*: a foreign key is named after its field.
+
+    A Django ``ForeignKey`` named ``author`` stores its value in the column
+    attribute ``author_id`` (its ``attname``), and ``update_fields`` names the
+    field, ``author``: receivers test ``"author" in update_fields``. Here the
+    field is the many-to-one relationship that writes the column, so a column
+    that a relationship writes is reported under the relationship's name.
+    """
+    names = _field_names.get(mapper)
+    if names is None:
+        names = _field_names[mapper] = _foreign_key_fields(mapper)
+    if not names or names.keys().isdisjoint(columns):
+        return columns
+    return frozenset(names.get(key, key) for key in columns)
+
+
+def _foreign_key_fields(mapper: Mapper[Any]) -> dict[str, str]:
+    """Column attribute key -> the name of the many-to-one relationship that
+    writes it (the first declared, if several do; view-only ones do not)."""
+    names: dict[str, str] = {}
+    for rel in mapper.relationships:
+        if rel.direction is not RelationshipDirection.MANYTOONE or rel.viewonly:
+            continue
+        for column in rel.local_columns:
+            try:
+                key = mapper.get_property_by_column(column).key
+            except UnmappedColumnError:  # not a column this class maps
+                continue
+            names.setdefault(key, rel.key)
+    return names
 
 
 def _using(mapper: Mapper[Any], connection: Connection) -> str:
@@ -142,12 +176,13 @@ def _before_update(mapper: Mapper[Any], connection: Connection, state: InstanceS
     pre = receivers_of(signals.pre_save, cls)
     if pre is None and receivers_of(signals.post_save, cls) is None:
         return
-    fields = changed_fields(mapper, state)
-    if not fields:
+    columns = changed_columns(mapper, state)
+    if not columns:
         return
+    fields = update_fields(mapper, columns)
     if pre is not None:
         committed, values = state.committed_state, state.dict
-        before = len(committed), [values.get(key) for key in fields]
+        before = len(committed), [values.get(key) for key in columns]
         named = {
             "instance": state.obj(),
             "raw": False,
@@ -156,8 +191,8 @@ def _before_update(mapper: Mapper[Any], connection: Connection, state: InstanceS
         }
         fire(signals.pre_save, pre, cls, named)
         # What pre_save receivers changed is written too: post_save says so.
-        if before != (len(committed), [values.get(key) for key in fields]):
-            fields = changed_fields(mapper, state)
+        if before != (len(committed), [values.get(key) for key in columns]):
+            fields = update_fields(mapper, changed_columns(mapper, state))
     _written[state] = fields
 
 
@@ -178,80 +213,13 @@ def _after_update(mapper: Mapper[Any], connection: Connection, state: InstanceSt
         fire(signals.post_save, plan, cls, named)
 
 
-# -- delete ------------------------------------------------------------------------
-
-# session -> {deleted instance's state: the instance whose delete() cascaded
-# to it}; computed at the first delete of a flush, dropped after the flush.
-_origins: weakref.WeakKeyDictionary[Session, dict[InstanceState[Any], Any]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def delete_origins(session: Session) -> dict[InstanceState[Any], Any]:
-    """Which ``session.delete()`` call each deleted instance comes from.
-
-    Django's ``origin`` is the instance (or queryset) whose ``delete()``
-    started it all. An instance deleted by a cascade gets the instance that
-    was deleted explicitly; any other gets itself.
-    """
-    origins = _origins.get(session)
-    if origins is not None:
-        return origins
-    deleted = [instance_state(obj) for obj in session.deleted]
-    reached: dict[InstanceState[Any], InstanceState[Any]] = {}
-    for state in deleted:
-        for _obj, _mapper, child, _dict in state.mapper.cascade_iterator("delete", state):
-            reached.setdefault(child, state)
-    origins = {}
-    for state in deleted:
-        if state in reached:
-            continue
-        origins[state] = state.obj()
-        for _obj, _mapper, child, _dict in state.mapper.cascade_iterator("delete", state):
-            origins.setdefault(child, state.obj())
-    _origins[session] = origins
-    return origins
-
-
 def forget(session: Session, *flush_args: Any) -> None:
     """Drop what a flush kept: after it, and before the next one (a flush
     that raised never reaches after_flush)."""
-    _origins.pop(session, None)
     if _written:
         key = session.hash_key
         for state in [s for s in _written if s.session_id == key]:
             del _written[state]
-
-
-def _origin_of(instance: Any) -> Any:
-    state = instance_state(instance)
-    session = state.session
-    if session is None:
-        return instance
-    return delete_origins(session).get(state, instance)
-
-
-def _send_delete(
-    signal: Signal, mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]
-) -> None:
-    cls = mapper.class_
-    plan = receivers_of(signal, cls)
-    if plan is not None:
-        instance = state.obj()
-        named = {
-            "instance": instance,
-            "using": _using(mapper, connection),
-            "origin": _origin_of(instance),
-        }
-        fire(signal, plan, cls, named)
-
-
-def _before_delete(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
-    _send_delete(signals.pre_delete, mapper, connection, state)
-
-
-def _after_delete(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
-    _send_delete(signals.post_delete, mapper, connection, state)
 
 
 # -- installing --------------------------------------------------------------------
@@ -261,8 +229,8 @@ MAPPER_EVENTS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("after_insert", _after_insert),
     ("before_update", _before_update),
     ("after_update", _after_update),
-    ("before_delete", _before_delete),
-    ("after_delete", _after_delete),
+    ("before_delete", _deletion.before_delete),
+    ("after_delete", _deletion.after_delete),
     ("load", _on_load),
 )
 
