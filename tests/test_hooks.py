@@ -1,9 +1,11 @@
 """tocsin.hooks: the dispatcher's one extension point.
 
 A hook changes who receives a send (``plan``) or watches it (``observe``).
-Tracing, the testing helpers' local overlays and the SQLAlchemy integration
-use it; the last test here checks that no module outside the dispatcher
-reaches into ``Signal`` instead.
+Tracing and the testing helpers' local overlays use it; integrations such as
+the SQLAlchemy one use Signal's documented methods (``would_send()``,
+``send_with_awaiter()``), through which hooks see their sends too. The last
+tests here check that no module outside the dispatcher reaches into
+``Signal`` instead.
 """
 
 from __future__ import annotations
@@ -323,6 +325,32 @@ def test_observers_nest_the_first_installed_outermost(signal: Signal) -> None:
         undo_inner()
         undo_outer()
     assert log[:4] == ["outer enter", "inner enter", "outer before first", "inner before first"]
+    assert log[-2:] == ["inner exit None", "outer exit None"]
+
+
+def test_every_observer_is_exited_even_when_an_inner_one_fails(signal: Signal) -> None:
+    log: list[str] = []
+
+    class Failing(Log):
+        def __exit__(self, *exc_info: Any) -> None:
+            super().__exit__(*exc_info)
+            raise ValueError("observer failed")
+
+    class Hook(SendHook):
+        def __init__(self, observer: type[Log], name: str) -> None:
+            self.observer, self.name = observer, name
+
+        def observe(self, send: SendInfo) -> SendObserver:
+            return self.observer(log, self.name)
+
+    undo_outer = hooks.install(Hook(Log, "outer "), signal)
+    undo_inner = hooks.install(Hook(Failing, "inner "), signal)
+    try:
+        with pytest.raises(ValueError, match="observer failed"):
+            signal.send(Sender)
+    finally:
+        undo_inner()
+        undo_outer()
     assert log[-2:] == ["inner exit None", "outer exit None"]
 
 

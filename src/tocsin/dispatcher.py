@@ -44,7 +44,14 @@ if TYPE_CHECKING:
 
     _P = ParamSpec("_P")
 
-__all__ = ["ConnectionInfo", "ReceiverEntry", "Signal", "all_signals", "receiver"]
+__all__ = [
+    "ConnectOptions",
+    "ConnectionInfo",
+    "ReceiverEntry",
+    "Signal",
+    "all_signals",
+    "receiver",
+]
 
 R = TypeVar("R", bound=Callable[..., Any])
 
@@ -1012,7 +1019,9 @@ def _unwrapped(responses: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
 @contextlib.contextmanager
 def _observing(observers: tuple[SendObserver, ...]) -> Iterator[None]:
     """Enter the observers around a send (the first outermost) and exit them
-    after it; unlike an ExitStack, an observer cannot swallow the exception."""
+    after it, every one, even if another's ``__exit__`` raised. Unlike an
+    ExitStack, an observer cannot swallow the send's exception; an exception
+    raised by an observer propagates, as a receiver's would."""
     entered: list[SendObserver] = []
     try:
         for observer in observers:
@@ -1020,11 +1029,23 @@ def _observing(observers: tuple[SendObserver, ...]) -> Iterator[None]:
             entered.append(observer)
         yield
     except BaseException as err:
-        for observer in reversed(entered):
-            observer.__exit__(type(err), err, err.__traceback__)
+        _exit_all(entered, err)
         raise
+    _exit_all(entered, None)
+
+
+def _exit_all(entered: list[SendObserver], error: BaseException | None) -> None:
+    failure: BaseException | None = None
     for observer in reversed(entered):
-        observer.__exit__(None, None, None)
+        try:
+            if error is None:
+                observer.__exit__(None, None, None)
+            else:
+                observer.__exit__(type(error), error, error.__traceback__)
+        except BaseException as err:
+            failure = failure or err
+    if failure is not None:
+        raise failure
 
 
 # For type checkers: @receiver(typed_signal) checks the function against the

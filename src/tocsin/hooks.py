@@ -50,7 +50,16 @@ if TYPE_CHECKING:
     from .dispatcher import Signal
     from .oncommit import Deferred
 
-__all__ = ["Later", "Method", "Plan", "SendHook", "SendInfo", "SendObserver", "install"]
+__all__ = [
+    "Later",
+    "Method",
+    "Plan",
+    "SendHook",
+    "SendInfo",
+    "SendObserver",
+    "install",
+    "installed",
+]
 
 Method = Literal["send", "send_robust", "asend", "asend_robust"]
 Deref = Callable[[], Any]
@@ -221,12 +230,14 @@ def install(hook: SendHook, signal: Signal | None = None) -> Callable[[], None]:
 
 
 def installed(signal: Signal) -> tuple[SendHook, ...]:
-    """The hooks that apply to *signal*'s sends, in installation order
-    (every-signal ones first). For the dispatcher, when it builds a plan."""
+    """The hooks that apply to *signal*'s sends now, in installation order
+    (every-signal ones first): what the dispatcher reads when it builds a
+    plan, and what tests check to see that nothing was left installed."""
     entries = (*_registry.everywhere, *_registry.by_signal.get(signal, ()))
     return tuple(hook for _token, hook in entries)
 
 
 def set_listener(on_change: Callable[[Signal | None], None]) -> None:
-    """For the dispatcher: *on_change* is called after every install and undo."""
+    """For the dispatcher only (it drops the cached plans of the signals
+    concerned): *on_change* is called after every install and undo."""
     _registry.on_change = on_change

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from . import hooks
 from .dispatcher import Signal
@@ -39,7 +39,7 @@ from .oncommit import Deferred
 
 __all__ = ["ReceiverCall", "SendEvent", "Tracer", "add_tracer", "subscribe", "tracing_active"]
 
-Method = Literal["send", "send_robust", "asend", "asend_robust"]
+Method = hooks.Method
 
 
 @dataclass(eq=False)

@@ -20,7 +20,6 @@ declaration is also checked at run time, cheaply (see :class:`_Checking`).
 
 from __future__ import annotations
 
-import inspect
 import reprlib
 import types
 from collections.abc import Callable, Hashable
@@ -51,9 +50,6 @@ __all__ = ["TypedSignal", "typed_signal"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_POSITIONAL_OR_KEYWORD = inspect.Parameter.POSITIONAL_OR_KEYWORD
-_KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
-_NO_DEFAULT = inspect.Parameter.empty
 
 # A static type accepts an int where a float is expected (and an int or a
 # float for a complex): isinstance() must too, or checking would reject what
@@ -190,6 +186,8 @@ class ReceiverDecorator(Protocol[P]):
 
 def _read_spec(spec: object) -> list[tuple[str, bool]]:
     """Check the shape of *spec*; return ``(name, required)`` for each argument but sender."""
+    import inspect  # not at start-up: import tocsin stays cheap
+
     if not callable(spec):
         raise TypeError(
             f"TypedSignal takes a function whose signature is the signal's send(), such as "
@@ -211,12 +209,12 @@ def _read_spec(spec: object) -> list[tuple[str, bool]]:
     if not parameters or parameters[0].name != "sender":
         raise ValueError(f"{shape}; {name}{signature} does not start with 'sender'.")
     sender = parameters[0]
-    if sender.kind is not _POSITIONAL_OR_KEYWORD:
+    if sender.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
         raise ValueError(
             f"{shape}; in {name}{signature}, 'sender' must be an ordinary parameter, "
             f"not positional-only or keyword-only."
         )
-    if sender.default is not _NO_DEFAULT:
+    if sender.default is not inspect.Parameter.empty:
         raise ValueError(
             f"{shape}; in {name}{signature}, 'sender' must have no default: every send gives one."
         )
@@ -227,12 +225,12 @@ def _read_spec(spec: object) -> list[tuple[str, bool]]:
                 f"{name}{signature} declares 'signal', which is reserved: receivers are "
                 f"called with signal=<the signal>. Rename the argument."
             )
-        if parameter.kind is not _KEYWORD_ONLY:
+        if parameter.kind is not inspect.Parameter.KEYWORD_ONLY:
             raise ValueError(
                 f"{shape}; in {name}{signature}, {parameter} must be keyword-only: "
                 f"declare each argument by name after the '*'."
             )
-        arguments.append((parameter.name, parameter.default is _NO_DEFAULT))
+        arguments.append((parameter.name, parameter.default is inspect.Parameter.empty))
     return arguments
 
 
@@ -256,11 +254,13 @@ def _type_checks(spec: Callable[..., object]) -> tuple[_TypeCheck, ...]:
     like any annotation that is not a plain class, ``type[C]``, ``None`` or a
     union of those.
     """
+    import inspect  # not at start-up: import tocsin stays cheap
+
     checks = []
     namespace = getattr(inspect.unwrap(spec), "__globals__", {})
     for parameter in inspect.signature(spec).parameters.values():
         annotation = parameter.annotation
-        if annotation is _NO_DEFAULT:
+        if annotation is inspect.Parameter.empty:
             continue
         if isinstance(annotation, str):
             try:
@@ -404,6 +404,8 @@ class _Checking(TypedSignal[P]):
 
     def _check_receiver(self, receiver: object) -> None:
         """Raise TypeError if *receiver* cannot be called with this signal's arguments."""
+        import inspect  # not at start-up: import tocsin stays cheap
+
         if not callable(receiver) or not accepts_kwargs(receiver):
             return  # Signal.connect() raises its own error
         try:

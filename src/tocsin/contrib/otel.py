@@ -287,8 +287,8 @@ def _options_of(tracer: OpenTelemetryTracer) -> tuple[object, ...]:
 def uninstrument() -> None:
     """Stop making spans. Does nothing when not instrumented.
 
-    Once no other tracer is subscribed, ``Signal.send`` and the other send methods
-    are the untraced ones again.
+    Once no other tracer is subscribed, tracing's hook is removed and sends
+    take their untraced path again.
     """
     with _lock:
         if _instrumented.remove is not None:
