@@ -7,11 +7,13 @@
                            pytest on Python 3.11 plus 3.12 / 3.13 where installed
                            (the Todo app's tests on the first Python only)
     python3 dev.py bench   run the benchmarks against django.dispatch, blinker, psygnal
-                           (its set-up also installs the bench extra: RQ and Celery,
+                           (its set-up also installs the bench group: RQ and Celery,
                            the peers of benchmarks/bench_remote.py)
 
 Needs only Python 3.11+. Virtual environments live in .venv (the Python that
-runs this script) and .venv-3.12 / .venv-3.13 (found on PATH or under pyenv).
+runs this script) and .venv-3.12 / .venv-3.13 (found on PATH or under pyenv);
+each holds tocsin, editable, and the dependency groups of pyproject.toml that
+its commands need: todo for run, test for test (which includes todo).
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ def main(argv: list[str]) -> int:
         sys.exit(f"tocsin needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
     command = argv[1] if len(argv) > 1 else "help"
     if command == "run":
-        python = setup(ROOT / ".venv", sys.executable)
+        python = setup(ROOT / ".venv", sys.executable, groups=("todo",))
         return serve([python, "-m", "todo", *argv[2:]])
     if command == "test":
         return test(argv[2:])
     if command == "bench":
-        python = setup(ROOT / ".venv", sys.executable, extras=("test", "bench"))
+        python = setup(ROOT / ".venv", sys.executable, groups=("test", "bench"))
         return run([python, str(ROOT / "benchmarks" / "bench.py"), *argv[2:]])
     print(__doc__)
     return 0 if command in {"help", "-h", "--help"} else 2
@@ -67,27 +69,32 @@ def serve(cmd: list[str]) -> int:
                 continue  # the server got the signal as well, and is stopping
 
 
-def setup(venv: Path, base_python: str, extras: tuple[str, ...] = ("test",)) -> str:
-    """Create *venv* with *base_python* and install tocsin with *extras*.
+def setup(venv: Path, base_python: str, groups: tuple[str, ...] = ("test",)) -> str:
+    """Create *venv* with *base_python*; install tocsin, editable, and the
+    dependency *groups* of pyproject.toml (PEP 735, pip's ``--group``: pip 25.1+).
 
-    The stamp holds the hash of pyproject.toml and the extras installed with it
-    (a stamp of the hash alone is from before extras were recorded: "test").
+    The stamp holds the hash of pyproject.toml and the groups installed with it:
+    nothing is installed while they cover *groups*; a changed pyproject.toml
+    installs again.
     """
     python = venv / "bin" / "python"
     stamp = venv / ".tocsin-installed"
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if python.exists() and stamp.exists():
-        installed, sep, names = stamp.read_text().partition("\n")
-        if installed == wanted and set(extras) <= set(names.split(",") if sep else ["test"]):
+        installed, _, names = stamp.read_text().partition("\n")
+        there = set(filter(None, names.split(",")))
+        if installed == wanted and set(groups) <= there:
             return str(python)
-        if installed == wanted and sep:
-            extras = tuple(sorted({*extras, *names.split(",")}))  # keep what is there
+        if installed == wanted:
+            groups = tuple(sorted({*groups, *there}))  # keep what is there
     if not python.exists():
         subprocess.check_call([base_python, "-m", "venv", str(venv)])
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.check_call([*pip, "--upgrade", "pip"])
-    subprocess.check_call([*pip, "-e", f"{ROOT}[{','.join(extras)}]"])
-    stamp.write_text(f"{wanted}\n{','.join(sorted(extras))}")
+    subprocess.check_call([*pip, "--upgrade", "pip"])  # --group needs pip 25.1
+    options = [arg for group in groups for arg in ("--group", group)]
+    # --group reads the pyproject.toml of the current directory: ROOT's.
+    subprocess.check_call([*pip, "-e", str(ROOT), *options], cwd=ROOT)
+    stamp.write_text(f"{wanted}\n{','.join(sorted(groups))}")
     return str(python)
 
 

@@ -944,7 +944,7 @@ def load_systems(
     for name in names:
         missing = [p for p in PEER_PACKAGES.get(name, ()) if importlib.util.find_spec(p) is None]
         if missing:
-            skipped[name] = f"not installed ({', '.join(missing)}): pip install -e '.[bench]'"
+            skipped[name] = f"not installed ({', '.join(missing)}): pip install -e . --group bench"
             continue
         systems.append(SYSTEM_CLASSES[name](url, run_id, cfg))
     return systems, skipped

@@ -3,8 +3,8 @@ starts workers, runs every scenario to the end, and reports each one.
 
 No timing is asserted: ``--quick`` numbers are noise. The script checks, untimed,
 that every event reached a receiver exactly once and that nothing is left
-unacknowledged, and fails otherwise. RQ and Celery (the ``bench`` extra) are left
-out, so the test needs only the test extra and the Redis server at
+unacknowledged, and fails otherwise. RQ and Celery (the ``bench`` group) are left
+out, so the test needs only the test group and the Redis server at
 TOCSIN_REDIS_URL (default 127.0.0.1:6379, database 0); without a server it is
 skipped, unless TOCSIN_REQUIRE_SERVICES=1 (CI), where it fails.
 """

@@ -72,11 +72,11 @@ def pyright_errors() -> Errors:
     if not pyright.exists():
         pytest.fail(
             f"pyright is not installed next to {sys.executable}; it is in tocsin's test "
-            f"extra: pip install -e '.[test]'"
+            f"group: pip install -e . --group test"
         )
     command = [str(pyright), "--outputjson", "--pythonpath", sys.executable, *map(str, SNIPPETS)]
     cannot_run = (
-        "pyright could not run. It needs Node.js (pyright[nodejs], in the test extra, "
+        "pyright could not run. It needs Node.js (pyright[nodejs], in the test group, "
         "brings it) and, on its first run, the npm registry, to download its package."
     )
     try:

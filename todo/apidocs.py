@@ -25,7 +25,7 @@ try:
 except ImportError as error:  # an environment made before /docs was served offline
     raise ImportError(
         "the Todo app serves /docs from the swagger-ui-bundle-v2 package: "
-        "pip install -e '.[todo]' (python3 dev.py run does it)"
+        "pip install -e . --group todo (python3 dev.py run does it)"
     ) from error
 
 DOCS_PATH = "/docs"

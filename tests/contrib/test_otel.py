@@ -7,6 +7,7 @@ import asyncio
 import contextvars
 import functools
 import importlib
+import importlib.metadata
 import logging
 import sys
 import threading
@@ -861,3 +862,33 @@ def test_remote_context_can_be_left_out(exporter: Exporter, provider: TracerProv
     assert set(carrier) == {"traceparent"}
     otel.uninstrument()
     assert propagation.inject() is None
+
+
+# -- the instrumentor opentelemetry-instrument loads ---------------------------------------
+
+
+def test_opentelemetry_instrument_finds_the_instrumentor(
+    exporter: Exporter, provider: TracerProvider
+) -> None:
+    """The ``opentelemetry_instrumentor`` entry point named ``tocsin`` loads
+    TocsinInstrumentor, whose instrument() and uninstrument() are otel's."""
+    found = [
+        entry_point
+        for entry_point in importlib.metadata.entry_points(group="opentelemetry_instrumentor")
+        if entry_point.name == "tocsin"
+    ]
+    assert len(found) == 1, "no entry point: reinstall tocsin (pip install -e .)"
+    instrumentor = found[0].load()()
+    assert isinstance(instrumentor, otel.TocsinInstrumentor)
+    placed.connect(on_placed)
+    # As in code, so its dependency check runs too: "tocsin", installed. (opentelemetry-instrument
+    # checks the distribution's instead, and passes no options.)
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        assert instrumentor.is_instrumented_by_opentelemetry
+        placed.send(sender=None)
+    finally:
+        instrumentor.uninstrument()
+    assert not tracing.tracing_active()
+    placed.send(sender=None)  # no longer traced
+    assert exporter.names() == [ON_PLACED, SEND]

@@ -131,7 +131,7 @@ def browser_installed() -> None:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError as err:
-        _unavailable(f"Playwright is not installed ({err}): pip install -e '.[test]'")
+        _unavailable(f"Playwright is not installed ({err}): pip install -e . --group test")
 
 
 @pytest.fixture

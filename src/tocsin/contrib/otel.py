@@ -17,6 +17,9 @@ caught the error. Argument values are not recorded unless asked for
 (``record_arguments``): they may be personal data.
 
 It is a :class:`tocsin.tracing.Tracer`, so it costs nothing until instrumented.
+Without code, ``opentelemetry-instrument python app.py`` instruments tocsin as it
+does other libraries: it finds :class:`TocsinInstrumentor` through the
+``opentelemetry_instrumentor`` entry point named ``tocsin``.
 See docs/tracing.md. Needs the ``otel`` extra: ``pip install 'tocsin[otel]'``.
 """
 
@@ -24,9 +27,13 @@ from __future__ import annotations
 
 try:
     from opentelemetry import trace
+    from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+        BaseInstrumentor,  # its module opts out of type checking: mypy sees no names there
+    )
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "tocsin.contrib.otel needs the OpenTelemetry API: pip install 'tocsin[otel]'"
+        f"tocsin.contrib.otel needs the OpenTelemetry API and instrumentation packages "
+        f"({err.name} is missing): pip install 'tocsin[otel]'"
     ) from err
 
 import contextlib
@@ -34,7 +41,7 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from types import FunctionType, MethodType
 from typing import Any
@@ -50,7 +57,13 @@ from ..introspect import signal_name
 from ..oncommit import Deferred
 from ..remote import add_propagator
 
-__all__ = ["OpenTelemetryTracer", "TraceContextPropagator", "instrument", "uninstrument"]
+__all__ = [
+    "OpenTelemetryTracer",
+    "TocsinInstrumentor",
+    "TraceContextPropagator",
+    "instrument",
+    "uninstrument",
+]
 
 logger = logging.getLogger("tocsin")
 
@@ -296,3 +309,25 @@ def uninstrument() -> None:
         if _instrumented.unpropagate is not None:
             _instrumented.unpropagate()
         _instrumented.tracer = _instrumented.remove = _instrumented.unpropagate = None
+
+
+class TocsinInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # the base is untyped
+    """:func:`instrument` and :func:`uninstrument` as an OpenTelemetry instrumentor.
+
+    ``opentelemetry-instrument`` loads it through tocsin's
+    ``opentelemetry_instrumentor`` entry point (named ``tocsin``; leave it out
+    with ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=tocsin``) and calls
+    ``instrument()`` with no options. In code, ``TocsinInstrumentor().instrument()``
+    takes :func:`instrument`'s options as keywords (``tracer_provider=``...),
+    as other instrumentors do; ``uninstrument()`` undoes it.
+    """
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        # What it instruments ships with it: any installed tocsin is the right one.
+        return ("tocsin",)
+
+    def _instrument(self, **options: Any) -> None:
+        instrument(**options)
+
+    def _uninstrument(self, **options: Any) -> None:
+        uninstrument()

@@ -1,24 +1,55 @@
 """What every part of the integration shares: the enabled registries, how a
-signal is sent from inside SQLAlchemy, and the ``using`` name of a bind."""
+signal is sent from inside SQLAlchemy, and the ``using`` name of a bind.
+
+asyncio: SQLAlchemy's asyncio extension needs greenlet, which SQLAlchemy 2.1
+no longer installs (``sqlalchemy[asyncio]`` does). The sync integration works
+without it: ``sqlalchemy.ext.asyncio`` is imported for type checking only,
+:func:`is_async_engine` recognises an ``AsyncEngine`` without importing it, and
+:func:`in_greenlet` is ``False`` when greenlet is missing, as no ``AsyncSession``
+can run then.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from sqlalchemy import util as sa_util
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapper, registry
+from sqlalchemy.util import concurrency
 
 from ...dispatcher import Signal
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 try:  # SQLAlchemy 2.1
     await_: Callable[[Any], Any] = sa_util.await_
 except AttributeError:  # pragma: no cover - SQLAlchemy 2.0
     await_ = sa_util.await_only
-from sqlalchemy.util.concurrency import in_greenlet
+
+
+def _not_in_greenlet() -> bool:
+    return False
+
+
+# Checked once: in_greenlet() is on every model signal's path.
+in_greenlet: Callable[[], bool] = (
+    concurrency.in_greenlet if importlib.util.find_spec("greenlet") else _not_in_greenlet
+)
+
+
+def is_async_engine(engine: object) -> TypeGuard[AsyncEngine]:
+    """Whether *engine* is an ``AsyncEngine``, without importing SQLAlchemy's
+    asyncio extension: there is none until something has imported it."""
+    module = sys.modules.get("sqlalchemy.ext.asyncio")
+    return module is not None and isinstance(engine, module.AsyncEngine)
+
 
 UsingName = Callable[[Engine], str]
 

@@ -45,7 +45,7 @@ import time
 import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 from sqlalchemy import (
     Column,
@@ -63,16 +63,18 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.exc import InvalidRequestError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, SessionTransaction
-from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from ... import oncommit
 from ...dispatcher import Signal
 from ...exceptions import TransportError
 from ...remote.transports.base import AsyncTransport, Transport
-from ._base import await_
+from ._base import await_, in_greenlet, is_async_engine
 from ._transactions import SessionScope, _boundary_above
+
+if TYPE_CHECKING:  # it needs greenlet, which a sync Session does without
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["Outbox"]
 
@@ -114,14 +116,14 @@ class Outbox:
         metadata: MetaData | None = None,
         relay_after: float = 10.0,
     ) -> None:
-        if engine is not None and not isinstance(engine, Engine | AsyncEngine):
+        if is_async_engine(engine):
+            engine = engine.sync_engine  # relay() runs it in a greenlet
+        if engine is not None and not isinstance(engine, Engine):
             raise TypeError(f"Outbox() takes an Engine or AsyncEngine; got {engine!r}.")
         if not isinstance(table_name, str) or not table_name:
             raise ValueError(f"table_name must be a non-empty string; got {table_name!r}.")
         if not isinstance(relay_after, int | float) or relay_after < 0:
             raise ValueError(f"relay_after must be a number of seconds >= 0; got {relay_after!r}.")
-        if isinstance(engine, AsyncEngine):
-            engine = engine.sync_engine  # relay() runs it in a greenlet
         self.engine: Engine | None = engine
         self.table = _define_table(table_name, metadata if metadata is not None else MetaData())
         self.relay_after = float(relay_after)

@@ -17,14 +17,16 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, inspect
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstanceState, Session, SessionTransaction
 
 from ... import oncommit
 from ._base import awaiter
+
+if TYPE_CHECKING:  # it needs greenlet, which a sync Session does without
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["SessionScope", "bind_session"]
 
