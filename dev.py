@@ -31,7 +31,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 EXTRA_PYTHONS = ("3.12", "3.13")
-APP_TESTS = ("tests/todo", "tests/test_bench_todo.py")  # run on the first Python only
+# Run on the first Python only: the Todo app's tests (an application, served by
+# one Python) and the distribution's (the wheel is the same on every Python).
+FIRST_PYTHON_ONLY = ("tests/todo", "tests/test_bench_todo.py", "tests/test_distribution.py")
 CHROMIUM = "/usr/bin/chromium"  # Debian's, for the Todo app's browser test
 
 
@@ -153,9 +155,7 @@ def test(pytest_args: list[str]) -> int:
         )
     ]
     for index, (version, venv_python) in enumerate(interpreters):
-        # The library's suite runs on every Python; the Todo app's (an application,
-        # served by one Python: a third of the suite's time) on the first only.
-        only_library = [f"--ignore={path}" for path in APP_TESTS] if index else []
+        only_library = [f"--ignore={path}" for path in FIRST_PYTHON_ONLY] if index else []
         report = reports / f"pytest-{version}.xml"
         command = [venv_python, "-m", "pytest", f"--junitxml={report}", "-p", "no:cacheprovider"]
         jobs.append(
