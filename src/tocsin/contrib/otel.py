@@ -24,10 +24,10 @@ from __future__ import annotations
 
 try:
     from opentelemetry import trace
-except ImportError as err:  # pragma: no cover - depends on the environment
+except ImportError as _error:  # pragma: no cover - depends on the environment
     raise ImportError(
         "tocsin.contrib.otel needs the OpenTelemetry API: pip install 'tocsin[otel]'"
-    ) from err
+    ) from _error
 
 import contextlib
 import functools
@@ -52,7 +52,7 @@ from ..remote import add_propagator
 
 __all__ = ["OpenTelemetryTracer", "TraceContextPropagator", "instrument", "uninstrument"]
 
-logger = logging.getLogger("tocsin")
+logger: logging.Logger = logging.getLogger("tocsin")
 
 Attributes = dict[str, str | int]
 
@@ -77,6 +77,10 @@ class OpenTelemetryTracer(tracing.Tracer):
     :param empty_sends: also make a span for a send that calls no receiver
         (by default such a send, a ``post_init`` nobody listens to, makes none).
     """
+
+    record_arguments: bool | frozenset[str]
+    max_length: int
+    empty_sends: bool
 
     def __init__(
         self,

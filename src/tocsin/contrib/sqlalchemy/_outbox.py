@@ -123,8 +123,10 @@ class Outbox:
         if isinstance(engine, AsyncEngine):
             engine = engine.sync_engine  # relay() runs it in a greenlet
         self.engine: Engine | None = engine
-        self.table = _define_table(table_name, metadata if metadata is not None else MetaData())
-        self.relay_after = float(relay_after)
+        self.table: Table = _define_table(
+            table_name, metadata if metadata is not None else MetaData()
+        )
+        self.relay_after: float = float(relay_after)
         self._last_time = 0.0
         _install()
 
