@@ -198,6 +198,7 @@ def test_lowest(pytest_args: list[str]) -> int:
     their usual versions: from the ``test`` dependency group if pyproject.toml has
     one, else from the ``test`` extra. A test tool that needs a newer version of a
     floored dependency makes the install fail, on purpose: raise the floor or the tool.
+    *pytest_args*, when given, replace LOWEST_TESTS (``tests/remote -x``, say).
     """
     python = setup_lowest(ROOT / ".venv-lowest")
     if python is None:
