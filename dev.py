@@ -3,9 +3,14 @@
 
     python3 dev.py run     set up .venv and run the main job, the Todo app
                            (python -m todo [--host H] [--port P])
-    python3 dev.py test    set up and run the whole suite: ruff, mypy --strict, and
-                           pytest on Python 3.11 plus 3.12 / 3.13 where installed
-                           (the Todo app's tests on the first Python only)
+    python3 dev.py test    set up and run the whole suite, several jobs at a time:
+                           ruff, mypy --strict; pytest on Python 3.11 plus 3.12 /
+                           3.13 where installed (the Todo app's and the
+                           distribution's tests on the first Python only); the
+                           integrations' tests with their dependencies at the
+                           lowest versions allowed (.venv-lowest)
+    python3 dev.py test-lowest [PYTEST ARGS]
+                           that last run alone
     python3 dev.py bench   run the benchmarks against django.dispatch, blinker, psygnal
                            (its set-up also installs the bench group: RQ and Celery,
                            the peers of benchmarks/bench_remote.py)
@@ -20,11 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -35,6 +42,19 @@ EXTRA_PYTHONS = ("3.12", "3.13")
 # one Python) and the distribution's (the wheel is the same on every Python).
 FIRST_PYTHON_ONLY = ("tests/todo", "tests/test_bench_todo.py", "tests/test_distribution.py")
 CHROMIUM = "/usr/bin/chromium"  # Debian's, for the Todo app's browser test
+# test_lowest(): the public extras whose dependencies are installed at their floors,
+# and the tests of the code that uses them (the Remote's fault test that kills
+# workers 5 times over, 45 s, tests the worker's policy, not redis-py: left out).
+LOWEST_EXTRAS = ("sqlalchemy", "otel", "redis")
+LOWEST_TESTS = (
+    "tests/contrib/sqlalchemy",
+    "tests/contrib/test_otel.py",
+    "tests/test_tracing.py",
+    "tests/remote",
+    "tests/test_docs.py",
+    "--deselect=tests/remote/test_faults.py"
+    "::test_only_events_that_kill_their_worker_are_dead_lettered_as_poison",
+)
 
 
 def main(argv: list[str]) -> int:
@@ -46,6 +66,8 @@ def main(argv: list[str]) -> int:
         return serve([python, "-m", "todo", *argv[2:]])
     if command == "test":
         return test(argv[2:])
+    if command == "test-lowest":
+        return test_lowest(argv[2:])
     if command == "bench":
         python = setup(ROOT / ".venv", sys.executable, groups=("test", "bench"))
         return run([python, str(ROOT / "benchmarks" / "bench.py"), *argv[2:]])
@@ -161,9 +183,18 @@ def test(pytest_args: list[str]) -> int:
         jobs.append(
             Job(f"pytest on Python {version}", [[*command, *only_library, *pytest_args]], report)
         )
+    setup_failures = []
+    if pytest_args:
+        print("(pytest arguments given: the lowest-versions run is left out)")
+    elif (lowest := setup_lowest(ROOT / ".venv-lowest")) is None:
+        setup_failures.append("setting up the lowest versions")
+    else:
+        report = reports / "pytest-lowest.xml"
+        command = [lowest, "-m", "pytest", f"--junitxml={report}", "-p", "no:cacheprovider"]
+        jobs.append(Job("pytest at the lowest versions", [[*command, *LOWEST_TESTS]], report))
     # The longest first, so that the short ones fill the gaps at the end.
     jobs.sort(key=lambda job: job.name != f"pytest on Python {interpreters[0][0]}")
-    failures = run_jobs(jobs, reports)
+    failures = setup_failures + run_jobs(jobs, reports)
 
     totals = {"passed": 0, "failed": 0, "skipped": 0}
     for job in jobs:
@@ -246,6 +277,100 @@ def _launch(job: Job, log: Any) -> subprocess.Popen[bytes]:
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in ".-" else "-" for c in name.lower())
+
+
+def test_lowest(pytest_args: list[str]) -> int:
+    """Run the integrations' tests with their dependencies at the lowest versions allowed.
+
+    In .venv-lowest, on Python 3.11: uv resolves the public extras (LOWEST_EXTRAS)
+    with ``--resolution lowest-direct``, and their direct dependencies are held at
+    the versions found (sqlalchemy 2.0.30, ...) while the test tools install at
+    their usual versions: from the ``test`` dependency group if pyproject.toml has
+    one, else from the ``test`` extra. A test tool that needs a newer version of a
+    floored dependency makes the install fail, on purpose: raise the floor or the tool.
+    *pytest_args*, when given, replace LOWEST_TESTS (``tests/remote -x``, say).
+    """
+    python = setup_lowest(ROOT / ".venv-lowest")
+    if python is None:
+        return 1
+    ensure_postgres()
+    ensure_redis()
+    reports = ROOT / ".reports"
+    reports.mkdir(exist_ok=True)
+    report = reports / "pytest-lowest.xml"
+    code = run(
+        [python, "-m", "pytest", f"--junitxml={report}", "-p", "no:cacheprovider"]
+        + (pytest_args or list(LOWEST_TESTS))
+    )
+    totals = _count(report)
+    print()
+    print(f"lowest versions: {(ROOT / '.venv-lowest' / 'floors.txt').read_text().split()}")
+    print(
+        f"tests: {totals.get('passed', 0)} passed, {totals.get('failed', 0)} failed, "
+        f"{totals.get('skipped', 0)} skipped"
+    )
+    return code
+
+
+def setup_lowest(venv: Path) -> str | None:
+    """Create *venv* with the floors of LOWEST_EXTRAS and the test tools; its Python.
+
+    Reinstalled whenever pyproject.toml changes (a stamp holds its hash).
+    """
+    python = venv / "bin" / "python"
+    stamp = venv / ".tocsin-installed"
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return str(python)
+    base = sys.executable if sys.version_info[:2] == (3, 11) else find_python("3.11")
+    if base is None:
+        print("(Python 3.11 not found: the lowest-versions run needs it)")
+        return None
+    if venv.exists():
+        shutil.rmtree(venv)  # start clean: an upgrade left behind would hide a floor
+    subprocess.check_call([base, "-m", "venv", str(venv)])
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.check_call([*pip, "--upgrade", "pip", "uv"])
+    uv = [str(venv / "bin" / "uv"), "pip"]
+    pyproject = ROOT / "pyproject.toml"
+    project = tomllib.loads(pyproject.read_text())
+    extras = project["project"]["optional-dependencies"]
+    compiled = subprocess.run(
+        [*uv, "compile", str(pyproject), "--python", str(python), "--resolution"]
+        + ["lowest-direct", "--no-header", "--no-annotate", "--quiet"]
+        + [f"--extra={extra}" for extra in LOWEST_EXTRAS],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout.split()
+    # Hold only the extras' own requirements; what they depend on in turn may
+    # move, as it would for a user who asks for these versions.
+    direct = {_normalize(req) for extra in LOWEST_EXTRAS for req in extras[extra]}
+    floors = [pin for pin in compiled if _normalize(pin) in direct]
+    (venv / "floors.txt").write_text("\n".join(floors) + "\n")
+    if "test" in project.get("dependency-groups", {}):
+        tools = [f"--group={pyproject}:test"]
+        to_install = ",".join(LOWEST_EXTRAS)
+    else:
+        tools = []
+        to_install = ",".join((*LOWEST_EXTRAS, "test"))
+    install = [*uv, "install", "--quiet", "--python", str(python), "--constraints"]
+    code = run([*install, str(venv / "floors.txt"), "-e", f".[{to_install}]", *tools])
+    if code != 0:
+        print(
+            f"The test tools cannot be installed beside the floors {', '.join(floors)}: "
+            f"raise the floor in pyproject.toml, or the test tool's range."
+        )
+        return None
+    stamp.write_text(wanted)
+    return str(python)
+
+
+def _normalize(requirement: str) -> str:
+    """The PEP 503 name of *requirement* (``SQLAlchemy[asyncio]>=2`` -> ``sqlalchemy``)."""
+    name = re.match(r"[A-Za-z0-9._-]+", requirement.strip())
+    return re.sub(r"[-_.]+", "-", name.group(0)).lower() if name else ""
 
 
 def _listening(port: int) -> bool:

@@ -92,6 +92,9 @@ class _Watch:
     callback, then the warning."""
 
     __slots__ = ("name", "on_dead", "site")
+    name: str
+    site: str
+    on_dead: Callable[[Any], object]
 
     def __init__(self, name: str, site: str, on_dead: Callable[[Any], object]) -> None:
         self.name, self.site, self.on_dead = name, site, on_dead

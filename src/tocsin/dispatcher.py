@@ -126,7 +126,7 @@ class Signal:
             _every_signal.add(self)
         # Reentrant, unlike Django's Lock: code that holds ``signal.lock``
         # (as some Django add-ons do) may still read or assign ``receivers``.
-        self.lock = threading.RLock()
+        self.lock: threading.RLock = threading.RLock()
         self._registry: dict[Hashable, Any] = {}
         # Sender key -> number of connections restricted to that sender.
         # While it is empty, send() skips the per-sender lookup entirely.

@@ -95,9 +95,9 @@ class SendInfo:
     __slots__ = ("method", "named", "sender", "signal")
 
     def __init__(self, signal: Signal, sender: object, named: dict[str, Any], method: Method):
-        self.signal = signal
-        self.sender = sender
-        self.named = named
+        self.signal: Signal = signal
+        self.sender: object = sender
+        self.named: dict[str, Any] = named
         """The keyword arguments the receivers get, besides ``signal`` and ``sender``."""
         self.method = method
         """Which of the four sends it is."""

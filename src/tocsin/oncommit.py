@@ -78,11 +78,11 @@ class Deferred:
         named: Mapping[str, Any],
         robust: bool,
     ) -> None:
-        self.signal = signal
-        self.receiver = receiver
-        self.sender = sender
-        self.named = dict(named)
-        self.robust = robust
+        self.signal: Signal = signal
+        self.receiver: Callable[..., Any] = receiver
+        self.sender: object = sender
+        self.named: dict[str, Any] = dict(named)
+        self.robust: bool = robust
         self.state: State = "pending"
         self.result: Any = None
         self.exception: BaseException | None = None

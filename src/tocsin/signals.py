@@ -55,7 +55,7 @@ def _signal(doc: str, *, use_caching: bool = False) -> Signal:
 
 # -- requests --------------------------------------------------------------------------
 
-request_started = _signal(
+request_started: Signal = _signal(
     """Sent when a request comes in, before the application sees it.
 
     sender: the middleware class (``tocsin.contrib.wsgi.RequestSignalsMiddleware`` or
@@ -64,7 +64,7 @@ request_started = _signal(
     """
 )
 
-request_finished = _signal(
+request_finished: Signal = _signal(
     """Sent once the response has been delivered, exactly once per request.
 
     Under WSGI, when the server closes the response iterable (also after an error);
@@ -75,7 +75,7 @@ request_finished = _signal(
     """
 )
 
-got_request_exception = _signal(
+got_request_exception: Signal = _signal(
     """Sent when the application raises while handling a request; the exception then
     propagates as before.
 
@@ -89,7 +89,7 @@ got_request_exception = _signal(
 # Sent with the model class as sender, as Django does; like Django's, they cache
 # their receivers per sender.
 
-pre_init = _signal(
+pre_init: Signal = _signal(
     """Sent at the start of a model's ``__init__``.
 
     sender: the model class. args, kwargs: the arguments passed to ``__init__``.
@@ -99,7 +99,7 @@ pre_init = _signal(
     use_caching=True,
 )
 
-post_init = _signal(
+post_init: Signal = _signal(
     """Sent at the end of a model's ``__init__``.
 
     sender: the model class. instance: the new instance.
@@ -107,7 +107,7 @@ post_init = _signal(
     use_caching=True,
 )
 
-pre_save = _signal(
+pre_save: Signal = _signal(
     """Sent before an instance is written to the database.
 
     sender: the model class. instance, raw (True when loading fixtures as they are),
@@ -117,7 +117,7 @@ pre_save = _signal(
     use_caching=True,
 )
 
-post_save = _signal(
+post_save: Signal = _signal(
     """Sent after an instance is written to the database.
 
     sender: the model class. instance, created (True for an insert), raw, using,
@@ -126,7 +126,7 @@ post_save = _signal(
     use_caching=True,
 )
 
-pre_delete = _signal(
+pre_delete: Signal = _signal(
     """Sent before an instance is deleted.
 
     sender: the model class. instance, using, origin (what the delete started from).
@@ -134,7 +134,7 @@ pre_delete = _signal(
     use_caching=True,
 )
 
-post_delete = _signal(
+post_delete: Signal = _signal(
     """Sent after an instance is deleted.
 
     sender: the model class. instance, using, origin.
@@ -142,7 +142,7 @@ post_delete = _signal(
     use_caching=True,
 )
 
-m2m_changed = _signal(
+m2m_changed: Signal = _signal(
     """Sent when a many-to-many relationship changes.
 
     sender: the intermediate model or table. action: one of ``"pre_add"``,
@@ -158,7 +158,7 @@ m2m_changed = _signal(
 
 # -- auth ------------------------------------------------------------------------------
 
-user_logged_in = _signal(
+user_logged_in: Signal = _signal(
     """Sent after a user has logged in.
 
     sender: the user's class. request: the request (whatever your framework uses).
@@ -166,7 +166,7 @@ user_logged_in = _signal(
     """
 )
 
-user_logged_out = _signal(
+user_logged_out: Signal = _signal(
     """Sent when a user logs out, before the session is ended.
 
     sender: the user's class (``type(None)`` for an anonymous user). request, user
@@ -174,7 +174,7 @@ user_logged_out = _signal(
     """
 )
 
-user_login_failed = _signal(
+user_login_failed: Signal = _signal(
     """Sent when a login fails.
 
     sender: a string naming who authenticates (Django sends

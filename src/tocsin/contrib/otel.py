@@ -30,11 +30,11 @@ try:
     from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
         BaseInstrumentor,  # its module opts out of type checking: mypy sees no names there
     )
-except ImportError as err:  # pragma: no cover - depends on the environment
+except ImportError as _error:  # pragma: no cover - depends on the environment
     raise ImportError(
         f"tocsin.contrib.otel needs the OpenTelemetry API and instrumentation packages "
-        f"({err.name} is missing): pip install 'tocsin[otel]'"
-    ) from err
+        f"({_error.name} is missing): pip install 'tocsin[otel]'"
+    ) from _error
 
 import contextlib
 import functools
@@ -65,7 +65,7 @@ __all__ = [
     "uninstrument",
 ]
 
-logger = logging.getLogger("tocsin")
+logger: logging.Logger = logging.getLogger("tocsin")
 
 Attributes = dict[str, str | int]
 
@@ -90,6 +90,10 @@ class OpenTelemetryTracer(tracing.Tracer):
     :param empty_sends: also make a span for a send that calls no receiver
         (by default such a send, a ``post_init`` nobody listens to, makes none).
     """
+
+    record_arguments: bool | frozenset[str]
+    max_length: int
+    empty_sends: bool
 
     def __init__(
         self,

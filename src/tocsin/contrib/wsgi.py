@@ -34,7 +34,7 @@ from ..signals import got_request_exception, request_finished, request_started
 
 __all__ = ["RequestSignalsMiddleware"]
 
-logger = logging.getLogger("tocsin.contrib.wsgi")
+logger: logging.Logger = logging.getLogger("tocsin.contrib.wsgi")
 
 
 class RequestSignalsMiddleware:

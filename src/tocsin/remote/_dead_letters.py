@@ -75,7 +75,7 @@ class DeadLetters:
         if stream is not None and (not isinstance(stream, str) or not stream):
             raise ValueError(f"stream must be a non-empty string; got {stream!r}.")
         self.remote = remote
-        self.stream = stream or f"{remote.stream}:dead"
+        self.stream: str = stream or f"{remote.stream}:dead"
 
     def __repr__(self) -> str:
         return f"<DeadLetters {self.stream!r}>"

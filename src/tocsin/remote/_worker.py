@@ -248,9 +248,11 @@ class _Base:
         if not isinstance(retry_backoff, int | float) or retry_backoff < 1:
             raise ValueError(f"retry_backoff must be a number >= 1; got {retry_backoff!r}.")
         self.remote = remote
-        self.stream = remote.stream
+        self.stream: str = remote.stream
         self.group = group
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        self.consumer: str = (
+            consumer or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        )
         self.batch = batch
         self.block = block
         self.max_attempts = max_attempts
@@ -259,12 +261,12 @@ class _Base:
         self.retry_backoff = retry_backoff
         self.max_retry_delay = max_retry_delay
         self.claim_after = claim_after
-        self.dead_stream = dead_stream or f"{remote.stream}:dead"
+        self.dead_stream: str = dead_stream or f"{remote.stream}:dead"
         self.relay_every = relay_every
         self.concurrency = concurrency
         self.trim_every = trim_every
         self._next_trim = time.monotonic() + (trim_every or 0)
-        self.stats = WorkerStats()
+        self.stats: WorkerStats = WorkerStats()
         self._policy = _Policy(
             max_attempts=max_attempts,
             max_kills=max_kills,

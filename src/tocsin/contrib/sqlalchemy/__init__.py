@@ -19,10 +19,10 @@ from __future__ import annotations
 
 try:
     import sqlalchemy as _sqlalchemy
-except ImportError as err:  # pragma: no cover - depends on the environment
+except ImportError as _error:  # pragma: no cover - depends on the environment
     raise ImportError(
         "tocsin.contrib.sqlalchemy needs SQLAlchemy 2: pip install 'tocsin[sqlalchemy]'"
-    ) from err
+    ) from _error
 
 if int(_sqlalchemy.__version__.split(".")[0]) < 2:  # pragma: no cover
     raise ImportError(

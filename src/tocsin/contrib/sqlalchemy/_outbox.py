@@ -125,8 +125,10 @@ class Outbox:
         if not isinstance(relay_after, int | float) or relay_after < 0:
             raise ValueError(f"relay_after must be a number of seconds >= 0; got {relay_after!r}.")
         self.engine: Engine | None = engine
-        self.table = _define_table(table_name, metadata if metadata is not None else MetaData())
-        self.relay_after = float(relay_after)
+        self.table: Table = _define_table(
+            table_name, metadata if metadata is not None else MetaData()
+        )
+        self.relay_after: float = float(relay_after)
         self._last_time = 0.0
         _install()
 

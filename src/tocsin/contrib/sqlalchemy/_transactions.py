@@ -60,7 +60,7 @@ class SessionScope:
                     f"{type(session).__name__} {session!r}."
                 )
             session = sync_session
-        self.session = session
+        self.session: Session = session
 
     def defer(self, deferred: oncommit.Deferred) -> bool:
         session = self.session

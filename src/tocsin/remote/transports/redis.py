@@ -41,10 +41,10 @@ from __future__ import annotations
 try:
     import redis
     import redis.asyncio
-except ImportError as err:  # pragma: no cover - depends on the environment
+except ImportError as _error:  # pragma: no cover - depends on the environment
     raise ImportError(
         "tocsin.remote.transports.redis needs redis-py: pip install 'tocsin[redis]'"
-    ) from err
+    ) from _error
 
 import contextlib
 import json
