@@ -62,6 +62,8 @@ __all__ = [
 ]
 
 Method = Literal["send", "send_robust", "asend", "asend_robust"]
+"""Which of the four sends a send is (:attr:`SendInfo.method`);
+:meth:`~tocsin.dispatcher.Signal.send_with_awaiter` is a ``"send"``."""
 Deref = Callable[[], Any]
 """A zero-argument callable that returns the receiver, or ``None`` once a
 weakly connected receiver has been garbage collected."""
