@@ -86,8 +86,8 @@ class PublishError(TransportError):
     Each of them may or may not have been published (a reply lost on the way
     back looks the same as a request lost on the way there). Publish them again
     with ``remote.republish(error)`` (``await remote.arepublish(error)``), which
-    sends the same payloads, so the same event ids: receivers that deduplicate, or check ``current_event().id``,
-    then run each at most once more.
+    sends the same payloads, so the same event ids: receivers that deduplicate,
+    or check ``current_event().id``, then run each at most once more.
 
     :param event_ids: the ids of the events, in order.
     :param payloads: their payloads, as published, for :meth:`Remote.republish`.

@@ -181,7 +181,7 @@ class Deferred:
 
     def drop(self) -> None:
         """The transaction rolled back: mark a pending call ``"dropped"``; the
-    receiver will never be called."""
+        receiver will never be called."""
         if self.state == "pending":
             self.state = "dropped"
 
