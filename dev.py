@@ -9,6 +9,9 @@
     python3 dev.py bench   run the benchmarks against django.dispatch, blinker, psygnal
                            (its set-up also installs the bench extra: RQ and Celery,
                            the peers of benchmarks/bench_remote.py)
+    python3 dev.py docs    serve the documentation site on http://127.0.0.1:8001,
+                           rebuilt as docs/ and the docstrings change (mkdocs serve);
+                           `docs build` builds it once into site/, strictly
 
 Needs only Python 3.11+. Virtual environments live in .venv (the Python that
 runs this script) and .venv-3.12 / .venv-3.13 (found on PATH or under pyenv).
@@ -30,6 +33,9 @@ ROOT = Path(__file__).resolve().parent
 EXTRA_PYTHONS = ("3.12", "3.13")
 APP_TESTS = ("tests/todo", "tests/test_bench_todo.py")  # run on the first Python only
 CHROMIUM = "/usr/bin/chromium"  # Debian's, for the Todo app's browser test
+DOCS_ADDRESS = "127.0.0.1:8001"  # beside the Todo app's 8000
+# Material for MkDocs prints a notice about MkDocs 2 on every build; the docs group pins mkdocs<2.
+DOCS_ENV = {"NO_MKDOCS_2_WARNING": "1"}
 
 
 def main(argv: list[str]) -> int:
@@ -44,6 +50,13 @@ def main(argv: list[str]) -> int:
     if command == "bench":
         python = setup(ROOT / ".venv", sys.executable, extras=("test", "bench"))
         return run([python, str(ROOT / "benchmarks" / "bench.py"), *argv[2:]])
+    if command == "docs":
+        python = setup(ROOT / ".venv", sys.executable)
+        if argv[2:3] == ["build"]:
+            return build_docs(python)
+        install_docs_tools(python)
+        os.environ.update(DOCS_ENV, TOCSIN_DOCS_URL=f"http://{DOCS_ADDRESS}/")
+        return serve([python, "-m", "mkdocs", "serve", "--dev-addr", DOCS_ADDRESS, *argv[2:]])
     print(__doc__)
     return 0 if command in {"help", "-h", "--help"} else 2
 
@@ -88,6 +101,47 @@ def setup(venv: Path, base_python: str, extras: tuple[str, ...] = ("test",)) -> 
     subprocess.check_call([*pip, "-e", f"{ROOT}[{','.join(extras)}]"])
     stamp.write_text(f"{wanted}\n{','.join(sorted(extras))}")
     return str(python)
+
+
+def docs_requirements() -> list[str]:
+    """The ``docs`` dependency group of pyproject.toml: what builds the site."""
+    import tomllib
+
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        group = tomllib.load(file)["dependency-groups"]["docs"]
+    return [item for item in group if isinstance(item, str)]
+
+
+def install_docs_tools(python: str) -> None:
+    """Install the ``docs`` dependency group into *python*'s environment, once.
+
+    The stamp beside the interpreter's environment records what was installed, so
+    that a changed group is installed again and an unchanged one costs nothing.
+    """
+    requirements = docs_requirements()
+    stamp = Path(python).parent.parent / ".tocsin-docs-installed"
+    wanted = "\n".join(requirements)
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.check_call([*pip, *requirements])
+    stamp.write_text(wanted)
+
+
+def build_docs(python: str, strict: bool = True) -> int:
+    """Build the documentation site into site/ with *python*'s MkDocs; return its exit code.
+
+    Strict, by default: a warning fails the build, so a broken link or anchor, a
+    docstring reference to a name tocsin does not have, or an exported name without
+    a docstring (which the API reference would leave out) is an error. The docs
+    tools are installed first if they are missing (see install_docs_tools()).
+    """
+    install_docs_tools(python)
+    command = [python, "-m", "mkdocs", "build", "--clean", "--site-dir", str(ROOT / "site")]
+    started = time.monotonic()
+    code = run([*command, "--strict"] if strict else command, env={**os.environ, **DOCS_ENV})
+    print(f"(documentation site built in {time.monotonic() - started:.1f} s: site/index.html)")
+    return code
 
 
 def find_python(version: str) -> str | None:
