@@ -149,7 +149,9 @@ class Outbox(Protocol):
 
     ``tocsin.contrib.sqlalchemy.Outbox`` implements it: the event is written to
     an outbox table in the same transaction, and relayed to the transport
-    after the commit.
+    after the commit. A worker also calls the outbox's ``relay(transport)``, if
+    it has one, every ``relay_every`` seconds, for the events a process that
+    died after a commit left there.
     """
 
     def store(
@@ -801,7 +803,13 @@ class _AfterCommit:
 
 
 class Batch:
-    """The events a :meth:`Remote.batch` block holds back; see there."""
+    """The events a :meth:`Remote.batch` block holds back; see there.
+
+    A context manager: ``with`` with a ``Transport``, ``async with`` with an
+    ``AsyncTransport``. ``len(batch)`` is the number of events it holds.
+    Entering it with the wrong kind of ``with`` raises ``TypeError``, and
+    entering it again while it is in use, ``RuntimeError``.
+    """
 
     __slots__ = ("_ids", "_payloads", "_remote", "_size", "_token")
 
