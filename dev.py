@@ -4,7 +4,8 @@
     python3 dev.py run     set up .venv and run the main job, the Todo app
                            (python -m todo [--host H] [--port P])
     python3 dev.py test    set up and run the whole suite, several jobs at a time:
-                           ruff, mypy --strict; pytest on Python 3.11 plus 3.12 /
+                           ruff, mypy --strict; the documentation site's strict
+                           build; pytest on Python 3.11 plus 3.12 /
                            3.13 where installed (the Todo app's and the
                            distribution's tests on the first Python only); the
                            integrations' tests with their dependencies at the
@@ -14,11 +15,15 @@
     python3 dev.py bench   run the benchmarks against django.dispatch, blinker, psygnal
                            (its set-up also installs the bench group: RQ and Celery,
                            the peers of benchmarks/bench_remote.py)
+    python3 dev.py docs    serve the documentation site on http://127.0.0.1:8001,
+                           rebuilt as docs/ and the docstrings change (mkdocs serve);
+                           `docs build` builds it once into site/, strictly
 
 Needs only Python 3.11+. Virtual environments live in .venv (the Python that
 runs this script) and .venv-3.12 / .venv-3.13 (found on PATH or under pyenv);
 each holds tocsin, editable, and the dependency groups of pyproject.toml that
-its commands need: todo for run, test for test (which includes todo).
+its commands need: todo for run, test and docs for test (test includes todo).
+.venv-lowest holds the integrations' dependencies at their floors (uv, 3.11).
 """
 
 from __future__ import annotations
@@ -55,24 +60,44 @@ LOWEST_TESTS = (
     "--deselect=tests/remote/test_faults.py"
     "::test_only_events_that_kill_their_worker_are_dead_lettered_as_poison",
 )
+DOCS_ADDRESS = "127.0.0.1:8001"  # beside the Todo app's 8000
+# Material for MkDocs prints a notice about MkDocs 2 on every build; the docs group pins mkdocs<2.
+DOCS_ENV = {"NO_MKDOCS_2_WARNING": "1"}
 
 
 def main(argv: list[str]) -> int:
     if sys.version_info < (3, 11):  # noqa: UP036 - this script may be run by any python3
         sys.exit(f"tocsin needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
     command = argv[1] if len(argv) > 1 else "help"
-    if command == "run":
-        python = setup(ROOT / ".venv", sys.executable, groups=("todo",))
-        return serve([python, "-m", "todo", *argv[2:]])
-    if command == "test":
-        return test(argv[2:])
-    if command == "test-lowest":
-        return test_lowest(argv[2:])
-    if command == "bench":
-        python = setup(ROOT / ".venv", sys.executable, groups=("test", "bench"))
-        return run([python, str(ROOT / "benchmarks" / "bench.py"), *argv[2:]])
+    commands = {
+        "run": run_app,
+        "test": test,
+        "test-lowest": test_lowest,
+        "bench": bench,
+        "docs": docs,
+    }
+    if command in commands:
+        return commands[command](argv[2:])
     print(__doc__)
     return 0 if command in {"help", "-h", "--help"} else 2
+
+
+def run_app(args: list[str]) -> int:
+    python = setup(ROOT / ".venv", sys.executable, groups=("todo",))
+    return serve([python, "-m", "todo", *args])
+
+
+def bench(args: list[str]) -> int:
+    python = setup(ROOT / ".venv", sys.executable, groups=("test", "bench"))
+    return run([python, str(ROOT / "benchmarks" / "bench.py"), *args])
+
+
+def docs(args: list[str]) -> int:
+    python = setup(ROOT / ".venv", sys.executable, groups=("docs",))
+    if args[:1] == ["build"]:
+        return build_docs(python)
+    os.environ.update(DOCS_ENV, TOCSIN_DOCS_URL=f"http://{DOCS_ADDRESS}/")
+    return serve([python, "-m", "mkdocs", "serve", "--dev-addr", DOCS_ADDRESS, *args])
 
 
 def run(cmd: list[str], **kwargs: object) -> int:
@@ -122,6 +147,25 @@ def setup(venv: Path, base_python: str, groups: tuple[str, ...] = ("test",)) -> 
     return str(python)
 
 
+def docs_command(python: str, strict: bool = True) -> list[str]:
+    """Build the documentation site into site/ with *python*'s MkDocs (the ``docs``
+    dependency group, see setup()).
+
+    Strict, by default: a warning fails the build, so a broken link or anchor, a
+    docstring reference to a name tocsin does not have, or an exported name without
+    a docstring (which the API reference would leave out) is an error.
+    """
+    command = [python, "-m", "mkdocs", "build", "--clean", "--site-dir", str(ROOT / "site")]
+    return [*command, "--strict"] if strict else command
+
+
+def build_docs(python: str, strict: bool = True) -> int:
+    started = time.monotonic()
+    code = run(docs_command(python, strict), env={**os.environ, **DOCS_ENV})
+    print(f"(documentation site built in {time.monotonic() - started:.1f} s: site/index.html)")
+    return code
+
+
 def find_python(version: str) -> str | None:
     found = shutil.which(f"python{version}")
     if found and _works(found):
@@ -150,7 +194,8 @@ def _works(python: str) -> bool:
 
 def test(pytest_args: list[str]) -> int:
     """Lint, type-check and run every test job, several at a time (see run_jobs)."""
-    python = setup(ROOT / ".venv", sys.executable)
+    python = setup(ROOT / ".venv", sys.executable, groups=("test", "docs"))
+    os.environ.update(DOCS_ENV)  # for the jobs
     ensure_postgres()
     ensure_redis()
     ensure_chromium()
@@ -174,7 +219,8 @@ def test(pytest_args: list[str]) -> int:
                 [python, "-m", "ruff", "format", "--check", "."],
                 [python, "-m", "mypy"],
             ],
-        )
+        ),
+        Job("docs: mkdocs build --strict", [docs_command(python)]),
     ]
     for index, (version, venv_python) in enumerate(interpreters):
         only_library = [f"--ignore={path}" for path in FIRST_PYTHON_ONLY] if index else []

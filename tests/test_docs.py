@@ -17,6 +17,7 @@ import importlib.machinery
 import re
 import sys
 import types
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -30,6 +31,9 @@ from tocsin.contrib.sqlalchemy import disable_model_signals
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+# Where the documentation site is published (mkdocs.yml's site_url): the README, which is
+# also the PyPI description, links there rather than to relative paths PyPI cannot follow.
+SITE = "https://tocsin.readthedocs.io/en/stable/"
 PAGES = sorted(DOCS.rglob("*.md"))
 PAGE_IDS = [str(p.relative_to(DOCS)) for p in PAGES]
 
@@ -162,10 +166,10 @@ def test_quoted_code_matches_source(block: Block) -> None:
 
 def test_pages_have_examples() -> None:
     """The extractor finds the pages and their examples (so the tests above test something)."""
-    names = {p.name for p in PAGES}
-    expected = {"index.md", "quickstart.md", "api.md", "coming-from-django.md", "how-it-works.md"}
-    assert expected <= names
-    for name in ("quickstart.md", "api.md"):
+    names = {str(p.relative_to(DOCS)) for p in PAGES}
+    expected = {"index.md", "quickstart.md", "coming-from-django.md", "how-it-works.md"}
+    assert expected | {"reference/index.md", "reference/cli.md"} <= names
+    for name in ("quickstart.md", "reference/cli.md"):
         assert any(b.runs for b in blocks(DOCS / name)), f"{name} has no runnable example"
     assert QUOTED, "how-it-works.md quotes no code"
 
@@ -178,3 +182,58 @@ def test_relative_links_resolve(page: Path) -> None:
         if "://" in target:
             continue
         assert (page.parent / target).resolve().is_file(), f"{page.name}: broken link {target}"
+
+
+def _slug(heading: str) -> str:
+    """A heading's anchor, as Python-Markdown's toc extension makes it."""
+    text = re.sub(r"[`*]", "", heading)
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", text).strip().lower())
+
+
+def test_readme_links_resolve_on_pypi() -> None:
+    """README.md, the PyPI description, has no relative link or image (PyPI would not
+    resolve them), and its links to the documentation site name pages and headings
+    that docs/ has."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert not [t for t in targets if "://" not in t], "README.md: relative links"
+    assert SITE in text
+    for target in targets:
+        if not target.startswith(SITE):
+            continue
+        path, _, anchor = target.removeprefix(SITE).partition("#")
+        page = DOCS / (f"{path.rstrip('/')}.md" if path.rstrip("/") else "index.md")
+        if not page.is_file():
+            page = DOCS / path / "index.md"
+        assert page.is_file(), f"README.md links to {target}: docs/ has no such page"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", page.read_text(encoding="utf-8"), flags=re.M)
+            assert anchor in {_slug(h) for h in headings}, f"README.md: no anchor {target}"
+
+
+# Public modules without a page of their own, and why.
+NO_PAGE = {
+    "tocsin.contrib": "a package for the integrations, each a module with a page",
+    "tocsin.remote.transports": "re-exported by tocsin.remote",
+    "tocsin.remote.transports.base": "re-exported by tocsin.remote",
+    "tocsin.remote.transports.memory": "re-exported by tocsin.remote",
+    "tocsin.remote.transports.redis": "re-exported by tocsin.remote",
+}
+
+
+def test_every_public_module_has_a_reference_page() -> None:
+    """Each public module of tocsin is rendered by a page of docs/reference/ (``::: name``),
+    so that the generated API reference leaves none out."""
+    source = ROOT / "src"
+    modules = {
+        ".".join(path.relative_to(source).with_suffix("").parts).removesuffix(".__init__")
+        for path in (source / "tocsin").rglob("*.py")
+    }
+    public = {m for m in modules if not any(part.startswith("_") for part in m.split("."))}
+    rendered = {
+        match
+        for page in (DOCS / "reference").glob("*.md")
+        for match in re.findall(r"^::: ([\w.]+)$", page.read_text(encoding="utf-8"), flags=re.M)
+    }
+    assert public - set(NO_PAGE) == rendered

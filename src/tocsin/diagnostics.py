@@ -47,7 +47,26 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 def warn_on_lost_receivers(enabled: bool = True) -> None:
-    """Turn the diagnostic on (or off) for receivers connected from now on."""
+    """Turn the diagnostic on (or, with False, off) for the receivers connected
+    from now on, in every thread.
+
+    While it is on, ``connect()`` watches each receiver it holds weakly and that
+    usually has nobody else holding it: a lambda, a function defined inside
+    another function, a ``functools.partial``, a callable object. When a
+    watched receiver is garbage collected, a :class:`LostReceiverWarning` names
+    it and the place that connected it (the first caller outside tocsin: the
+    line that called ``connect()``, or the ``@receiver`` line). Module-level
+    functions, bound methods and receivers connected with ``weak=False`` are
+    never watched.
+
+    Off by default. While off it costs nothing; while on, a little at each
+    ``connect()`` of a watched receiver; sends are not affected. The warning is
+    issued from a weak-reference callback, so under ``-W error`` it is printed
+    as an ignored exception rather than raised
+    (docs/priority-and-diagnostics.md#with-w-error-and-in-pytest).
+
+    :raises TypeError: if *enabled* is not a ``bool``.
+    """
     if not isinstance(enabled, bool):
         raise TypeError(f"warn_on_lost_receivers() takes True or False; got {enabled!r}.")
     _switch.on = enabled
@@ -55,7 +74,12 @@ def warn_on_lost_receivers(enabled: bool = True) -> None:
 
 @contextlib.contextmanager
 def lost_receiver_warnings() -> Iterator[None]:
-    """The diagnostic, on for the receivers connected inside this block."""
+    """A context manager: the diagnostic is on for the receivers connected
+    inside the block, then back to what it was before.
+
+    Like :func:`warn_on_lost_receivers`, it switches the diagnostic for the
+    whole process, so what other threads connect meanwhile is watched too.
+    """
     before = _switch.on
     _switch.on = True
     try:

@@ -79,22 +79,36 @@ _EMPTY: _Plan = ((), ())
 
 
 class ConnectionInfo(NamedTuple):
-    """One live connection, as :meth:`Signal.connections` lists it."""
+    """One live connection, as :meth:`Signal.connections` lists it (a named tuple).
+
+    A row holds its receiver and sender strongly: keep rows only as long as you
+    need them.
+    """
 
     identity: Hashable
-    """Django's receiver identity (``make_id(receiver)``) or the ``dispatch_uid``."""
+    """Django's receiver identity (``id(receiver)``, or ``(id(obj), id(func))`` for
+    a bound method), or the ``dispatch_uid`` if one was given."""
     receiver: Callable[..., Any]
+    """The receiver itself."""
     sender: object
     """The sender the receiver is restricted to; None for any sender (or a
     sender that cannot be weakly referenced: see ``sender_key``)."""
     sender_key: Hashable
-    """``make_id(sender)``, or Django's ``NONE_ID`` for any sender."""
+    """The sender's key, made as the receiver's identity is, or ``id(None)`` for any
+    sender."""
     any_sender: bool
+    """Whether it was connected for every sender."""
     weak: bool
+    """Whether the signal holds the receiver through a weak reference."""
     is_async: bool
+    """Whether the receiver is async."""
     on_commit: bool
+    """Whether it was connected with ``on_commit=True``."""
     robust: bool
+    """For an on-commit receiver, whether its failures are logged (True) or raised
+    (False); False for the others."""
     priority: int
+    """Its priority, as connected (0 by default)."""
 
 
 # Every Signal alive, for tocsin.introspect, the command line, and hooks
@@ -105,7 +119,10 @@ _every_signal_lock = threading.Lock()
 
 
 def all_signals() -> list[Signal]:
-    """Every Signal alive, in no particular order."""
+    """Every Signal alive (typed ones included), named or not, in no particular order.
+
+    :mod:`tocsin.introspect` re-exports it beside the functions that name them.
+    """
     with _every_signal_lock:
         return list(_every_signal)
 
@@ -116,17 +133,37 @@ class Signal:
     :param use_caching: accepted for compatibility with Django, where it
         turns on a per-sender cache. tocsin always caches, safely: the cache
         also works for ``None`` and for senders that cannot be weakly
-        referenced, which Django's rejects with ``TypeError``.
+        referenced, which Django's rejects with ``TypeError``. The value
+        changes nothing; it is kept as the :attr:`use_caching` attribute.
+    :raises TypeError: if *use_caching* is not True or False. A string gets a
+        message of its own: ``Signal("payment_received")`` is a habit from
+        libraries whose signals have names, and Django would silently take the
+        name as a true *use_caching*; tocsin's signals have no name (assign the
+        signal to a variable).
+
+    The attributes :attr:`receivers`, :attr:`lock`, :attr:`sender_receivers_cache`
+    and :attr:`use_caching` exist because Django add-ons read and write them;
+    new code should not need them.
     """
 
     def __init__(self, use_caching: bool = False) -> None:
         _check_use_caching(use_caching)
         self.use_caching = use_caching
+        """The value given to ``Signal()``. It changes nothing."""
         with _every_signal_lock:
             _every_signal.add(self)
         # Reentrant, unlike Django's Lock: code that holds ``signal.lock``
         # (as some Django add-ons do) may still read or assign ``receivers``.
         self.lock: threading.RLock = threading.RLock()
+        """The ``threading.RLock`` that guards the signal's connections.
+
+        Django's is a plain ``Lock``; code that only uses it in a ``with`` block
+        cannot tell the difference. It is held while a connection is added or
+        removed, while the receivers of a sender are looked up for the first
+        time, while :attr:`receivers` is read or assigned, and while
+        :attr:`sender_receivers_cache` is assigned; never while receivers run, so
+        receivers may connect, disconnect and send freely.
+        """
         self._registry: dict[Hashable, Any] = {}
         # Sender key -> number of connections restricted to that sender.
         # While it is empty, send() skips the per-sender lookup entirely.
@@ -161,28 +198,71 @@ class Signal:
 
         :param receiver: a callable that accepts ``**kwargs``: a function, a
             bound method, a ``functools.partial`` or a callable object, sync
-            or async. Checked now, not when the signal is first sent.
-        :param sender: receive only what this object sends (compared by
-            identity); ``None`` receives from every sender.
+            or async. It is called as ``receiver(signal=signal, sender=sender,
+            **named)``. An ``async def`` function, an object whose class defines
+            ``async def __call__``, and a ``functools.partial`` of either are
+            async receivers. Checked now, not when the signal is first sent.
+        :param sender: receive only what this object sends, compared by
+            identity (a bound method by its object and function, as in Django,
+            so ``obj.method`` matches itself each time); ``None`` receives from
+            every sender.
         :param weak: hold *receiver* through a weak reference, so that
             connecting it does not keep it alive; it is disconnected when it is
             garbage collected. Lambdas, closures and partials that nothing else
             references vanish at once: connect them with ``weak=False``.
-        :param dispatch_uid: a hashable identifier; a second connection with
-            the same (truthy) ``dispatch_uid`` and sender is ignored.
-        :param options: tocsin's own (:class:`~tocsin._options.ConnectOptions`):
-            ``on_commit=True`` calls *receiver* only after the transaction the
-            send happened in commits, and never if it rolls back (outside a
-            transaction, at once; see docs/after-commit.md); ``robust=`` (for
-            an on-commit receiver) logs its failures after the commit (True,
-            the default) or raises them (False); ``priority=`` calls receivers
-            with a higher priority first (equal priorities, 0 by default, keep
-            connection order; sync receivers still come before async ones).
+        :param dispatch_uid: a hashable value that identifies the connection
+            instead of the receiver. As in Django, a false value (``None``,
+            ``0``, ``""``) counts as none given.
+        :param options: tocsin's own, keyword-only, declared once as the
+            ``TypedDict`` :class:`ConnectOptions` (type checkers check each
+            one's name and type; at run time an unknown one raises
+            ``TypeError`` listing the valid ones). ``on_commit=True``: a send
+            inside a transaction does not call *receiver* but defers it until
+            that transaction commits, and drops it if it rolls back; its
+            response in the send's result is a :class:`~tocsin.oncommit.Deferred`.
+            Outside any transaction it is called at once, after the send's
+            other receivers (docs/after-commit.md). ``robust=`` (with
+            ``on_commit=True``): a failure after the commit is logged to the
+            ``tocsin`` logger, as ``Error calling <receiver> in on_commit()
+            (<error>)`` (True, the default), or raised from the code that
+            commits, once every deferred call has run (False). ``priority=``
+            (an ``int``, 0 by default, negative too): receivers with a higher
+            priority are called first, equal priorities keep connection order,
+            so a program that never passes it gets Django's order. It orders
+            the receivers within each kind: sync receivers still come before
+            async ones, and on-commit receivers last
+            (docs/priority-and-diagnostics.md).
         :returns: *receiver*, so that ``@signal.connect`` also works as a
             decorator (Django returns None; nothing reads it).
+        :raises TypeError: before anything is connected, if *receiver* is not
+            callable, if *weak* is true and *receiver* cannot be weakly
+            referenced, if *dispatch_uid* is not hashable, if an option is
+            unknown, if ``on_commit`` or ``robust`` is not a ``bool``, if
+            ``robust`` is given without ``on_commit=True``, or if ``priority``
+            is not an ``int`` (``True`` and ``False`` included).
+        :raises ValueError: if *receiver* does not accept ``**kwargs``.
 
-        Connecting the same receiver (or ``dispatch_uid``) to the same sender
-        twice is ignored: the first connection wins and keeps its place.
+        A connection is identified by its receiver (or *dispatch_uid*) and its
+        sender. Connecting again with the same identity is ignored: the first
+        connection keeps its place and its *weak* and *priority* settings (to
+        change them, disconnect it and connect it again). The order is worked
+        out once per sender, when the signal builds its list of receivers, so
+        a send pays nothing for it.
+
+        If *sender* can be weakly referenced, the connection goes away when the
+        sender is garbage collected, so a new object that happens to get the
+        same ``id()`` does not inherit it. Senders that cannot be weakly
+        referenced (ints, strings, tuples...) are matched by ``id()`` alone, as
+        in Django. As in Django too, a bound method made just for the call
+        (``sender=obj.method``) is collected at once and takes the connection
+        with it: keep a reference to the method.
+
+        Where Django refuses too, the error message begins with Django's own
+        text, word for word, so that code and tests matching on it keep
+        working, then names the receiver and the fix: ``Signal receivers must
+        be callable.``, ``Signal receivers must accept keyword arguments
+        (**kwargs).``, and Python's ``cannot create weak reference to '...'
+        object``.
         """
         receiver_is_async = check_receiver(receiver)
         later, priority = read_options(options) if options else _DEFAULT_OPTIONS
@@ -240,10 +320,17 @@ class Signal:
     ) -> bool:
         """Disconnect *receiver* (or the receiver connected with *dispatch_uid*).
 
-        *sender* must be the one given to ``connect()``: ``disconnect(r)`` does
-        not remove ``connect(r, sender=A)``. Returns whether a connection was
-        removed. Weakly connected receivers need not be disconnected: they go
-        when they are garbage collected.
+        :param receiver: the receiver to disconnect; not needed when
+            *dispatch_uid* is given.
+        :param sender: the sender given to ``connect()``. It must match:
+            ``disconnect(r)`` does not remove ``connect(r, sender=A)``.
+        :param dispatch_uid: the ``dispatch_uid`` given to ``connect()``.
+        :returns: True if a connection was removed, False if there was none.
+        :raises TypeError: if neither *receiver* nor *dispatch_uid* is given, or
+            if *dispatch_uid* is not hashable.
+
+        Weakly connected receivers need not be disconnected: they go when they
+        are garbage collected.
         """
         if receiver is None and not dispatch_uid:
             raise TypeError(
@@ -265,10 +352,12 @@ class Signal:
         return True
 
     def has_listeners(self, sender: object = None) -> bool:
-        """Whether sending from *sender* would call at least one live receiver.
+        """Whether sending from *sender* would call at least one receiver that is
+        still alive.
 
         With the default ``sender=None`` only receivers connected for any
-        sender count, as in Django.
+        sender count (as sending with ``sender=None`` would reach only them),
+        as in Django.
         """
         sync, slow = self._planned(self._receivers_of(sender), sender)
         for deref in sync:
@@ -282,16 +371,21 @@ class Signal:
 
     def would_send(self, sender: object) -> bool:
         """Whether a send from *sender* would do anything: some receiver is
-        connected for it, or a hook is installed (:mod:`tocsin.hooks`).
+        connected for it (or for any sender), or a hook is installed
+        (:mod:`tocsin.hooks`; a tracer hears of every send, also of one that
+        reaches no receiver).
 
         Cheap (a cached lookup; receivers are not dereferenced, so one that
-        died a moment ago may still count): for integrations that skip
-        building costly arguments when nobody listens.
+        died a moment ago may still count: :meth:`has_listeners` gives the
+        exact answer): for integrations that skip building costly arguments
+        when nothing would happen, as the SQLAlchemy integration does before
+        it builds a model signal's.
         """
         return bool(self._cached_plan(sender))
 
     def would_send_any(self) -> bool:
-        """Whether a send from some sender would do anything (see :meth:`would_send`)."""
+        """Whether a send from some sender would do anything: any connection, for
+        any sender, or an installed hook (see :meth:`would_send`)."""
         return bool(self._registry) or bool(hooks.installed(self))
 
     def send_with_awaiter(
@@ -300,9 +394,15 @@ class Signal:
         """:meth:`send`, for code that runs on an event loop's thread but
         cannot ``await``: *await_* waits for the async receivers from there.
 
+        *await_* is a function that takes an awaitable, waits for it, and
+        returns its result; the async receivers are run with it, instead of on
+        a private event loop, and the running-loop check of :meth:`send` is
+        skipped. Everything else (the order, the responses, on-commit
+        receivers, hooks, which see it as a ``"send"``) is :meth:`send`'s.
         SQLAlchemy's ``AsyncSession`` runs the ORM in a greenlet on the loop's
         thread, where ``send()`` refuses async receivers; its ``await_`` can
-        wait for them.
+        wait for them. *await_* and *sender* are positional-only, so that a
+        signal's own arguments may have any name, ``await_`` included.
         """
         plan = self._receivers_of(sender)
         if plan[1]:
@@ -310,12 +410,17 @@ class Signal:
         return self._call_all(_live(plan[0]), sender, named)
 
     def connections(self) -> list[ConnectionInfo]:
-        """The live connections, in the order a send calls them.
+        """The live connections, in the order a send calls them, as a list of
+        :class:`ConnectionInfo`.
 
         That is by priority (highest first, then in connection order), sync
         receivers before async ones, and on-commit receivers last. A
-        connection restricted to one sender is listed too. The signal is not
-        changed: connections whose receiver or sender has died are left out.
+        connection restricted to one sender is listed too, although only that
+        sender's sends call it. The signal is not changed: connections whose
+        receiver or sender has died are left out, even if the signal has not
+        purged them yet. It is what :func:`tocsin.introspect.receivers` and the
+        ``tocsin list`` command read: the public way to see a signal's
+        connections without reading Django's :attr:`receivers` rows.
         """
         with self.lock:
             items = list(self._registry.items())
@@ -335,15 +440,38 @@ class Signal:
     def send(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
         """Call every receiver of *sender* and return ``[(receiver, response), ...]``.
 
-        Receivers are called in connection order as
-        ``receiver(signal=self, sender=sender, **named)``. An exception raised
-        by a receiver propagates at once and the remaining receivers are not
-        called (use :meth:`send_robust` to call them all).
+        :param sender: who sends: any object, ``None`` included. Receivers
+            connected for this sender (by identity) and those connected for any
+            sender are called.
+        :param named: passed to every receiver, after ``signal=`` and ``sender=``.
+        :raises AsyncReceiversInLoopError: before any receiver is called, if
+            async receivers are connected and the calling thread's event loop
+            is running (``send()`` would have to block it to wait for them):
+            use ``await signal.asend()`` there.
 
-        Async receivers run after the sync ones, concurrently, and their
-        responses follow in connection order. From a thread whose event loop
-        is running, ``send()`` raises :class:`AsyncReceiversInLoopError`
-        before calling anything when async receivers are connected.
+        The sync receivers are called first, one after the other, by priority
+        and then in connection order, as ``receiver(signal=self, sender=sender,
+        **named)``. An exception raised by a receiver propagates at once and
+        the remaining receivers are not called (use :meth:`send_robust` to call
+        them all).
+
+        Then the async receivers run concurrently (as in :meth:`asend`) and
+        ``send()`` waits for them; their responses follow those of the sync
+        receivers, in the same order. If one fails, its exception is raised;
+        if several fail, an ``ExceptionGroup`` of them, in the order they
+        failed. From sync code they run, when asgiref is installed (it is
+        wherever Django is), through ``asgiref.sync.async_to_sync``, so that
+        code running under ``sync_to_async`` sends to them on the application's
+        event loop; without asgiref, in a new event loop in the calling thread.
+
+        Which receivers are called is settled when ``send()`` starts: a
+        receiver disconnected by an earlier receiver during this send is still
+        called, and one connected during it is called from the next send.
+
+        The response of an on-commit receiver that the send deferred to a
+        transaction is a :class:`~tocsin.oncommit.Deferred`; these come last.
+        An on-commit receiver called at once (no transaction) is called after
+        the other sync receivers, or with the async ones if it is async.
         """
         # The hot path: no lock, no registry scan, one lookup of a cached plan.
         plan = self._any_plan
@@ -374,8 +502,15 @@ class Signal:
 
         The exception (with its ``__traceback__``) takes the place of that
         receiver's response, is logged with its traceback to the ``tocsin``
-        logger, and the remaining receivers are still called.
+        logger, and the remaining receivers are still called, sync or async.
         ``BaseException``\\ s such as ``KeyboardInterrupt`` still propagate.
+
+        Each failure is logged at level ``ERROR`` as ``Error calling <receiver>
+        in Signal.send_robust() (<error>)``, where ``<receiver>`` is the
+        receiver's ``__qualname__``, or for objects without one (a partial, a
+        callable object) a description such as ``functools.partial(shop.charge)``.
+
+        :raises AsyncReceiversInLoopError: in the same case as :meth:`send`.
         """
         plan = self._receivers_of(sender)
         if plan[1]:
@@ -383,18 +518,54 @@ class Signal:
         return self._call_robust(_live(plan[0]), sender, named)
 
     async def asend(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
-        """Send from async code; see :meth:`send`.
+        """Send from async code: a coroutine, with :meth:`send`'s arguments and
+        return value.
 
-        Sync receivers are called first, together, off the event loop (in
-        asgiref's ``sync_to_async`` when it is installed, as Django does);
-        then async receivers run concurrently. One failing async receiver's
-        exception is re-raised as is; several are raised as an
-        ``ExceptionGroup``.
+        1. The sync receivers are called first, all of them in one call made
+           off the event loop, so that they cannot block it: through asgiref's
+           ``sync_to_async`` when asgiref is installed (as Django does),
+           otherwise in a worker thread that tocsin starts once and reuses. If
+           one raises, the exception propagates and no async receiver is run.
+        2. Then every async receiver is called, by priority and then in
+           connection order, before any of them runs (for an ``async def``
+           receiver, calling it only makes its coroutine). If one of these calls
+           raises, no async receiver runs: the coroutines already made are
+           closed and the exception propagates.
+        3. Then each awaitable runs in an ``asyncio`` task of its own, all of
+           them started before any is waited for. Inside a receiver,
+           ``asyncio.current_task()`` is that receiver's task, so
+           ``asyncio.timeout()`` or a ``TaskGroup`` in a receiver acts on that
+           receiver alone. On Python 3.12 and later the tasks are created with
+           ``eager_start=True``: each receiver runs up to its first ``await``
+           that suspends as soon as its task is created; a receiver that never
+           suspends finishes without a trip through the event loop. On 3.11 the
+           tasks start on the loop's next pass.
+
+        An async receiver may return any awaitable (a coroutine, a future, an
+        object with ``__await__``). If one fails, the ones still running are
+        cancelled; once all have stopped, a single failure is raised as it is
+        and several together as an ``ExceptionGroup`` (message ``unhandled
+        errors in a TaskGroup``), in the order they failed, as an
+        ``asyncio.TaskGroup`` would. If the task awaiting ``asend()`` is
+        cancelled, the receivers are cancelled too, and waited for, before the
+        cancellation propagates. A receiver cancelled from inside, without
+        failing, gets None as its response.
+
+        The async receivers share one copy of the caller's ``contextvars``
+        context, and the values they set are copied back into the caller's
+        context when they are done (as in Django 6.1).
         """
         return await self._asend(sender, named, "asend")
 
     async def asend_robust(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
-        """Send from async code, catching exceptions; see :meth:`send_robust`."""
+        """Send from async code, catching exceptions: :meth:`asend` with the error
+        handling of :meth:`send_robust`.
+
+        Every ``Exception`` raised by a receiver becomes its response and is
+        logged; none propagates. Each async receiver is called inside its own
+        task, so a receiver whose call raises is handled like one whose
+        coroutine raises.
+        """
         return await self._asend(sender, named, "asend_robust")
 
     async def _asend(
@@ -802,11 +973,45 @@ class Signal:
     def receivers(self) -> list[ReceiverEntry]:
         """The connections, in Django 6's layout ``(lookup_key, receiver, sender_ref, is_async)``.
 
-        ``receiver`` is a weak reference for weak connections. Assigning a list
-        to the attribute replaces the signal's connections. Changing the list
-        in place (as some Django add-ons do) writes it back too, as long as
-        the signal has not changed since the list was read; after that the
-        list is detached, like Django's once the signal has replaced it.
+        A list of named tuples (:class:`ReceiverEntry`), in connection order:
+
+        * ``lookup_key``: ``(identity, sender_key)``. ``identity`` is the
+          ``dispatch_uid``, or else ``id()`` of the receiver (``(id(obj),
+          id(func))`` for a bound method); ``sender_key`` is the sender's, made
+          the same way, or ``id(None)`` for any sender.
+        * ``receiver``: the receiver itself if connected with ``weak=False``,
+          otherwise a weak reference to it (a ``weakref.WeakMethod`` for a
+          bound method).
+        * ``sender_ref``: a weak reference to the sender, or None for any
+          sender and for senders that cannot be weakly referenced.
+        * ``is_async``: whether the receiver is async.
+
+        The row of a connection made with ``on_commit=True`` or a priority
+        other than 0 is such a 4-tuple too, of a subclass that also records
+        those settings (also through the row's ``_replace()``): assigned back
+        as it is, it keeps them (a row rebuilt as a plain tuple makes an
+        ordinary connection). Connections whose receiver or sender has been
+        garbage collected are left out (reading the attribute purges them).
+
+        Each read returns a new list, a snapshot. While the signal has not
+        changed since the list was read, changing the list in place
+        (``append``, ``remove``, ``clear``, ``rows[i] = ...``, ``sort``...)
+        replaces the signal's connections with its new content, as some Django
+        add-ons expect. Once the signal has changed (a connection, a
+        disconnection, an assignment, the purge of a receiver or sender that
+        died), the list is detached: changing it changes only the list, so a
+        saved list cannot undo later connections.
+
+        Assigning a list (or any iterable of rows) replaces the connections at
+        any time, as factory_boy's ``mute_signals()`` does. Rows may also use
+        Django 5.2's 3-tuple layout, ``(lookup_key, receiver, is_async)``. Of
+        rows with the same ``lookup_key``, the first is kept, so a receiver is
+        never called twice through a restored list; rows whose receiver or
+        sender has been garbage collected are left out; a row of another length
+        raises ``ValueError``. The next send uses the new connections.
+
+        Reading or assigning it takes :attr:`lock`, which is reentrant. New code
+        should use :meth:`connections` to read, and ``connect()`` to change.
         """
         with self.lock:
             purged = self._clear_dead_receivers()
@@ -886,7 +1091,15 @@ class Signal:
 
     @property
     def sender_receivers_cache(self) -> dict[Hashable, Any]:
-        """The per-sender plan cache; ``clear()`` it freely, as Django code does."""
+        """tocsin's cache of who receives what, per sender, kept whatever
+        ``use_caching`` says.
+
+        Its content is private. Calling ``clear()`` on it is always safe, as
+        Django add-ons do after changing :attr:`receivers` (tocsin does not need
+        it: the cache is dropped on every change). Assigning to the attribute,
+        as test fixtures that save the cache and restore it do, is safe too:
+        the value is ignored and the cache is dropped.
+        """
         return self._plans
 
     @sender_receivers_cache.setter
@@ -1082,6 +1295,20 @@ def receiver(signal: Signal | Sequence[Signal], **kwargs: Any) -> Callable[[R], 
 
         @receiver([post_save, post_delete], sender=Todo)
         def on_change(sender, **kwargs): ...
+
+    :param signal: a :class:`Signal`, or a list or tuple of signals to connect
+        to each. As in Django, a list is read when the function is decorated,
+        so signals appended to it in between are connected too.
+    :param kwargs: ``connect()``'s: ``sender``, ``weak``, ``dispatch_uid``,
+        ``on_commit``, ``robust``, ``priority``. They are typed for type
+        checkers, so a misspelt option is an error there.
+    :raises TypeError: when ``receiver()`` is called, before decorating, if
+        *signal*, or an item of the list, has no ``connect`` method; and
+        whatever ``connect()`` raises, when decorating.
+
+    With a :class:`~tocsin.typed.TypedSignal` (not with a list), type checkers
+    check the decorated function against the signal's arguments; for them it
+    then has the signal's signature.
     """
 
     def each(signals: Signal | Sequence[Signal]) -> list[Signal]:

@@ -8,10 +8,13 @@ happen while tocsin works derive from :class:`TocsinError`::
     TocsinError
      ├── AsyncReceiversInLoopError (also a RuntimeError, as in Django)
      ├── SerializationError (also a TypeError): an event that cannot be published,
- │    │   or a payload a worker cannot read
- │    └── ForgedEventError: a payload without a valid signature
+     │    │   or a payload a worker cannot read
+     │    └── ForgedEventError: a payload without a valid signature
      └── TransportError: the broker could not be reached or refused a command
           └── PublishError: events a remote could not publish (they may have been)
+
+The first two are also importable from :mod:`tocsin`; the others come from
+remote receivers (:mod:`tocsin.remote`, which re-exports them).
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ __all__ = [
 
 
 class TocsinError(Exception):
-    """Base class of the errors tocsin raises while it works."""
+    """Base class of the errors tocsin raises while it works.
+
+    Catching it does not catch the exceptions raised by receivers: those
+    propagate unchanged.
+    """
 
 
 class AsyncReceiversInLoopError(TocsinError, RuntimeError):
@@ -35,8 +42,9 @@ class AsyncReceiversInLoopError(TocsinError, RuntimeError):
     while async receivers are connected.
 
     Waiting for them would block the loop they need. Use ``await
-    signal.asend(...)`` instead. It subclasses ``RuntimeError``, which is what
-    Django raises in the same case.
+    signal.asend(...)`` instead. It is raised before any receiver is called. It
+    subclasses ``RuntimeError``, which is what Django raises in the same case,
+    so existing ``except RuntimeError`` code still catches it.
     """
 
 
@@ -44,20 +52,25 @@ class SerializationError(TocsinError, TypeError):
     """A remote event's sender or arguments cannot be serialized (at send
     time), or a received payload cannot be read back (in the worker).
 
-    The message names the argument and its type, and says how to make it
-    serializable (a type hook on the serializer).
+    Raised by the publisher, so from ``send()``, before anything is published;
+    in a worker, the event then goes to the dead letters. The message says
+    where the value is (``kwargs['customer'] is a myapp.models.Customer, ...``)
+    and how to make it serializable (a type hook on the serializer).
     """
 
 
 class ForgedEventError(SerializationError):
-    """A worker of a remote with signing keys read a payload whose signature
-    is missing or matches none of its keys: it is refused unread."""
+    """A remote with signing keys read a payload whose signature is missing or
+    matches none of its keys: it is refused unread. A worker moves it to the
+    dead letters as ``forged event: ...``."""
 
 
 class TransportError(TocsinError):
     """The transport's broker could not be reached, or refused a command.
 
-    The broker client's own exception is the ``__cause__``.
+    The message names the command and the stream; the broker client's own
+    exception is the ``__cause__``. A send whose publish fails raises it (as a
+    :class:`PublishError`); a worker logs it and waits it out.
     """
 
 
@@ -65,11 +78,16 @@ class PublishError(TransportError):
     """A :class:`~tocsin.remote.Remote` could not publish events: the broker
     failed (the ``__cause__``) while they were on their way.
 
+    It is the one error of a failed publish, whatever the number of events:
+    from a send, from the end of a ``remote.batch()`` block, and from the commit
+    of a transaction with ``Remote(on_commit=True)`` (every event of the
+    transaction in one error).
+
     Each of them may or may not have been published (a reply lost on the way
     back looks the same as a request lost on the way there). Publish them again
-    with ``remote.republish(error)``, which sends the same payloads, so the
-    same event ids: receivers that deduplicate, or check ``current_event().id``,
-    then run each at most once more.
+    with ``remote.republish(error)`` (``await remote.arepublish(error)``), which
+    sends the same payloads, so the same event ids: receivers that deduplicate,
+    or check ``current_event().id``, then run each at most once more.
 
     :param event_ids: the ids of the events, in order.
     :param payloads: their payloads, as published, for :meth:`Remote.republish`.

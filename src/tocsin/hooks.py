@@ -62,43 +62,57 @@ __all__ = [
 ]
 
 Method = Literal["send", "send_robust", "asend", "asend_robust"]
+"""Which of the four sends a send is (:attr:`SendInfo.method`);
+:meth:`~tocsin.dispatcher.Signal.send_with_awaiter` is a ``"send"``."""
 Deref = Callable[[], Any]
 """A zero-argument callable that returns the receiver, or ``None`` once a
 weakly connected receiver has been garbage collected."""
 
 
 class Later(NamedTuple):
-    """An on-commit receiver in a :class:`Plan`."""
+    """An on-commit receiver in a :class:`Plan` (a named tuple)."""
 
     deref: Deref
+    """The receiver's deref (see :class:`Plan`)."""
     is_async: bool
+    """Whether the receiver is async."""
     robust: bool
     """Log its failures after the commit (True) or raise them (False)."""
 
 
 class Plan(NamedTuple):
-    """The receivers one send reaches, in the order it calls them.
+    """The receivers one send reaches, in the order it calls them: a named tuple
+    of three tuples.
 
     ``sync`` are called first, in order; then ``async_``, concurrently; the
     ``later`` ones are deferred to the send's transaction (or, outside a
-    transaction, called at once after the others of their kind).
+    transaction, called at once after the others of their kind). Each receiver
+    is a *deref*: a function taking no arguments that returns the receiver, or
+    None once a weakly connected one has been garbage collected. Use
+    ``plan._replace(...)`` to change a part.
     """
 
     sync: tuple[Deref, ...] = ()
+    """The sync receivers, called first, one after the other."""
     async_: tuple[Deref, ...] = ()
+    """The async receivers, run concurrently after the sync ones."""
     later: tuple[Later, ...] = ()
+    """The on-commit receivers."""
 
 
 class SendInfo:
-    """One send, as hooks see it."""
+    """One send, as hooks see it: what :meth:`SendHook.observe` gets."""
 
     __slots__ = ("method", "named", "sender", "signal")
 
     def __init__(self, signal: Signal, sender: object, named: dict[str, Any], method: Method):
         self.signal: Signal = signal
+        """The signal sent."""
         self.sender: object = sender
+        """The send's sender."""
         self.named: dict[str, Any] = named
-        """The keyword arguments the receivers get, besides ``signal`` and ``sender``."""
+        """The keyword arguments the receivers get, besides ``signal`` and ``sender``
+        (the send's own dict, not a copy: do not change it)."""
         self.method = method
         """Which of the four sends it is."""
 
@@ -107,11 +121,13 @@ class SendInfo:
 
 
 class SendObserver:
-    """Watches one send (returned by :meth:`SendHook.observe`).
+    """Watches one send (returned by :meth:`SendHook.observe`, one per send).
 
     It is a context manager: entered before the send calls anything, exited
     after it (with the exception the send raises, if any; returning a true
-    value from ``__exit__`` does not swallow it). Override what you need.
+    value from ``__exit__`` does not swallow it). If several observers watch a
+    send, the first installed is entered first and exited last. Override what
+    you need; every method does nothing by default.
     """
 
     def __enter__(self) -> SendObserver:
@@ -126,7 +142,9 @@ class SendObserver:
         return None
 
     def call(self, receiver: Callable[..., Any], call: Callable[[], Any]) -> Any:
-        """Around one sync receiver's call: return ``call()``'s result (or raise)."""
+        """Around one sync receiver's call: *call* is a function taking no arguments
+        that calls *receiver* (through the observers inside this one); return
+        what ``call()`` returns, or raise."""
         return call()
 
     async def acall(self, receiver: Callable[..., Any], call: Callable[[], Awaitable[Any]]) -> Any:
@@ -136,18 +154,22 @@ class SendObserver:
 
     def deferred(self, receiver: Callable[..., Any], deferred: Deferred) -> None:
         """The send deferred this on-commit *receiver* to its transaction;
-        ``deferred`` is the call that will run after the commit."""
+        *deferred* is the :class:`~tocsin.oncommit.Deferred` call that will run
+        after the commit (its run is not observed)."""
 
 
 class SendHook:
-    """Base class of hooks; both methods may be overridden, either left as is."""
+    """The base class of hooks: subclass it and override either method, or both."""
 
     def plan(self, signal: Signal, sender: object, plan: Plan) -> Plan:
         """The receivers a send (or ``has_listeners()``) from *sender* reaches.
 
-        Called on every send of the signals this hook is installed on, in
-        the sending thread or task: it may depend on the context. Return
-        *plan* itself to change nothing.
+        It gets the :class:`Plan` the signal computed (its receivers, in call
+        order) and returns the plan to use. Called on every send of the signals
+        this hook is installed on, and by ``has_listeners()``, in the sending
+        thread or task: it may depend on the context (a context variable, say).
+        Return *plan* itself to change nothing; anything but a :class:`Plan`
+        fails the send with ``TypeError``.
         """
         return plan
 
@@ -187,10 +209,17 @@ _registry = _Registry()
 
 
 def install(hook: SendHook, signal: Signal | None = None) -> Callable[[], None]:
-    """Install *hook* on every signal, or on *signal* only; returns the undo.
+    """Install *hook* on every signal (those made later too), or on *signal* only;
+    returns the undo, a function taking no arguments.
 
     Calling the undo a second time does nothing. Installing the same hook
-    object twice installs it twice (each undo removes one).
+    object twice installs it twice (each undo removes one). Safe from any
+    thread, also while other threads send: a send already under way keeps the
+    hooks it started with. A hook installed on one signal goes with that signal
+    when it is garbage collected.
+
+    :raises TypeError: if *hook* is not a :class:`SendHook`, or *signal* not a
+        :class:`~tocsin.Signal`.
     """
     if not isinstance(hook, SendHook):
         raise TypeError(

@@ -82,6 +82,8 @@ def signal_name(signal: Signal) -> str:
     Names are cached, and checked to be still true when they are asked for
     again; a signal found nowhere is looked for again only once a module has
     been imported (or removed) since, so asking costs little either way.
+
+    :raises TypeError: if *signal* is not a :class:`~tocsin.Signal`.
     """
     if not isinstance(signal, Signal):
         raise TypeError(f"signal_name() takes a Signal; got {type(signal).__name__}.")
@@ -108,6 +110,9 @@ def signals(modules: Iterable[ModuleType | str] | None = None) -> list[tuple[str
 
     A signal is listed under its :func:`signal_name`, once, even when several
     modules bind it; a signal that no module binds is left out.
+
+    :raises TypeError: for an item of *modules* that is neither a module nor a
+        string; importing a module may raise too.
     """
     found = all_signals() if modules is None else _signals_in([_module(m) for m in modules])
     named = ((signal_name(s), s) for s in found)
@@ -208,7 +213,8 @@ def _assigns(binding: _Binding) -> bool:
 
 @dataclass(frozen=True)
 class ReceiverInfo:
-    """One connection of a signal, and where its receiver was defined.
+    """One connection of a signal, and where its receiver was defined: a frozen
+    dataclass, as :func:`receivers` lists them.
 
     The receiver and the sender are held as the signal holds them (weakly for
     a weak connection), so an info does not keep them alive: read them through
@@ -220,6 +226,7 @@ class ReceiverInfo:
     method, ``myapp.Notifier.__call__`` for a callable object,
     ``functools.partial(myapp.notify)`` for a partial."""
     module: str | None
+    """The module of :attr:`name`'s first half; a partial's is the wrapped callable's."""
     qualname: str
     """The qualified name; a partial's is the wrapped callable's."""
     file: str | None
@@ -228,19 +235,26 @@ class ReceiverInfo:
     line: int | None
     """The first line of its definition (its first decorator, if it has any)."""
     kind: Kind
+    """``"function"``, ``"method"``, ``"partial"``, ``"callable object"``,
+    ``"class"`` or ``"builtin"``."""
     any_sender: bool
     """True when the receiver is connected for every sender (``sender=None``)."""
     sender_description: str
     """``"any"``, or the sender it is restricted to: a class as ``module.Qualname``,
     anything else by its ``repr()``."""
     weak: bool
+    """Whether the signal holds the receiver through a weak reference."""
     is_async: bool
+    """Whether the receiver is async."""
     on_commit: bool
+    """Whether it was connected with ``on_commit=True``."""
     robust: bool | None
     """For an on-commit receiver: whether its failures are logged (True) or
     raised (False); ``None`` for other receivers."""
     priority: int
+    """Its priority, as connected (0 by default)."""
     dispatch_uid: Hashable | None
+    """As given to ``connect()``; None if none was."""
     _receiver: Callable[[], Any] = field(repr=False, compare=False)
     _sender: Callable[[], Any] | None = field(repr=False, compare=False)
 
@@ -272,6 +286,8 @@ def receivers(signal: Signal) -> list[ReceiverInfo]:
     connected for one sender is listed here, but called only by the sends
     of that sender. The signal is not changed: connections whose receiver or
     sender has died but that the signal has not purged yet are left out.
+
+    :raises TypeError: if *signal* is not a :class:`~tocsin.Signal`.
     """
     if not isinstance(signal, Signal):
         raise TypeError(f"receivers() takes a Signal; got {type(signal).__name__}.")

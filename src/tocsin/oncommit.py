@@ -15,7 +15,8 @@ runs it after the commit, or drops it on rollback. With no scope, there is no
 transaction to wait for, and the receiver is called at once.
 
 tocsin's core knows nothing about databases: a scope is any object with a
-``defer(deferred)`` method (:class:`TransactionScope`).
+``defer(deferred)`` method (:class:`TransactionScope`). The guide, with
+SQLAlchemy and with a transaction manager of your own, is docs/after-commit.md.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ State = Literal["pending", "done", "failed", "dropped"]
 class Deferred:
     """One on-commit receiver's call, waiting for its transaction to end.
 
-    It is what ``send()`` returns as that receiver's response. After the
+    It is what ``send()`` returns as that receiver's response; tocsin makes it,
+    not you. After the
     commit, :attr:`state` is ``"done"`` (and :attr:`result` holds what the
     receiver returned) or ``"failed"`` (and :attr:`exception` holds what it
     raised); after a rollback it is ``"dropped"``. :attr:`started` (a
@@ -79,23 +81,42 @@ class Deferred:
         robust: bool,
     ) -> None:
         self.signal: Signal = signal
+        """The signal that was sent."""
         self.receiver: Callable[..., Any] = receiver
+        """The on-commit receiver to call."""
         self.sender: object = sender
+        """The send's sender."""
         self.named: dict[str, Any] = dict(named)
+        """A copy of the send's keyword arguments."""
         self.robust: bool = robust
+        """The connection's ``robust`` setting: a failure is logged (True) or raised (False)."""
         self.state: State = "pending"
+        """``"pending"``, then ``"done"``, ``"failed"`` or ``"dropped"``."""
         self.result: Any = None
+        """What the receiver returned, once :attr:`state` is ``"done"`` (else None)."""
         self.exception: BaseException | None = None
+        """What the receiver raised, once :attr:`state` is ``"failed"`` (else None)."""
         self.started: float | None = None
+        """When the receiver began to run, a ``time.time()`` timestamp; None until it
+        has run, and for a dropped call."""
         self.duration: float | None = None
+        """How long the receiver ran, in seconds (until its coroutine finished, for an
+        async receiver); None until it has run, and for a dropped call."""
 
     def run(self, await_: Callable[[Awaitable[Any]], Any] | None = None) -> None:
         """Call the receiver now; the scope calls this after the commit.
 
-        An async receiver's coroutine is awaited with *await_* when given (an
-        integration running inside an event loop passes its own), else on a
-        private loop. A failure is logged and kept in :attr:`exception` when
-        the receiver is robust (the default), and raised otherwise.
+        The receiver is called as ``receiver(signal=signal, sender=sender, **named)``.
+        An async receiver's coroutine is awaited with *await_* when given (a
+        function that waits for an awaitable from sync code, such as SQLAlchemy's
+        greenlet ``await_``), else as ``send()`` runs async receivers from sync
+        code. A failure is kept in :attr:`exception` (:attr:`state` becomes
+        ``"failed"``); then a robust receiver's (the default) is logged, at
+        ``ERROR`` with its traceback, to the ``tocsin`` logger, as
+        ``Error calling <receiver> in on_commit() (<error>)``, and a non-robust
+        receiver's is raised.
+
+        :raises RuntimeError: if the call is not pending (it has run, or was dropped).
         """
         begun = self._begin()
         try:
@@ -118,7 +139,10 @@ class Deferred:
         """:meth:`run` for a scope whose commit is a coroutine: an async
         receiver is awaited in the running event loop, in the caller's task;
         a sync receiver is called inline, on the loop's thread (as SQLAlchemy's
-        ``AsyncSession`` does, through its greenlet).
+        ``AsyncSession`` does, through its greenlet). Failures are kept, logged
+        or raised as by :meth:`run`.
+
+        :raises RuntimeError: if the call is not pending (it has run, or was dropped).
         """
         begun = self._begin()
         try:
@@ -156,7 +180,8 @@ class Deferred:
         return False
 
     def drop(self) -> None:
-        """The transaction rolled back: the receiver will never be called."""
+        """The transaction rolled back: mark a pending call ``"dropped"``; the
+        receiver will never be called."""
         if self.state == "pending":
             self.state = "dropped"
 
@@ -166,19 +191,24 @@ class Deferred:
 
 @runtime_checkable
 class TransactionScope(Protocol):
-    """Where on-commit receivers wait: one transaction of some database layer."""
+    """Where on-commit receivers wait: one transaction of some database layer.
+
+    A ``typing.Protocol`` of one method, checkable with ``isinstance()``.
+    """
 
     def defer(self, deferred: Deferred) -> bool:
         """Keep *deferred* until the transaction ends; run it after a commit
-        (in the order calls were deferred), drop it on rollback.
+        (in the order calls were deferred), drop it on rollback; return True.
 
         Return False when there is no transaction in progress after all: the
-        receiver is then called at once.
+        receiver is then called at once, during the send.
         """
         ...
 
 
 ScopeFinder = Callable[[object, Mapping[str, Any]], TransactionScope | None]
+"""What :func:`add_scope_finder` takes: ``finder(sender, named)`` returns the scope
+of the transaction a send belongs to, from its sender and keyword arguments, or None."""
 
 _bound: contextvars.ContextVar[TransactionScope | None] = contextvars.ContextVar(
     "tocsin_transaction_scope", default=None
@@ -190,8 +220,12 @@ _finders: list[ScopeFinder] = []
 def bind(scope: TransactionScope) -> Iterator[TransactionScope]:
     """Defer the on-commit receivers of every send in this block to *scope*.
 
-    Bound in a context variable, so it follows the code (threads and asyncio
-    tasks started inside see it only if they copy the context, as tasks do).
+    A context manager; the ``with`` statement gets *scope*. Bound in a context
+    variable, so it follows the code: asyncio tasks created inside the block see
+    it (they copy the context), other threads do not. An inner ``bind()`` wins
+    over an outer one until it ends, and any ``bind()`` over the finders.
+
+    :raises TypeError: if *scope* has no ``defer()`` method.
     """
     if not isinstance(scope, TransactionScope):
         raise TypeError(
@@ -209,8 +243,12 @@ def add_scope_finder(finder: ScopeFinder) -> Callable[[], None]:
     """Register *finder*, called as ``finder(sender, named)`` on sends that
     reach an on-commit receiver outside :func:`bind`; it returns a scope or None.
 
-    Returns a function that unregisters it. Registering the same finder twice
-    is ignored.
+    Finders are asked in the order they were registered, and the first scope
+    one returns wins; with none, the receiver is called at once. Registering
+    the same finder twice is ignored.
+
+    :returns: a function, taking no arguments, that unregisters *finder*.
+    :raises TypeError: if *finder* is not callable.
     """
     if not callable(finder):
         raise TypeError(f"add_scope_finder() takes a callable; got {type(finder).__name__}.")
@@ -225,7 +263,9 @@ def add_scope_finder(finder: ScopeFinder) -> Callable[[], None]:
 
 
 def find_scope(sender: object, named: Mapping[str, Any]) -> TransactionScope | None:
-    """The scope a send belongs to, or None when it is outside any transaction."""
+    """The scope a send belongs to, or None when it is outside any transaction:
+    the scope of the innermost :func:`bind` block, else the first one a finder
+    returns."""
     scope = _bound.get()
     if scope is not None:
         return scope
@@ -239,11 +279,12 @@ def find_scope(sender: object, named: Mapping[str, Any]) -> TransactionScope | N
 def run_all(
     deferred: list[Deferred], await_: Callable[[Awaitable[Any]], Any] | None = None
 ) -> None:
-    """Run *deferred* in order; then raise what non-robust receivers raised.
+    """Run *deferred* in order, with :meth:`Deferred.run`, skipping the calls
+    that are not pending; then raise what non-robust receivers raised.
 
-    Every call runs even when an earlier one fails (Django stops at the
-    first failure and loses the rest): one error is raised as it is, several
-    as an ``ExceptionGroup``.
+    Every call runs even when an earlier one fails (Django's ``on_commit()``
+    stops at the first failure and loses the rest): one error is raised as it
+    is, several as ``ExceptionGroup("on-commit receivers failed", [...])``.
     """
     errors: list[Exception] = []
     for call in deferred:
@@ -260,8 +301,9 @@ def run_all(
 
 
 async def arun_all(deferred: list[Deferred]) -> None:
-    """:func:`run_all` for a scope whose commit is a coroutine: each call with
-    :meth:`Deferred.arun`, one after the other, in order.
+    """:func:`run_all` for a scope whose commit is a coroutine: each pending call
+    with :meth:`Deferred.arun`, one after the other, in order; then it raises as
+    :func:`run_all` does.
     """
     errors: list[Exception] = []
     for call in deferred:

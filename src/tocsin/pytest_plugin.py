@@ -10,12 +10,30 @@ test's teardown, the last one started first::
         ...
         sent.assert_sent_once_with(instance=ANY, created=True, ...)
 
+=====================  ==========================================================
+``signal_capture``     ``signal_capture(signal, sender=None, *, local=False)``
+                       starts a :func:`tocsin.testing.capture` and returns the
+                       :class:`~tocsin.testing.Capture` (:class:`SignalCaptureFactory`)
+``signal_muted``       ``signal_muted(*signals, local=False)``:
+                       :func:`tocsin.testing.muted` (:class:`SignalMutedFactory`)
+``signal_connected``   ``signal_connected(receiver, signal, sender=None, *,
+                       local=False, weak=True, dispatch_uid=None, on_commit=False,
+                       robust=None, priority=0)`` returns the receiver:
+                       :func:`tocsin.testing.connected_to` (:class:`SignalConnectedFactory`)
+=====================  ==========================================================
+
+The factories' types are ``typing.Protocol`` classes, to annotate a test's
+parameters with.
+
 And, off by default, a check that a test leaves every signal's receivers as it
 found them: ``tocsin_registry_check = true`` in the pytest configuration turns
-it on for every test, ``@pytest.mark.tocsin_registry_check`` for some, and
-``@pytest.mark.tocsin_registry_check(False)`` off for some. A test that changes
-them, and whose function-scoped fixtures do not put them back, errors at
-teardown with a line per signal saying what changed.
+it on for every test, ``@pytest.mark.tocsin_registry_check`` (or ``(True)``, or
+``(enabled=True)``) for some, and ``@pytest.mark.tocsin_registry_check(False)``
+off for some. A test that changes them (connected, disconnected, or connected
+differently, compared with before its function-scoped fixtures ran), and whose
+function-scoped fixtures do not put them back, errors at teardown with a line
+per signal saying what changed. A marker argument that is not a ``bool``
+raises ``TypeError``.
 
 This module is imported by every pytest run of every project that installs
 tocsin, so it imports :mod:`tocsin.testing` only when a fixture is used (the

@@ -26,6 +26,10 @@ threads and tasks see the signal unchanged. Local helpers work by laying an
 overlay on the signal's plans: a hook (:mod:`tocsin.hooks`) installed on that
 signal while some overlay exists and removed after.
 
+``ANY`` is ``unittest.mock.ANY``, re-exported: it equals anything, for the
+arguments an assertion does not care about. :class:`FakeTransaction` stands for
+a database transaction, to test on-commit receivers.
+
 See docs/testing.md for the full guide, and :mod:`tocsin.pytest_plugin` for
 the fixtures.
 """
@@ -122,6 +126,13 @@ class Capture:
         as ``connect()`` does); ``None`` records every sender.
     :param local: record only the sends made in the current context (thread,
         or asyncio task and the tasks it starts).
+    :raises TypeError: if *signal* is not a tocsin :class:`~tocsin.Signal`, or
+        *local* is not a ``bool``.
+
+    The arguments are kept as the attributes ``signal``, ``sender`` and
+    ``local``. The assertions, named after ``unittest.mock``'s, raise
+    ``AssertionError`` with a message that lists every recorded send; *sender*
+    is ``ANY`` when left out, and an expected ``signal=`` raises ``TypeError``.
     """
 
     def __init__(self, signal: Signal, sender: object = None, *, local: bool = False) -> None:
@@ -144,7 +155,11 @@ class Capture:
         return self._stop is not None
 
     def start(self) -> Self:
-        """Start recording (again, after :meth:`stop`: the calls are kept)."""
+        """Start recording (again, after :meth:`stop`: the calls are kept), and
+        return the capture.
+
+        :raises RuntimeError: if it is already recording.
+        """
         if self._stop is not None:
             raise RuntimeError(f"{self!r} is already recording; stop() it first.")
         if self.local:
@@ -241,7 +256,10 @@ class Capture:
             raise AssertionError(f"Expected {self._name()} not to have been sent.\n{self._sent()}")
 
     def assert_sent_times(self, count: int, /) -> None:
-        """Exactly *count* sends were recorded."""
+        """Exactly *count* sends were recorded.
+
+        :raises TypeError: if *count* is not an ``int`` of at least 0.
+        """
         __tracebackhide__ = True
         if type(count) is not int or count < 0:
             raise TypeError(f"assert_sent_times() takes a count >= 0; got {count!r}.")
@@ -370,6 +388,11 @@ def muted(*signals: Signal, local: bool = False) -> Iterator[None]:
     started are called, as in global mode.
 
     Also a decorator (``@muted(post_save)``), like factory_boy's ``mute_signals``.
+    It works for the four send methods, and ``has_listeners()`` does not count
+    the muted receivers.
+
+    :raises TypeError: if no signal is given, or if one is not a tocsin
+        :class:`~tocsin.Signal`.
     """
     if not signals:
         raise TypeError("muted() needs at least one signal: muted(post_save, post_delete).")
@@ -461,6 +484,17 @@ def connected_to(
     signal's own receivers, and appears only in the responses of those sends.
     The registry is not touched, so ``priority`` and ``dispatch_uid`` do not
     apply there.
+
+    A context manager, and a decorator. The options after *signal*, but
+    *local*, are ``connect()``'s, its own (``on_commit``, ``robust``,
+    ``priority``) included.
+
+    :raises TypeError: if *receiver* is a signal and *signal* is not (the
+        arguments are the other way round), if *local* or *weak* is not a
+        ``bool``, or if ``local=True`` comes with a *dispatch_uid* or a
+        ``priority``; and what ``connect()`` raises.
+    :raises ValueError: if *dispatch_uid* is already connected to another
+        receiver.
     """
     if _is_signal(receiver) and not _is_signal(signal):
         raise TypeError(

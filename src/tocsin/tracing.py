@@ -44,28 +44,41 @@ Method = hooks.Method
 
 @dataclass(eq=False)
 class ReceiverCall:
-    """One receiver's part in a send."""
+    """One receiver's part in a send (a dataclass)."""
 
     receiver: Callable[..., Any]
+    """The receiver, as it was connected."""
     response: Any = None
+    """What it returned (for an async receiver, what its coroutine returned); for
+    an on-commit receiver that the send deferred, its
+    :class:`~tocsin.oncommit.Deferred`."""
     exception: BaseException | None = None
+    """What it raised, or None; in a robust send, the exception that send caught."""
     duration: float = 0.0
     """Seconds, from the call to its return (for an async receiver: until its
-    coroutine finished)."""
+    coroutine finished); 0 for a deferred on-commit receiver."""
 
 
 @dataclass(eq=False)
 class SendEvent:
-    """One send, as tracers see it. ``calls`` grows as receivers finish."""
+    """One send, as tracers see it (a dataclass). ``calls`` grows as receivers finish."""
 
     signal: Signal
+    """The signal sent."""
     sender: object
+    """The send's ``sender``."""
     named: dict[str, Any]
+    """The send's keyword arguments, as a dict (the objects the receivers got, not
+    copies)."""
     method: Method
+    """``"send"``, ``"send_robust"``, ``"asend"`` or ``"asend_robust"``."""
     calls: list[ReceiverCall] = field(default_factory=list)
+    """A :class:`ReceiverCall` per receiver, in the order they finished, then one per
+    on-commit receiver the send deferred."""
     exception: BaseException | None = None
     """What the send raised, if it raised."""
     duration: float = 0.0
+    """Seconds, from the start of the send to its end."""
     # Deferred on-commit receivers, reported after the receivers called now.
     _deferred: list[ReceiverCall] = field(default_factory=list, repr=False)
     # The tracers subscribed when the send began: they, and only they, see it all.
@@ -73,9 +86,13 @@ class SendEvent:
 
 
 class Tracer:
-    """Subclass and override what you need; every method does nothing by default.
+    """The base class of tracers: subclass it and override what you need; every
+    method returns None, doing nothing, by default.
 
     A tracer must not raise: an exception from it propagates into the send.
+    One tracer serves every thread and task that sends, so what belongs to one
+    send goes in the event or a context variable, not in plain attributes of
+    the tracer.
     """
 
     def trace_send(self, event: SendEvent) -> AbstractContextManager[Any] | None:
@@ -87,7 +104,8 @@ class Tracer:
         self, event: SendEvent, receiver: Callable[..., Any]
     ) -> AbstractContextManager[Any] | None:
         """A context manager around one receiver's call, or None. For an async
-        receiver it is entered in the task that runs the receiver."""
+        receiver it is entered in the task that runs the receiver. It is not
+        called for an on-commit receiver that the send defers to a transaction."""
         return None
 
 
@@ -118,13 +136,22 @@ _lock = threading.Lock()
 
 
 def tracing_active() -> bool:
-    """Whether any tracer is subscribed."""
+    """Whether any tracer is subscribed (a callback given to :func:`subscribe` counts)."""
     return bool(_subscribed.tracers)
 
 
 def add_tracer(tracer: Tracer) -> Callable[[], None]:
-    """Subscribe *tracer* to every send of every signal; returns the function
-    that unsubscribes it. Adding the same tracer twice adds it once."""
+    """Subscribe *tracer* to every send of every signal; returns the function,
+    taking no arguments, that unsubscribes it. Adding the same tracer twice adds
+    it once.
+
+    Subscribing and unsubscribing may be done from any thread, also while others
+    send; a send is seen by the tracers subscribed when it starts, and only by
+    them.
+
+    :raises TypeError: if *tracer* is not a :class:`Tracer` (for a plain function,
+        use :func:`subscribe`).
+    """
     if not isinstance(tracer, Tracer):
         raise TypeError(
             f"add_tracer() takes a tocsin.tracing.Tracer (subclass it); got "
@@ -147,8 +174,14 @@ def add_tracer(tracer: Tracer) -> Callable[[], None]:
 
 
 def subscribe(callback: Callable[[SendEvent], object]) -> Callable[[], None]:
-    """Call ``callback(event)`` after every send (also one that raised);
-    returns the function that unsubscribes it."""
+    """Call ``callback(event)``, with the send's :class:`SendEvent`, after every
+    send of every signal (also one that raised).
+
+    Returns a function, taking no arguments, that unsubscribes it; calling it
+    again does nothing. A callback subscribed twice is called twice.
+
+    :raises TypeError: if *callback* is not callable.
+    """
     if not callable(callback):
         raise TypeError(f"subscribe() takes a callable; got {type(callback).__name__}.")
     return add_tracer(_Callback(callback))

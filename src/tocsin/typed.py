@@ -60,19 +60,34 @@ _PROMOTED: dict[type, tuple[type, ...]] = {float: (float, int), complex: (comple
 class TypedSignal(Signal, Generic[P]):
     """A :class:`Signal` whose arguments are declared by a *spec* function.
 
+    Usually a decorator, above the spec (docs/typed-signals.md)::
+
+        @TypedSignal
+        def invoice_paid(sender: type[Invoice], *, invoice: Invoice, amount: int) -> None:
+            \"\"\"Sent when an invoice is paid.\"\"\"
+
+    mypy and pyright then check every ``send()``, ``send_robust()``, ``asend()``
+    and ``asend_robust()`` (a missing, unknown or wrongly typed argument is an
+    error) and every receiver given to ``connect()`` or ``@receiver`` (one that
+    could not take the arguments is an error). At run time a ``TypedSignal``
+    runs ``Signal``'s methods unchanged, at no cost, unless *check* is true.
+
     :param spec: a function whose signature is the signature of ``send()``:
         a first parameter ``sender`` (an ordinary one, without default), then
-        keyword-only parameters, one per argument of the signal. Its body is
-        never run; its docstring becomes the signal's ``__doc__``.
+        keyword-only parameters, one per argument of the signal, none named
+        ``signal``. Its body is never run; its docstring becomes the signal's
+        ``__doc__``. Kept as the attribute ``spec``.
     :param use_caching: as for :class:`Signal` (accepted, changes nothing).
-    :param check: also check the declaration at run time: ``send()`` and the
-        other sends raise ``TypeError`` for a missing or unknown argument, or a
-        value that is not an instance of a plain-class annotation, and
-        ``connect()`` raises ``TypeError`` for a receiver whose signature cannot
-        take the arguments. Off by default: an unchecked ``TypedSignal`` runs
-        ``Signal``'s methods as they are.
-
-    Raises ``ValueError`` if *spec* does not have that shape.
+    :param check: also check the declaration at run time (kept as the attribute
+        ``check``): every send raises ``TypeError``, before calling any
+        receiver, for a missing or unknown argument, and for a value that
+        ``isinstance()`` (or ``issubclass()``, for ``type[C]``) finds does not
+        match an annotation that is a plain class, ``type[C]``, ``None`` or a
+        union of those; other annotations are not checked. ``connect()`` (and
+        so ``@receiver``) raises ``TypeError`` for a receiver whose signature
+        cannot take the arguments. Off by default.
+    :raises ValueError: if *spec* does not have that shape.
+    :raises TypeError: if *spec* is not callable.
     """
 
     spec: Callable[P, object]
@@ -160,7 +175,14 @@ def typed_signal(
     """Decorator factory for a :class:`TypedSignal` with options.
 
     ``@typed_signal(check=True)`` above a spec function is
-    ``TypedSignal(spec, check=True)``.
+    ``TypedSignal(spec, check=True)``::
+
+        @typed_signal(check=True)
+        def invoice_voided(sender: type[Invoice], *, invoice: Invoice) -> None:
+            \"\"\"Sent when an invoice is voided.\"\"\"
+
+        invoice_voided.send(sender=Invoice, invoice="INV-1")
+        # TypeError: invoice_voided.send(): invoice must be Invoice, got str: 'INV-1'
     """
 
     def decorate(spec: Callable[P, object]) -> TypedSignal[P]:

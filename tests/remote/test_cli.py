@@ -193,11 +193,11 @@ def _subcommands(monkeypatch: pytest.MonkeyPatch) -> dict[str, argparse.Argument
 def test_the_api_reference_quotes_each_command_s_usage(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """docs/api.md shows each command's usage exactly as its parser prints it."""
+    """docs/reference/cli.md shows each command's usage exactly as its parser prints it."""
     usage = _subcommands(monkeypatch)[name].format_usage()
-    api = (DOCS / "api.md").read_text(encoding="utf-8")
-    assert f"### `tocsin {name}`\n\n```text\n{usage}```\n" in api, (
-        f"update the usage of tocsin {name} in docs/api.md to:\n{usage}"
+    page = (DOCS / "reference" / "cli.md").read_text(encoding="utf-8")
+    assert f"## `tocsin {name}`\n\n```text\n{usage}```\n" in page, (
+        f"update the usage of tocsin {name} in docs/reference/cli.md to:\n{usage}"
     )
 
 

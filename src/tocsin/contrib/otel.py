@@ -89,6 +89,12 @@ class OpenTelemetryTracer(tracing.Tracer):
         a final ``…``.
     :param empty_sends: also make a span for a send that calls no receiver
         (by default such a send, a ``post_init`` nobody listens to, makes none).
+    :raises TypeError: if *record_arguments* is a string (write ``["created"]``).
+    :raises ValueError: if *max_length* is not a positive ``int``.
+
+    The options are kept as attributes of the same names (``record_arguments``
+    as True, False or a ``frozenset`` of names). What the spans hold is in
+    docs/tracing.md#the-spans.
     """
 
     record_arguments: bool | frozenset[str]
@@ -274,7 +280,11 @@ def instrument(
     that a worker continues the trace of the send that published each one. Calling it again while
     instrumented changes nothing and returns the same tracer, as OpenTelemetry's
     instrumentors do (with a logged warning if the options differ): call
-    :func:`uninstrument` first to change them.
+    :func:`uninstrument` first to change them. :func:`uninstrument` removes
+    the propagator too.
+
+    :raises TypeError: as :class:`OpenTelemetryTracer` does, for wrong options.
+    :raises ValueError: as :class:`OpenTelemetryTracer` does, for wrong options.
     """
     options = (tracer_provider, *_checked(record_arguments, max_length, empty_sends))
     with _lock:

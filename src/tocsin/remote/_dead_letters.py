@@ -66,7 +66,12 @@ class DeadLetters:
 
     Blocking methods need a blocking transport; the ``a``-prefixed ones
     (:meth:`alist`, :meth:`areplay`, :meth:`adiscard`, :meth:`acount`) an
-    async one.
+    async one: each flavour raises ``TypeError`` on the other kind of
+    transport. :meth:`replay` and :meth:`discard` raise ``TypeError`` for a
+    single string where a list of ids is expected.
+
+    :raises TypeError: if *remote* is not a :class:`Remote`.
+    :raises ValueError: if *stream* is empty.
     """
 
     def __init__(self, remote: Remote, *, stream: str | None = None) -> None:

@@ -55,7 +55,16 @@ _propagators: list[Propagator] = []
 def add_propagator(propagator: Propagator) -> Callable[[], None]:
     """Carry *propagator*'s context with every remote event from now on.
 
+    ``inject(carrier)`` writes what should travel into a ``dict`` of strings
+    when an event is published (inside the send); ``extract(carrier)`` returns
+    a context manager that makes it current while a worker runs the event.
+    The carrier is written in the event's envelope (``"context"``) only when a
+    propagator put something in it, and is the event's ``context``.
+    :class:`tocsin.contrib.otel.TraceContextPropagator` carries a trace.
+
     Returns a function that removes it (calling it twice is harmless).
+
+    :raises TypeError: for an object without both methods.
     """
     if not isinstance(propagator, Propagator):
         raise TypeError(

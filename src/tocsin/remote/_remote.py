@@ -149,7 +149,9 @@ class Outbox(Protocol):
 
     ``tocsin.contrib.sqlalchemy.Outbox`` implements it: the event is written to
     an outbox table in the same transaction, and relayed to the transport
-    after the commit.
+    after the commit. A worker also calls the outbox's ``relay(transport)``, if
+    it has one, every ``relay_every`` seconds, for the events a process that
+    died after a commit left there.
     """
 
     def store(
@@ -192,6 +194,14 @@ class Remote:
     :param max_payload: the largest event, in bytes, this remote publishes or
         a worker reads; bigger ones raise ``SerializationError`` at send, and
         are dead-lettered unread in a worker.
+    :raises TypeError: if *transport* is neither a ``Transport`` nor an
+        ``AsyncTransport``, *serializer* has no ``dumps()`` and ``loads()``
+        methods, or a signing key is not ``bytes``.
+    :raises ValueError: if *stream* is empty, if both *outbox* and
+        ``on_commit=True`` are given, if a signing key is shorter than 16
+        bytes, or if *max_payload* is below 64.
+
+    The arguments are kept as attributes of the same names.
     """
 
     def __init__(
@@ -269,7 +279,21 @@ class Remote:
     ) -> S:
         """Publish every send of *signal* (from *sender*, if given); return it.
 
-        Workers send each event again to the receivers connected there.
+        It connects a *publisher* to the signal, strongly, with the
+        ``dispatch_uid`` ``"tocsin.remote:<stream>:<name>@<id of the remote>"``:
+        a receiver that serializes the send, appends it to the stream, and
+        returns the :class:`Event` as its response (with ``on_commit=True``, a
+        :class:`~tocsin.oncommit.Deferred` for a send inside a transaction). A
+        remote publishes a signal once per name and sender: publishing it again
+        is ignored. Workers send each event again to the receivers connected
+        there, while the remote's publishers of that signal stand aside (their
+        response is then None).
+
+        Every send then raises, from the publisher,
+        :class:`~tocsin.exceptions.SerializationError` for an argument the
+        serializer cannot write (before anything is published), and
+        :class:`~tocsin.exceptions.PublishError` when the transport fails;
+        ``send_robust()`` returns them as the publisher's response.
 
         :param name: the name both processes know the signal by; by default
             the module-level name it is bound to (``myapp.signals.order_paid``).
@@ -277,6 +301,10 @@ class Remote:
             per consumer group within this time (a ``timedelta`` or seconds):
             an event id marked done after its receivers succeeded is skipped
             when it comes again. See "Deduplication" in docs/scaling-out.md.
+        :raises TypeError: if *signal* is not a :class:`~tocsin.Signal`.
+        :raises ValueError: if *name* is empty, if no *name* is given and the
+            signal is bound to no module-level name, if another signal is
+            published under the name, or if *dedupe* is not positive.
         """
         name = self._name_signal(signal, name)
         self._set_dedupe(name, dedupe)
@@ -322,8 +350,15 @@ class Remote:
 
         :param name: the name both processes know it by; by default
             ``module.qualname``.
+        :param dispatch_uid: the publisher's ``dispatch_uid``; by default
+            ``"tocsin.remote:<stream>:<name>@<id of the remote>"``.
         :param dedupe: run each event at most once per consumer group within
             this time, as for :meth:`publish`.
+        :raises TypeError: if *signal* is not a :class:`~tocsin.Signal` or the
+            decorated object is not callable.
+        :raises ValueError: if the function is defined inside another function
+            (a worker could not import it) and no *name* is given, or if another
+            function is registered under the name.
         """
         if not isinstance(signal, Signal):
             raise TypeError(f"Remote.receiver() takes a Signal; got {type(signal).__name__}.")
@@ -389,7 +424,11 @@ class Remote:
         an exception (the sends happened); every *size* events it publishes
         early. A failure to publish raises from the end of the block. Blocks
         nest (the outermost publishes); the outbox, when there is one, still
-        takes events sent inside a transaction.
+        takes events sent inside a transaction. A failed publish raises
+        :class:`~tocsin.exceptions.PublishError` from the end of the block,
+        carrying the events it held.
+
+        :raises ValueError: if *size* is not a positive ``int``.
         """
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ValueError(f"size must be a positive integer; got {size!r}.")
@@ -764,7 +803,13 @@ class _AfterCommit:
 
 
 class Batch:
-    """The events a :meth:`Remote.batch` block holds back; see there."""
+    """The events a :meth:`Remote.batch` block holds back; see there.
+
+    A context manager: ``with`` with a ``Transport``, ``async with`` with an
+    ``AsyncTransport``. ``len(batch)`` is the number of events it holds.
+    Entering it with the wrong kind of ``with`` raises ``TypeError``, and
+    entering it again while it is in use, ``RuntimeError``.
+    """
 
     __slots__ = ("_ids", "_payloads", "_remote", "_size", "_token")
 

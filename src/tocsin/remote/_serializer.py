@@ -70,6 +70,10 @@ class JSONSerializer:
 
     :param max_depth: the deepest nesting of lists and objects :meth:`loads`
         reads; deeper payloads are refused before they are parsed.
+    :raises ValueError: if *max_depth* is below 2.
+
+    Reading never imports anything: an unknown tag or name is an error. The
+    table of tagged values is in "The serializer" in docs/scaling-out.md.
     """
 
     def __init__(self, *, max_depth: int = 64) -> None:
@@ -114,6 +118,13 @@ class JSONSerializer:
             contain other serializable values, which are tagged in turn).
         :param decode: gets that value back (already decoded) in the worker
             and returns what the receiver will get.
+        :raises TypeError: if *type_* is not a class, or *encode* or *decode* is
+            not callable.
+        :raises ValueError: if *tag* is not an identifier, names another type, or
+            is one the serializer reads itself (``ref``, ``enum``, ``dict``,
+            ``items``).
+
+        Registering a type again replaces its functions.
         """
         if not isinstance(type_, type):
             raise TypeError(f"register() takes a class; got {type_!r}.")
@@ -141,6 +152,9 @@ class JSONSerializer:
 
         :param name: the name both processes know it by; by default
             ``"module:qualname"``.
+        :raises TypeError: if *obj* is neither a class nor callable.
+        :raises ValueError: for a lambda, or an object defined inside a function,
+            without *name*; or a name already taken by another object.
         """
         if not (isinstance(obj, type) or callable(obj)):
             raise TypeError(f"register_class() takes a class, function or enum; got {obj!r}.")

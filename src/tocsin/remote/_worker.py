@@ -73,16 +73,24 @@ class WorkerOptions(TypedDict, total=False):
 
 @dataclass(slots=True)
 class WorkerStats:
-    """What a worker has done since it started."""
+    """What a worker has done since it started (``worker.stats``), a dataclass of counts."""
 
-    handled: int = 0  # events whose receivers all succeeded (and were acknowledged)
-    failed: int = 0  # attempts that raised
-    retried: int = 0  # events delivered again after a failure
-    dead: int = 0  # events moved to the dead-letter stream
-    poison: int = 0  # of which events that killed (or wedged) their worker
-    duplicates: int = 0  # events skipped: marked done already (deduplication)
-    claimed: int = 0  # events taken over from other consumers
-    trimmed: int = 0  # acknowledged events removed from the stream
+    handled: int = 0
+    """Events whose receivers all succeeded (and were acknowledged)."""
+    failed: int = 0
+    """Attempts that raised."""
+    retried: int = 0
+    """Events delivered again after a failure."""
+    dead: int = 0
+    """Events moved to the dead-letter stream."""
+    poison: int = 0
+    """Of the dead ones, events that killed (or wedged) their worker."""
+    duplicates: int = 0
+    """Events skipped: marked done already (deduplication)."""
+    claimed: int = 0
+    """Events taken over from other consumers."""
+    trimmed: int = 0
+    """Acknowledged events removed from the stream."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,36 +539,51 @@ class _Base:
 class Worker(_Base):
     """Consume *remote*'s stream in this thread and run each event here.
 
+    The options are keyword-only, and kept as attributes of the same names,
+    with ``remote``, ``stream`` (the remote's), ``transport`` and ``stats`` (a
+    :class:`WorkerStats`); the guide to choosing them is "Workers" in
+    docs/scaling-out.md.
+
     :param group: the consumer group; workers in one group share the events.
+        ``"tocsin"`` by default.
     :param consumer: this worker's name in the group (unique per process by
         default: ``host-pid-random``).
-    :param batch: events read (and acknowledged) at a time.
-    :param block: seconds to wait for new events in one read.
+    :param batch: events read (and acknowledged) at a time; 100.
+    :param block: seconds to wait for new events in one read; 1.
     :param max_attempts: failed runs (receivers that raised) before an event
-        goes to the dead letters, with its last error.
+        goes to the dead letters, with its last error; 5.
     :param max_kills: runs of an event, alone in its worker, that the worker
         did not survive (it died, or wedged for longer than *claim_after*),
         before the event goes to the dead letters as poison. Events taken over
         from a worker that died are run alone, one by one, so that only the one
-        that kills is blamed.
+        that kills is blamed. 2 by default.
     :param retry_delay: the bound of the first retry's delay, in seconds;
         multiplied by *retry_backoff* for each further one, up to
         *max_retry_delay*. Each delay is drawn at random between 0 and its
         bound (full jitter), so that events that failed together, in one
-        worker or many, are not retried at the same instant.
+        worker or many, are not retried at the same instant. 1 by default.
+    :param retry_backoff: what each retry multiplies the bound by; 2, at
+        least 1.
+    :param max_retry_delay: the largest bound, in seconds; 60.
     :param claim_after: seconds an event may stay pending with another
-        consumer before this one takes it over. Keep it above the longest
+        consumer before this one takes it over; 60. Keep it above the longest
         time receivers take for a batch, or slow events run twice.
     :param dead_stream: the dead-letter stream (``<stream>:dead``).
     :param relay_every: with an outbox that has a ``relay()`` method, seconds
-        between relays of events a crashed process left in it.
+        between relays of events a crashed process left in it; 5.
     :param trim_every: seconds between trims of the stream: messages every
         group has acknowledged are removed (``XTRIM MINID``), so that the
-        stream does not grow forever; ``None`` never trims.
+        stream does not grow forever; 60. ``None`` never trims.
     :param concurrency: events of a batch run at once, each in a thread
         (tasks of the loop for :class:`AsyncWorker`); 1 runs them one after
-        the other. For receivers that wait (mail, HTTP); CPU-bound ones want
-        more processes instead.
+        the other (the default). For receivers that wait (mail, HTTP);
+        CPU-bound ones want more processes instead.
+    :raises TypeError: if *remote* is not a :class:`Remote`, or its transport
+        not a blocking ``Transport`` (use :class:`AsyncWorker`).
+    :raises ValueError: if *group*, *consumer* or *dead_stream* is empty,
+        *batch*, *concurrency*, *max_attempts* or *max_kills* is not a positive
+        ``int``, a duration is not a positive number, or *retry_backoff* is
+        less than 1.
     """
 
     def __init__(self, remote: Remote, **options: Unpack[WorkerOptions]) -> None:
@@ -573,7 +596,15 @@ class Worker(_Base):
 
     def run(self, *, handle_signals: bool = True) -> None:
         """Handle events until :meth:`stop` (or SIGTERM/SIGINT when
-        *handle_signals* and this is the main thread)."""
+        *handle_signals* and this is the main thread).
+
+        A stop signal lets the batch in hand be handled and acknowledged
+        first; a second one raises ``KeyboardInterrupt`` at once; the previous
+        handlers are put back when it returns. A
+        :class:`~tocsin.exceptions.TransportError` is logged and waited out (a
+        random time below 0.1 s, a bound that doubles up to 5 s), and the
+        worker goes on when the broker answers.
+        """
         with self._stop_signals(handle_signals):
             while not self._stopping.is_set():
                 try:

@@ -66,10 +66,19 @@ def enable_model_signals(target: Any, *, using: UsingName | None = None) -> None
         what ``declarative_base()`` returns) or a ``sqlalchemy.orm.registry``.
         Classes mapped later by it are included.
     :param using: ``using(engine) -> str``, the ``using`` argument of the
-        signals; by default the engine's ``logging_name``, else ``"default"``.
+        signals for the engine a row is written with; by default
+        :func:`default_using`: the engine's ``logging_name``, else ``"default"``.
+    :raises TypeError: if *target* is neither a declarative base nor a
+        registry (a mapped class is refused too: it would turn the signals on
+        for its whole registry), or *using* is not callable.
+    :raises ValueError: if the signals are already enabled for *target* with
+        other options.
 
-    Calling it again for the same target with the same options does nothing;
-    with other options it raises ``ValueError``.
+    It also installs what on-commit receivers need with SQLAlchemy: the
+    tracking of session transactions, and the scope finder that finds a
+    session from a mapped instance among a send's arguments. Calling it again
+    for the same target with the same options does nothing. What is sent, and
+    when, is in docs/model-signals.md.
     """
     reg = _registry_of(target)
     if using is not None and not callable(using):
@@ -90,7 +99,11 @@ def enable_model_signals(target: Any, *, using: UsingName | None = None) -> None
 
 
 def disable_model_signals(target: Any) -> bool:
-    """Stop *target*'s classes from sending model signals; returns whether they did."""
+    """Stop *target*'s classes from sending model signals; returns whether they did.
+
+    When no target is left enabled, the session tracking and the scope finder
+    that :func:`enable_model_signals` installed are removed too.
+    """
     reg = _registry_of(target)
     if ENABLED.pop(reg, None) is None:
         return False
@@ -102,5 +115,6 @@ def disable_model_signals(target: Any) -> bool:
 
 
 def model_signals_enabled(target: Any) -> bool:
-    """Whether :func:`enable_model_signals` is in effect for *target*."""
+    """Whether :func:`enable_model_signals` is in effect for *target* (a
+    declarative base or a registry)."""
     return _registry_of(target) in ENABLED

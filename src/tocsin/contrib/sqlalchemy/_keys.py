@@ -32,7 +32,8 @@ Loader = Callable[[type, tuple[Any, ...]], Any]
 
 
 class ModelKey(NamedTuple):
-    """A mapped instance as a worker receives it: its class and primary key."""
+    """A mapped instance as a worker receives it, with :func:`register_models`: a
+    named tuple of its class, ``model``, and its primary key, ``pk`` (a tuple)."""
 
     model: type
     pk: tuple[Any, ...]
@@ -64,8 +65,16 @@ def register_models(
     module must be imported there); it never imports a class a payload names.
 
     :param base: a declarative base (a ``DeclarativeBase`` subclass, or what
-        ``declarative_base()`` returns).
-    :param tag: the name written in the JSON; another one for a second base.
+        ``declarative_base()`` returns); a mapped class is refused: pass its base.
+    :param serializer: the :class:`~tocsin.remote.JSONSerializer` to register
+        the classes with.
+    :param loader: ``loader(cls, pk)`` returns what a worker's receiver gets
+        instead of a :class:`ModelKey` (the instance, loaded, say).
+    :param tag: the name written in the JSON (``{"$model": [...]}`` by
+        default); another one for a second base.
+    :raises TypeError: if *serializer* is not a ``JSONSerializer``, *base* is
+        not a declarative base, or *loader* is not callable.
+    :raises ValueError: if the tag is taken.
     """
     if not isinstance(serializer, JSONSerializer):
         raise TypeError(f"register_models() takes a JSONSerializer; got {serializer!r}.")

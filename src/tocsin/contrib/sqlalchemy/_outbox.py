@@ -106,6 +106,16 @@ class Outbox:
 
     Sessions whose ``binds`` map classes to engines must map the table too
     (``binds={Base: engine, outbox.table: engine}``).
+
+    The table, the attribute ``table``, has the columns ``id`` (the event id,
+    primary key), ``stream``, ``payload`` and ``created_at`` (seconds since the
+    epoch, indexed). The attributes ``engine`` (a sync ``Engine``: an
+    ``AsyncEngine``'s ``sync_engine``) and ``relay_after`` hold the arguments.
+    See "The outbox" in docs/scaling-out.md, also with an ``AsyncSession``.
+
+    :raises TypeError: if *engine* is not an ``Engine`` or ``AsyncEngine``.
+    :raises ValueError: if *table_name* is empty (or already a table of
+        *metadata*), or *relay_after* is negative.
     """
 
     def __init__(
@@ -139,6 +149,9 @@ class Outbox:
         """Create the table in *engine* (by default the outbox's) unless it exists.
 
         With an ``AsyncEngine``: ``await conn.run_sync(outbox.table.create, checkfirst=True)``.
+
+        :raises ValueError: without an engine.
+        :raises TypeError: with an asyncio engine.
         """
         target = engine if engine is not None else self.engine
         if target is None:
@@ -213,7 +226,13 @@ class Outbox:
         writes back the rows not published, then raises ``TransportError``.
 
         With an ``AsyncTransport``, give the outbox an ``AsyncEngine``: with a
-        sync engine, the queries block the event loop while they run.
+        sync engine, the queries block the event loop while they run. A worker
+        calls it every ``relay_every`` seconds.
+
+        :raises ValueError: if the outbox has no engine, or *limit* is not a
+            positive ``int``.
+        :raises TypeError: for something that is not a transport, or a sync
+            transport with an asyncio engine.
         """
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValueError(f"limit must be a positive integer; got {limit!r}.")

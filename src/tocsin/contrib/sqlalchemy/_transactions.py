@@ -43,10 +43,23 @@ _waiting: weakref.WeakKeyDictionary[SessionTransaction, _Waiting] = weakref.Weak
 
 
 class SessionScope:
-    """The transaction scope of one :class:`~sqlalchemy.orm.Session`.
+    """The transaction scope of one :class:`~sqlalchemy.orm.Session`
+    (:class:`~tocsin.oncommit.TransactionScope`).
 
     What :func:`bind_session` binds, and what the scope finder returns for a
-    send whose arguments hold an instance that belongs to a session.
+    send whose arguments hold an instance that belongs to a session. An
+    ``AsyncSession`` is taken as its ``sync_session``; the attribute
+    ``session`` is the ``Session``.
+
+    Deferred calls wait on the session's innermost SAVEPOINT, or else its
+    transaction; a released SAVEPOINT hands them to the transaction around it,
+    a rolled-back one drops them. They run once the session's transaction has
+    committed and ended, and are dropped if it rolls back or the session is
+    closed without a commit. ``defer()`` returns False when the session is not
+    in a transaction.
+
+    :raises TypeError: if *session* is neither a ``Session`` nor an
+        ``AsyncSession``.
     """
 
     __slots__ = ("session",)
@@ -94,7 +107,9 @@ def bind_session(session: Session | AsyncSession) -> Iterator[SessionScope]:
 
     Needed only for sends whose arguments hold no instance of the session
     (``todo_completed.send(sender=Todo, todo_id=3)``): a mapped instance among
-    the sender and arguments is found without it.
+    the sender and arguments is found without it. *session* is a ``Session``
+    or an ``AsyncSession``. It is ``tocsin.oncommit.bind(SessionScope(session))``,
+    and the ``with`` statement gets the :class:`SessionScope`.
     """
     with oncommit.bind(SessionScope(session)) as scope:
         yield scope  # type: ignore[misc]

@@ -71,6 +71,7 @@ from .base import AsyncTransport, Attempts, Consumer, Group, Message, Pending, T
 __all__ = ["DEFAULT_URL", "AsyncRedisStreamsTransport", "RedisStreamsTransport"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+"""Where the Redis transports look for Redis when given neither a client nor a URL."""
 
 _EVENT = b"event"  # the entry field that holds the payload
 
