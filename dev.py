@@ -38,6 +38,7 @@ import sys
 import time
 import tomllib
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -193,54 +194,42 @@ def _works(python: str) -> bool:
 
 
 def test(pytest_args: list[str]) -> int:
-    """Lint, type-check and run every test job, several at a time (see run_jobs)."""
-    python = setup(ROOT / ".venv", sys.executable, groups=("test", "docs"))
+    """Lint, type-check, build the docs and run every test job, several at a time."""
     os.environ.update(DOCS_ENV)  # for the jobs
     ensure_postgres()
     ensure_redis()
     ensure_chromium()
-    interpreters = [(f"{sys.version_info.major}.{sys.version_info.minor}", python)]
+    first = f"{sys.version_info.major}.{sys.version_info.minor}"
+    bases = {first: sys.executable}
     for version in EXTRA_PYTHONS:
-        if version == interpreters[0][0]:
-            continue
-        base = find_python(version)
-        if base is None:
+        base = find_python(version) if version != first else None
+        if base is not None:
+            bases[version] = base
+        elif version != first:
             print(f"(Python {version} not found: its test run is skipped)")
-            continue
-        interpreters.append((version, setup(ROOT / f".venv-{version}", base)))
+    # Every environment at once: pip and uv spend most of their time downloading.
+    with ThreadPoolExecutor() as pool:
+        pending = {
+            version: pool.submit(
+                setup,
+                ROOT / (".venv" if version == first else f".venv-{version}"),
+                base,
+                ("test", "docs") if version == first else ("test",),
+            )
+            for version, base in bases.items()
+        }
+        lowest = None if pytest_args else pool.submit(setup_lowest, ROOT / ".venv-lowest")
+        pythons = {version: future.result() for version, future in pending.items()}
+        lowest_python = None if lowest is None else lowest.result()
 
     reports = ROOT / ".reports"
     reports.mkdir(exist_ok=True)
-    jobs = [
-        Job(
-            "lint",
-            [
-                [python, "-m", "ruff", "check", "."],
-                [python, "-m", "ruff", "format", "--check", "."],
-                [python, "-m", "mypy"],
-            ],
-        ),
-        Job("docs: mkdocs build --strict", [docs_command(python)]),
-    ]
-    for index, (version, venv_python) in enumerate(interpreters):
-        only_library = [f"--ignore={path}" for path in FIRST_PYTHON_ONLY] if index else []
-        report = reports / f"pytest-{version}.xml"
-        command = [venv_python, "-m", "pytest", f"--junitxml={report}", "-p", "no:cacheprovider"]
-        jobs.append(
-            Job(f"pytest on Python {version}", [[*command, *only_library, *pytest_args]], report)
-        )
-    setup_failures = []
-    if pytest_args:
-        print("(pytest arguments given: the lowest-versions run is left out)")
-    elif (lowest := setup_lowest(ROOT / ".venv-lowest")) is None:
-        setup_failures.append("setting up the lowest versions")
-    else:
-        report = reports / "pytest-lowest.xml"
-        command = [lowest, "-m", "pytest", f"--junitxml={report}", "-p", "no:cacheprovider"]
-        jobs.append(Job("pytest at the lowest versions", [[*command, *LOWEST_TESTS]], report))
-    # The longest first, so that the short ones fill the gaps at the end.
-    jobs.sort(key=lambda job: job.name != f"pytest on Python {interpreters[0][0]}")
-    failures = setup_failures + run_jobs(jobs, reports)
+    jobs = test_jobs(pythons, first, lowest_python, pytest_args, reports)
+    failures = run_jobs(jobs, reports)
+    if lowest is None:
+        print("(pytest arguments given: the lowest-versions run was left out)")
+    elif lowest_python is None:
+        failures.append("setting up the lowest versions")
 
     totals = {"passed": 0, "failed": 0, "skipped": 0}
     for job in jobs:
@@ -248,13 +237,58 @@ def test(pytest_args: list[str]) -> int:
             for key, value in _count(job.report).items():
                 totals[key] += value
     print()
-    print(f"Python versions tested: {', '.join(v for v, _ in interpreters)}")
+    print(f"Python versions tested: {', '.join(pythons)}")
     if failures:
         print("FAILED: " + "; ".join(failures))
     print(
         f"tests: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped"
     )
     return 1 if failures else 0
+
+
+def test_jobs(
+    pythons: dict[str, str],
+    first: str,
+    lowest: str | None,
+    pytest_args: list[str],
+    reports: Path,
+) -> list[Job]:
+    """The test command's jobs, the longest first (the short ones fill the gaps at
+    the end). The first Python's suite is two jobs, the library's and the
+    application's, so that no single job sets the command's duration."""
+    python = pythons[first]
+    jobs: list[Job] = []
+
+    def pytest(name: str, venv_python: str, slug: str, args: list[str]) -> None:
+        report = reports / f"pytest-{slug}.xml"
+        command = [venv_python, "-m", "pytest", f"--junitxml={report}", "-p", "no:cacheprovider"]
+        jobs.append(Job(name, [[*command, *args]], report))
+
+    library_only = [f"--ignore={path}" for path in FIRST_PYTHON_ONLY]
+    for version, venv_python in pythons.items():
+        if version != first:
+            pytest(f"pytest on Python {version}", venv_python, version, library_only + pytest_args)
+        elif pytest_args:
+            pytest(f"pytest on Python {version}", venv_python, version, pytest_args)
+        else:
+            pytest(f"pytest on Python {version}: the library", venv_python, version, library_only)
+    if not pytest_args:
+        app = [*FIRST_PYTHON_ONLY]
+        pytest(f"pytest on Python {first}: the Todo app, the distribution", python, "app", app)
+    if lowest is not None:
+        pytest("pytest at the lowest versions", lowest, "lowest", [*LOWEST_TESTS])
+    jobs.append(
+        Job(
+            "lint",
+            [
+                [python, "-m", "ruff", "check", "."],
+                [python, "-m", "ruff", "format", "--check", "."],
+                [python, "-m", "mypy"],
+            ],
+        )
+    )
+    jobs.append(Job("docs: mkdocs build --strict", [docs_command(python)]))
+    return jobs
 
 
 class Job:
