@@ -638,7 +638,7 @@ class Pool:
         self.workers: list[WorkerProcess] = []
         self.sample = 0  # round 0 is the warm-up
         self.published = 0
-        self.runs: list[tuple[str, int, int, float, float]] = []  # mode, round, n, wall, s
+        self.runs: list[Run] = []
         for index in range(count):
             self.workers.append(WorkerProcess(system, index, results))
 
@@ -659,10 +659,12 @@ class Pool:
 
     def run(self, mode: str, count: int) -> None:
         self.sample += 1
+        load, cpu = os.getloadavg()[0], time.process_time()
         wall, seconds = self.system.publish(mode, self.sample, count)
+        cpu = time.process_time() - cpu
         self.published += count
         self.wait(self.sample, count, timeout=60 + count / 100)
-        self.runs.append((mode, self.sample, count, wall, seconds))
+        self.runs.append(Run(mode, self.sample, count, wall, seconds, cpu, load))
 
     def wait(self, sample: int, expected: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -713,6 +715,19 @@ class Pool:
 
 
 @dataclass
+class Run:
+    """What the sending side knows of one round, until the workers' records come."""
+
+    mode: str
+    sample: int  # the round's number
+    events: int
+    wall: float  # time.time() at the first send
+    seconds: float  # of the sending loop
+    cpu: float  # seconds of CPU this process (all its threads) spent in the loop
+    load: float  # the 1-minute load average as the round started
+
+
+@dataclass
 class Round:
     """One round of one scenario."""
 
@@ -722,6 +737,8 @@ class Round:
     consume: float
     p50_ms: float
     p99_ms: float
+    send_cpu_us: float  # CPU of the sending process per event, in the loop
+    load: float  # 1-minute load average at the start of the round
 
 
 @dataclass
@@ -740,7 +757,8 @@ class Scenario:
         return float(statistics.median(getattr(r, name) for r in self.rounds))
 
 
-def figures(count: int, wall: float, seconds: float, records: list[Record]) -> Round:
+def figures(run: Run, records: list[Record]) -> Round:
+    count, wall, seconds = run.events, run.wall, run.seconds
     latencies = [latency for r in records for latency in r.latencies]
     if len(latencies) != count:
         raise RuntimeError(f"{len(latencies)} latencies recorded for {count} events")
@@ -754,6 +772,8 @@ def figures(count: int, wall: float, seconds: float, records: list[Record]) -> R
         consume=count / (last - first) if last > first else float("inf"),
         p50_ms=cuts[49] * 1000,
         p99_ms=cuts[98] * 1000,
+        send_cpu_us=run.cpu / count * 1e6,
+        load=run.load,
     )
 
 
@@ -790,10 +810,10 @@ def measure(
         raise
     for pool, records in stop_all(pools):
         pool.system.check(pool.published)
-        for mode, sample, count, wall, seconds in pool.runs:
-            scenario = scenarios[pool.system.name, mode]
-            scenario.events = count
-            scenario.rounds.append(figures(count, wall, seconds, records.get(sample, [])))
+        for run in pool.runs:
+            scenario = scenarios[pool.system.name, run.mode]
+            scenario.events = run.events
+            scenario.rounds.append(figures(run, records.get(run.sample, [])))
     return list(scenarios.values()), notes
 
 
@@ -878,6 +898,7 @@ def print_table(workers: int, scenarios: list[Scenario], notes: list[str]) -> No
     print(
         f"   {'scenario':<46}{'events':>8}{'publish/s':>11}{'end-to-end/s':>14}"
         f"{'consume/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'pub/floor':>11}{'e2e/floor':>11}"
+        f"{'send us':>9}{'load':>6}"
     )
     for s in scenarios:
         title = f"{s.system}, {s.title}"
@@ -892,6 +913,7 @@ def print_table(workers: int, scenarios: list[Scenario], notes: list[str]) -> No
             f"{_cell(s.median('p50_ms'), '.2f', 8)}{_cell(s.median('p99_ms'), '.2f', 8)}"
             f"{_cell(published, '.2f', 10)}{'x' if published is not None else ' '}"
             f"{_cell(ratio, '.2f', 10)}{'x' if ratio is not None else ' '}"
+            f"{_cell(s.median('send_cpu_us'), '.1f', 9)}{_cell(s.median('load'), '.2f', 6)}"
         )
     for note in notes:
         print(f"   note: {note}")
@@ -1061,7 +1083,15 @@ def main(argv: list[str] | None = None) -> int:
                     "note": s.note,
                     "median": {
                         name: s.median(name)
-                        for name in ("publish", "end_to_end", "consume", "p50_ms", "p99_ms")
+                        for name in (
+                            "publish",
+                            "end_to_end",
+                            "consume",
+                            "p50_ms",
+                            "p99_ms",
+                            "send_cpu_us",
+                            "load",
+                        )
                     },
                     "end_to_end_vs_floor": floor_ratio(
                         [t for t in all_scenarios if t.workers == s.workers], s
