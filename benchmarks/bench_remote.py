@@ -122,6 +122,10 @@ class Record:
     first: float
     last: float
     latencies: list[float] = field(default_factory=list)
+    # The worker process's CPU time (all its threads) at its first receiver, and
+    # when its reporter last saw the count grow (at most REPORT_EVERY later).
+    cpu_first: float = 0.0
+    cpu_last: float = 0.0
 
 
 class Recorder:
@@ -147,7 +151,8 @@ class Recorder:
     def _switch(self, sample: int, now: float) -> Record:
         record = self.records.get(sample)
         if record is None:
-            record = self.records[sample] = Record(sample, now, now)
+            cpu = time.process_time()
+            record = self.records[sample] = Record(sample, now, now, cpu_first=cpu, cpu_last=cpu)
         self.current = record
         self.sample = sample
         return record
@@ -165,6 +170,7 @@ class Recorder:
             record = self.current  # one read: its round and count belong together
             now = (record.sample, len(record.latencies))
             if now != written:
+                record.cpu_last = time.process_time()
                 try:
                     os.write(fd, f"{now[0]} {now[1]}\n".encode())
                 except BlockingIOError:  # the parent is busy sending: next time
@@ -738,6 +744,7 @@ class Round:
     p50_ms: float
     p99_ms: float
     send_cpu_us: float  # CPU of the sending process per event, in the loop
+    worker_cpu_us: float  # CPU of the worker processes per event, first to last receiver
     load: float  # 1-minute load average at the start of the round
 
 
@@ -773,6 +780,7 @@ def figures(run: Run, records: list[Record]) -> Round:
         p50_ms=cuts[49] * 1000,
         p99_ms=cuts[98] * 1000,
         send_cpu_us=run.cpu / count * 1e6,
+        worker_cpu_us=sum(r.cpu_last - r.cpu_first for r in records) / count * 1e6,
         load=run.load,
     )
 
@@ -898,7 +906,7 @@ def print_table(workers: int, scenarios: list[Scenario], notes: list[str]) -> No
     print(
         f"   {'scenario':<46}{'events':>8}{'publish/s':>11}{'end-to-end/s':>14}"
         f"{'consume/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'pub/floor':>11}{'e2e/floor':>11}"
-        f"{'send us':>9}{'load':>6}"
+        f"{'send us':>9}{'work us':>9}{'load':>6}"
     )
     for s in scenarios:
         title = f"{s.system}, {s.title}"
@@ -913,7 +921,8 @@ def print_table(workers: int, scenarios: list[Scenario], notes: list[str]) -> No
             f"{_cell(s.median('p50_ms'), '.2f', 8)}{_cell(s.median('p99_ms'), '.2f', 8)}"
             f"{_cell(published, '.2f', 10)}{'x' if published is not None else ' '}"
             f"{_cell(ratio, '.2f', 10)}{'x' if ratio is not None else ' '}"
-            f"{_cell(s.median('send_cpu_us'), '.1f', 9)}{_cell(s.median('load'), '.2f', 6)}"
+            f"{_cell(s.median('send_cpu_us'), '.1f', 9)}"
+            f"{_cell(s.median('worker_cpu_us'), '.1f', 9)}{_cell(s.median('load'), '.2f', 6)}"
         )
     for note in notes:
         print(f"   note: {note}")
@@ -1090,6 +1099,7 @@ def main(argv: list[str] | None = None) -> int:
                             "p50_ms",
                             "p99_ms",
                             "send_cpu_us",
+                            "worker_cpu_us",
                             "load",
                         )
                     },
