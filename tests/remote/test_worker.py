@@ -578,6 +578,44 @@ def test_acknowledgements_that_fail_when_run_stops_leave_the_events_pending(
     assert "1 handled event(s) not acknowledged" in caplog.text
 
 
+class CancelledAtRead(AsyncMemoryTransport):
+    """An async memory transport whose task is cancelled at the first read that
+    carries acknowledgements, before it acknowledges anything."""
+
+    async def _ack_and_consume(self, *args: Any) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)  # raises CancelledError
+        raise AssertionError("not cancelled")
+
+
+def test_an_async_worker_cancelled_acknowledges_what_it_handled() -> None:
+    """Cancelling AsyncWorker.run() before the read that carries the last batch's
+    acknowledgement still acknowledges the events handled: they do not run again."""
+    seen: list[int] = []
+
+    async def main() -> None:
+        async with CancelledAtRead() as transport:
+            remote = Remote(transport, stream=STREAM)
+            remote.publish(job_done)
+            job_done.connect(lambda **kwargs: seen.append(kwargs["job"]), weak=False)
+            for job in range(3):
+                _, payload = remote.encode(f"{__name__}.job_done", None, None, {"job": job})
+                await transport.publish(STREAM, payload)
+            worker = AsyncWorker(remote, block=0.01)
+            with pytest.raises(asyncio.CancelledError):
+                await worker.run(handle_signals=False)
+            assert (await transport.pending(STREAM, "tocsin")).count == 0
+            assert worker.stats.handled == 3
+
+    try:
+        asyncio.run(main())
+    finally:
+        job_done.receivers = []
+    assert seen == [0, 1, 2]
+
+
 def test_the_worker_trims_what_every_group_acknowledged(
     remote: Remote, transport: MemoryTransport
 ) -> None:

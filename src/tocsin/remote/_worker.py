@@ -734,16 +734,24 @@ class AsyncWorker(_Base):
                         await asyncio.sleep(self._broker_down(error))
                     else:
                         self._outage = 0
+            except asyncio.CancelledError:
+                # Cancelling the task is a way to stop: the events handled are
+                # acknowledged first, not left to run again elsewhere.
+                await self._settle_owed()
+                raise
             finally:
                 self._ack_later = False
-            try:
-                await self._play(self._settle())
-            except TransportError as error:
-                self._unsettled(error)
+            await self._settle_owed()
         finally:
             for number in installed:
                 loop.remove_signal_handler(number)
         logger.info("Worker %s stopped: %s", self.consumer, self.stats)
+
+    async def _settle_owed(self) -> None:
+        try:
+            await self._play(self._settle())
+        except TransportError as error:
+            self._unsettled(error)
 
     async def run_once(self) -> int:
         """One round, as :meth:`Worker.run_once`."""
