@@ -122,6 +122,10 @@ class Record:
     first: float
     last: float
     latencies: list[float] = field(default_factory=list)
+    # The worker process's CPU time (all its threads) at its first receiver, and
+    # when its reporter last saw the count grow (at most REPORT_EVERY later).
+    cpu_first: float = 0.0
+    cpu_last: float = 0.0
 
 
 class Recorder:
@@ -147,7 +151,8 @@ class Recorder:
     def _switch(self, sample: int, now: float) -> Record:
         record = self.records.get(sample)
         if record is None:
-            record = self.records[sample] = Record(sample, now, now)
+            cpu = time.process_time()
+            record = self.records[sample] = Record(sample, now, now, cpu_first=cpu, cpu_last=cpu)
         self.current = record
         self.sample = sample
         return record
@@ -165,6 +170,7 @@ class Recorder:
             record = self.current  # one read: its round and count belong together
             now = (record.sample, len(record.latencies))
             if now != written:
+                record.cpu_last = time.process_time()
                 try:
                     os.write(fd, f"{now[0]} {now[1]}\n".encode())
                 except BlockingIOError:  # the parent is busy sending: next time
@@ -638,7 +644,7 @@ class Pool:
         self.workers: list[WorkerProcess] = []
         self.sample = 0  # round 0 is the warm-up
         self.published = 0
-        self.runs: list[tuple[str, int, int, float, float]] = []  # mode, round, n, wall, s
+        self.runs: list[Run] = []
         for index in range(count):
             self.workers.append(WorkerProcess(system, index, results))
 
@@ -659,10 +665,12 @@ class Pool:
 
     def run(self, mode: str, count: int) -> None:
         self.sample += 1
+        load, cpu = os.getloadavg()[0], time.process_time()
         wall, seconds = self.system.publish(mode, self.sample, count)
+        cpu = time.process_time() - cpu
         self.published += count
         self.wait(self.sample, count, timeout=60 + count / 100)
-        self.runs.append((mode, self.sample, count, wall, seconds))
+        self.runs.append(Run(mode, self.sample, count, wall, seconds, cpu, load))
 
     def wait(self, sample: int, expected: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -713,6 +721,19 @@ class Pool:
 
 
 @dataclass
+class Run:
+    """What the sending side knows of one round, until the workers' records come."""
+
+    mode: str
+    sample: int  # the round's number
+    events: int
+    wall: float  # time.time() at the first send
+    seconds: float  # of the sending loop
+    cpu: float  # seconds of CPU this process (all its threads) spent in the loop
+    load: float  # the 1-minute load average as the round started
+
+
+@dataclass
 class Round:
     """One round of one scenario."""
 
@@ -722,6 +743,9 @@ class Round:
     consume: float
     p50_ms: float
     p99_ms: float
+    send_cpu_us: float  # CPU of the sending process per event, in the loop
+    worker_cpu_us: float  # CPU of the worker processes per event, first to last receiver
+    load: float  # 1-minute load average at the start of the round
 
 
 @dataclass
@@ -740,7 +764,8 @@ class Scenario:
         return float(statistics.median(getattr(r, name) for r in self.rounds))
 
 
-def figures(count: int, wall: float, seconds: float, records: list[Record]) -> Round:
+def figures(run: Run, records: list[Record]) -> Round:
+    count, wall, seconds = run.events, run.wall, run.seconds
     latencies = [latency for r in records for latency in r.latencies]
     if len(latencies) != count:
         raise RuntimeError(f"{len(latencies)} latencies recorded for {count} events")
@@ -754,6 +779,9 @@ def figures(count: int, wall: float, seconds: float, records: list[Record]) -> R
         consume=count / (last - first) if last > first else float("inf"),
         p50_ms=cuts[49] * 1000,
         p99_ms=cuts[98] * 1000,
+        send_cpu_us=run.cpu / count * 1e6,
+        worker_cpu_us=sum(r.cpu_last - r.cpu_first for r in records) / count * 1e6,
+        load=run.load,
     )
 
 
@@ -790,10 +818,10 @@ def measure(
         raise
     for pool, records in stop_all(pools):
         pool.system.check(pool.published)
-        for mode, sample, count, wall, seconds in pool.runs:
-            scenario = scenarios[pool.system.name, mode]
-            scenario.events = count
-            scenario.rounds.append(figures(count, wall, seconds, records.get(sample, [])))
+        for run in pool.runs:
+            scenario = scenarios[pool.system.name, run.mode]
+            scenario.events = run.events
+            scenario.rounds.append(figures(run, records.get(run.sample, [])))
     return list(scenarios.values()), notes
 
 
@@ -878,6 +906,7 @@ def print_table(workers: int, scenarios: list[Scenario], notes: list[str]) -> No
     print(
         f"   {'scenario':<46}{'events':>8}{'publish/s':>11}{'end-to-end/s':>14}"
         f"{'consume/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'pub/floor':>11}{'e2e/floor':>11}"
+        f"{'send us':>9}{'work us':>9}{'load':>6}"
     )
     for s in scenarios:
         title = f"{s.system}, {s.title}"
@@ -892,6 +921,8 @@ def print_table(workers: int, scenarios: list[Scenario], notes: list[str]) -> No
             f"{_cell(s.median('p50_ms'), '.2f', 8)}{_cell(s.median('p99_ms'), '.2f', 8)}"
             f"{_cell(published, '.2f', 10)}{'x' if published is not None else ' '}"
             f"{_cell(ratio, '.2f', 10)}{'x' if ratio is not None else ' '}"
+            f"{_cell(s.median('send_cpu_us'), '.1f', 9)}"
+            f"{_cell(s.median('worker_cpu_us'), '.1f', 9)}{_cell(s.median('load'), '.2f', 6)}"
         )
     for note in notes:
         print(f"   note: {note}")
@@ -1061,7 +1092,16 @@ def main(argv: list[str] | None = None) -> int:
                     "note": s.note,
                     "median": {
                         name: s.median(name)
-                        for name in ("publish", "end_to_end", "consume", "p50_ms", "p99_ms")
+                        for name in (
+                            "publish",
+                            "end_to_end",
+                            "consume",
+                            "p50_ms",
+                            "p99_ms",
+                            "send_cpu_us",
+                            "worker_cpu_us",
+                            "load",
+                        )
                     },
                     "end_to_end_vs_floor": floor_ratio(
                         [t for t in all_scenarios if t.workers == s.workers], s

@@ -60,13 +60,16 @@ def test_quick_run_reports_every_scenario(tmp_path: Path, redis_url: str) -> Non
     assert sep, proc.stdout
     for workers in WORKERS:
         # A table per worker count, with a row of figures for every scenario: the
-        # events, three rates, two latencies and the ratios to the redis-py floor.
+        # events, three rates, two latencies, the ratios to the redis-py floor, the
+        # CPU per event of the sender and of the workers, and the load average.
         title = f"== {workers} worker{'s' if workers > 1 else ''}: "
         table = head.partition(title)[2].partition("\n== ")[0]
         assert table, f"no table for {workers} worker(s):\n{head}"
         for scenario in SCENARIOS.values():
             cells = "".join(rf"\s+{NUMBER}" for _ in range(5))
-            pattern = rf"^\s+{re.escape(scenario)}\s+{EVENTS}{cells}\s+{NUMBER}x\s+{NUMBER}x$"
+            ratios = rf"\s+{NUMBER}x\s+{NUMBER}x"
+            sending = rf"\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}"  # CPU per event sent, run; load
+            pattern = rf"^\s+{re.escape(scenario)}\s+{EVENTS}{cells}{ratios}{sending}$"
             assert re.search(pattern, table, re.MULTILINE), f"no row for {scenario!r}:\n{table}"
     for mode in ("one", "batch", "threads"):
         scenario = SCENARIOS["tocsin", mode]
@@ -82,8 +85,10 @@ def test_quick_run_reports_every_scenario(tmp_path: Path, redis_url: str) -> Non
     for scenario in data["scenarios"]:
         assert scenario["events"] == EVENTS
         assert len(scenario["rounds"]) == data["config"]["rounds"]
-        for figure in ("publish", "end_to_end", "consume", "p50_ms", "p99_ms"):
+        for figure in ("publish", "end_to_end", "consume", "p50_ms", "p99_ms", "send_cpu_us"):
             assert scenario["median"][figure] > 0, (scenario["title"], figure)
+        assert scenario["median"]["worker_cpu_us"] >= 0
+        assert scenario["median"]["load"] >= 0
         if scenario["system"] == "redis-py":
             assert scenario["end_to_end_vs_floor"] == pytest.approx(1.0)
             assert scenario["publish_vs_floor"] == pytest.approx(1.0)

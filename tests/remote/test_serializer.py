@@ -268,12 +268,22 @@ def test_self_referencing_values_are_refused() -> None:
             "not valid",
         ),
         (b"\xff\xfe", "not valid JSON"),
+        (b'{"v": 1} x', "not valid JSON: Extra data"),
+        (b'{"v": 1}{"v": 2}', "not valid JSON: Extra data"),
+        (b'{"v": ', "not valid JSON"),
+        (b"", "not valid JSON"),
     ],
 )
 def test_unreadable_payloads_raise(data: bytes, match: str) -> None:
     """Bad payloads raise SerializationError, never a wrong value, and import nothing."""
     with pytest.raises(SerializationError, match=match):
         registered().loads(data)
+
+
+def test_whitespace_around_the_object_is_json_too() -> None:
+    """Payloads with whitespace around the object read as json.loads() reads them."""
+    for data in (b' {"v": [1]}', b'{"v": [1]}\n', b'\t{"v": [1]} '):
+        assert JSONSerializer().loads(data) == {"v": [1]}
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:

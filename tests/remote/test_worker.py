@@ -416,26 +416,26 @@ def test_the_async_worker_awaits_async_receivers() -> None:
 worker: AsyncWorker
 
 
-class AckFailsOnce(MemoryTransport):
-    """A memory transport whose broker goes away at the first acknowledgement."""
+class MarkDoneFailsOnce(MemoryTransport):
+    """A memory transport whose broker goes away the first time an event is marked done."""
 
     def __init__(self) -> None:
         super().__init__()
         self.failed = False
 
-    def ack(self, stream: str, group: str, ids: Any) -> int:
+    def mark_done(self, stream: str, group: str, event_id: str, ttl: float) -> None:
         if not self.failed:
             self.failed = True
             raise TransportError("connection lost")
-        return super().ack(stream, group, ids)
+        super().mark_done(stream, group, event_id, ttl)
 
 
 def test_events_in_hand_during_an_outage_are_taken_again_at_once() -> None:
     """An event handled but not acknowledged when the broker went away runs again as soon as
     the broker is back, without waiting for claim_after."""
-    broker = AckFailsOnce()
+    broker = MarkDoneFailsOnce()
     remote = Remote(broker, stream=STREAM)
-    remote.publish(job_done)
+    remote.publish(job_done, dedupe=60)  # the broker fails after the receivers, in hand
     deliveries: list[int] = []
     worker = fast_worker(remote, claim_after=60.0)
 
@@ -457,6 +457,163 @@ def test_events_in_hand_during_an_outage_are_taken_again_at_once() -> None:
     assert deliveries == [1, 2]  # at least once: it ran again, as a counted redelivery
     assert time.monotonic() - started < 5
     assert broker.failed
+
+
+class CountingBroker(MemoryTransport):
+    """A memory transport that counts round trips of acknowledgements, and can fail
+    the next read after acknowledging (*then* "ack") or before (*then* "read")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acks = 0  # ack() calls: a round trip each
+        self.acks_with_reads = 0  # reads that acknowledged too
+        self.fail: str | None = None
+
+    def ack(self, stream: str, group: str, ids: Any) -> int:
+        self.acks += 1
+        return super().ack(stream, group, ids)
+
+    def _ack_and_consume(self, *args: Any) -> Any:
+        stream, group, _, ids, *_ = args
+        fail, self.fail = self.fail, None
+        if fail == "read":
+            raise TransportError("connection lost before the XACK")
+        self.acks_with_reads += 1
+        acknowledged = self._ack(stream, group, ids)
+        if fail == "ack":
+            raise TransportError(f"connection lost after the XACK ({acknowledged} acknowledged)")
+        return self._consume(*args[:3], *args[4:])
+
+
+def run_until(worker: Worker, done: Any) -> None:
+    """Run *worker* in this thread until done() is true (checked by a receiver)."""
+    timer = threading.Timer(5.0, worker.stop)  # a test that fails does not hang
+    timer.start()
+    try:
+        worker.run(handle_signals=False)
+    finally:
+        timer.cancel()
+    assert done(), f"stopped by the timer; stats: {worker.stats}"
+
+
+def test_run_acknowledges_each_batch_with_the_next_read() -> None:
+    """In run(), a batch's acknowledgement travels with the next read: one round trip
+    less per batch; the last batch is acknowledged alone when the worker stops."""
+    broker = CountingBroker()
+    remote = Remote(broker, stream=STREAM)
+    remote.publish(job_done)
+    seen: list[int] = []
+    worker = fast_worker(remote, batch=2)
+
+    def record(**kwargs: Any) -> None:
+        seen.append(kwargs["job"])
+        # Every event is handled; stop after the last batch was read.
+        if len(seen) == 6:
+            worker.stop()
+
+    job_done.connect(record)
+    try:
+        for job in range(6):
+            enqueue(remote, job=job)
+        run_until(worker, lambda: len(seen) == 6)
+    finally:
+        job_done.receivers = []
+    assert seen == [0, 1, 2, 3, 4, 5]
+    assert (broker.acks_with_reads, broker.acks) == (2, 1)  # batches 1 and 2, then 3 alone
+    assert broker.pending(STREAM, "tocsin").count == 0
+    assert worker.stats.handled == 6
+
+
+@pytest.mark.parametrize("failure", ["ack", "read"])
+def test_a_failed_read_loses_neither_acknowledgements_nor_events(failure: str) -> None:
+    """When the read that carries a batch's acknowledgement fails, after the XACK
+    went through or before, the acknowledgement goes again with the next read: no
+    event runs twice, none is lost, and none stays pending."""
+    broker = CountingBroker()
+    remote = Remote(broker, stream=STREAM)
+    remote.publish(job_done)
+    seen: list[int] = []
+    worker = fast_worker(remote, batch=2)
+
+    def record(**kwargs: Any) -> None:
+        seen.append(kwargs["job"])
+        if len(seen) == 2:
+            broker.fail = failure  # the read after this batch fails
+        if len(seen) == 4:
+            worker.stop()
+
+    job_done.connect(record)
+    try:
+        for job in range(4):
+            enqueue(remote, job=job)
+        run_until(worker, lambda: len(seen) == 4)
+    finally:
+        job_done.receivers = []
+    assert seen == [0, 1, 2, 3]  # each once: the first batch was not run again
+    assert worker.stats.handled == 4
+    assert broker.pending(STREAM, "tocsin").count == 0
+
+
+def test_acknowledgements_that_fail_when_run_stops_leave_the_events_pending(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """If the last acknowledgement fails as run() stops, the events stay pending
+    (to run again once taken over: at least once), and the worker says so."""
+    broker = CountingBroker()
+    remote = Remote(broker, stream=STREAM)
+    remote.publish(job_done)
+    worker = fast_worker(remote)
+
+    def stop(**kwargs: Any) -> None:
+        worker.stop()
+        broker.close()  # every call fails from now on
+
+    job_done.connect(stop)
+    try:
+        enqueue(remote, job=1)
+        worker.run(handle_signals=False)
+    finally:
+        job_done.receivers = []
+    assert worker.stats.handled == 0
+    assert "1 handled event(s) not acknowledged" in caplog.text
+
+
+class CancelledAtRead(AsyncMemoryTransport):
+    """An async memory transport whose task is cancelled at the first read that
+    carries acknowledgements, before it acknowledges anything."""
+
+    async def _ack_and_consume(self, *args: Any) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)  # raises CancelledError
+        raise AssertionError("not cancelled")
+
+
+def test_an_async_worker_cancelled_acknowledges_what_it_handled() -> None:
+    """Cancelling AsyncWorker.run() before the read that carries the last batch's
+    acknowledgement still acknowledges the events handled: they do not run again."""
+    seen: list[int] = []
+
+    async def main() -> None:
+        async with CancelledAtRead() as transport:
+            remote = Remote(transport, stream=STREAM)
+            remote.publish(job_done)
+            job_done.connect(lambda **kwargs: seen.append(kwargs["job"]), weak=False)
+            for job in range(3):
+                _, payload = remote.encode(f"{__name__}.job_done", None, None, {"job": job})
+                await transport.publish(STREAM, payload)
+            worker = AsyncWorker(remote, block=0.01)
+            with pytest.raises(asyncio.CancelledError):
+                await worker.run(handle_signals=False)
+            assert (await transport.pending(STREAM, "tocsin")).count == 0
+            assert worker.stats.handled == 3
+
+    try:
+        asyncio.run(main())
+    finally:
+        job_done.receivers = []
+    assert seen == [0, 1, 2]
 
 
 def test_the_worker_trims_what_every_group_acknowledged(

@@ -664,16 +664,18 @@ class Remote:
             raise SerializationError(f"unknown receiver {target!r}: not registered here.")
         if target is None and name not in self._signals:
             raise SerializationError(f"unknown signal {name!r}: not published here.")
+        # Positional: a worker makes one per event (id, signal, sender, kwargs,
+        # time, receiver, message_id, deliveries, context).
         return Event(
-            id=envelope["id"],
-            signal=name,
-            sender=envelope["sender"],
-            kwargs=envelope["kwargs"],
-            time=float(envelope["time"]),
-            receiver=target,
-            message_id=message_id,
-            deliveries=deliveries,
-            context=envelope.get("context") or {},
+            envelope["id"],
+            name,
+            envelope["sender"],
+            envelope["kwargs"],
+            float(envelope["time"]),
+            target,
+            message_id,
+            deliveries,
+            envelope.get("context") or {},
         )
 
     # -- handling (in a worker) ----------------------------------------------

@@ -93,6 +93,8 @@ class JSONSerializer:
         self._json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
         # Tags are read back bottom-up, as the parser builds each object.
         self._json_decoder = json.JSONDecoder(object_hook=self._untag)
+        # Its parser (C), which loads() calls without json's wrappers; not in typeshed.
+        self._scan: Callable[[str, int], tuple[Any, int]] = self._json_decoder.scan_once  # type: ignore[attr-defined]
         for type_, tag, encode, decode in _BUILT_IN:
             self.register(type_, tag=tag, encode=encode, decode=decode)
         # A namedtuple would come back as a plain tuple: refuse it unless registered.
@@ -265,9 +267,16 @@ class JSONSerializer:
             raise SerializationError(f"the payload is not valid JSON: {error}") from None
         _check_depth(text, self.max_depth)
         try:
-            value = self._json_decoder.decode(text)
-        except (ValueError, RecursionError) as error:
-            raise SerializationError(f"the payload is not valid JSON: {error}") from None
+            # The parser itself, without json's wrappers (two regex matches for
+            # the whitespace around the value, which published events have none of).
+            value, end = self._scan(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            end = -1
+        if end != len(text):  # whitespace, more after the value, or not JSON: json says which
+            try:
+                value = self._json_decoder.decode(text)
+            except (ValueError, RecursionError) as error:
+                raise SerializationError(f"the payload is not valid JSON: {error}") from None
         if not isinstance(value, dict):
             raise SerializationError(f"the payload holds a {type(value).__name__}, not an object.")
         return value

@@ -289,6 +289,10 @@ class _Base:
         self._started = False
         self._outage = 0  # consecutive rounds the broker failed
         self._in_hand: list[str] = []  # ids of the batch being handled, until acknowledged
+        # In run(): ids of events whose receivers all succeeded, acknowledged with
+        # the next read (one round trip for both), or before anything else is done.
+        self._owed: list[str] = []
+        self._ack_later = False  # whether to owe acknowledgements (in run())
 
     def __repr__(self) -> str:
         return (
@@ -334,6 +338,16 @@ class _Base:
         log("Worker %s: broker unavailable (%s); retrying in %.3g s", self.consumer, error, wait)
         return wait
 
+    def _unsettled(self, error: TransportError) -> None:
+        """The acknowledgements owed when run() stopped could not be sent."""
+        logger.warning(
+            "Worker %s: %d handled event(s) not acknowledged (%s); they stay pending, "
+            "and run again once taken over (after claim_after)",
+            self.consumer,
+            len(self._owed),
+            error,
+        )
+
     def delay(self, deliveries: int) -> float:
         """Seconds to wait before retrying an event that failed on this delivery:
         random, between 0 and :meth:`max_delay`."""
@@ -361,7 +375,13 @@ class _Base:
     def _round(self) -> _Plan:
         """One round of :meth:`Worker.run_once` (and of the async one): take over
         stale events, retry due ones, relay the outbox, trim, then read and
-        handle one batch. Returns the events handled."""
+        handle one batch. Returns the events handled.
+
+        In ``run()`` (``_ack_later``), the events of a batch that succeeded are
+        acknowledged with the next round's read, in the same round trip, or
+        alone (:meth:`_settle`) before that round does anything else with the
+        stream, and when ``run()`` stops.
+        """
         where = (self.stream, self.group)
         if not self._started:
             # Joined at once, so that `tocsin status` lists a worker still waiting.
@@ -369,6 +389,7 @@ class _Base:
             self._started = True
         done = 0
         if self._claim_due():
+            yield from self._settle()  # not to take over events of our own
             claimed = yield _Call(
                 "claim_stale",
                 (*where, self.consumer),
@@ -377,6 +398,7 @@ class _Base:
             self.stats.claimed += len(claimed)
             done += yield from self._isolated(claimed)
         for message_id, delay in self._due_retries():
+            yield from self._settle()
             message = yield _Call(
                 "redeliver", (*where, self.consumer, message_id), {"min_idle": delay}
             )
@@ -388,11 +410,27 @@ class _Base:
         if self._trim_due():
             self._trimmed((yield _Call("trim_acknowledged", (self.stream,))))
         if self._stopping.is_set():
+            yield from self._settle()
             return done
+        owed = self._owed
         messages = yield _Call(
-            "consume", (*where, self.consumer), {"count": self.batch, "block": self._wait()}
+            "consume",
+            (*where, self.consumer),
+            {"count": self.batch, "block": self._wait(), "ack": owed},
         )
+        # Only now: if the read failed, the acknowledgements may not have been
+        # made, and go with the next one (acknowledging twice is harmless).
+        self._owed = []
+        self.stats.handled += len(owed)
         return done + (yield from self._batch(messages))
+
+    def _settle(self) -> _Plan:
+        """Acknowledge the events owed since the last read, alone."""
+        if self._owed:
+            yield _Call("ack", (self.stream, self.group, self._owed))
+            self.stats.handled += len(self._owed)
+            self._owed = []
+        return 0
 
     def _batch(self, messages: list[Message]) -> _Plan:
         """Run *messages*, then acknowledge (in one call) those whose receivers
@@ -463,6 +501,9 @@ class _Base:
         return 0
 
     def _acknowledge(self, ids: list[str], recorded: list[str]) -> _Plan:
+        if self._ack_later and not recorded:
+            self._owed += ids  # with the next read
+            return 0
         if ids:
             yield _Call("ack", (self.stream, self.group, ids))
             self.stats.handled += len(ids)
@@ -606,19 +647,30 @@ class Worker(_Base):
         worker goes on when the broker answers.
         """
         with self._stop_signals(handle_signals):
-            while not self._stopping.is_set():
-                try:
-                    self.run_once()
-                except TransportError as error:
-                    self._stopping.wait(self._broker_down(error))
-                else:
-                    self._outage = 0
+            self._ack_later = True
+            try:
+                while not self._stopping.is_set():
+                    try:
+                        self.run_once()
+                    except TransportError as error:
+                        self._stopping.wait(self._broker_down(error))
+                    else:
+                        self._outage = 0
+            finally:
+                self._ack_later = False
+            try:
+                self._play(self._settle())
+            except TransportError as error:
+                self._unsettled(error)
         logger.info("Worker %s stopped: %s", self.consumer, self.stats)
 
     def run_once(self) -> int:
         """One round: take over stale events, retry due ones, relay the
-        outbox, then read and handle one batch. Returns the events handled."""
-        plan = self._round()
+        outbox, then read and handle one batch. Returns the events handled
+        (acknowledged before it returns, unless called by :meth:`run`)."""
+        return self._play(self._round())
+
+    def _play(self, plan: _Plan) -> int:
         result: Any = None
         try:
             while True:
@@ -706,21 +758,39 @@ class AsyncWorker(_Base):
         loop = asyncio.get_running_loop()
         installed = self._install_signals(loop) if handle_signals else []
         try:
-            while not self._stopping.is_set():
-                try:
-                    await self.run_once()
-                except TransportError as error:
-                    await asyncio.sleep(self._broker_down(error))
-                else:
-                    self._outage = 0
+            self._ack_later = True
+            try:
+                while not self._stopping.is_set():
+                    try:
+                        await self.run_once()
+                    except TransportError as error:
+                        await asyncio.sleep(self._broker_down(error))
+                    else:
+                        self._outage = 0
+            except asyncio.CancelledError:
+                # Cancelling the task is a way to stop: the events handled are
+                # acknowledged first, not left to run again elsewhere.
+                await self._settle_owed()
+                raise
+            finally:
+                self._ack_later = False
+            await self._settle_owed()
         finally:
             for number in installed:
                 loop.remove_signal_handler(number)
         logger.info("Worker %s stopped: %s", self.consumer, self.stats)
 
+    async def _settle_owed(self) -> None:
+        try:
+            await self._play(self._settle())
+        except TransportError as error:
+            self._unsettled(error)
+
     async def run_once(self) -> int:
         """One round, as :meth:`Worker.run_once`."""
-        plan = self._round()
+        return await self._play(self._round())
+
+    async def _play(self, plan: _Plan) -> int:
         result: Any = None
         try:
             while True:

@@ -195,6 +195,30 @@ def test_ack_counts_only_pending_messages(transport: Transport, stream: str) -> 
     assert transport.pending(stream, GROUP).count == 0
 
 
+def test_consume_acknowledges_first_what_it_is_given(transport: Transport, stream: str) -> None:
+    """consume(ack=ids) acknowledges those ids, then reads as consume() does."""
+    ids = transport.publish_many(stream, [b"a", b"b", b"c", b"d"])
+    transport.ensure_group(stream, GROUP)
+    transport.consume(stream, GROUP, "c1", count=2)
+    messages = transport.consume(stream, GROUP, "c1", count=2, ack=ids[:2])
+    assert [m.id for m in messages] == ids[2:]
+    assert transport.pending(stream, GROUP) == Pending(2, ids[2], ids[3], {"c1": 2})
+    # Acknowledging again, with nothing left to read, is harmless.
+    assert transport.consume(stream, GROUP, "c1", ack=ids) == []
+    assert transport.pending(stream, GROUP).count == 0
+
+
+def test_consume_acknowledges_even_when_it_waits_for_messages(
+    transport: Transport, stream: str
+) -> None:
+    """The acknowledgement is not held back while consume(block=...) waits."""
+    [id] = transport.publish_many(stream, [b"a"])
+    transport.ensure_group(stream, GROUP)
+    transport.consume(stream, GROUP, "c1")
+    assert transport.consume(stream, GROUP, "c1", block=0.05, ack=[id]) == []
+    assert transport.pending(stream, GROUP).count == 0
+
+
 def test_pending_summarizes_what_the_group_holds(transport: Transport, stream: str) -> None:
     """pending() counts the unacknowledged messages, with the oldest, newest, and per consumer."""
     ids = transport.publish_many(stream, [b"a", b"b", b"c", b"d"])
@@ -501,6 +525,14 @@ BAD_CALLS: list[tuple[str, Callable[[Transport, str], Any], type[Exception]]] = 
     ("negative block", lambda t, s: t.consume(s, GROUP, "c", block=-1), ValueError),
     ("lone id", lambda t, s: t.ack(s, GROUP, "1-0"), TypeError),
     ("bad id", lambda t, s: t.ack(s, GROUP, ["one"]), ValueError),
+    (
+        "bad id to ack on reading",
+        lambda t, s: t.consume(s, GROUP, "c", ack=["1-0", "x"]),
+        ValueError,
+    ),
+    ("id with a newline", lambda t, s: t.ack(s, GROUP, ["1-0\n2-0"]), ValueError),
+    ("id past 64 bits", lambda t, s: t.ack(s, GROUP, ["18446744073709551616-0"]), ValueError),
+    ("lone id to ack on reading", lambda t, s: t.consume(s, GROUP, "c", ack="1-0"), TypeError),
     ("negative idle", lambda t, s: t.redeliver(s, GROUP, "c", "1-0", min_idle=-1), ValueError),
     ("bad redeliver id", lambda t, s: t.redeliver(s, GROUP, "c", "1-x"), ValueError),
     ("claim negative", lambda t, s: t.claim_stale(s, GROUP, "c", min_idle=-0.1), ValueError),
@@ -549,7 +581,9 @@ def test_async_publish_consume_ack(
             messages = await transport.consume(stream, GROUP, "c1")
             assert messages == [Message(ids[0], b"a", 1, {}), Message(ids[1], b"b", 1, {})]
             assert await transport.pending(stream, GROUP) == Pending(2, ids[0], ids[1], {"c1": 2})
-            assert await transport.ack(stream, GROUP, ids) == 2
+            assert await transport.ack(stream, GROUP, ids[:1]) == 1
+            assert await transport.consume(stream, GROUP, "c1", ack=ids) == []
+            assert await transport.pending(stream, GROUP) == Pending(0, None, None, {})
             assert await transport.length(stream) == 2
             assert await transport.delete(stream, ids[:1]) == 1
             assert [m.id for m in await transport.read(stream)] == ids[1:]

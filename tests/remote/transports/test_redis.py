@@ -172,6 +172,45 @@ def test_publish_reconnects_once_when_its_connection_was_dropped(
         assert [m.payload for m in transport.read(stream)] == [b"before", b"after"]
 
 
+def test_consume_sends_its_acknowledgement_in_the_same_round_trip(
+    client: redis.Redis, stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """consume(ack=ids) writes XACK and XREADGROUP at once, and reads both replies."""
+    from tocsin.remote.transports import redis as module
+
+    writes: list[list[bytes]] = []
+
+    def pipeline(connection: Any, commands: list[bytes]) -> list[Any]:
+        writes.append([command.split(b"\r\n")[2] for command in commands])
+        return original(connection, commands)
+
+    original = module._pipeline
+    with RedisStreamsTransport(client) as transport:
+        ids = transport.publish_many(stream, [b"a", b"b"])
+        transport.ensure_group(stream, GROUP)
+        assert [m.id for m in transport.consume(stream, GROUP, "c1", count=1)] == ids[:1]
+        monkeypatch.setattr(module, "_pipeline", pipeline)
+        assert [m.id for m in transport.consume(stream, GROUP, "c1", ack=ids[:1])] == ids[1:]
+    assert writes == [[b"XACK", b"XREADGROUP"]]
+    assert client.xpending(stream, GROUP)["pending"] == 1
+
+
+def test_a_refused_read_after_an_acknowledgement_keeps_the_connection_in_step(
+    client: redis.Redis, stream: str
+) -> None:
+    """If Redis refuses the read, consume(ack=...) raises TransportError, and the
+    connection stays in step for the next command."""
+    with RedisStreamsTransport(client) as transport:
+        [id] = transport.publish_many(stream, [b"a"])
+        transport.ensure_group(stream, GROUP)
+        transport.consume(stream, GROUP, "c1")
+        with pytest.raises(TransportError, match=r"XACK\+XREADGROUP.*NOGROUP"):
+            transport.consume(stream, "no-such-group", "c1", ack=[id])
+        assert [m.id for m in transport.consume(stream, GROUP, "c2")] == []
+        assert transport.consume(stream, GROUP, "c1", ack=[id]) == []
+        assert transport.pending(stream, GROUP).count == 0
+
+
 def test_refused_commands_name_their_stream(client: redis.Redis, stream: str) -> None:
     """A command Redis refuses (a stream key holding a string) is a TransportError."""
     client.set(stream, "not a stream")

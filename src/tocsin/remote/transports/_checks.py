@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 _Id = tuple[int, int]
 
 _ID_PATTERN = re.compile(r"(\d+)(?:-(\d+))?", re.ASCII)
+# Ids one per line, each part of at most 19 digits (below 2**64, so no range check):
+# every id Redis gives out, checked in one match rather than one per id.
+_IDS_PATTERN = re.compile(r"(?:\d{1,19}(?:-\d{1,19})?\n)*", re.ASCII)
 _MAX_ID_PART = 2**64 - 1  # Redis stores both parts as unsigned 64-bit integers
 
 
@@ -69,6 +72,21 @@ def _check_ids(ids: Sequence[str]) -> list[_Id]:
     return [_parse_id(id) for id in ids]
 
 
+def _check_ids_fast(ids: Sequence[str]) -> None:
+    """:func:`_check_ids` without the parsed ids: one match for a batch of
+    well-formed ids (a worker acknowledges a hundred at a time), else the same
+    errors as :func:`_check_ids`."""
+    if isinstance(ids, list | tuple) and ids:
+        try:
+            text = "\n".join(ids)
+        except TypeError:  # not all str: let the slow path name the culprit
+            text = ""
+        # As many lines as ids: an id with a newline inside would pass as two.
+        if text.count("\n") == len(ids) - 1 and _IDS_PATTERN.fullmatch(text + "\n"):
+            return
+    _check_ids(ids)
+
+
 def _parse_id(text: str) -> _Id:
     """``"1718000000000-3"`` as ``(1718000000000, 3)``; ``"1718000000000"`` means ``-0``."""
     match = _ID_PATTERN.fullmatch(text) if isinstance(text, str) else None
@@ -108,7 +126,7 @@ def _next_id(key: _Id) -> _Id:
 # -- the checks of each public method (base.Transport and base.AsyncTransport) --
 
 names = _check_names
-ids = _check_ids
+ids = _check_ids_fast
 
 
 def publish(stream: str, payload: bytes) -> None:
@@ -122,10 +140,13 @@ def publish_many(stream: str, payloads: Sequence[bytes]) -> None:
         _check_payload(payload)
 
 
-def consume(stream: str, group: str, consumer: str, count: int, block: float | None) -> None:
+def consume(
+    stream: str, group: str, consumer: str, count: int, block: float | None, ack: Sequence[str]
+) -> None:
     _check_names(stream=stream, group=group, consumer=consumer)
     _check_count(count)
     _check_block(block)
+    _check_ids_fast(ack)
 
 
 def redeliver(stream: str, group: str, consumer: str, id: str, min_idle: float) -> None:

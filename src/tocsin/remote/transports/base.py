@@ -184,16 +184,24 @@ class Transport(abc.ABC):
         *,
         count: int = 100,
         block: float | None = None,
+        ack: Sequence[str] = (),
     ) -> list[Message]:
         """Up to *count* messages the group has not delivered to anyone yet,
         oldest first, now pending for *consumer*.
 
         :param block: wait up to this many seconds (> 0) for a message when
             there is none; ``None`` returns at once.
+        :param ack: ids to acknowledge first, as :meth:`ack` does, in the same
+            round trip where the broker allows (Redis: ``XACK`` pipelined before
+            ``XREADGROUP``): a worker acknowledges a batch as it asks for the
+            next. If the call raises, they may or may not be acknowledged;
+            acknowledging them again is harmless.
         The group must exist (:meth:`ensure_group`); if it does not,
         ``TransportError`` is raised.
         """
-        check.consume(stream, group, consumer, count, block)
+        check.consume(stream, group, consumer, count, block, ack)
+        if ack:
+            return self._ack_and_consume(stream, group, consumer, ack, count, block)
         return self._consume(stream, group, consumer, count, block)
 
     def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
@@ -334,6 +342,20 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def _ack(self, stream: str, group: str, ids: Sequence[str]) -> int: ...
 
+    def _ack_and_consume(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        ids: Sequence[str],
+        count: int,
+        block: float | None,
+    ) -> list[Message]:
+        """:meth:`consume` with *ids* to acknowledge first: :meth:`_ack`, then
+        :meth:`_consume`. Override it to send both in one round trip."""
+        self._ack(stream, group, ids)
+        return self._consume(stream, group, consumer, count, block)
+
     @abc.abstractmethod
     def _redeliver(
         self, stream: str, group: str, consumer: str, id: str, min_idle: float
@@ -423,8 +445,11 @@ class AsyncTransport(abc.ABC):
         *,
         count: int = 100,
         block: float | None = None,
+        ack: Sequence[str] = (),
     ) -> list[Message]:
-        check.consume(stream, group, consumer, count, block)
+        check.consume(stream, group, consumer, count, block, ack)
+        if ack:
+            return await self._ack_and_consume(stream, group, consumer, ack, count, block)
         return await self._consume(stream, group, consumer, count, block)
 
     async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
@@ -526,6 +551,19 @@ class AsyncTransport(abc.ABC):
 
     @abc.abstractmethod
     async def _ack(self, stream: str, group: str, ids: Sequence[str]) -> int: ...
+
+    async def _ack_and_consume(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        ids: Sequence[str],
+        count: int,
+        block: float | None,
+    ) -> list[Message]:
+        """:meth:`Transport._ack_and_consume`, awaited."""
+        await self._ack(stream, group, ids)
+        return await self._consume(stream, group, consumer, count, block)
 
     @abc.abstractmethod
     async def _redeliver(

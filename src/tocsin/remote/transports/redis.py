@@ -14,7 +14,7 @@ Each method is one Redis command, or a few sent in one round trip:
 ``publish``        ``XADD stream * event <payload>``
 ``publish_many``   one ``XADD`` per payload, pipelined (both coalesced across threads)
 ``ensure_group``   ``XGROUP CREATE stream group 0 MKSTREAM`` (and ``CREATECONSUMER``)
-``consume``        ``XREADGROUP GROUP group consumer ... STREAMS stream >``
+``consume``        ``XREADGROUP GROUP group consumer ... STREAMS stream >`` (after an ``XACK``)
 ``ack``            ``XACK``
 ``redeliver``      ``XCLAIM``, then ``XPENDING`` for its delivery count, in ``MULTI``
 ``claim_stale``    ``XAUTOCLAIM`` until *count*, then ``XPENDING`` per message
@@ -158,13 +158,43 @@ class _Commands:
             yield _one("xgroup_createconsumer", stream, group, consumer)
 
     def consume(
-        self, stream: str, group: str, consumer: str, count: int, block: float | None
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        count: int,
+        block: float | None,
+        ack: Sequence[str] = (),
     ) -> _Plan[list[Message]]:
         block_ms = None if block is None else _milliseconds(block)
-        [reply] = yield _one(
-            "xreadgroup", group, consumer, {stream: ">"}, count=count, block=block_ms
+        read = _Call(
+            "xreadgroup", (group, consumer, {stream: ">"}), {"count": count, "block": block_ms}
         )
+        if not ack:
+            [reply] = yield _Round((read,))
+        else:
+            # One round trip: Redis runs the XACK before XREADGROUP waits for messages.
+            _, reply = yield _Round((_Call("xack", (stream, group, *ack)), read))
         return [_message(entry, 1) for entry in _read_group_entries(reply)]
+
+    def read_group(
+        self,
+        stream: bytes,
+        group: bytes,
+        consumer: bytes,
+        count: int,
+        block: float | None,
+        ack: Sequence[bytes],
+    ) -> list[bytes]:
+        """:meth:`consume`'s commands in Redis' protocol, for the sync transport,
+        which sends them on a connection of its own: ``XACK`` of *ack* (if any),
+        then ``XREADGROUP``; :func:`_raw_messages` reads the last reply."""
+        commands = [_pack(b"XACK", stream, group, *ack)] if ack else []
+        args = [b"XREADGROUP", b"GROUP", group, consumer, b"COUNT", b"%d" % count]
+        if block is not None:
+            args += [b"BLOCK", b"%d" % _milliseconds(block)]
+        commands.append(_pack(*args, b"STREAMS", stream, b">"))
+        return commands
 
     def ack(self, stream: str, group: str, ids: Sequence[str]) -> _Plan[int]:
         if not ids:
@@ -353,8 +383,48 @@ class RedisStreamsTransport(Transport):
     def _consume(
         self, stream: str, group: str, consumer: str, count: int, block: float | None
     ) -> list[Message]:
-        plan = self._commands.consume(stream, group, consumer, count, block)
-        return self._run("XREADGROUP", stream, plan)
+        return self._read_group(stream, group, consumer, (), count, block)
+
+    def _ack_and_consume(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        ids: Sequence[str],
+        count: int,
+        block: float | None,
+    ) -> list[Message]:
+        return self._read_group(stream, group, consumer, ids, count, block)
+
+    def _read_group(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        ids: Sequence[str],
+        count: int,
+        block: float | None,
+    ) -> list[Message]:
+        """XACK *ids* (if any) and XREADGROUP, in one round trip on a connection
+        of the pool. A worker's hot path: as for publish(), going round redis-py's
+        command layer (and its parsing of each entry into a dict) halves its cost."""
+        self._check_open()
+        key = self._key
+        commands = self._commands.read_group(
+            key(stream), key(group), key(consumer), count, block, [id.encode() for id in ids]
+        )
+        what = "XACK+XREADGROUP" if ids else "XREADGROUP"
+        pool = self._client.connection_pool
+        with _translate_errors(what, stream):
+            connection = pool.get_connection()
+            try:
+                replies = _pipeline(connection, commands)
+            finally:
+                pool.release(connection)
+        for reply in replies:
+            if isinstance(reply, redis.RedisError):
+                raise _transport_error(what, stream, reply) from reply
+        return _raw_messages(replies[-1])
 
     def _ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
         return self._run("XACK", stream, self._commands.ack(stream, group, ids))
@@ -590,6 +660,18 @@ class AsyncRedisStreamsTransport(AsyncTransport):
 
     async def _ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
         return await self._run("XACK", stream, self._commands.ack(stream, group, ids))
+
+    async def _ack_and_consume(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        ids: Sequence[str],
+        count: int,
+        block: float | None,
+    ) -> list[Message]:
+        plan = self._commands.consume(stream, group, consumer, count, block, ids)
+        return await self._run("XACK+XREADGROUP", stream, plan)
 
     async def _redeliver(
         self, stream: str, group: str, consumer: str, id: str, min_idle: float
@@ -852,6 +934,28 @@ def _message(entry: Any, deliveries: int) -> Message:
         if name != _EVENT
     }
     return Message(id.decode(), fields.get(_EVENT, b""), deliveries, headers)
+
+
+def _pack(*args: bytes) -> bytes:
+    """A command in Redis' protocol (RESP)."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
+
+
+def _raw_messages(reply: Any) -> list[Message]:
+    """XREADGROUP's messages from its reply as the connection parses it, without
+    redis-py's response callbacks: ``[[stream, entries]]`` (RESP2), ``{stream:
+    entries}`` (RESP3), or nil when none came; each entry ``[id, [field, value, ...]]``."""
+    if not reply:
+        return []
+    [entries] = reply.values() if isinstance(reply, dict) else [reply[0][1]]
+    messages = []
+    for id, fields in entries:
+        if fields and len(fields) == 2 and fields[0] == _EVENT:  # a published event alone
+            messages.append(Message(id.decode(), fields[1], 1, {}))
+        else:
+            pairs = dict(zip(fields[::2], fields[1::2], strict=True)) if fields else {}
+            messages.append(_message((id, pairs), 1))
+    return messages
 
 
 def _read_group_entries(reply: Any) -> list[Any]:
