@@ -22,6 +22,7 @@ import gc
 import importlib
 import io
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -62,6 +63,7 @@ SCENARIO_IDS = (
     "bytes-per-receiver",
     "bytes-per-cycle",
     "asend-concurrency",
+    "import",
 )
 
 
@@ -297,6 +299,7 @@ class Impl:
 
     name = ""
     version = ""
+    import_name = ""  # what ``import`` loads (the import scenario)
 
     def new_signal(self) -> Any:
         raise NotImplementedError
@@ -318,6 +321,7 @@ class TocsinImpl(Impl):
     def __init__(self, module: Any, name: str = "tocsin") -> None:
         self.module = module
         self.name = name
+        self.import_name = module.__name__
         self.version = f"{module.__version__} ({Path(module.__file__).parent})"
 
     def new_signal(self) -> Any:
@@ -329,6 +333,7 @@ class DjangoImpl(Impl):
         self.module = module
         self.use_caching = use_caching
         self.name = "django(use_caching)" if use_caching else "django"
+        self.import_name = "django.dispatch"
         self.version = django.get_version()
 
     def new_signal(self) -> Any:
@@ -341,6 +346,7 @@ class BlinkerImpl(Impl):
     def __init__(self, module: Any) -> None:
         self.module = module
         self.name = "blinker"
+        self.import_name = "blinker"
         self.version = metadata.version("blinker")
 
     def new_signal(self) -> Any:
@@ -359,6 +365,7 @@ class PsygnalImpl(Impl):
     def __init__(self, module: Any) -> None:
         self.module = module
         self.name = "psygnal"
+        self.import_name = "psygnal"
         compiled = "compiled" if getattr(module, "_compiled", False) else "pure Python"
         self.version = f"{module.__version__} ({compiled})"
 
@@ -793,8 +800,39 @@ def build(sid: str, impls: list[Impl], cfg: Config) -> Scenario:
         "bytes-per-receiver": scenario_bytes_per_receiver,
         "bytes-per-cycle": scenario_bytes_per_cycle,
         "asend-concurrency": scenario_concurrency,
+        "import": scenario_import,
     }
     return builders[sid](impls, cfg)
+
+
+def import_ms(module: str, pythonpath: str | None, repeats: int) -> float:
+    """Milliseconds ``import module`` adds to a fresh interpreter's start (the fastest
+    of *repeats* runs, minus the fastest start without it). Bytecode is written and
+    used, as in an installed package: the first run compiles, the fastest does not."""
+    env = {**os.environ, "PYTHONPATH": pythonpath or ""}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+
+    def fastest(code: str) -> float:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], env=env, check=True)
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    return (fastest(f"import {module}") - fastest("pass")) * 1000
+
+
+def scenario_import(impls: list[Impl], cfg: Config) -> Scenario:
+    scenario = Scenario("import", "import, in a fresh interpreter", "ms", "blinker")
+    repeats = cfg.repeats * 3
+    for impl in impls:
+        # tocsin at another git ref lives in a folder of its own (see load_tocsin_at).
+        folder = None
+        if isinstance(impl, TocsinImpl) and impl.name != "tocsin":
+            folder = str(Path(impl.module.__file__).parent.parent)
+        scenario.results[impl.name] = Result(import_ms(impl.import_name, folder, repeats))
+    return scenario
 
 
 # -- reporting ---------------------------------------------------------------------------
@@ -821,6 +859,7 @@ TARGETS = (
     Target("bytes-per-receiver", 150.0, relative=False, unit="B"),
     Target("bytes-per-cycle", 0.0, relative=False, unit="B"),
     Target("asend-concurrency", 2 * SLEEP * 1000, relative=False, unit="ms"),
+    Target("import", 1.50, relative=True),
 )
 
 

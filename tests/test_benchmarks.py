@@ -29,6 +29,7 @@ SCENARIOS = (
     "bytes-per-receiver",
     "bytes-per-cycle",
     "asend-concurrency",
+    "import",
 )
 
 
@@ -53,8 +54,9 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
         row = re.search(rf"^\s+{re.escape(scenario)}\s+(.*)$", summary, re.MULTILINE)
         assert row is not None, f"no summary row for {scenario}:\n{summary}"
         # tocsin was measured, so every verdict is PASS or MISS, never n/a,
-        # except that a missing blinker leaves connect-disconnect without its baseline.
-        verdicts = ("PASS", "MISS", "n/a") if scenario == "connect-disconnect" else ("PASS", "MISS")
+        # except that a missing blinker leaves two scenarios without their baseline.
+        without_blinker = scenario in {"connect-disconnect", "import"}  # blinker is the baseline
+        verdicts = ("PASS", "MISS", "n/a") if without_blinker else ("PASS", "MISS")
         assert row.group(1).split()[-1] in verdicts, row.group(0)
 
     data = json.loads(out.read_text())
