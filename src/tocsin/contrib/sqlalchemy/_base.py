@@ -16,7 +16,7 @@ import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from sqlalchemy import util as sa_util
 from sqlalchemy.engine import Connection, Engine
@@ -86,17 +86,11 @@ def using_of(options: Options, bind: Engine | Connection) -> str:
     return name
 
 
-def receivers_of(signal: Signal, sender: object) -> Literal[True] | None:
-    """True when a send of *signal* from *sender* would do anything (a
-    receiver, or a hook such as tracing, which hears of every send), else
-    None: checked before building the arguments, which costs more than the
-    send itself."""
-    return True if signal.would_send(sender) else None
-
-
-def fire(signal: Signal, ready: Literal[True], sender: object, named: dict[str, Any]) -> None:
-    """Send *signal* once :func:`receivers_of` said it is *ready*; the
-    responses are not needed. Also works inside an ``AsyncSession``.
+def fire(signal: Signal, sender: object, named: dict[str, Any]) -> None:
+    """Send *signal*; the responses are not needed. Also works inside an
+    ``AsyncSession``. Callers on a hot path check ``signal.would_send(sender)``
+    first: building the arguments costs more than the send itself (a hook
+    such as tracing counts, as it hears of every send).
 
     An ``AsyncSession`` runs the ORM in a greenlet on the event loop's thread,
     where ``send()`` may not wait for async receivers (the loop is running);
@@ -110,9 +104,8 @@ def fire(signal: Signal, ready: Literal[True], sender: object, named: dict[str, 
 
 def send(signal: Signal, sender: object, **named: Any) -> None:
     """:func:`fire` for code that is not on a hot path."""
-    plan = receivers_of(signal, sender)
-    if plan is not None:
-        fire(signal, plan, sender, named)
+    if signal.would_send(sender):
+        fire(signal, sender, named)
 
 
 def awaiter() -> Callable[[Any], Any] | None:

@@ -39,7 +39,7 @@ from sqlalchemy.sql import FromClause
 
 from ... import signals
 from ...dispatcher import Signal
-from ._base import ENABLED, fire, options_for, receivers_of, send, using_of
+from ._base import ENABLED, fire, options_for, send, using_of
 from ._m2m import sides_of
 
 State = InstanceState[Any]
@@ -85,7 +85,7 @@ def _intermediate_tables(mapper: Mapper[Any], states: list[State]) -> list[FromC
     for rel, _reverse in sides_of(mapper):
         table = rel.secondary
         assert table is not None
-        heard = receivers_of(signals.pre_delete, table) or receivers_of(signals.post_delete, table)
+        heard = signals.pre_delete.would_send(table) or signals.post_delete.would_send(table)
         if heard and any(_has_rows(state, rel) for state in states):
             tables.append(table)
     return tables
@@ -340,8 +340,7 @@ def _using(session: Session, mapper: Mapper[Any]) -> str:
 def _listened(mapper: Mapper[Any]) -> bool:
     cls = mapper.class_
     return options_for(mapper) is not None and (
-        receivers_of(signals.pre_delete, cls) is not None
-        or receivers_of(signals.post_delete, cls) is not None
+        signals.pre_delete.would_send(cls) or signals.post_delete.would_send(cls)
     )
 
 
@@ -393,10 +392,9 @@ def _send_unplanned(
 ) -> None:
     """A row no plan foresaw is sent around its own DELETE; its origin is itself."""
     cls = mapper.class_
-    receivers = receivers_of(signal, cls)
-    if receivers is not None:
+    if signal.would_send(cls):
         options = options_for(mapper)
         assert options is not None
         instance = state.obj()
         named = {"instance": instance, "using": using_of(options, connection), "origin": instance}
-        fire(signal, receivers, cls, named)
+        fire(signal, cls, named)

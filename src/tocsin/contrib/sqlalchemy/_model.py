@@ -19,7 +19,7 @@ from sqlalchemy.orm.instrumentation import manager_of_class
 
 from ... import signals
 from . import _deletion, _m2m
-from ._base import fire, options_for, receivers_of, using_of
+from ._base import fire, options_for, using_of
 
 # The listeners are registered with raw=True (they get the InstanceState, and
 # SQLAlchemy does not wrap them to look the instance up) and retval=True (it
@@ -39,16 +39,12 @@ def _wrap_init(original: Callable[..., None]) -> Callable[..., None]:
 
     def init(instance: Any, *args: Any, **kwargs: Any) -> None:
         cls = type(instance)
-        plan = receivers_of(signals.pre_init, cls)
-        if plan is not None:
+        if signals.pre_init.would_send(cls):
             # Django sends pre_init(args=, kwargs=); instance= is tocsin's addition.
-            fire(
-                signals.pre_init, plan, cls, {"args": args, "kwargs": kwargs, "instance": instance}
-            )
+            fire(signals.pre_init, cls, {"args": args, "kwargs": kwargs, "instance": instance})
         original(instance, *args, **kwargs)
-        plan = receivers_of(signals.post_init, cls)
-        if plan is not None:
-            fire(signals.post_init, plan, cls, {"instance": instance})
+        if signals.post_init.would_send(cls):
+            fire(signals.post_init, cls, {"instance": instance})
 
     init._tocsin_original = original  # type: ignore[attr-defined]
     return init
@@ -59,9 +55,8 @@ def _on_load(state: InstanceState[Any], context: Any) -> None:
     # post_init; SQLAlchemy does not call __init__, and only post_init has
     # something true to say.
     cls = state.class_
-    plan = receivers_of(signals.post_init, cls)
-    if plan is not None:
-        fire(signals.post_init, plan, cls, {"instance": state.obj()})
+    if signals.post_init.would_send(cls):
+        fire(signals.post_init, cls, {"instance": state.obj()})
 
 
 # -- save --------------------------------------------------------------------------
@@ -142,22 +137,20 @@ def _using(mapper: Mapper[Any], connection: Connection) -> str:
 
 def _before_insert(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
     cls = mapper.class_
-    plan = receivers_of(signals.pre_save, cls)
-    if plan is not None:
+    if signals.pre_save.would_send(cls):
         named = {
             "instance": state.obj(),
             "raw": False,
             "using": _using(mapper, connection),
             "update_fields": None,
         }
-        fire(signals.pre_save, plan, cls, named)
+        fire(signals.pre_save, cls, named)
 
 
 def _after_insert(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
     _m2m.after_insert(state)
     cls = mapper.class_
-    plan = receivers_of(signals.post_save, cls)
-    if plan is not None:
+    if signals.post_save.would_send(cls):
         named = {
             "instance": state.obj(),
             "created": True,
@@ -165,7 +158,7 @@ def _after_insert(mapper: Mapper[Any], connection: Connection, state: InstanceSt
             "using": _using(mapper, connection),
             "update_fields": None,
         }
-        fire(signals.post_save, plan, cls, named)
+        fire(signals.post_save, cls, named)
 
 
 def _before_update(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> None:
@@ -173,14 +166,14 @@ def _before_update(mapper: Mapper[Any], connection: Connection, state: InstanceS
     # did not change (a collection did, or a value was set to itself): only an
     # instance that gets an UPDATE is saved.
     cls = mapper.class_
-    pre = receivers_of(signals.pre_save, cls)
-    if pre is None and receivers_of(signals.post_save, cls) is None:
+    pre = signals.pre_save.would_send(cls)
+    if not pre and not signals.post_save.would_send(cls):
         return
     columns = changed_columns(mapper, state)
     if not columns:
         return
     fields = update_fields(mapper, columns)
-    if pre is not None:
+    if pre:
         committed, values = state.committed_state, state.dict
         before = len(committed), [values.get(key) for key in columns]
         named = {
@@ -189,7 +182,7 @@ def _before_update(mapper: Mapper[Any], connection: Connection, state: InstanceS
             "using": _using(mapper, connection),
             "update_fields": fields,
         }
-        fire(signals.pre_save, pre, cls, named)
+        fire(signals.pre_save, cls, named)
         # What pre_save receivers changed is written too: post_save says so.
         if before != (len(committed), [values.get(key) for key in columns]):
             fields = update_fields(mapper, changed_columns(mapper, state))
@@ -201,8 +194,7 @@ def _after_update(mapper: Mapper[Any], connection: Connection, state: InstanceSt
     if fields is None:
         return
     cls = mapper.class_
-    plan = receivers_of(signals.post_save, cls)
-    if plan is not None:
+    if signals.post_save.would_send(cls):
         named = {
             "instance": state.obj(),
             "created": False,
@@ -210,7 +202,7 @@ def _after_update(mapper: Mapper[Any], connection: Connection, state: InstanceSt
             "using": _using(mapper, connection),
             "update_fields": fields,
         }
-        fire(signals.post_save, plan, cls, named)
+        fire(signals.post_save, cls, named)
 
 
 def forget(session: Session, *flush_args: Any) -> None:
