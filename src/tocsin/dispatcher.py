@@ -573,15 +573,13 @@ class Signal:
     ) -> list[tuple[Any, Any]]:
         plan = self._receivers_of(sender)
         robust = method == "asend_robust"
-        slow = plan[1]
-        if not slow or not slow.hooks:
-            return await self._asend_plan(plan, sender, named, robust, ())
-        plan, observers = self._hooked(plan, sender, named, method)
-        if not observers:
-            return await self._asend_plan(plan, sender, named, robust, ())
-        with _observing(observers):
-            responses = await self._asend_plan(plan, sender, named, robust, observers)
-        return _unwrapped(responses)
+        if plan[1] and plan[1].hooks:
+            plan, observers = self._hooked(plan, sender, named, method)
+            if observers:
+                with _observing(observers):
+                    responses = await self._asend_plan(plan, sender, named, robust, observers)
+                return _unwrapped(responses)
+        return await self._asend_plan(plan, sender, named, robust, ())
 
     async def _asend_plan(
         self,
@@ -647,14 +645,15 @@ class Signal:
         running loop (see :meth:`send_with_awaiter`).
         """
         robust = method == "send_robust"
-        if not plan[1] or not plan[1].hooks:
-            return self._send_plan(sender, named, plan, robust, await_, ())
-        plan, observers = self._hooked(plan, sender, named, method)
-        if not observers:
-            return self._send_plan(sender, named, plan, robust, await_, ())
-        with _observing(observers):
-            responses = self._send_plan(sender, named, plan, robust, await_, observers)
-        return _unwrapped(responses)
+        slow = plan[1]
+        assert slow  # the callers test it: this is the slow path
+        if slow.hooks:
+            plan, observers = self._hooked(plan, sender, named, method)
+            if observers:
+                with _observing(observers):
+                    responses = self._send_plan(sender, named, plan, robust, await_, observers)
+                return _unwrapped(responses)
+        return self._send_plan(sender, named, plan, robust, await_, ())
 
     def _send_plan(
         self,
