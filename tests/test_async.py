@@ -8,6 +8,7 @@ return without ever yielding to the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -457,8 +458,10 @@ def test_base_exception_from_async_receiver_propagates(
     assert log == ["waits: finished"]
 
 
-def test_cancelling_the_caller_cancels_suspended_receivers() -> None:
-    """Cancelling the task that awaits asend() cancels the receivers it is waiting for."""
+@pytest.mark.parametrize("count", [1, 2], ids=["alone", "two"])
+def test_cancelling_the_caller_cancels_suspended_receivers(count: int) -> None:
+    """Cancelling the task that awaits asend() cancels the receivers it is waiting for
+    (a lone receiver is awaited without asyncio.wait(): the same outcome)."""
     signal = Signal()
     log: list[str] = []
     started = 0
@@ -475,18 +478,101 @@ def test_cancelling_the_caller_cancels_suspended_receivers() -> None:
 
         return wait_forever
 
-    connect_all(signal, [waiter("first"), waiter("second")])
+    connect_all(signal, [waiter("first"), waiter("second")][:count])
 
     async def main() -> None:
         task = asyncio.create_task(signal.asend(None))
-        while started < 2:
+        while started < count:
             await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(main())
-    assert sorted(log) == ["first cancelled", "second cancelled"]
+    assert sorted(log) == ["first cancelled", "second cancelled"][:count]
+
+
+@pytest.mark.parametrize("count", [1, 2], ids=["alone", "two"])
+def test_the_callers_cancellation_propagates_even_if_receivers_swallow_it(count: int) -> None:
+    """A receiver that catches the cancellation and returns cannot cancel the
+    cancellation of the task awaiting asend(), as under a TaskGroup."""
+    signal = Signal()
+    finished: list[str] = []
+
+    def stubborn() -> Callable[..., Coroutine[Any, Any, str]]:
+        async def swallow(**kwargs: Any) -> str:
+            with contextlib.suppress(asyncio.CancelledError):  # swallowed
+                await asyncio.Event().wait()
+            finished.append("stubborn")
+            return "done anyway"
+
+        return swallow
+
+    connect_all(signal, [stubborn() for _ in range(count)])
+
+    async def main() -> None:
+        task = asyncio.create_task(signal.asend(None))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+
+    asyncio.run(main())
+    assert finished == ["stubborn"] * count
+
+
+@pytest.mark.parametrize("count", [1, 2], ids=["alone", "two"])
+def test_a_receiver_cancelled_from_inside_after_waiting_gives_none(count: int) -> None:
+    """A receiver whose own task is cancelled after it suspended (not the caller's)
+    gives None, and asend() returns normally."""
+    signal = Signal()
+
+    async def cancels_itself(**kwargs: Any) -> str:
+        await asyncio.sleep(0)
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)
+        return "not reached"
+
+    async def other(**kwargs: Any) -> str:
+        await asyncio.sleep(0)
+        return "other"
+
+    connect_all(signal, [cancels_itself, other][:count])
+    assert responses(asyncio.run(signal.asend(None))) == [None, "other"][:count]
+
+
+@pytest.mark.parametrize("count", [1, 2], ids=["alone", "two"])
+def test_a_timeout_around_asend_stops_slow_receivers(count: int) -> None:
+    """asyncio.timeout() around asend() cancels the receivers and raises TimeoutError."""
+    signal = Signal()
+    cancelled: list[str] = []
+
+    def slow() -> Callable[..., Coroutine[Any, Any, None]]:
+        async def sleep(**kwargs: Any) -> None:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                cancelled.append("slow")
+                raise
+
+        return sleep
+
+    connect_all(signal, [slow() for _ in range(count)])
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await signal.asend(None)
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0
+
+    asyncio.run(main())
+    assert cancelled == ["slow"] * count
 
 
 # -- asend: contextvars ---------------------------------------------------------------------

@@ -101,7 +101,8 @@ async def run_concurrently(
             task = asyncio.Task(awaitable, loop=loop, context=context, **_EAGER)
             tasks.append(task)
             if not task.done():
-                task.add_done_callback(on_done)
+                if len(awaitables) > 1:  # alone, it has no other receiver to cancel
+                    task.add_done_callback(on_done)
                 pending = True
             elif _failed(task):
                 loop.call_soon(on_done, task)
@@ -167,6 +168,9 @@ def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
 async def _settle(tasks: Sequence[asyncio.Task[Any]]) -> None:
     """Wait for *tasks*. Cancelling the caller cancels them all, and waits for
     them, before it propagates, as a TaskGroup does."""
+    if len(tasks) == 1:
+        await _settle_one(tasks[0])
+        return
     try:
         if pending := {task for task in tasks if not task.done()}:
             await asyncio.wait(pending)
@@ -175,6 +179,32 @@ async def _settle(tasks: Sequence[asyncio.Task[Any]]) -> None:
         if pending := {task for task in tasks if not task.done()}:
             await asyncio.wait(pending)
         raise
+
+
+async def _settle_one(task: asyncio.Task[Any]) -> None:
+    """:func:`_settle` for a single task, the common case (one async receiver,
+    such as a remote publisher), without ``asyncio.wait()``'s future and
+    callbacks. Awaiting a task forwards a cancellation of the caller to it and
+    comes back once it has stopped; the caller's ``cancelling()`` count tells a
+    cancellation of the caller (re-raised, even if the receiver swallowed it)
+    from one of the receiver alone (its result is None)."""
+    caller = asyncio.current_task()
+    assert caller is not None  # run_concurrently() runs in a task
+    cancels = caller.cancelling()
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not task.done():  # cancelled before the task could take the request
+            task.cancel()
+            await asyncio.wait([task])
+            raise
+        if caller.cancelling() > cancels:
+            raise
+    except Exception:
+        pass  # run_concurrently() reads the failure from the task
+    else:
+        if caller.cancelling() > cancels:
+            raise asyncio.CancelledError
 
 
 # -- sync -> async and async -> sync -------------------------------------------------
