@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -437,3 +437,189 @@ def test_a_leader_interrupted_before_sending_hands_over(redis_url: str, stream: 
         assert len(raised) == 1
         payloads = sorted(m.payload for m in transport.read(stream))
     assert payloads == [b"0", b"1", b"first"]
+
+
+# -- the asyncio transport's shared round trips ----------------------------------------------
+
+
+def _spy_async_writes(transport: AsyncRedisStreamsTransport) -> list[int]:
+    """:func:`_spy_writes` for the asyncio transport's publishing connection."""
+    connection = transport._publisher
+    assert connection is not None
+    writes: list[int] = []
+    send = connection.send_packed_command
+
+    async def counted(command: Any, check_health: bool = True) -> None:
+        writes.append(b"".join(command).count(b"$4\r\nXADD\r\n"))
+        await send(command, check_health)
+
+    connection.send_packed_command = counted  # type: ignore[method-assign]
+    return writes
+
+
+def test_concurrent_async_publishes_share_round_trips_exactly_once_in_order(
+    redis_url: str, stream: str
+) -> None:
+    """8 tasks publishing one by one at once share writes on one connection; every
+    event is published exactly once, with the id its caller got, in each task's order."""
+    tasks, each = 8, 300
+    returned: dict[int, list[str]] = {}
+
+    async def main() -> list[Message]:
+        async with AsyncRedisStreamsTransport(url=redis_url) as transport:
+            await transport.publish(f"{stream}:warm", b"x")
+            writes = _spy_async_writes(transport)
+
+            async def publish(number: int) -> None:
+                returned[number] = [
+                    await transport.publish(stream, f"{number}:{n}".encode()) for n in range(each)
+                ]
+
+            await asyncio.gather(*(publish(t) for t in range(tasks)))
+            assert sum(writes) == tasks * each
+            assert len(writes) <= each + 1  # every round carries the 8 tasks' next publish
+            return await transport.read(stream, count=tasks * each + 1)
+
+    messages = asyncio.run(main())
+    assert len(messages) == tasks * each
+    by_id = {m.id: m.payload.decode() for m in messages}
+    for number, ids in returned.items():
+        assert [by_id[id] for id in ids] == [f"{number}:{n}" for n in range(each)]
+
+
+def test_a_refused_command_in_a_shared_async_pipeline_fails_only_its_caller(
+    client: redis.Redis, redis_url: str, stream: str
+) -> None:
+    """Refused XADDs (a key holding a string) raise in exactly their tasks; the others
+    of the same write are published, publish_many's together."""
+    bad = f"{stream}:string"
+    client.set(bad, "not a stream")
+    targets = [stream, bad, stream, bad, stream]
+
+    async def main() -> list[Any]:
+        async with AsyncRedisStreamsTransport(url=redis_url, maxlen=1000) as transport:
+            await transport.publish(stream, b"first")
+            writes = _spy_async_writes(transport)
+            calls: list[Awaitable[Any]] = [
+                transport.publish(s, f"{i}".encode()) for i, s in enumerate(targets)
+            ]
+            calls.append(transport.publish_many(stream, [b"m1", b"m2"]))
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            assert writes == [7]
+            return results
+
+    results = asyncio.run(main())
+    published = {m.id: m.payload for m in RedisStreamsTransport(client).read(stream)}
+    for index, target in enumerate(targets):
+        if target == bad:
+            assert isinstance(results[index], TransportError)
+            assert "WRONGTYPE" in str(results[index])
+            assert isinstance(results[index].__cause__, redis.ResponseError)
+        else:
+            assert published[results[index]] == f"{index}".encode()
+    assert [published[id] for id in results[-1]] == [b"m1", b"m2"]
+    assert len(published) == 1 + 3 + 2
+
+
+def test_an_async_publish_cancelled_before_its_round_leaves_is_not_sent(
+    redis_url: str, stream: str
+) -> None:
+    """A task cancelled while its publish waits for the next round is not published;
+    the publishes beside it are."""
+
+    async def main() -> None:
+        async with AsyncRedisStreamsTransport(url=redis_url) as transport:
+            await transport.publish(stream, b"first")
+            writes = _spy_async_writes(transport)
+            kept = asyncio.create_task(transport.publish(stream, b"kept"))
+            dropped = asyncio.create_task(transport.publish(stream, b"dropped"))
+            await asyncio.sleep(0)  # both queued; the round has not left
+            dropped.cancel()
+            await kept
+            with pytest.raises(asyncio.CancelledError):
+                await dropped
+            assert writes == [1]
+            assert [m.payload for m in await transport.read(stream)] == [b"first", b"kept"]
+
+    asyncio.run(main())
+
+
+def test_a_shared_async_pipeline_is_sent_again_once_on_a_dropped_connection(
+    client: redis.Redis, redis_url: str, stream: str
+) -> None:
+    """When Redis dropped the publishing connection, the publishes of the round go
+    through, once each, on a new one; each task gets its own id."""
+    name = f"tocsin-test-{uuid.uuid4().hex}"
+
+    async def main() -> list[str]:
+        async with (
+            redis.asyncio.Redis.from_url(redis_url, client_name=name) as own,
+            AsyncRedisStreamsTransport(own) as transport,
+        ):
+            await transport.publish(stream, b"before")
+            for connection in client.client_list():
+                if connection["name"] == name:
+                    client.client_kill_filter(_id=connection["id"])
+            calls = [transport.publish(stream, f"{i}".encode()) for i in range(6)]
+            return list(await asyncio.gather(*calls))
+
+    ids = asyncio.run(main())
+    published = {m.id: m.payload for m in RedisStreamsTransport(client).read(stream)}
+    assert [published[id] for id in ids] == [f"{i}".encode() for i in range(6)]
+    assert len(published) == 7
+
+
+def test_an_async_round_interrupted_on_the_wire_fails_its_callers_and_the_next_works(
+    redis_url: str, stream: str
+) -> None:
+    """If the task sending a round is cancelled while it waits for the replies (its
+    loop closing, say), its callers get a TransportError saying the publish may have
+    been sent, the connection is dropped (no reply left unread) and publishing goes on."""
+
+    async def main() -> None:
+        async with AsyncRedisStreamsTransport(url=redis_url) as transport:
+            await transport.publish(stream, b"first")
+            connection = transport._publisher
+            assert connection is not None
+            read, reading = connection.read_response, asyncio.Event()
+
+            async def stuck(*args: Any, **kwargs: Any) -> Any:
+                reading.set()
+                await asyncio.Event().wait()  # the replies never come
+
+            connection.read_response = stuck  # type: ignore[method-assign]
+            calls = [asyncio.create_task(transport.publish(stream, b"%d" % i)) for i in range(3)]
+            await reading.wait()
+            assert transport._sender is not None
+            transport._sender.cancel()
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            for result in results:
+                assert isinstance(result, TransportError), result
+                assert "interrupted before the reply was read" in str(result)
+            assert not connection.is_connected  # dropped: its replies are never read
+            connection.read_response = read  # type: ignore[method-assign]
+            assert await transport.publish(stream, b"after")
+            payloads = [m.payload for m in await transport.read(stream)]
+            assert payloads == [b"first", b"0", b"1", b"2", b"after"]
+
+    asyncio.run(main())
+
+
+def test_closing_the_async_transport_finishes_the_round_on_the_wire(
+    redis_url: str, stream: str
+) -> None:
+    """close() lets the publishes already queued go out, then refuses new ones."""
+
+    async def main() -> None:
+        transport = AsyncRedisStreamsTransport(url=redis_url)
+        await transport.publish(stream, b"first")
+        calls = [asyncio.create_task(transport.publish(stream, b"%d" % i)) for i in range(3)]
+        await asyncio.sleep(0)  # queued
+        await transport.close()
+        assert all(isinstance(id, str) for id in await asyncio.gather(*calls))
+        with pytest.raises(TransportError, match="closed"):
+            await transport.publish(stream, b"late")
+
+    asyncio.run(main())
+    with RedisStreamsTransport(url=redis_url) as transport:
+        assert transport.length(stream) == 4

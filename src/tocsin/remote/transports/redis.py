@@ -12,7 +12,7 @@ Each method is one Redis command, or a few sent in one round trip:
 
 =================  =====================================================
 ``publish``        ``XADD stream * event <payload>``
-``publish_many``   one ``XADD`` per payload, pipelined (both coalesced across threads)
+``publish_many``   one ``XADD`` per payload, pipelined (both coalesced across threads or tasks)
 ``ensure_group``   ``XGROUP CREATE stream group 0 MKSTREAM`` (and ``CREATECONSUMER``)
 ``consume``        ``XREADGROUP GROUP group consumer ... STREAMS stream >`` (after an ``XACK``)
 ``ack``            ``XACK``
@@ -46,6 +46,7 @@ except ImportError as _error:  # pragma: no cover - depends on the environment
         "tocsin.remote.transports.redis needs redis-py: pip install 'tocsin[redis]'"
     ) from _error
 
+import asyncio
 import contextlib
 import json
 import math
@@ -114,41 +115,32 @@ class _Commands:
     """Every operation of the Redis transports as a plan, without I/O: the
     commands to send and what their replies mean, for both transports."""
 
-    def __init__(self, maxlen: int | None) -> None:
+    def __init__(self, maxlen: int | None, encoder: Any) -> None:
         self.maxlen = _check_maxlen(maxlen)
+        self._encoder = encoder  # the client's: names encoded as redis-py would send them
         # Built once: publish() is the hot path.
         self._xadd_options: tuple[bytes, ...] = (
             () if maxlen is None else (b"MAXLEN", b"~", str(maxlen).encode())
         )
-        self._xadd_heads: dict[bytes, bytes] = {}
+        self._xadd_heads: dict[str, bytes] = {}
 
-    def xadd(self, stream: bytes, payload: bytes) -> bytes:
-        """The ``XADD`` of a publish in Redis' protocol (RESP), for the sync
-        transport's own connection: all but the payload is made once per stream."""
+    def key(self, name: str) -> bytes:
+        """A stream, group or consumer name as redis-py would send it."""
+        return self._encoder.encode(name)  # type: ignore[no-any-return]
+
+    def xadd(self, stream: str, payload: bytes) -> bytes:
+        """The ``XADD`` of a publish in Redis' protocol (RESP), for the transports'
+        own publishing connection: all but the payload is made once per stream."""
         head = self._xadd_heads.get(stream)
         if head is None:
             if len(self._xadd_heads) >= 1024:  # streams named per tenant, say: keep it bounded
                 self._xadd_heads.clear()
-            args = (b"XADD", stream, *self._xadd_options, b"*", _EVENT)
+            args = (b"XADD", self.key(stream), *self._xadd_options, b"*", _EVENT)
             head = b"*%d\r\n" % (len(args) + 1) + b"".join(
                 b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args
             )
             self._xadd_heads[stream] = head
         return b"%s$%d\r\n%s\r\n" % (head, len(payload), payload)
-
-    def publish(self, stream: str, payload: bytes) -> _Plan[str]:
-        [reply] = yield _one("xadd", stream, {_EVENT: payload}, maxlen=self.maxlen)
-        return _id(reply)
-
-    def publish_many(self, stream: str, payloads: Sequence[bytes]) -> _Plan[list[str]]:
-        if not payloads:
-            return []
-        calls = tuple(
-            _Call("xadd", (stream, {_EVENT: payload}), {"maxlen": self.maxlen})
-            for payload in payloads
-        )
-        replies = yield _Round(calls)
-        return [_id(reply) for reply in replies or ()]
 
     def ensure_group(self, stream: str, group: str, consumer: str | None) -> _Plan[None]:
         yield _one("xgroup_create", stream, group, id="0", mkstream=True, tolerate="BUSYGROUP")
@@ -345,14 +337,13 @@ class RedisStreamsTransport(Transport):
         url: str | None = None,
         maxlen: int | None = None,
     ) -> None:
-        self._commands = _Commands(maxlen)
         self._client = _client_for(redis.Redis, client, url)
+        self._commands = _Commands(maxlen, self._client.connection_pool.get_encoder())
         self._owns_client = client is None
         self._closed = False
         self._publish_lock = threading.Lock()  # the publishing connection's, held by the leader
         self._publisher: Connection | None = None  # taken from the pool on first publish
         self._publisher_pid = 0
-        self._encoder = self._client.connection_pool.get_encoder()
         self._queue_lock = threading.Lock()
         self._queue: list[_Slot] = []  # publishes waiting for the connection
         self._leading = False  # whether a thread is sending (or about to send) the queue
@@ -366,16 +357,13 @@ class RedisStreamsTransport(Transport):
     def _publish(self, stream: str, payload: bytes) -> str:
         # The hot path of every remote send(): one XADD, sent with those of the
         # other threads publishing at the same moment.
-        [reply] = self._coalesced(stream, [self._commands.xadd(self._key(stream), payload)])
+        [reply] = self._coalesced(stream, [self._commands.xadd(stream, payload)])
         return _id(reply)
 
     def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
-        xadd, key = self._commands.xadd, self._key(stream)
-        return [_id(reply) for reply in self._coalesced(stream, [xadd(key, p) for p in payloads])]
-
-    def _key(self, stream: str) -> bytes:
-        # As redis-py would send it: encoded with the client's encoding.
-        return self._encoder.encode(stream)  # type: ignore[no-untyped-call,no-any-return]
+        xadd = self._commands.xadd
+        replies = self._coalesced(stream, [xadd(stream, p) for p in payloads])
+        return [_id(reply) for reply in replies]
 
     def _ensure_group(self, stream: str, group: str, consumer: str | None) -> None:
         self._run("XGROUP CREATE", stream, self._commands.ensure_group(stream, group, consumer))
@@ -409,7 +397,7 @@ class RedisStreamsTransport(Transport):
         of the pool. A worker's hot path: as for publish(), going round redis-py's
         command layer (and its parsing of each entry into a dict) halves its cost."""
         self._check_open()
-        key = self._key
+        key = self._commands.key
         commands = self._commands.read_group(
             key(stream), key(group), key(consumer), count, block, [id.encode() for id in ids]
         )
@@ -632,10 +620,14 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         url: str | None = None,
         maxlen: int | None = None,
     ) -> None:
-        self._commands = _Commands(maxlen)
         self._client = _client_for(redis.asyncio.Redis, client, url)
+        encoder = self._client.connection_pool.get_encoder()  # type: ignore[no-untyped-call]
+        self._commands = _Commands(maxlen, encoder)
         self._owns_client = client is None
         self._closed = False
+        self._publisher: redis.asyncio.Connection | None = None  # taken on first publish
+        self._queue: list[tuple[list[bytes], asyncio.Future[list[Any]]]] = []  # publishes waiting
+        self._sender: asyncio.Task[None] | None = None  # sends the queue, while it is not empty
 
     @classmethod
     def from_url(cls, url: str = DEFAULT_URL, *, maxlen: int | None = None) -> Self:
@@ -643,10 +635,13 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         return cls(url=url, maxlen=maxlen)
 
     async def _publish(self, stream: str, payload: bytes) -> str:
-        return await self._run("XADD", stream, self._commands.publish(stream, payload))
+        [reply] = await self._coalesced(stream, [self._commands.xadd(stream, payload)])
+        return _id(reply)
 
     async def _publish_many(self, stream: str, payloads: Sequence[bytes]) -> list[str]:
-        return await self._run("XADD", stream, self._commands.publish_many(stream, payloads))
+        xadd = self._commands.xadd
+        replies = await self._coalesced(stream, [xadd(stream, p) for p in payloads])
+        return [_id(reply) for reply in replies]
 
     async def _ensure_group(self, stream: str, group: str, consumer: str | None) -> None:
         plan = self._commands.ensure_group(stream, group, consumer)
@@ -731,8 +726,78 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         if self._closed:
             return
         self._closed = True
+        if self._sender is not None:
+            # Publishes queued before close() were accepted: let them go out.
+            await asyncio.wait([self._sender])
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            await self._client.connection_pool.release(publisher)
         if self._owns_client:
             await self._client.aclose()
+
+    async def _coalesced(self, stream: str, commands: list[bytes]) -> list[Any]:
+        """Send *commands* on the publishing connection and return their replies,
+        in one pipeline with those of every other task publishing meanwhile.
+
+        The asyncio form of :meth:`RedisStreamsTransport._coalesced`: each
+        publish waits on a future; one task, started by the first publish to
+        find none running, sends everything queued in one write per round
+        until the queue is empty. Tasks that publish while a round is on the
+        wire share the next one. A publish cancelled before its round leaves
+        is not sent.
+        """
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[list[Any]] = loop.create_future()
+        self._queue.append((commands, waiter))
+        if self._sender is None:
+            self._sender = loop.create_task(self._send_queued())
+        try:
+            replies = await waiter
+        except redis.RedisError as err:
+            raise _transport_error("XADD", stream, err) from err
+        for reply in replies:
+            if isinstance(reply, redis.RedisError):
+                raise _transport_error("XADD", stream, reply) from reply
+        return replies
+
+    async def _send_queued(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._send([entry for entry in batch if not entry[1].done()])
+        finally:
+            self._sender = None
+
+    async def _send(self, batch: list[tuple[list[bytes], asyncio.Future[list[Any]]]]) -> None:
+        """Send the commands of *batch* in one write and settle each future with
+        its replies, or with the error that stopped them all."""
+        if not batch:
+            return
+        try:
+            if self._publisher is None:
+                pool = self._client.connection_pool
+                self._publisher = await pool.get_connection()  # type: ignore[no-untyped-call]
+            commands = [command for own, _ in batch for command in own]
+            replies = await _apipeline(self._publisher, commands)
+        except redis.RedisError as err:  # it connects at once: Redis is down
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(err)
+            return
+        except BaseException:
+            # Cancelled (the loop is closing): never leave a caller waiting.
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(
+                        redis.ConnectionError("interrupted before the reply was read")
+                    )
+            raise
+        start = 0
+        for commands, waiter in batch:
+            if not waiter.done():
+                waiter.set_result(replies[start : start + len(commands)])
+            start += len(commands)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -865,10 +930,18 @@ class _Slot:
         self.wake.acquire()  # held until the caller may go on
 
 
-def _pipeline(connection: Connection, commands: list[bytes]) -> list[Any]:
-    """Send *commands* (in Redis' protocol) in one write and read their replies; a refused command's
-    reply is its ``redis.ResponseError``, and the commands a broken connection
-    left without a reply get a ``redis.ConnectionError``.
+_SEND, _READ, _DROP = range(3)  # what _exchange() asks of the connection
+
+
+def _exchange(commands: list[bytes]) -> Generator[tuple[int, bytes], Any, list[Any]]:
+    """The decisions of one pipelined exchange, without I/O: send *commands* (in
+    Redis' protocol) in one write and read their replies; return the replies, a
+    refused command's being its ``redis.ResponseError`` and those a broken
+    connection left unread a ``redis.ConnectionError``.
+
+    It yields ``(_SEND, data)``, ``(_READ, b"")`` (and receives the reply) or
+    ``(_DROP, b"")`` (disconnect); the connection's errors are thrown into it.
+    :func:`_pipeline` and :func:`_apipeline` run it, blocking or awaiting.
 
     If the connection was broken (Redis restarted, or dropped it while idle),
     the commands still without a reply are sent once more, on a new
@@ -880,10 +953,10 @@ def _pipeline(connection: Connection, commands: list[bytes]) -> list[Any]:
     while True:
         waiting = commands[len(replies) :]
         try:
-            connection.send_packed_command([b"".join(waiting)])  # type: ignore[no-untyped-call]
+            yield _SEND, b"".join(waiting)
             for _ in waiting:
                 try:
-                    replies.append(connection.read_response())
+                    replies.append((yield _READ, b""))
                 except redis.ResponseError as refused:  # the reply: still in step
                     replies.append(refused)
         except redis.ConnectionError as err:
@@ -896,15 +969,59 @@ def _pipeline(connection: Connection, commands: list[bytes]) -> list[Any]:
             )
             return replies + [failed] * (len(commands) - len(replies))
         except redis.RedisError as err:  # a timeout: the replies may come later, out of step
-            connection.disconnect()  # type: ignore[no-untyped-call]
+            yield _DROP, b""
             return replies + [err] * (len(commands) - len(replies))
         except BaseException:
-            # KeyboardInterrupt between send and read, say: a reply left unread
-            # would be taken by the next publish for its own.
-            connection.disconnect()  # type: ignore[no-untyped-call]
+            # KeyboardInterrupt or a cancellation between send and read, say: a
+            # reply left unread would be taken by the next command for its own.
+            yield _DROP, b""
             raise
         else:
             return replies
+
+
+def _pipeline(connection: Connection, commands: list[bytes]) -> list[Any]:
+    """Run :func:`_exchange` on a blocking connection."""
+    steps = _exchange(commands)
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            action, data = steps.send(reply) if error is None else steps.throw(error)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        reply = error = None
+        try:
+            if action == _READ:
+                reply = connection.read_response()
+            elif action == _SEND:
+                connection.send_packed_command([data])  # type: ignore[no-untyped-call]
+            else:
+                connection.disconnect()  # type: ignore[no-untyped-call]
+        except BaseException as err:
+            error = err
+
+
+async def _apipeline(connection: redis.asyncio.Connection, commands: list[bytes]) -> list[Any]:
+    """Run :func:`_exchange` on an asyncio connection."""
+    steps = _exchange(commands)
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            action, data = steps.send(reply) if error is None else steps.throw(error)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        reply = error = None
+        try:
+            if action == _READ:
+                reply = await connection.read_response()
+            elif action == _SEND:
+                await connection.send_packed_command([data])
+            else:
+                await connection.disconnect()
+        except BaseException as err:
+            error = err
 
 
 def _transport_error(command: str, stream: str, err: redis.RedisError) -> TransportError:
