@@ -37,6 +37,7 @@ everything to a file when they stop.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import atexit
 import contextlib
 import importlib
@@ -60,15 +61,27 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import redis
+import redis.asyncio
 
 from tocsin import Signal
-from tocsin.remote import JSONSerializer, RedisStreamsTransport, Remote, current_event
+from tocsin.remote import (
+    AsyncRedisStreamsTransport,
+    JSONSerializer,
+    RedisStreamsTransport,
+    Remote,
+    current_event,
+)
 
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ("tocsin", "redis-py", "rq", "celery")
 FLOOR = "redis-py"
-MODES = {"one": "one by one", "batch": "batched", "threads": "8 threads, one by one"}
-PUBLISHERS = 8  # threads sending at once, one by one, in the "threads" mode
+MODES = {
+    "one": "one by one",
+    "batch": "batched",
+    "threads": "8 threads, one by one",
+    "tasks": "8 asyncio tasks, one by one",
+}
+PUBLISHERS = 8  # threads or tasks sending at once, one by one, in those modes
 TARGET = 20_000  # events/s published and end to end, one worker (the issue)
 SIGNAL_NAME = "bench_remote.item_saved"
 GROUP = "bench"  # the consumer group of tocsin's workers and of the redis-py loop
@@ -111,6 +124,9 @@ class Item:
 
 
 item_saved = Signal()  # the published signal; its receiver runs in the workers
+# The same signal for the asyncio publisher (asend()), published under the same name
+# by a Remote on the asyncio transport: the workers cannot tell them apart.
+item_saved_async = Signal()
 
 
 @dataclass(slots=True)
@@ -335,6 +351,7 @@ class TocsinSystem(System):
         "one": "send(), an XADD each",
         "batch": "send() in remote.batch(size=100)",
         "threads": f"send() from {PUBLISHERS} threads",
+        "tasks": f"await asend() from {PUBLISHERS} tasks",
     }
 
     def __init__(self, url: str, run_id: str, cfg: Config) -> None:
@@ -354,6 +371,8 @@ class TocsinSystem(System):
 
     def publish(self, mode: str, sample: int, count: int) -> tuple[float, float]:
         send, sender = item_saved.send, Item
+        if mode == "tasks":
+            return asyncio.run(self._publish_from_tasks(sample, count))
         if mode == "threads":
 
             def send_all(pks: range) -> None:
@@ -372,6 +391,23 @@ class TocsinSystem(System):
                 send(sender, pk=pk, sample=sample)
         return wall, time.perf_counter() - t0
 
+    async def _publish_from_tasks(self, sample: int, count: int) -> tuple[float, float]:
+        # A redis.asyncio client belongs to its event loop: a Remote per round.
+        transport = AsyncRedisStreamsTransport(url=self.url)
+        remote = Remote(transport, stream=self.key, serializer=self.remote.serializer)
+        remote.publish(item_saved_async, name=SIGNAL_NAME)
+        asend, sender = item_saved_async.asend, Item
+
+        async def send_all(pks: range) -> None:
+            for pk in pks:
+                await asend(sender, pk=pk, sample=sample)
+
+        try:
+            return await in_tasks(send_all, count)
+        finally:
+            remote.disconnect()
+            await transport.close()
+
     def check(self, published: int) -> None:
         _check_stream(self.client, self.key, published)
 
@@ -386,6 +422,7 @@ class RawSystem(System):
         "one": "XADD per event",
         "batch": "XADD pipelined by 100",
         "threads": f"XADD per event from {PUBLISHERS} threads",
+        "tasks": f"XADD per event from {PUBLISHERS} tasks (redis.asyncio)",
     }
 
     def prepare(self) -> None:
@@ -395,6 +432,8 @@ class RawSystem(System):
     def publish(self, mode: str, sample: int, count: int) -> tuple[float, float]:
         xadd, dumps, now, stream = self.client.xadd, json.dumps, time.time, self.key
         sender = "bench_remote:Item"
+        if mode == "tasks":
+            return asyncio.run(self._publish_from_tasks(sample, count))
         if mode == "threads":
 
             def send_all(pks: range) -> None:
@@ -423,8 +462,32 @@ class RawSystem(System):
         pipe.execute()
         return wall, time.perf_counter() - t0
 
+    async def _publish_from_tasks(self, sample: int, count: int) -> tuple[float, float]:
+        client = redis.asyncio.Redis.from_url(self.url)
+        xadd, dumps, now, stream = client.xadd, json.dumps, time.time, self.key
+
+        async def send_all(pks: range) -> None:
+            for pk in pks:
+                body = {"signal": SIGNAL_NAME, "sender": "bench_remote:Item", "time": now()}
+                body["kwargs"] = {"pk": pk, "sample": sample}
+                await xadd(stream, {EVENT: dumps(body).encode()})
+
+        try:
+            return await in_tasks(send_all, count)
+        finally:
+            await client.aclose()
+
     def check(self, published: int) -> None:
         _check_stream(self.client, self.key, published)
+
+
+async def in_tasks(send_all: Any, count: int) -> tuple[float, float]:
+    """:func:`in_threads` with PUBLISHERS asyncio tasks in one event loop."""
+    wall, t0 = time.time(), time.perf_counter()
+    await asyncio.gather(
+        *(send_all(range(first, count, PUBLISHERS)) for first in range(PUBLISHERS))
+    )
+    return wall, time.perf_counter() - t0
 
 
 def in_threads(send_all: Any, count: int) -> tuple[float, float]:
@@ -453,7 +516,7 @@ class RqSystem(System):
         "one": "enqueue() per event",
         "batch": "enqueue_many() by 100, pipelined",
     }
-    unsupported: ClassVar[dict[str, str]] = {"threads": "not measured"}
+    unsupported: ClassVar[dict[str, str]] = {"threads": "not measured", "tasks": "not measured"}
 
     def __init__(self, url: str, run_id: str, cfg: Config) -> None:
         super().__init__(url, run_id, cfg)
@@ -506,6 +569,7 @@ class CelerySystem(System):
     unsupported: ClassVar[dict[str, str]] = {
         "batch": "no batched publish",
         "threads": "not measured",
+        "tasks": "not measured",
     }
 
     def __init__(self, url: str, run_id: str, cfg: Config) -> None:

@@ -33,6 +33,8 @@ SCENARIOS = {
     ("redis-py", "batch"): "redis-py, XADD pipelined by 100",
     ("tocsin", "threads"): "tocsin, send() from 8 threads",
     ("redis-py", "threads"): "redis-py, XADD per event from 8 threads",
+    ("tocsin", "tasks"): "tocsin, await asend() from 8 tasks",
+    ("redis-py", "tasks"): "redis-py, XADD per event from 8 tasks (redis.asyncio)",
 }
 WORKERS = (1, 2)
 EVENTS = 300
