@@ -623,3 +623,45 @@ def test_closing_the_async_transport_finishes_the_round_on_the_wire(
     asyncio.run(main())
     with RedisStreamsTransport(url=redis_url) as transport:
         assert transport.length(stream) == 4
+
+
+def test_an_async_round_whose_replies_stall_times_out_after_socket_timeout(
+    redis_url: str, stream: str
+) -> None:
+    """The replies of a round are read without redis-py's timer per reply, under one
+    timer: a connection that makes no progress for socket_timeout fails the round
+    with a TransportError (redis-py's TimeoutError), is dropped, and the next round
+    works; a round that keeps making progress is never cut short."""
+
+    async def main() -> None:
+        async with (
+            redis.asyncio.Redis.from_url(redis_url, socket_timeout=0.2) as own,
+            AsyncRedisStreamsTransport(own) as transport,
+        ):
+            await transport.publish(stream, b"first")
+            connection = transport._publisher
+            assert connection is not None
+            read = connection.read_response
+
+            async def slow(*args: Any, **kwargs: Any) -> Any:
+                await asyncio.sleep(0.05)  # each reply late, but well within the limit
+                return await read(*args, **kwargs)
+
+            connection.read_response = slow  # type: ignore[method-assign]
+            ids = await transport.publish_many(stream, [b"%d" % i for i in range(8)])
+            assert len(ids) == 8  # 0.4 s in all, progress every 0.05 s
+
+            async def stuck(*args: Any, **kwargs: Any) -> Any:
+                await asyncio.Event().wait()
+
+            connection.read_response = stuck  # type: ignore[method-assign]
+            started = time.monotonic()
+            with pytest.raises(TransportError, match="Timeout reading") as raised:
+                await transport.publish(stream, b"stalled")
+            assert 0.15 < time.monotonic() - started < 2
+            assert isinstance(raised.value.__cause__, redis.TimeoutError)
+            assert not connection.is_connected
+            connection.read_response = read  # type: ignore[method-assign]
+            assert await transport.publish(stream, b"after")
+
+    asyncio.run(main())

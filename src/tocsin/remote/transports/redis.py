@@ -1003,25 +1003,87 @@ def _pipeline(connection: Connection, commands: list[bytes]) -> list[Any]:
 
 
 async def _apipeline(connection: redis.asyncio.Connection, commands: list[bytes]) -> list[Any]:
-    """Run :func:`_exchange` on an asyncio connection."""
+    """Run :func:`_exchange` on an asyncio connection.
+
+    redis.asyncio times each ``read_response()`` out with a timer of its own, and
+    with a round's replies already buffered those timers were most of what a
+    publish cost. Here the replies are read without one, and a single timer
+    watches the exchange instead: it fails the read under way (a
+    ``redis.TimeoutError``, as redis-py's would be) once the connection has
+    made no progress for ``socket_timeout`` seconds.
+    """
+    watch = _Stall(connection.socket_timeout)
     steps = _exchange(commands)
     reply: Any = None
     error: BaseException | None = None
-    while True:
-        try:
-            action, data = steps.send(reply) if error is None else steps.throw(error)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        reply = error = None
-        try:
-            if action == _READ:
-                reply = await connection.read_response()
-            elif action == _SEND:
-                await connection.send_packed_command([data])
-            else:
-                await connection.disconnect()
-        except BaseException as err:
-            error = err
+    try:
+        while True:
+            try:
+                action, data = steps.send(reply) if error is None else steps.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            reply = error = None
+            try:
+                if action == _READ:
+                    reply = await connection.read_response(timeout=math.inf)
+                elif action == _SEND:
+                    await connection.send_packed_command([data])
+                else:
+                    await connection.disconnect()
+                watch.progress()
+            except asyncio.CancelledError as cancelled:
+                error = watch.timeout(connection) or cancelled
+            except BaseException as err:
+                error = err
+    finally:
+        watch.stop()
+
+
+class _Stall:
+    """The timer of :func:`_apipeline`: cancels the running task once *limit*
+    seconds pass without :meth:`progress`; :meth:`timeout` then tells that
+    cancellation (a ``redis.TimeoutError``) from any other (None), as
+    ``asyncio.timeout()`` does with ``uncancel()``."""
+
+    __slots__ = ("_handle", "_last", "_limit", "_loop", "_task", "expired")
+
+    def __init__(self, limit: float | None) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # run by a task: the transport's sender
+        self._task = task
+        self._loop = asyncio.get_running_loop()
+        self._limit = limit or 0.0  # no limit: no timer
+        self._last = self._loop.time()
+        self.expired = False
+        self._handle = None if not limit else self._loop.call_at(self._last + limit, self._check)
+
+    def progress(self) -> None:
+        self._last = self._loop.time()
+
+    def _check(self) -> None:
+        due = self._last + self._limit
+        if self._loop.time() < due:  # progress since it was armed: wait the rest
+            self._handle = self._loop.call_at(due, self._check)
+        else:
+            self.expired = True
+            self._task.cancel()
+
+    def timeout(self, connection: redis.asyncio.Connection) -> redis.TimeoutError | None:
+        if not self.expired:
+            return None
+        self.expired = False
+        if self._task.uncancel() > 0:  # cancelled by someone else as well: that wins
+            return None
+        self.progress()
+        return redis.TimeoutError(
+            f"Timeout reading from {connection.host}:{connection.port} "
+            f"(no progress for {self._limit} s)"
+        )
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def _transport_error(command: str, stream: str, err: redis.RedisError) -> TransportError:
