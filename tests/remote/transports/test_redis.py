@@ -333,6 +333,23 @@ def test_concurrent_publishes_share_round_trips_exactly_once_in_order(
     assert len(writes) < threads * each  # some round trips were shared
 
 
+def _assert_only_the_refused_failed(
+    targets: list[str], bad: str, results: list[Any], published: dict[str, bytes]
+) -> None:
+    """After publishing ``str(i)`` to each of *targets*, then ``[b"m1", b"m2"]``
+    (the last result) in one shared write: the XADDs to *bad* failed with Redis'
+    refusal, each other one is in the stream once, under the id its caller got."""
+    for index, target in enumerate(targets):
+        if target == bad:
+            assert isinstance(results[index], TransportError)
+            assert "WRONGTYPE" in str(results[index])
+            assert isinstance(results[index].__cause__, redis.ResponseError)
+        else:
+            assert published[results[index]] == f"{index}".encode()
+    assert [published[id] for id in results[-1]] == [b"m1", b"m2"]
+    assert len(published) == 1 + 3 + 2
+
+
 def test_a_refused_command_in_a_shared_pipeline_fails_only_its_caller(
     client: redis.Redis, redis_url: str, stream: str
 ) -> None:
@@ -354,15 +371,7 @@ def test_a_refused_command_in_a_shared_pipeline_fails_only_its_caller(
         )
         assert writes == [7]
         published = {m.id: m.payload for m in transport.read(stream)}
-    for index, target in enumerate(targets):
-        if target == bad:
-            assert isinstance(results[index], TransportError)
-            assert "WRONGTYPE" in str(results[index])
-            assert isinstance(results[index].__cause__, redis.ResponseError)
-        else:
-            assert published[results[index]] == f"{index}".encode()
-    assert [published[id] for id in results[-1]] == [b"m1", b"m2"]
-    assert len(published) == 1 + 3 + 2
+    _assert_only_the_refused_failed(targets, bad, results, published)
 
 
 def test_a_shared_pipeline_is_sent_again_once_on_a_dropped_connection(
@@ -510,15 +519,7 @@ def test_a_refused_command_in_a_shared_async_pipeline_fails_only_its_caller(
 
     results = asyncio.run(main())
     published = {m.id: m.payload for m in RedisStreamsTransport(client).read(stream)}
-    for index, target in enumerate(targets):
-        if target == bad:
-            assert isinstance(results[index], TransportError)
-            assert "WRONGTYPE" in str(results[index])
-            assert isinstance(results[index].__cause__, redis.ResponseError)
-        else:
-            assert published[results[index]] == f"{index}".encode()
-    assert [published[id] for id in results[-1]] == [b"m1", b"m2"]
-    assert len(published) == 1 + 3 + 2
+    _assert_only_the_refused_failed(targets, bad, results, published)
 
 
 def test_an_async_publish_cancelled_before_its_round_leaves_is_not_sent(
