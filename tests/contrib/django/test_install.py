@@ -1,0 +1,331 @@
+"""install() and uninstall(): every django.dispatch.Signal on tocsin, and back."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.signals import request_finished, request_started
+from django.db import DEFAULT_DB_ALIAS
+from django.db.backends.signals import connection_created
+from django.db.models.signals import ModelSignal, class_prepared, post_save, pre_migrate, pre_save
+from django.dispatch import Signal as DjangoSignal
+from django.test.signals import setting_changed
+from django.test.utils import override_settings
+
+import tocsin
+from tocsin.contrib.django import install, installed, uninstall
+from tocsin.introspect import all_signals
+
+from .models import Label, Shelf
+
+pytestmark = pytest.mark.usefixtures("tables")
+
+
+def record_into(calls: list[str], name: str) -> Any:
+    def receiver(sender: object, **kwargs: Any) -> str:
+        calls.append(name)
+        return name
+
+    receiver.__qualname__ = name
+    return receiver
+
+
+@pytest.fixture
+def plain() -> Iterator[None]:
+    """No integration: the test installs and uninstalls it itself."""
+    assert not installed()
+    yield
+    uninstall()
+
+
+@pytest.mark.usefixtures("installed_now")
+def test_djangos_own_signals_and_new_ones_are_tocsin_signals() -> None:
+    """Django's signals, one made after install() and instances of a Signal
+    subclass are tocsin Signals, and still Django's (isinstance, repr)."""
+
+    class AuditSignal(DjangoSignal):  # type: ignore[misc]  # an app's own subclass
+        pass
+
+    made_after = DjangoSignal()
+    for signal in (
+        post_save,
+        request_started,
+        connection_created,
+        pre_migrate,
+        class_prepared,
+        setting_changed,
+        made_after,
+        AuditSignal(use_caching=True),
+    ):
+        assert isinstance(signal, tocsin.Signal)
+        assert isinstance(signal, DjangoSignal)
+    assert isinstance(post_save, ModelSignal)
+    assert repr(post_save).startswith("<django.db.models.signals.ModelSignal at 0x")
+
+
+def test_receivers_connected_before_install_keep_their_order_uid_and_weakness(plain: None) -> None:
+    """Receivers connected to a Django signal before install() are called by
+    tocsin, in connection order; the dispatch_uid still identifies its
+    connection, and a weak receiver is still held weakly."""
+    calls: list[str] = []
+    signal = DjangoSignal()
+    first, second, third = (record_into(calls, name) for name in ("first", "second", "third"))
+    signal.connect(first)
+    signal.connect(second, dispatch_uid="the-second")
+    signal.connect(third, sender=Shelf, weak=False)
+
+    install()
+    assert signal.send(sender=Shelf) == [(first, "first"), (second, "second"), (third, "third")]
+    assert calls == ["first", "second", "third"]
+    assert signal.send(sender=Label) == [(first, "first"), (second, "second")]
+
+    signal.connect(record_into(calls, "again"), dispatch_uid="the-second")  # ignored
+    assert len(signal.send(sender=None)) == 2
+    assert signal.disconnect(dispatch_uid="the-second") is True
+    del first
+    gc.collect()
+    assert [r for r, _ in signal.send(sender=Shelf)] == [third]
+
+
+def test_the_signal_argument_is_the_django_signal(installed_now: None) -> None:
+    """Receivers get the Django signal itself as ``signal``, as before."""
+    seen: list[object] = []
+
+    def receiver(signal: object, **kwargs: Any) -> None:
+        seen.append(signal)
+
+    request_started.connect(receiver)
+    try:
+        request_started.send(sender=None)
+    finally:
+        request_started.disconnect(receiver)
+    assert seen == [request_started]
+
+
+def test_model_signals_keep_djangos_arguments(installed_now: None) -> None:
+    """save() sends pre_save and post_save through tocsin, with Django's arguments,
+    to a receiver connected with a lazy "app_label.Model" sender."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def on_save(sender: type, signal: object, **kwargs: Any) -> None:
+        seen.append(("pre" if signal is pre_save else "post", kwargs))
+
+    pre_save.connect(on_save, sender="tocsin_tests.Shelf")
+    post_save.connect(on_save, sender="tocsin_tests.Shelf")
+    try:
+        shelf = Shelf.objects.create(name="fiction")
+        Label.objects.create(name="ignored")  # another sender
+    finally:
+        pre_save.disconnect(on_save, sender=Shelf)
+        post_save.disconnect(on_save, sender=Shelf)
+    assert [when for when, _ in seen] == ["pre", "post"]
+    assert seen[1][1]["instance"] is shelf
+    assert seen[1][1]["created"] is True
+    assert seen[1][1]["using"] == DEFAULT_DB_ALIAS
+
+
+def test_a_lazy_sender_connected_before_install_is_connected_when_its_model_is(
+    plain: None,
+) -> None:
+    """A receiver waiting, from before install(), for a model that is registered
+    after it, is connected by Django then, to the tocsin signal."""
+    from django.apps import apps
+    from django.db import models
+
+    calls: list[str] = []
+    receiver = record_into(calls, "on_late")
+    post_save.connect(receiver, sender="tocsin_tests.LateModel", weak=False)
+    install()
+
+    class LateModel(models.Model):  # type: ignore[misc]  # Django has no type hints here
+        class Meta:
+            app_label = "tocsin_tests"
+
+    try:
+        assert post_save.send(sender=LateModel, instance=None) == [(receiver, "on_late")]
+        assert post_save.disconnect(receiver, sender=LateModel) is True
+    finally:
+        del apps.all_models["tocsin_tests"]["latemodel"]
+        apps.clear_cache()
+
+
+@pytest.mark.usefixtures("installed_now")
+def test_sends_and_disconnects_answer_as_djangos() -> None:
+    """send_robust, asend, asend_robust, has_listeners and disconnect behave as
+    Django's, through tocsin."""
+    signal = DjangoSignal()
+
+    def fails(sender: object, **kwargs: Any) -> None:
+        raise ValueError("broken")
+
+    async def later(sender: object, **kwargs: Any) -> str:
+        return "later"
+
+    assert signal.has_listeners() is False
+    signal.connect(fails)
+    signal.connect(later)
+    assert signal.has_listeners() is True
+    [(_, error), (_, response)] = signal.send_robust(sender=None)
+    assert isinstance(error, ValueError)
+    assert response == "later"
+    [(_, error), (_, response)] = asyncio.run(signal.asend_robust(sender=None))
+    assert isinstance(error, ValueError)
+    assert signal.disconnect(fails) is True
+    assert signal.disconnect(fails) is False
+    assert asyncio.run(signal.asend(sender=None)) == [(later, "later")]
+
+
+@pytest.mark.usefixtures("installed_now")
+def test_djangos_attributes_still_work() -> None:
+    """receivers rows, sender_receivers_cache.clear(), _live_receivers() and
+    use_caching, which Django's code and tests read, still work."""
+    calls: list[str] = []
+    receiver = record_into(calls, "r")
+    post_save.connect(receiver, sender=Shelf)
+    try:
+        assert post_save.use_caching is True
+        [row] = [row for row in post_save.receivers if row[1]() is receiver]
+        assert row.sender_ref is not None
+        assert row.sender_ref() is Shelf
+        post_save.sender_receivers_cache.clear()
+        sync, _async = post_save._live_receivers(Shelf)
+        assert receiver in sync
+    finally:
+        post_save.disconnect(receiver, sender=Shelf)
+
+
+def test_uninstall_gives_the_signals_back_to_django_with_their_receivers(plain: None) -> None:
+    """After uninstall(), Django's Signal dispatches again, with the receivers
+    connected before and during the installation, in order; on-commit and
+    priority settings are dropped; weak receivers stay weak."""
+    calls: list[str] = []
+    signal = DjangoSignal()
+    before = record_into(calls, "before")
+    during = record_into(calls, "during")
+    weak = record_into(calls, "weak")
+    signal.connect(before)
+    install()
+    signal.connect(during, sender=Shelf, on_commit=True, priority=5)
+    signal.connect(weak, dispatch_uid="weak-uid")
+    uninstall()
+
+    assert not isinstance(signal, tocsin.Signal)
+    assert type(signal) is DjangoSignal
+    assert signal not in all_signals()
+    assert signal.send(sender=Shelf) == [(before, "before"), (during, "during"), (weak, "weak")]
+    assert signal.disconnect(dispatch_uid="weak-uid") is True
+    signal.connect(weak)
+    del weak
+    gc.collect()
+    assert [r for r, _ in signal.send(sender=Shelf)] == [before, during]
+    assert len(signal.receivers) == 2  # Django's own purge, with Django's callback
+    assert type(post_save) is ModelSignal
+
+
+def test_install_and_uninstall_twice_do_nothing_more(plain: None) -> None:
+    """Both are idempotent; installed() says which is in effect."""
+    install()
+    install()
+    assert installed()
+    assert isinstance(post_save, tocsin.Signal)
+    uninstall()
+    uninstall()
+    assert not installed()
+    assert type(post_save) is ModelSignal
+
+
+def test_a_signal_with_broken_rows_makes_install_fail_and_change_nothing(plain: None) -> None:
+    """A receivers list that is not Django's rows is refused with ValueError,
+    naming the signal and what to fix; every signal stays Django's."""
+    broken = DjangoSignal()
+    broken.receivers = ["not a row"]
+    with pytest.raises(ValueError, match=r"cannot move the receivers of .* Django's rows"):
+        install()
+    assert not installed()
+    assert type(post_save) is ModelSignal
+    assert broken.receivers == ["not a row"]
+    del broken
+    gc.collect()
+
+
+@pytest.mark.usefixtures("installed_now")
+def test_connect_refuses_bad_input_with_djangos_or_tocsins_errors() -> None:
+    """Bad receivers, options and lazy senders are refused at connect()."""
+    with pytest.raises(TypeError, match="must be callable"):
+        request_finished.connect(42, weak=False)
+    with pytest.raises(ValueError, match=r"accept keyword arguments \(\*\*kwargs\)"):
+        request_finished.connect(lambda sender: None, weak=False)
+    with pytest.raises(TypeError, match="on_commit must be True or False"):
+        post_save.connect(record_into([], "r"), on_commit="yes")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'on_comit'"):
+        post_save.connect(record_into([], "r"), on_comit=True)
+    with pytest.raises(ValueError, match="Invalid model reference 'nonsense'"):
+        post_save.connect(record_into([], "r"), sender="nonsense")
+    with pytest.raises(TypeError, match="dispatch_uid"):
+        request_finished.disconnect()
+
+
+@pytest.mark.usefixtures("installed_now")
+def test_sends_racing_connects_from_threads() -> None:
+    """Threads that connect and disconnect while others send never break a
+    send: each send sees a consistent set of receivers."""
+    signal = DjangoSignal()
+    anchor = record_into([], "anchor")
+    signal.connect(anchor)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def sender() -> None:
+        try:
+            while not stop.is_set():
+                responses = signal.send(sender=None)
+                assert responses[0] == (anchor, "anchor")
+        except BaseException as err:
+            errors.append(err)
+
+    def connector(n: int) -> None:
+        try:
+            kept = [record_into([], f"r{n}-{i}") for i in range(200)]
+            for receiver in kept:
+                signal.connect(receiver)
+            for receiver in kept:
+                assert signal.disconnect(receiver)
+        except BaseException as err:
+            errors.append(err)
+
+    senders = [threading.Thread(target=sender) for _ in range(2)]
+    connectors = [threading.Thread(target=connector, args=(n,)) for n in range(4)]
+    for thread in senders + connectors:
+        thread.start()
+    for thread in connectors:
+        thread.join()
+    stop.set()
+    for thread in senders:
+        thread.join()
+    assert errors == []
+    assert signal.send(sender=None) == [(anchor, "anchor")]
+
+
+def test_override_settings_sends_through_tocsin(installed_now: None) -> None:
+    """Django's own code (override_settings) sends through tocsin: a tocsin hook
+    on setting_changed sees it."""
+    from tocsin import hooks
+
+    seen: list[str] = []
+
+    class Watch(hooks.SendHook):
+        def observe(self, send: hooks.SendInfo) -> None:
+            seen.append(send.method)
+
+    undo = hooks.install(Watch(), setting_changed)
+    try:
+        with override_settings(TOCSIN_TEST=True):
+            pass
+    finally:
+        undo()
+    assert seen == ["send", "send_robust"]
