@@ -133,13 +133,14 @@ def test_a_lazy_sender_connected_before_install_is_connected_when_its_model_is(
     plain: None,
 ) -> None:
     """A receiver waiting, from before install(), for a model that is registered
-    after it, is connected by Django then, to the tocsin signal."""
+    after it, is connected to the tocsin signal then, after the others."""
     from django.apps import apps
     from django.db import models
 
     calls: list[str] = []
-    receiver = record_into(calls, "on_late")
-    post_save.connect(receiver, sender="tocsin_tests.LateModel", weak=False)
+    first, late = record_into(calls, "first"), record_into(calls, "late")
+    post_save.connect(first, weak=False)
+    post_save.connect(late, sender="tocsin_tests.LateModel", weak=False)
     install()
 
     class LateModel(models.Model):  # type: ignore[misc]  # Django has no type hints here
@@ -147,9 +148,11 @@ def test_a_lazy_sender_connected_before_install_is_connected_when_its_model_is(
             app_label = "tocsin_tests"
 
     try:
-        assert post_save.send(sender=LateModel, instance=None) == [(receiver, "on_late")]
-        assert post_save.disconnect(receiver, sender=LateModel) is True
+        responses = post_save.send(sender=LateModel, instance=None)
+        assert responses == [(first, "first"), (late, "late")]
+        assert post_save.disconnect(late, sender=LateModel) is True
     finally:
+        post_save.disconnect(first)
         del apps.all_models["tocsin_tests"]["latemodel"]
         apps.clear_cache()
 

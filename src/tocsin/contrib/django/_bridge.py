@@ -28,7 +28,7 @@ from django.dispatch import Signal as DjangoSignal
 
 from ... import Signal
 
-__all__ = ["bridged_class", "convert", "revert"]
+__all__ = ["bridged_class", "convert", "redirect_pending", "revert"]
 
 # What django.dispatch.Signal.__init__ puts in an instance's __dict__.
 _DJANGO_STATE = ("receivers", "lock", "use_caching", "sender_receivers_cache", "_dead_receivers")
@@ -176,3 +176,36 @@ def _connect_later(signal: Any, receiver: Any, sender: type, **kwargs: Any) -> N
     # Looked up when the model is registered, not now: if tocsin was uninstalled
     # meanwhile, Django's connect() is the one to call.
     signal.connect(receiver, sender, **kwargs)
+
+
+# What ModelSignal hands to lazy_model_operation(): a partial of one of these,
+# bound to the signal (Django's, unpatched: install() never replaces them).
+_DJANGO_LAZY_METHODS = (DjangoSignal.connect, DjangoSignal.disconnect)
+
+
+def redirect_pending(apps: Any) -> None:
+    """Make the connects and disconnects that *apps* holds for models not yet
+    registered (lazy ``"app_label.Model"`` senders given before install) call
+    the signal's method when they run, rather than Django's.
+
+    Each pending operation of Django's ``lazy_model_operation()`` is a function
+    whose ``func`` attribute is what it will call; ModelSignal's is a partial of
+    Django's bound ``Signal.connect`` (or ``disconnect``), which would write
+    Django 5.2's rows into tocsin's. Other operations are left alone.
+    """
+    for operations in list(apps._pending_operations.values()):
+        for operation in operations:
+            call = getattr(operation, "func", None)
+            if not isinstance(call, functools.partial):
+                continue
+            method: Any = call.func
+            if getattr(method, "__func__", None) not in _DJANGO_LAZY_METHODS:
+                continue
+            signal, name = method.__self__, method.__func__.__name__
+            operation.func = functools.partial(
+                _call_later, signal, name, *call.args, **call.keywords
+            )
+
+
+def _call_later(signal: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    return getattr(signal, name)(*args, **kwargs)

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from django.apps import apps
 from django.dispatch import Signal as DjangoSignal
 
 from ... import oncommit
@@ -59,6 +60,7 @@ def install() -> None:
             for signal in converted:
                 _bridge.revert(signal)
             raise
+        _bridge.redirect_pending(apps)
         _state.django_init = init = DjangoSignal.__init__
         DjangoSignal.__init__ = _born_converted(init)
         _state.remove_finder = oncommit.add_scope_finder(_transactions.find_atomic_scope)
