@@ -332,3 +332,18 @@ def test_override_settings_sends_through_tocsin(installed_now: None) -> None:
     finally:
         undo()
     assert seen == ["send", "send_robust"]
+
+
+def test_a_hook_removed_after_uninstall_leaves_the_django_signal_alone(plain: None) -> None:
+    """A hook installed on a converted signal can still be undone once the
+    signal is Django's again; global hooks skip such signals too."""
+    from tocsin import hooks
+
+    signal = DjangoSignal()
+    install()
+    undo_one = hooks.install(hooks.SendHook(), signal)
+    uninstall()
+    undo_one()
+    undo_all = hooks.install(hooks.SendHook())
+    undo_all()
+    assert signal.send(sender=None) == []

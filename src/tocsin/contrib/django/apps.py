@@ -8,6 +8,8 @@ from django.apps import AppConfig
 
 from ._install import install
 
+__all__ = ["TocsinConfig"]
+
 
 class TocsinConfig(AppConfig):  # type: ignore[misc]  # Django has no type hints
     """Calls :func:`tocsin.contrib.django.install` as soon as Django creates it.
