@@ -205,10 +205,23 @@ def test_a_bound_atomic_scope_names_the_database(order_placed: Any, calls: Calls
 
 
 def test_atomic_scope_refuses_what_is_not_an_alias(order_placed: Any) -> None:
+    """AtomicScope takes an alias; bound with one Django does not know, a send
+    fails with Django's error."""
     with pytest.raises(TypeError, match="database alias"):
         AtomicScope(None)  # type: ignore[arg-type]
     with pytest.raises(ConnectionDoesNotExist), oncommit.bind(AtomicScope("nowhere")):
         order_placed.send(sender=None)
-    with pytest.raises(ConnectionDoesNotExist):
-        order_placed.send(sender=None, using="nowhere")
     assert repr(AtomicScope()) == "AtomicScope('default')"
+
+
+def test_a_using_that_names_no_django_database_is_left_to_others(
+    order_placed: Any, calls: Calls
+) -> None:
+    """A send whose ``using`` is not a Django alias (a SQLAlchemy engine's name,
+    say) is not deferred to Django: with no other scope, it runs at once."""
+    with transaction.atomic():
+        order_placed.send(sender=None, using="sqlalchemy-engine")
+        assert calls == ["during send", "after commit"]
+        order_placed.send(sender=None, using=42)  # not an alias: the default database
+        assert calls == ["during send", "after commit", "during send"]
+    assert calls == ["during send", "after commit", "during send", "after commit"]

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.utils import ConnectionDoesNotExist
 
 from ... import oncommit
 
@@ -83,7 +84,14 @@ def find_atomic_scope(sender: object, named: Mapping[str, Any]) -> AtomicScope |
     """The scope finder: the database of the send's ``using`` argument when it is
     an alias (model signals, ``m2m_changed``, the migration signals), else the
     default database; None when that database is in no transaction, so that
-    other finders (SQLAlchemy's) are asked, and else the receiver runs at once."""
+    other finders (SQLAlchemy's) are asked, and else the receiver runs at once.
+
+    A ``using`` that names no Django database (a SQLAlchemy engine's name, or
+    an argument of another meaning) is not Django's business: None too.
+    """
     using = named.get("using")
     scope = AtomicScope(using if isinstance(using, str) else DEFAULT_DB_ALIAS)
-    return scope if scope.in_transaction() else None
+    try:
+        return scope if scope.in_transaction() else None
+    except ConnectionDoesNotExist:
+        return None
