@@ -347,3 +347,27 @@ def test_a_hook_removed_after_uninstall_leaves_the_django_signal_alone(plain: No
     undo_all = hooks.install(hooks.SendHook())
     undo_all()
     assert signal.send(sender=None) == []
+
+
+def test_a_lazy_connect_made_while_installed_works_after_uninstall(plain: None) -> None:
+    """A connect waiting for its model calls the signal's method of the moment:
+    after uninstall(), Django's."""
+    from django.apps import apps
+    from django.db import models
+
+    calls: list[str] = []
+    receiver = record_into(calls, "waiting")
+    install()
+    post_save.connect(receiver, sender="tocsin_tests.AfterModel", weak=False)
+    uninstall()
+
+    class AfterModel(models.Model):  # type: ignore[misc]  # Django has no type hints here
+        class Meta:
+            app_label = "tocsin_tests"
+
+    try:
+        assert post_save.send(sender=AfterModel, instance=None) == [(receiver, "waiting")]
+        assert post_save.disconnect(receiver, sender=AfterModel) is True
+    finally:
+        del apps.all_models["tocsin_tests"]["aftermodel"]
+        apps.clear_cache()

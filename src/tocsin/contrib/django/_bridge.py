@@ -38,6 +38,9 @@ _DJANGO_CALLBACKS = ("_flag_dead_receivers", "_remove_receiver")
 # Django 6.0 added the sender's weak reference to the rows (a 4-tuple; 3 before).
 _ROWS_HAVE_SENDER_REF = "_flag_dead_receivers" in vars(DjangoSignal)
 
+# Django's own, taken before install() replaces it (this module is imported first).
+_django_init = DjangoSignal.__init__
+
 _bridged: dict[type, type] = {}  # Django signal class -> its bridged class
 _original: dict[type, type] = {}  # and back
 _classes_lock = threading.Lock()
@@ -106,7 +109,7 @@ def revert(signal: Any) -> None:
         for name in _tocsin_state():
             state.pop(name, None)
         signal.__class__ = original
-        DjangoSignal.__init__(signal, use_caching)  # restored by now: Django's own
+        _django_init(signal, use_caching)
     callback = _django_callback(signal)
     signal.receivers = [row for row in (_django_row(r, callback) for r in rows) if row]
 
@@ -165,17 +168,11 @@ def _model_signal_connect(
         from django.db.models.utils import make_model_tuple
 
         later = functools.partial(
-            _connect_later, self, receiver, weak=weak, dispatch_uid=dispatch_uid, **options
+            _call_later, self, "connect", receiver, weak=weak, dispatch_uid=dispatch_uid, **options
         )
         (apps or Options.default_apps).lazy_model_operation(later, make_model_tuple(sender))
         return receiver
     return Signal.connect(self, receiver, sender, weak, dispatch_uid, **options)
-
-
-def _connect_later(signal: Any, receiver: Any, sender: type, **kwargs: Any) -> None:
-    # Looked up when the model is registered, not now: if tocsin was uninstalled
-    # meanwhile, Django's connect() is the one to call.
-    signal.connect(receiver, sender, **kwargs)
 
 
 # What ModelSignal hands to lazy_model_operation(): a partial of one of these,
@@ -208,4 +205,6 @@ def redirect_pending(apps: Any) -> None:
 
 
 def _call_later(signal: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    # The method is looked up when the model is registered, not before: if tocsin
+    # has been installed or uninstalled meanwhile, the signal's current one runs.
     return getattr(signal, name)(*args, **kwargs)

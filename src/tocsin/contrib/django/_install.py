@@ -43,7 +43,7 @@ def install() -> None:
     Calling it again does nothing. :func:`uninstall` undoes it.
 
     Call it at start-up, before other threads send or connect: the app config
-    (``"tocsin.contrib.django"`` in ``INSTALLED_APPS``) does, from ``ready()``.
+    (``"tocsin.contrib.django"`` in ``INSTALLED_APPS``) does, when Django creates it.
 
     :raises ValueError: if a signal's ``receivers`` list holds something other
         than Django's rows; nothing is changed then.
