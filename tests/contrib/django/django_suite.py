@@ -35,7 +35,8 @@ SKIPS = Path(__file__).with_name("django_skips.toml")
 # Processes for Django's runner (its failure reports need tblib when more than one).
 PARALLEL = int(os.environ.get("TOCSIN_DJANGO_PARALLEL", "1"))
 # The suites that send or receive signals: model, m2m, migration, request,
-# connection, setting and login signals (auth_tests: the modules that log in or
+# connection, setting and login signals, and the system check that reports
+# lazy senders that never resolved (auth_tests: the modules that log in or
 # out; the rest takes a minute, hashing passwords).
 LABELS = (
     "signals",
@@ -47,6 +48,11 @@ LABELS = (
     "update_only_fields",
     "proxy_models",
     "generic_relations",
+    "generic_relations_regress",
+    "many_to_many",
+    "defer_regress",
+    "multiple_database",
+    "invalid_models_tests",
     "fixtures",
     "transactions",
     "transaction_hooks",
@@ -57,8 +63,14 @@ LABELS = (
     "settings_tests",
     "test_utils",
     "handlers",
+    "requests_tests",
+    "httpwrappers",
+    "wsgi",
+    "builtin_server",
     "test_client",
+    "test_client_regress",
     "asgi",
+    "sites_tests",
     "auth_tests.test_signals",
     "auth_tests.test_auth_backends",
     "auth_tests.test_models",

@@ -18,7 +18,7 @@ from django.test.signals import setting_changed
 from django.test.utils import override_settings
 
 import tocsin
-from tocsin.contrib.django import install, installed, uninstall
+from tocsin.contrib.django import _bridge, install, installed, uninstall
 from tocsin.introspect import all_signals
 
 from .models import Label, Shelf
@@ -371,3 +371,30 @@ def test_a_lazy_connect_made_while_installed_works_after_uninstall(plain: None) 
     finally:
         del apps.all_models["tocsin_tests"]["aftermodel"]
         apps.clear_cache()
+
+
+@pytest.mark.parametrize("when", ["before install", "while installed"])
+def test_djangos_check_still_names_a_lazy_sender_that_never_came(plain: None, when: str) -> None:
+    """Django's system check for lazy references reports a receiver waiting for a
+    model that does not exist as Django does (signals.E001), whether it was
+    connected before install() or after."""
+    from django.apps.registry import Apps
+    from django.core.checks.model_checks import _check_lazy_references
+
+    def on_missing(sender: object, **kwargs: Any) -> None:
+        pass
+
+    registry = Apps(installed_apps=())
+    if when == "before install":
+        post_save.connect(on_missing, sender="missing.Model", apps=registry)
+        install()
+        _bridge.redirect_pending(registry)  # install() does it for django.apps.apps
+    else:
+        install()
+        post_save.connect(on_missing, sender="missing.Model", apps=registry)
+    [error] = _check_lazy_references(registry)
+    assert error.id == "signals.E001"
+    assert error.msg == (
+        "The function 'on_missing' was connected to the 'post_save' signal with a lazy "
+        "reference to the sender 'missing.model', but app 'missing' isn't installed."
+    )

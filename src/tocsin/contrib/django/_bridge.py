@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import types
 import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -168,7 +169,7 @@ def _model_signal_connect(
         from django.db.models.utils import make_model_tuple
 
         later = functools.partial(
-            _call_later, self, "connect", receiver, weak=weak, dispatch_uid=dispatch_uid, **options
+            _later("connect", self), receiver, weak=weak, dispatch_uid=dispatch_uid, **options
         )
         (apps or Options.default_apps).lazy_model_operation(later, make_model_tuple(sender))
         return receiver
@@ -199,12 +200,30 @@ def redirect_pending(apps: Any) -> None:
             if getattr(method, "__func__", None) not in _DJANGO_LAZY_METHODS:
                 continue
             signal, name = method.__self__, method.__func__.__name__
-            operation.func = functools.partial(
-                _call_later, signal, name, *call.args, **call.keywords
-            )
+            operation.func = functools.partial(_later(name, signal), *call.args, **call.keywords)
 
 
-def _call_later(signal: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-    # The method is looked up when the model is registered, not before: if tocsin
-    # has been installed or uninstalled meanwhile, the signal's current one runs.
-    return getattr(signal, name)(*args, **kwargs)
+def _later(name: str, signal: Any) -> Callable[..., Any]:
+    """A method of *signal* that calls its *name* method (``connect`` or
+    ``disconnect``) when a lazy sender's model is registered.
+
+    The method is looked up then, not now: if tocsin has been installed or
+    uninstalled meanwhile, the signal's method of the moment runs.
+    """
+    return types.MethodType(_LATE[name], signal)
+
+
+def _late_call(name: str) -> Callable[..., Any]:
+    def call(signal: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(signal, name)(*args, **kwargs)
+
+    # Django's system check for lazy references that never resolved (checks
+    # signals.E001: "<receiver> was connected to the 'post_save' signal with a
+    # lazy reference to the sender ...") recognises a waiting connection by the
+    # module and name of the bound method it finds: those of Django's own.
+    call.__module__ = DjangoSignal.connect.__module__
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+_LATE = {name: _late_call(name) for name in ("connect", "disconnect")}
