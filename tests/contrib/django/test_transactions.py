@@ -7,6 +7,9 @@ import logging
 from typing import Any
 
 import pytest
+
+pytest.importorskip("django", reason="tocsin.contrib.django needs Django")
+
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models.signals import post_save
 from django.db.utils import ConnectionDoesNotExist
