@@ -228,3 +228,26 @@ def test_a_using_that_names_no_django_database_is_left_to_others(
         order_placed.send(sender=None, using=42)  # not an alias: the default database
         assert calls == ["during send", "after commit", "during send"]
     assert calls == ["during send", "after commit", "during send", "after commit"]
+
+
+class InADjangoTestCase(TestCase):  # type: ignore[misc]  # Django has no type hints here
+    """In a Django TestCase, whose tests run in a transaction that is never
+    committed, on-commit receivers wait, and captureOnCommitCallbacks() runs them."""
+
+    def test_on_commit_receivers_wait_and_are_captured(self) -> None:
+        calls = Calls()
+        signal = DjangoSignal()
+        signal.connect(calls.receiver("after commit"), on_commit=True, weak=False)
+        with self.captureOnCommitCallbacks(execute=True) as callbacks:
+            signal.send(sender=None)
+            assert calls == []
+        assert len(callbacks) == 1
+        assert calls == ["after commit"]
+
+    def test_without_capture_they_never_run(self) -> None:
+        calls = Calls()
+        signal = DjangoSignal()
+        signal.connect(calls.receiver("after commit"), on_commit=True, weak=False)
+        Shelf.objects.create(name="rolled back with the test")
+        signal.send(sender=None)
+        assert calls == []
