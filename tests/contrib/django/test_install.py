@@ -161,6 +161,34 @@ def test_a_lazy_sender_connected_before_install_is_connected_when_its_model_is(
 
 
 @pytest.mark.usefixtures("installed_now")
+def test_tocsins_test_helpers_see_djangos_sends() -> None:
+    """tocsin.testing's capture() and muted() work on Django's own signals, as
+    Django's save() sends them."""
+    from tocsin.testing import capture, muted
+
+    calls: list[str] = []
+    receiver = record_into(calls, "on_save")
+    post_save.connect(receiver, sender=Shelf)
+    try:
+        with capture(post_save, sender=Shelf) as sent:
+            shelf = Shelf.objects.create(name="captured")
+        sent.assert_sent_once_with(
+            sender=Shelf,
+            instance=shelf,
+            created=True,
+            update_fields=None,
+            raw=False,
+            using=DEFAULT_DB_ALIAS,
+        )
+        assert calls == ["on_save"]
+        with muted(post_save):
+            Shelf.objects.create(name="muted")
+        assert calls == ["on_save"]
+    finally:
+        post_save.disconnect(receiver, sender=Shelf)
+
+
+@pytest.mark.usefixtures("installed_now")
 def test_sends_and_disconnects_answer_as_djangos() -> None:
     """send_robust, asend, asend_robust, has_listeners and disconnect behave as
     Django's, through tocsin."""
