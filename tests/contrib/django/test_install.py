@@ -381,15 +381,17 @@ def test_a_hook_removed_after_uninstall_leaves_the_django_signal_alone(plain: No
 
 
 def test_a_lazy_connect_made_while_installed_works_after_uninstall(plain: None) -> None:
-    """A connect waiting for its model calls the signal's method of the moment:
-    after uninstall(), Django's."""
+    """A connect (or disconnect) waiting for its model calls the signal's method
+    of the moment: after uninstall(), Django's."""
     from django.apps import apps
     from django.db import models
 
     calls: list[str] = []
-    receiver = record_into(calls, "waiting")
+    receiver, gone = record_into(calls, "waiting"), record_into(calls, "gone")
     install()
     post_save.connect(receiver, sender="tocsin_tests.AfterModel", weak=False)
+    post_save.connect(gone, sender="tocsin_tests.AfterModel", weak=False)
+    assert post_save.disconnect(gone, sender="tocsin_tests.AfterModel") is None  # as Django
     uninstall()
 
     class AfterModel(models.Model):  # type: ignore[misc]  # Django has no type hints here
