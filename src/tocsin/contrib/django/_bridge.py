@@ -245,7 +245,7 @@ def _late_call(name: str) -> Callable[..., Any]:
     # lazy reference to the sender ...") recognises a waiting connection by the
     # module and name of the bound method it finds: those of Django's own.
     call.__module__ = DjangoSignal.connect.__module__
-    call.__name__ = call.__qualname__ = name
+    call.__name__, call.__qualname__ = name, f"Signal.{name}"
     return call
 
 
