@@ -187,7 +187,8 @@ def test_manual_transaction_management_is_refused_as_django_does(order_placed: A
 
 
 def test_async_receivers_and_asend(calls: Calls) -> None:
-    """asend() outside a transaction runs an async on-commit receiver at once."""
+    """asend() outside a transaction runs an async on-commit receiver at once;
+    send() in an atomic block defers it, and the commit runs it."""
     signal = DjangoSignal()
 
     async def notify(sender: object, **kwargs: Any) -> str:
@@ -197,6 +198,10 @@ def test_async_receivers_and_asend(calls: Calls) -> None:
     signal.connect(notify, on_commit=True)
     assert asyncio.run(signal.asend(sender=None)) == [(notify, "notified")]
     assert calls == ["notified"]
+    with transaction.atomic():  # from sync code: deferred, then run after the commit
+        signal.send(sender=None)
+        assert calls == ["notified"]
+    assert calls == ["notified", "notified"]
 
 
 def test_a_bound_atomic_scope_names_the_database(order_placed: Any, calls: Calls) -> None:
