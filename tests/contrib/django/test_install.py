@@ -87,8 +87,9 @@ def test_receivers_connected_before_install_keep_their_order_uid_and_weakness(pl
     assert calls == ["first", "second", "third"]
     assert signal.send(sender=Label) == [(first, "first"), (second, "second")]
 
-    signal.connect(record_into(calls, "again"), dispatch_uid="the-second")  # ignored
-    assert len(signal.send(sender=None)) == 2
+    again = record_into(calls, "again")
+    signal.connect(again, dispatch_uid="the-second", weak=False)  # ignored: the uid is taken
+    assert signal.send(sender=None) == [(first, "first"), (second, "second")]
     assert signal.disconnect(dispatch_uid="the-second") is True
     del first
     gc.collect()
@@ -235,8 +236,9 @@ def test_djangos_attributes_still_work() -> None:
 
 def test_uninstall_gives_the_signals_back_to_django_with_their_receivers(plain: None) -> None:
     """After uninstall(), Django's Signal dispatches again, with the receivers
-    connected before and during the installation, in order; on-commit and
-    priority settings are dropped; weak receivers stay weak."""
+    connected before and during the installation, in order; senders and
+    dispatch_uids still identify connections, on-commit and priority settings
+    are dropped, and a weak receiver is still held weakly, by Django now."""
     calls: list[str] = []
     signal = DjangoSignal()
     before = record_into(calls, "before")
@@ -244,7 +246,7 @@ def test_uninstall_gives_the_signals_back_to_django_with_their_receivers(plain: 
     weak = record_into(calls, "weak")
     signal.connect(before)
     install()
-    signal.connect(during, sender=Shelf, on_commit=True, priority=5)
+    signal.connect(during, sender=Shelf, on_commit=True, priority=5, dispatch_uid="during-uid")
     signal.connect(weak, dispatch_uid="weak-uid")
     uninstall()
 
@@ -252,12 +254,17 @@ def test_uninstall_gives_the_signals_back_to_django_with_their_receivers(plain: 
     assert type(signal) is DjangoSignal
     assert signal not in all_signals()
     assert signal.send(sender=Shelf) == [(before, "before"), (during, "during"), (weak, "weak")]
-    assert signal.disconnect(dispatch_uid="weak-uid") is True
-    signal.connect(weak)
+    assert signal.send(sender=Label) == [(before, "before"), (weak, "weak")]
     del weak
     gc.collect()
     assert [r for r, _ in signal.send(sender=Shelf)] == [before, during]
-    assert len(signal.receivers) == 2  # Django's own purge, with Django's callback
+    assert len(signal.receivers) == 2  # Django purged it: its weak reference called back
+    assert signal.disconnect(dispatch_uid="weak-uid") is False  # gone already
+    same_uid = record_into(calls, "same uid")
+    signal.connect(same_uid, sender=Shelf, dispatch_uid="during-uid", weak=False)  # ignored
+    assert [r for r, _ in signal.send(sender=Shelf)] == [before, during]
+    assert signal.disconnect(sender=Shelf, dispatch_uid="during-uid") is True
+    assert [r for r, _ in signal.send(sender=Shelf)] == [before]
     assert type(post_save) is ModelSignal
 
 
