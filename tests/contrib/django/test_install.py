@@ -268,6 +268,30 @@ def test_uninstall_gives_the_signals_back_to_django_with_their_receivers(plain: 
     assert type(post_save) is ModelSignal
 
 
+def test_bound_method_receivers_stay_weak_both_ways(plain: None) -> None:
+    """A bound method, held by Django through a WeakMethod, is held weakly by
+    tocsin after install() and by Django again after uninstall()."""
+
+    class Audit:
+        def on_send(self, sender: object, **kwargs: Any) -> str:
+            return "audited"
+
+    signal = DjangoSignal()
+    kept, dropped = Audit(), Audit()
+    signal.connect(kept.on_send)
+    install()
+    signal.connect(dropped.on_send)
+    assert [response for _, response in signal.send(sender=None)] == ["audited", "audited"]
+    del dropped
+    gc.collect()
+    assert signal.send(sender=None) == [(kept.on_send, "audited")]
+    uninstall()
+    assert signal.send(sender=None) == [(kept.on_send, "audited")]
+    del kept
+    gc.collect()
+    assert signal.send(sender=None) == []
+
+
 def test_install_and_uninstall_twice_do_nothing_more(plain: None) -> None:
     """Both are idempotent; installed() says which is in effect."""
     install()
