@@ -9,7 +9,9 @@
                            3.13 where installed (the Todo app's and the
                            distribution's tests on the first Python only); the
                            integrations' tests with their dependencies at the
-                           lowest versions allowed (.venv-lowest)
+                           lowest versions allowed (.venv-lowest); Django's own
+                           test suites with every Django signal on tocsin
+                           (Django 5.2 on 3.11, 6.1 on 3.12+)
     python3 dev.py test-lowest [PYTEST ARGS]
                            that last run alone
     python3 dev.py bench   run the benchmarks against django.dispatch, blinker, psygnal
@@ -51,8 +53,9 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's, for the Todo app's browser test
 # test_lowest(): the public extras whose dependencies are installed at their floors,
 # and the tests of the code that uses them (the Remote's fault test that kills
 # workers 5 times over, 45 s, tests the worker's policy, not redis-py: left out).
-LOWEST_EXTRAS = ("sqlalchemy", "otel", "redis")
+LOWEST_EXTRAS = ("django", "sqlalchemy", "otel", "redis")
 LOWEST_TESTS = (
+    "tests/contrib/django",
     "tests/contrib/sqlalchemy",
     "tests/contrib/test_otel.py",
     "tests/test_tracing.py",
@@ -277,6 +280,8 @@ def test_jobs(
         pytest(f"pytest on Python {first}: the Todo app, the distribution", python, "app", app)
     if lowest is not None:
         pytest("pytest at the lowest versions", lowest, "lowest", [*LOWEST_TESTS])
+    if not pytest_args:
+        jobs.extend(django_suite_jobs(pythons))
     jobs.append(
         Job(
             "lint",
@@ -289,6 +294,29 @@ def test_jobs(
     )
     jobs.append(Job("docs: mkdocs build --strict", [docs_command(python)]))
     return jobs
+
+
+def django_suite_jobs(pythons: dict[str, str]) -> list[Job]:
+    """Django's own test suites with every Django signal on tocsin
+    (tests/contrib/django/django_suite.py), once per Django series that the test
+    group pins (pyproject.toml): 5.2 on Python 3.11, 6.1 on 3.12+ (its lowest
+    Python here).
+    About 25 s each, on one core; the first run downloads Django's sdist."""
+    series: dict[str, tuple[str, str]] = {}
+    for version, venv_python in sorted(pythons.items(), key=lambda item: _version_key(item[0])):
+        django = "5.2" if _version_key(version) < (3, 12) else "6.1"
+        series.setdefault(django, (version, venv_python))
+    return [
+        Job(
+            f"Django {django}'s own suites on tocsin (Python {version})",
+            [[venv_python, "tests/contrib/django/django_suite.py"]],
+        )
+        for django, (version, venv_python) in series.items()
+    ]
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 class Job:

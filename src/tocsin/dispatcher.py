@@ -122,9 +122,11 @@ def all_signals() -> list[Signal]:
     """Every Signal alive (typed ones included), named or not, in no particular order.
 
     :mod:`tocsin.introspect` re-exports it beside the functions that name them.
+    A Django signal that :func:`tocsin.contrib.django.uninstall` gave back to
+    ``django.dispatch`` is no longer a Signal, and is left out.
     """
     with _every_signal_lock:
-        return list(_every_signal)
+        return [signal for signal in _every_signal if isinstance(signal, Signal)]
 
 
 class Signal:
@@ -1138,7 +1140,8 @@ def _check_use_caching(value: object) -> None:
 
 def _on_hooks_changed(signal: Signal | None) -> None:
     for each in [signal] if signal is not None else all_signals():
-        each._hooks_changed()
+        if isinstance(each, Signal):  # see all_signals()
+            each._hooks_changed()
 
 
 hooks.set_listener(_on_hooks_changed)
