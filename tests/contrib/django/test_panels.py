@@ -18,7 +18,7 @@ from django.test import Client, override_settings
 
 from tocsin import tracing
 from tocsin.contrib.django._recorder import Limits
-from tocsin.contrib.django.panels import SignalsPanel
+from tocsin.contrib.django.panels import SentSignalsPanel
 
 from .models import Shelf
 from .toolbar_views import shelf_checked
@@ -40,7 +40,7 @@ def check_shelf(sender: Any, **kwargs: Any) -> None:
     raise ValueError("x" * 300)
 
 
-class SmallPanel(SignalsPanel):
+class SmallPanel(SentSignalsPanel):
     max_sends = 3
     max_text = 40
 
@@ -70,7 +70,7 @@ def toolbar(project_apps: None, tables: None) -> Iterator[None]:
         ),
         override_settings(
             DEBUG_TOOLBAR_PANELS=[
-                "tocsin.contrib.django.panels.SignalsPanel",
+                "tocsin.contrib.django.panels.SentSignalsPanel",
                 f"{__name__}.SmallPanel",
             ],
             DEBUG_TOOLBAR_CONFIG={
@@ -92,7 +92,7 @@ def toolbar(project_apps: None, tables: None) -> Iterator[None]:
             indexed.clear()
 
 
-def panel(path: str, panel_id: str = "SignalsPanel") -> str:
+def panel(path: str, panel_id: str = "SentSignalsPanel") -> str:
     """The panel's HTML for a request to *path*, as the toolbar's page fetches it."""
     from debug_toolbar.store import get_store  # its models need the app installed
 

@@ -1,16 +1,17 @@
 """A django-debug-toolbar panel of the signals a request **sent**.
 
-The toolbar's own Signals panel lists who is connected to some of Django's
-signals. This one lists every send the request made, in order, of every
-signal (Django's, the apps', tocsin's): its sender, each receiver it called
-with its time and its exception, and the on-commit receivers it deferred,
-with what became of them (run after the commit, failed, or dropped by a
-rollback). It records through :mod:`tocsin.tracing`, only while the request
-runs and only the request's own sends::
+The toolbar's own ``SignalsPanel`` lists who is connected to some of Django's
+signals; it can stay beside this one. ``SentSignalsPanel`` lists every send
+the request made, in order, of every signal (Django's, the apps', tocsin's):
+its sender, each receiver it called with its time and its exception, and the
+on-commit receivers it deferred, with what became of them (run after the
+commit, failed, or dropped by a rollback). It records through
+:mod:`tocsin.tracing`, only while the request runs and only the request's
+own sends::
 
     DEBUG_TOOLBAR_PANELS = [
         *debug_toolbar.settings.PANELS_DEFAULTS,
-        "tocsin.contrib.django.panels.SignalsPanel",
+        "tocsin.contrib.django.panels.SentSignalsPanel",
     ]
 
 with ``"tocsin.contrib.django"`` in ``INSTALLED_APPS`` (the panel's template is
@@ -34,10 +35,10 @@ from django.http import HttpRequest, HttpResponse
 
 from ._recorder import Limits, Recorder
 
-__all__ = ["SignalsPanel"]
+__all__ = ["SentSignalsPanel"]
 
 
-class SignalsPanel(Panel):
+class SentSignalsPanel(Panel):
     """Every signal the request sent, with its receivers and its deferred on-commit calls.
 
     What one request records is bounded by three class attributes; subclass
