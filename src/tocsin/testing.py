@@ -743,7 +743,12 @@ def _check_signal(signal: object, where: str) -> None:
     if isinstance(signal, (list, tuple, set, frozenset)):
         hint = " Pass each signal as its own argument: muted(post_save, post_delete)."
     elif type(signal).__module__.startswith("django."):
-        hint = " tocsin.testing works with tocsin signals; import them from tocsin."
+        # In a Django project, what is missing is the integration, not an import.
+        hint = (
+            " tocsin.testing works with tocsin signals: put 'tocsin.contrib.django' first in"
+            " INSTALLED_APPS (or call tocsin.contrib.django.install()) to make Django's signals"
+            " tocsin's, or import tocsin's own from tocsin."
+        )
     elif callable(signal) and where == "connected_to()":
         hint = " The receiver comes first: connected_to(receiver, signal)."
     raise TypeError(f"{where} takes a tocsin Signal; got {type(signal).__name__} {signal!r}.{hint}")

@@ -15,7 +15,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.db import transaction
 from django.db.models.signals import post_save
-from django.test import Client, TestCase
+from django.test import Client, TestCase, TransactionTestCase
 from todos.models import Todo
 from todos.receivers import email_owner
 from todos.signals import todo_completed
@@ -69,15 +69,31 @@ class MarkAsDoneTests(TestCase):
             index.assert_called_once()
 
 
+class CommitTests(TransactionTestCase):
+    """Django's TransactionTestCase: the database really commits, so the on-commit
+    receiver runs at the end of mark_as_done()'s transaction."""
+
+    def test_the_commit_sends_the_email(self) -> None:
+        todo = Todo.objects.create(title="water the plants")
+        with capture(todo_completed) as sent:
+            todo.mark_as_done()
+        sent.assert_sent_once_with(Todo, todo=todo)
+        assert [message.subject for message in mail.outbox] == ["Done: water the plants"]
+
+
 # -- pytest-django ------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
-def test_fixtures_capture_the_send(signal_capture: SignalCaptureFactory) -> None:
+def test_fixtures_capture_the_send(
+    signal_capture: SignalCaptureFactory, django_capture_on_commit_callbacks: Any
+) -> None:
     sent = signal_capture(todo_completed, sender=Todo)
-    todo = Todo.objects.create(title="water the plants")
-    todo.mark_as_done()
+    with django_capture_on_commit_callbacks(execute=True):
+        todo = Todo.objects.create(title="water the plants")
+        todo.mark_as_done()
     sent.assert_sent_once_with(Todo, todo=todo)
+    assert len(mail.outbox) == 1
 
 
 @pytest.mark.django_db

@@ -67,12 +67,15 @@ class SentSignalsPanel(Panel):
 
     @property
     def nav_subtitle(self) -> str:
+        """The side bar's line: how many sends and receiver calls the request made."""
         stats = self.get_stats()  # type: ignore[no-untyped-call]  # the toolbar's
         sends = len(stats.get("sends", ())) + stats.get("sends_omitted", 0)
         calls = stats.get("receiver_calls", 0)
         return f"{sends} send{'s' * (sends != 1)}, {calls} receiver call{'s' * (calls != 1)}"
 
     def process_request(self, request: HttpRequest) -> Any:
+        """Record the sends made while the rest of the request runs (for an async
+        request, while its response is awaited)."""
         with self._recorder.recording():
             response = super().process_request(request)  # type: ignore[no-untyped-call]
         if inspect.isawaitable(response):  # an async request: nothing has run yet
@@ -80,4 +83,5 @@ class SentSignalsPanel(Panel):
         return response
 
     def generate_stats(self, request: HttpRequest, response: HttpResponse) -> None:
+        """Store the record, once the request's deferred calls have run or not."""
         self.record_stats(self._recorder.stats())  # type: ignore[no-untyped-call]

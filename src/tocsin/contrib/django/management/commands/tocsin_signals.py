@@ -32,6 +32,8 @@ Listing = list[tuple[str, list[ReceiverInfo]]]
 
 
 class Command(BaseCommand):  # type: ignore[misc]  # Django has no type hints
+    """``manage.py tocsin_signals [--signal PATTERN] [--app LABEL] [--all] [--json]``."""
+
     help = (
         "List every signal of the project with its receivers, in the order send() calls "
         "them (tocsin.introspect). Signals without receivers are left out unless --all."
