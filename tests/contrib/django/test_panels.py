@@ -3,6 +3,7 @@ renders a panel (a request through its middleware, then its render_panel view)."
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ pytest.importorskip("debug_toolbar")
 
 from django.conf import settings
 from django.db.models.signals import post_save
-from django.test import Client, override_settings
+from django.test import AsyncClient, Client, override_settings
 
 from tocsin import tracing
 from tocsin.contrib.django._recorder import Limits
@@ -147,6 +148,25 @@ def test_what_one_request_records_is_bounded(toolbar: None) -> None:
     assert "7 more sends not shown: the panel records the first 3 of a request." in content
     assert "raised ValueError: xxxxx" in content
     assert "x" * 40 not in content
+
+
+def test_an_async_request_is_recorded_in_its_task(toolbar: None) -> None:
+    """Through Django's ASGI handler and the toolbar's async middleware."""
+    from debug_toolbar.store import get_store
+
+    async def get() -> int:
+        response = await AsyncClient().get("/async/")
+        return int(response.status_code)
+
+    assert asyncio.run(get()) == 200
+    request_id = list(get_store().request_ids())[-1]
+    rendered = Client().get(
+        "/__debug__/render_panel/", {"request_id": request_id, "panel_id": "SentSignalsPanel"}
+    )
+    content = text(html.unescape(rendered.json()["content"]))
+    assert "shelf_checked asend_robust(shelf)" in content
+    assert "contrib.django.test_panels.check_shelf" in content
+    assert not tracing.tracing_active()
 
 
 def test_records_only_while_the_request_runs(toolbar: None) -> None:

@@ -7,11 +7,12 @@ from typing import Any
 
 from django.urls import include, path
 
-from .toolbar_views import create_shelf, roll_back, send_many
+from .toolbar_views import create_shelf, roll_back, send_async, send_many
 
 urlpatterns: list[Any] = [
     path("shelves/", create_shelf),
     path("rollback/", roll_back),
     path("many/", send_many),
+    path("async/", send_async),
     path("__debug__/", include("debug_toolbar.urls")),
 ]

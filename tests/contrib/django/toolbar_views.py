@@ -36,6 +36,12 @@ def roll_back(request: HttpRequest) -> HttpResponse:
     return HttpResponse(PAGE.format("rolled back"))
 
 
+async def send_async(request: HttpRequest) -> HttpResponse:
+    """An async view: its sends are recorded in its task."""
+    await shelf_checked.asend_robust(sender=None, shelf="async")
+    return HttpResponse(PAGE.format("sent"))
+
+
 def send_many(request: HttpRequest) -> HttpResponse:
     for number in range(int(request.GET["count"])):
         shelf_checked.send_robust(sender=None, shelf=number)
