@@ -150,6 +150,12 @@ def test_what_one_request_records_is_bounded(toolbar: None) -> None:
     assert "x" * 40 not in content
 
 
+def test_the_side_bar_counts_the_sends_and_calls(toolbar: None) -> None:
+    page = Client().get("/many/?count=10").content.decode()
+    assert "10 sends, 10 receiver calls" in page  # the full panel
+    assert "10 sends, 3 receiver calls" in page  # the small one saw 3 sends' calls
+
+
 def test_an_async_request_is_recorded_in_its_task(toolbar: None) -> None:
     """Through Django's ASGI handler and the toolbar's async middleware."""
     from debug_toolbar.store import get_store

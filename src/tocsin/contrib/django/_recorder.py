@@ -3,7 +3,7 @@
 A :class:`Recorder` is a tracer that records only the sends made in its own
 context (the request's thread, or its task and what that starts), so that the
 requests other threads serve at the same time are not mixed in. It keeps the
-:class:`~tocsin.tracing.SendEvent` objects until :meth:`Recorder.stats` turns
+:class:`~tocsin.tracing.SendEvent` objects until :meth:`Recorder.finish` turns
 them into plain, bounded data for the toolbar's store (JSON): by then the
 on-commit calls the request deferred have run, or not.
 """
@@ -85,14 +85,17 @@ class Recorder(tracing.Tracer):
         self.events.append((_depth.get(), event))
         return _deeper()
 
-    def stats(self) -> dict[str, Any]:
-        """The record, as the template shows it: plain data, every text bounded."""
+    def finish(self) -> dict[str, Any]:
+        """The record, as the template shows it: plain data, every text bounded.
+        The events are forgotten, and with them the senders, arguments and
+        responses they hold."""
         sends = [_send(depth, event, self.limits) for depth, event in self.events]
+        self.events = []
         return {
             "sends": sends,
             "sends_omitted": self.omitted,
-            "receiver_calls": sum(len(send["receivers"]) for send in sends),
-            "deferred_calls": sum(len(send["deferred"]) for send in sends),
+            "receiver_calls": sum(len(s["receivers"]) + s["receivers_omitted"] for s in sends),
+            "deferred_calls": sum(len(s["deferred"]) + s["deferred_omitted"] for s in sends),
             "limits": {"sends": self.limits.sends, "receivers": self.limits.receivers},
         }
 

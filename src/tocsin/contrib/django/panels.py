@@ -84,4 +84,4 @@ class SentSignalsPanel(Panel):
 
     def generate_stats(self, request: HttpRequest, response: HttpResponse) -> None:
         """Store the record, once the request's deferred calls have run or not."""
-        self.record_stats(self._recorder.stats())  # type: ignore[no-untyped-call]
+        self.record_stats(self._recorder.finish())  # type: ignore[no-untyped-call]
