@@ -36,6 +36,7 @@ the fixtures.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import sys
 import threading
@@ -798,6 +799,11 @@ class _Row(NamedTuple):
             and self.priority == other.priority
         )
 
+    def name(self) -> str:
+        """The receiver's ``module.qualname`` (``""`` once a weak one is gone)."""
+        receiver = self.receiver() if self.weak else self.receiver
+        return "" if receiver is None else describe(receiver)
+
     def describe(self) -> str:
         receiver = self.receiver() if self.weak else self.receiver
         sender = "any sender" if self.sender_ref is None else f"sender {self.sender_ref()!r}"
@@ -821,15 +827,25 @@ def _rows(signal: Signal) -> list[_Row]:
 
 
 class _Snapshot:
-    """The connections of every signal alive, to compare with later ones."""
+    """The connections of every signal alive, to compare with later ones.
 
-    def __init__(self, signals: Iterable[Signal] | None = None) -> None:
+    *ignore* are ``fnmatch`` patterns of receiver names (``module.qualname``):
+    connections of matching receivers are left out of the comparison.
+    """
+
+    def __init__(self, signals: Iterable[Signal] | None = None, ignore: Iterable[str] = ()):
         if signals is None:
             from .introspect import all_signals
 
             signals = all_signals()
+        self._ignore = tuple(ignore)
         # The signals are held weakly: a test may check that one is collected.
-        self._rows = [(weakref.ref(s), _rows(s)) for s in signals]
+        self._rows = [(weakref.ref(s), self._kept(_rows(s))) for s in signals]
+
+    def _kept(self, rows: list[_Row]) -> list[_Row]:
+        if not self._ignore:
+            return rows
+        return [row for row in rows if not _matches_any(row.name(), self._ignore)]
 
     def changes(self) -> list[str]:
         """One line per signal whose connections differ now, saying how."""
@@ -838,13 +854,17 @@ class _Snapshot:
             signal = signal_ref()
             if signal is None:
                 continue
-            after = _rows(signal)
+            after = self._kept(_rows(signal))
             change = _compare(
                 [row for row in before if row.alive()], [row for row in after if row.alive()]
             )
             if change:
                 found.append(f"{_signal_name(signal)}: {change}")
         return found
+
+
+def _matches_any(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 def _compare(before: list[_Row], after: list[_Row]) -> str:
