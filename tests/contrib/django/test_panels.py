@@ -142,6 +142,23 @@ def test_a_rolled_back_call_is_shown_dropped(toolbar: None) -> None:
     assert indexed == []
 
 
+def report_shelf(sender: Any, **kwargs: Any) -> None:
+    raise ConnectionError("the printer is offline")
+
+
+def test_a_failed_call_after_the_commit_is_shown(toolbar: None) -> None:
+    """A robust on-commit receiver that raises after the commit: logged, and shown."""
+    shelf_checked.disconnect(check_shelf)
+    shelf_checked.connect(report_shelf, on_commit=True)
+    try:
+        content = text(panel("/check/"))
+    finally:
+        shelf_checked.disconnect(report_shelf)
+        shelf_checked.connect(check_shelf)
+    assert "contrib.django.test_panels.report_shelf: failed after the commit" in content
+    assert "raised ConnectionError: the printer is offline" in content
+
+
 def test_what_one_request_records_is_bounded(toolbar: None) -> None:
     content = text(panel("/many/?count=10", "SmallPanel"))
     assert content.count("shelf_checked send_robust(shelf)") == 3

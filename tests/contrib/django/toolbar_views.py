@@ -36,6 +36,13 @@ def roll_back(request: HttpRequest) -> HttpResponse:
     return HttpResponse(PAGE.format("rolled back"))
 
 
+def check_in_transaction(request: HttpRequest) -> HttpResponse:
+    """Sends the app's signal in a transaction that commits."""
+    with transaction.atomic():
+        shelf_checked.send(sender=Shelf, shelf="hall")
+    return HttpResponse(PAGE.format("checked"))
+
+
 async def send_async(request: HttpRequest) -> HttpResponse:
     """An async view: its sends are recorded in its task."""
     await shelf_checked.asend_robust(sender=None, shelf="async")
