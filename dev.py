@@ -6,8 +6,10 @@
     python3 dev.py test    set up and run the whole suite, several jobs at a time:
                            ruff, mypy --strict; the documentation site's strict
                            build; pytest on Python 3.11 plus 3.12 /
-                           3.13 where installed (the Todo app's and the
-                           distribution's tests on the first Python only); the
+                           3.13 where installed (the Todo app's, the
+                           distribution's and the Django example's tests
+                           (examples/django_todo, under pytest-django) on the
+                           first Python only); the
                            integrations' tests with their dependencies at the
                            lowest versions allowed (.venv-lowest); Django's own
                            test suites with every Django signal on tocsin
@@ -49,6 +51,9 @@ EXTRA_PYTHONS = ("3.12", "3.13")
 # Run on the first Python only: the Todo app's tests (an application, served by
 # one Python) and the distribution's (the wheel is the same on every Python).
 FIRST_PYTHON_ONLY = ("tests/todo", "tests/test_bench_todo.py", "tests/test_distribution.py")
+# The Django example (a project of its own, tested under pytest-django, about 2 s),
+# on the first Python only too: its own job, as its pytest.ini is not the repository's.
+DJANGO_EXAMPLE = "examples/django_todo"
 CHROMIUM = "/usr/bin/chromium"  # Debian's, for the Todo app's browser test
 # test_lowest(): the public extras whose dependencies are installed at their floors,
 # and the tests of the code that uses them (the Remote's fault test that kills
@@ -278,6 +283,13 @@ def test_jobs(
     if not pytest_args:
         app = [*FIRST_PYTHON_ONLY]
         pytest(f"pytest on Python {first}: the Todo app, the distribution", python, "app", app)
+        # Under pytest-django, with its own pytest.ini (a Django project's tests)
+        pytest(
+            f"pytest on Python {first}: the Django example",
+            python,
+            "django-example",
+            [DJANGO_EXAMPLE],
+        )
     if lowest is not None:
         pytest("pytest at the lowest versions", lowest, "lowest", [*LOWEST_TESTS])
     if not pytest_args:

@@ -277,12 +277,14 @@ def _metadata(wheel: Path) -> Message:
 
 
 def test_the_wheel_holds_the_library_and_its_licence_only(dist: Dist) -> None:
-    """LICENSE is in the wheel; the Todo app, the tests and the benchmarks are not."""
+    """LICENSE and the package's templates are in the wheel; the Todo app, the tests
+    and the benchmarks are not."""
     with zipfile.ZipFile(dist.wheel) as archive:
         names = archive.namelist()
     info = f"tocsin-{tocsin.__version__}.dist-info"
     assert f"{info}/licenses/LICENSE" in names
     assert "tocsin/py.typed" in names
+    assert "tocsin/contrib/django/templates/tocsin/panels/signals.html" in names  # the panel's
     tops = {name.split("/")[0] for name in names}
     assert tops == {"tocsin", info}, tops
 

@@ -219,6 +219,10 @@ NO_PAGE = {
     "tocsin.remote.transports.base": "re-exported by tocsin.remote",
     "tocsin.remote.transports.memory": "re-exported by tocsin.remote",
     "tocsin.remote.transports.redis": "re-exported by tocsin.remote",
+    # Django's places for manage.py commands: commands, documented in docs/django.md
+    "tocsin.contrib.django.management": "Django's package for management commands",
+    "tocsin.contrib.django.management.commands": "Django's package for management commands",
+    "tocsin.contrib.django.management.commands.tocsin_signals": "manage.py tocsin_signals",
 }
 
 

@@ -220,6 +220,31 @@ def test_the_registry_check_ini_option(pytester: pytest.Pytester) -> None:
     )
 
 
+def test_the_registry_check_ignores_the_receivers_named(pytester: pytest.Pytester) -> None:
+    """tocsin_registry_check_ignore: patterns of receiver names left out of the check
+    (Django's test client moves django.db.close_old_connections on every request)."""
+    pytester.makeini(
+        "[pytest]\ntocsin_registry_check = true\n"
+        "tocsin_registry_check_ignore =\n    unittest.mock.*\n    other.*\n"
+    )
+    result = run(
+        pytester,
+        LEAKY
+        + """
+
+def test_still_checked():
+    saved.disconnect(on_save)
+""",
+    )
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_still_checked*",
+            "  test_module.saved: disconnected test_module.on_save (weak, any sender)",
+        ]
+    )
+
+
 def test_the_registry_check_marker(pytester: pytest.Pytester) -> None:
     result = run(
         pytester,

@@ -49,8 +49,15 @@ def verifytypes() -> dict[str, Any]:
     return report
 
 
+# Django's manage.py commands: classes Django loads by name, not imported by users,
+# whose base class (django.core.management.BaseCommand) pyright --verifytypes
+# reports as unknown, though it types it in ordinary checks.
+NOT_AN_API = ("tocsin.contrib.django.management.commands.",)
+
+
 def test_public_api_is_completely_typed() -> None:
-    """Every symbol of the public API has a known, unambiguous type: a score of 100 %."""
+    """Every symbol of the public API has a known, unambiguous type: a score of 100 %,
+    Django's manage.py commands aside (NOT_AN_API)."""
     completeness = verifytypes()["typeCompleteness"]
     package = Path(tocsin.__file__).parent
     assert Path(completeness["packageRootDirectory"]) == package, (
@@ -60,9 +67,16 @@ def test_public_api_is_completely_typed() -> None:
     incomplete = [
         f"{symbol['name']}: {diagnostic['message']}"
         for symbol in completeness["symbols"]
-        if not symbol["isTypeKnown"] or symbol["isTypeAmbiguous"]
+        if not symbol["name"].startswith(NOT_AN_API)
+        and (not symbol["isTypeKnown"] or symbol["isTypeAmbiguous"])
         for diagnostic in symbol["diagnostics"]
         if diagnostic["severity"] == "error"
     ]
     assert not incomplete, "\n".join(incomplete)
-    assert completeness["completenessScore"] == 1
+    exempt = [
+        symbol
+        for symbol in completeness["symbols"]
+        if symbol["name"].startswith(NOT_AN_API) and not symbol["isTypeKnown"]
+    ]
+    counts = completeness["exportedSymbolCounts"]
+    assert (counts["withUnknownType"], counts["withAmbiguousType"]) == (len(exempt), 0)

@@ -33,7 +33,11 @@ off for some. A test that changes them (connected, disconnected, or connected
 differently, compared with before its function-scoped fixtures ran), and whose
 function-scoped fixtures do not put them back, errors at teardown with a line
 per signal saying what changed. A marker argument that is not a ``bool``
-raises ``TypeError``.
+raises ``TypeError``. ``tocsin_registry_check_ignore``, a list of ``fnmatch``
+patterns of receiver names (``module.qualname``), leaves some receivers out
+of the check: ``django.*`` in a Django project, whose test client moves
+Django's ``close_old_connections`` to the end of ``request_finished`` on every
+request, and whose storages connect to ``setting_changed`` when first used.
 
 This module is imported by every pytest run of every project that installs
 tocsin, so it imports :mod:`tocsin.testing` only when a fixture is used (the
@@ -57,6 +61,7 @@ __all__ = ["SignalCaptureFactory", "SignalConnectedFactory", "SignalMutedFactory
 R = TypeVar("R", bound=Callable[..., Any])
 
 _CHECK = "tocsin_registry_check"
+_IGNORE = "tocsin_registry_check_ignore"
 
 
 class SignalCaptureFactory(Protocol):
@@ -103,6 +108,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="tocsin: fail (error at teardown) every test that leaves a signal's receivers "
         "changed; @pytest.mark.tocsin_registry_check(False) exempts a test.",
+    )
+    parser.addini(
+        _IGNORE,
+        type="linelist",
+        default=[],
+        help="tocsin: receivers (fnmatch patterns of module.qualname, such as django.*) "
+        "whose connections the registry check leaves out.",
     )
 
 
@@ -192,7 +204,7 @@ def _tocsin_registry_check(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     from tocsin.testing import _Snapshot
 
-    before = _Snapshot()
+    before = _Snapshot(ignore=request.config.getini(_IGNORE))
     yield
     changes = before.changes()
     if changes:

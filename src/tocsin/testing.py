@@ -36,6 +36,7 @@ the fixtures.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import sys
 import threading
@@ -743,7 +744,12 @@ def _check_signal(signal: object, where: str) -> None:
     if isinstance(signal, (list, tuple, set, frozenset)):
         hint = " Pass each signal as its own argument: muted(post_save, post_delete)."
     elif type(signal).__module__.startswith("django."):
-        hint = " tocsin.testing works with tocsin signals; import them from tocsin."
+        # In a Django project, what is missing is the integration, not an import.
+        hint = (
+            " tocsin.testing works with tocsin signals: put 'tocsin.contrib.django' first in"
+            " INSTALLED_APPS (or call tocsin.contrib.django.install()) to make Django's signals"
+            " tocsin's, or import tocsin's own from tocsin."
+        )
     elif callable(signal) and where == "connected_to()":
         hint = " The receiver comes first: connected_to(receiver, signal)."
     raise TypeError(f"{where} takes a tocsin Signal; got {type(signal).__name__} {signal!r}.{hint}")
@@ -793,6 +799,11 @@ class _Row(NamedTuple):
             and self.priority == other.priority
         )
 
+    def name(self) -> str:
+        """The receiver's ``module.qualname`` (``""`` once a weak one is gone)."""
+        receiver = self.receiver() if self.weak else self.receiver
+        return "" if receiver is None else describe(receiver)
+
     def describe(self) -> str:
         receiver = self.receiver() if self.weak else self.receiver
         sender = "any sender" if self.sender_ref is None else f"sender {self.sender_ref()!r}"
@@ -816,15 +827,25 @@ def _rows(signal: Signal) -> list[_Row]:
 
 
 class _Snapshot:
-    """The connections of every signal alive, to compare with later ones."""
+    """The connections of every signal alive, to compare with later ones.
 
-    def __init__(self, signals: Iterable[Signal] | None = None) -> None:
+    *ignore* are ``fnmatch`` patterns of receiver names (``module.qualname``):
+    connections of matching receivers are left out of the comparison.
+    """
+
+    def __init__(self, signals: Iterable[Signal] | None = None, ignore: Iterable[str] = ()):
         if signals is None:
             from .introspect import all_signals
 
             signals = all_signals()
+        self._ignore = tuple(ignore)
         # The signals are held weakly: a test may check that one is collected.
-        self._rows = [(weakref.ref(s), _rows(s)) for s in signals]
+        self._rows = [(weakref.ref(s), self._kept(_rows(s))) for s in signals]
+
+    def _kept(self, rows: list[_Row]) -> list[_Row]:
+        if not self._ignore:
+            return rows
+        return [row for row in rows if not _matches_any(row.name(), self._ignore)]
 
     def changes(self) -> list[str]:
         """One line per signal whose connections differ now, saying how."""
@@ -833,13 +854,17 @@ class _Snapshot:
             signal = signal_ref()
             if signal is None:
                 continue
-            after = _rows(signal)
+            after = self._kept(_rows(signal))
             change = _compare(
                 [row for row in before if row.alive()], [row for row in after if row.alive()]
             )
             if change:
                 found.append(f"{_signal_name(signal)}: {change}")
         return found
+
+
+def _matches_any(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 def _compare(before: list[_Row], after: list[_Row]) -> str:

@@ -45,3 +45,14 @@ def installed_now() -> Iterator[None]:
         yield
     finally:
         uninstall()
+
+
+@pytest.fixture
+def project_apps(installed_now: None) -> Iterator[None]:
+    """The integration installed, and "tocsin.contrib.django" among the installed
+    apps, as in a project (its management commands and templates are found)."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    with override_settings(INSTALLED_APPS=["tocsin.contrib.django", *settings.INSTALLED_APPS]):
+        yield

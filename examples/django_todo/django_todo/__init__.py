@@ -1,0 +1,1 @@
+"""The Todo example's project: settings, URLs, WSGI."""
