@@ -24,5 +24,6 @@ docs/django.md ("Remote receivers") has the details.
 from __future__ import annotations
 
 from ._keys import ModelKey, register_models
+from ._outbox import Outbox
 
-__all__ = ["ModelKey", "register_models"]
+__all__ = ["ModelKey", "Outbox", "register_models"]
