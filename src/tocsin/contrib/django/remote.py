@@ -25,5 +25,6 @@ from __future__ import annotations
 
 from ._keys import ModelKey, register_models
 from ._outbox import Outbox
+from ._settings import remote_from_settings
 
-__all__ = ["ModelKey", "Outbox", "register_models"]
+__all__ = ["ModelKey", "Outbox", "register_models", "remote_from_settings"]

@@ -1,0 +1,24 @@
+"""``manage.py tocsin_worker``: consume the remote events of ``TOCSIN_REMOTE``."""
+
+from __future__ import annotations
+
+import argparse
+
+from tocsin.contrib.django._commands import RemoteCommand
+from tocsin.remote import Remote
+from tocsin.remote._cli import run_worker, worker_arguments
+
+
+class Command(RemoteCommand):
+    help = (
+        "Consume the stream of the Remote named by the TOCSIN_REMOTE setting, as one "
+        "consumer of a group, and run its receivers here until SIGTERM or Ctrl-C (the "
+        "batch in hand is finished first). The options are those of `tocsin worker`."
+    )
+    capture_output = False  # it logs as it goes
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        worker_arguments(parser)
+
+    def run(self, remote: Remote, options: argparse.Namespace) -> int:
+        return run_worker(remote, options)
