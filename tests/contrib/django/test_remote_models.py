@@ -123,6 +123,16 @@ def test_post_delete_instances_arrive_as_model_keys(remote: Remote) -> None:
     assert got["origin"] == ModelKey(Shelf, pk, "default")  # the instance deleted
 
 
+def test_a_queryset_delete_origin_arrives_as_the_model_class(remote: Remote) -> None:
+    """queryset.delete() gives post_delete a QuerySet origin: it travels as its model."""
+    shelf = Shelf.objects.create(name="bulk")
+    pk = shelf.pk
+    remote.publish(post_delete, sender=Shelf)
+    Shelf.objects.filter(pk=pk).delete()
+    [got] = worker_receives(remote, post_delete)
+    assert (got["instance"], got["origin"]) == (ModelKey(Shelf, pk, "default"), Shelf)
+
+
 def test_load_false_hands_receivers_a_model_key() -> None:
     """With load=False the receiver loads the row itself, with get()."""
     remote = make_remote(load=False)
@@ -216,6 +226,8 @@ def test_a_crafted_label_is_never_resolved(remote: Remote, label: str) -> None:
         remote.decode(envelope({"$ref": label}))
     with pytest.raises(SerializationError):
         remote.decode(envelope(None, instance={"$django_model": [label, 1, "default"]}))
+    with pytest.raises(SerializationError):
+        remote.decode(envelope(None, origin={"$django_queryset": label}))
     assert set(sys.modules) == modules
 
 

@@ -2,7 +2,8 @@
 
 An instance is written as ``{"$django_model": ["shop.Order", 3, "default"]}``
 (its model's label, its primary key, its database) and loaded again in the
-worker; a model class (a ``post_save`` sender) as ``{"$ref": "shop.Order"}``.
+worker; a model class (a ``post_save`` sender) as ``{"$ref": "shop.Order"}``;
+a queryset as ``{"$django_queryset": "shop.Order"}`` (its model).
 The worker finds a model among the models Django registered in its own
 process, and only in the apps given to :func:`register_models`: a label never
 imports anything, and a label outside those apps, or a primary key its field
@@ -27,6 +28,7 @@ from ...remote._serializer import JSONSerializer
 __all__ = ["ModelKey", "register_models"]
 
 TAG = "django_model"
+QUERYSET_TAG = "django_queryset"
 _registered: weakref.WeakSet[JSONSerializer] = weakref.WeakSet()
 
 
@@ -68,7 +70,9 @@ def register_models(serializer: JSONSerializer, *app_labels: str, load: bool = T
     ``load=False``, they always get a :class:`ModelKey`, and load it
     themselves (``key.get()``, ``await key.aget()``): an
     :class:`~tocsin.remote.AsyncWorker` needs it, as Django refuses queries
-    from its event loop.
+    from its event loop. A queryset (``post_delete``'s ``origin`` after
+    ``queryset.delete()``) travels as its model's label, unevaluated, and
+    arrives as the model class.
 
     A worker only ever resolves labels of the models of these apps that its
     own process registered; anything else (a crafted label, an unknown
@@ -104,6 +108,12 @@ def register_models(serializer: JSONSerializer, *app_labels: str, load: bool = T
     serializer.register_classes(models.Model, find=models_of.find, name=models_of.label)
     serializer.register(
         models.Model, tag=TAG, encode=models_of.encode, decode=_Decoder(models_of, load)
+    )
+    serializer.register(
+        models.QuerySet,
+        tag=QUERYSET_TAG,
+        encode=models_of.encode_queryset,
+        decode=models_of.decode_queryset,
     )
     _registered.add(serializer)
 
@@ -166,6 +176,23 @@ class _Models:
                 f"this {meta.label} has no primary key yet: save it before sending it."
             )
         return [meta.label, pk, instance._state.db or DEFAULT_DB_ALIAS]
+
+    def encode_queryset(self, queryset: Any) -> str:
+        """A queryset (``post_delete``'s ``origin`` after ``queryset.delete()``)
+        travels as its model's label, unevaluated: it arrives as the model class."""
+        label = self.label(queryset.model)
+        if label is None:
+            raise SerializationError(
+                f"a queryset of {queryset.model._meta.label} cannot travel: the models of its "
+                "app are not registered (register_models(serializer, ...) names its apps)."
+            )
+        return label
+
+    def decode_queryset(self, raw: Any) -> type:
+        model = self.find(raw) if isinstance(raw, str) else None
+        if model is None:
+            raise SerializationError(f"{raw!r} is not the label of a registered model here.")
+        return model
 
     def _allows(self, app_label: str) -> bool:
         return self.allowed is None or app_label in self.allowed
