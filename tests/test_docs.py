@@ -220,6 +220,9 @@ NO_PAGE = {
     "tocsin.remote.transports.memory": "re-exported by tocsin.remote",
     "tocsin.remote.transports.redis": "re-exported by tocsin.remote",
 }
+# Modules Django finds by convention, documented in docs/django.md: the app's manage.py
+# commands and its migrations.
+DJANGO_CONVENTIONS = ("tocsin.contrib.django.management", "tocsin.contrib.django.migrations")
 
 
 def test_every_public_module_has_a_reference_page() -> None:
@@ -230,7 +233,12 @@ def test_every_public_module_has_a_reference_page() -> None:
         ".".join(path.relative_to(source).with_suffix("").parts).removesuffix(".__init__")
         for path in (source / "tocsin").rglob("*.py")
     }
-    public = {m for m in modules if not any(part.startswith("_") for part in m.split("."))}
+    public = {
+        m
+        for m in modules
+        if not any(part.startswith("_") for part in m.split("."))
+        and not m.startswith(DJANGO_CONVENTIONS)
+    }
     rendered = {
         match
         for page in (DOCS / "reference").glob("*.md")
