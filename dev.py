@@ -53,8 +53,9 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's, for the Todo app's browser test
 # test_lowest(): the public extras whose dependencies are installed at their floors,
 # and the tests of the code that uses them (the Remote's fault test that kills
 # workers 5 times over, 45 s, tests the worker's policy, not redis-py: left out).
-LOWEST_EXTRAS = ("sqlalchemy", "otel", "redis")
+LOWEST_EXTRAS = ("django", "sqlalchemy", "otel", "redis")
 LOWEST_TESTS = (
+    "tests/contrib/django",
     "tests/contrib/sqlalchemy",
     "tests/contrib/test_otel.py",
     "tests/test_tracing.py",

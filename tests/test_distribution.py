@@ -30,7 +30,7 @@ import pytest
 import tocsin
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLIC_EXTRAS = ("sqlalchemy", "otel", "redis")
+PUBLIC_EXTRAS = ("django", "sqlalchemy", "otel", "redis")
 # OpenTelemetry's: what the instrumentor instruments (tocsin itself, so nothing).
 EMPTY_EXTRAS = ("instruments",)
 
@@ -53,6 +53,7 @@ SCRIPTS = {
     placed.connect(on_placed)
     assert placed.send(sender=None) == [(on_placed, "noted")]
     for module, extra in [
+        ("tocsin.contrib.django", "django"),
         ("tocsin.contrib.sqlalchemy", "sqlalchemy"),
         ("tocsin.contrib.otel", "otel"),
         ("tocsin.remote.transports.redis", "redis"),
@@ -63,6 +64,36 @@ SCRIPTS = {
             assert f"tocsin[{extra}]" in str(error), error
         else:
             raise AssertionError(f"{module} imported without its extra")
+    """,
+    "django": """
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        INSTALLED_APPS=[
+            "tocsin.contrib.django",
+            "django.contrib.contenttypes",
+            "django.contrib.auth",
+        ],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+    )
+    django.setup()
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+    from django.db import transaction
+    from django.db.models.signals import post_migrate, post_save
+
+    assert isinstance(post_save, tocsin.Signal) and isinstance(post_migrate, tocsin.Signal)
+    call_command("migrate", verbosity=0)  # sends pre_migrate and post_migrate through tocsin
+    committed = []
+    post_save.connect(
+        lambda instance, **kwargs: committed.append(instance.name),
+        sender=Group, weak=False, on_commit=True,
+    )
+    with transaction.atomic():
+        Group.objects.create(name="editors")
+        assert committed == [], committed
+    assert committed == ["editors"], committed
     """,
     "sqlalchemy": """
     from sqlalchemy import String, create_engine

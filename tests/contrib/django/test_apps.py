@@ -9,6 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("django", reason="tocsin.contrib.django needs Django")
+
 from django.apps import AppConfig
 from django.db.models.signals import ModelSignal, post_save
 

@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+pytest.importorskip("django", reason="tocsin.contrib.django needs Django")
+
 from django.core.signals import request_finished, request_started
 from django.db import DEFAULT_DB_ALIAS
 from django.db.backends.signals import connection_created
@@ -84,8 +87,9 @@ def test_receivers_connected_before_install_keep_their_order_uid_and_weakness(pl
     assert calls == ["first", "second", "third"]
     assert signal.send(sender=Label) == [(first, "first"), (second, "second")]
 
-    signal.connect(record_into(calls, "again"), dispatch_uid="the-second")  # ignored
-    assert len(signal.send(sender=None)) == 2
+    again = record_into(calls, "again")
+    signal.connect(again, dispatch_uid="the-second", weak=False)  # ignored: the uid is taken
+    assert signal.send(sender=None) == [(first, "first"), (second, "second")]
     assert signal.disconnect(dispatch_uid="the-second") is True
     del first
     gc.collect()
@@ -158,6 +162,34 @@ def test_a_lazy_sender_connected_before_install_is_connected_when_its_model_is(
 
 
 @pytest.mark.usefixtures("installed_now")
+def test_tocsins_test_helpers_see_djangos_sends() -> None:
+    """tocsin.testing's capture() and muted() work on Django's own signals, as
+    Django's save() sends them."""
+    from tocsin.testing import capture, muted
+
+    calls: list[str] = []
+    receiver = record_into(calls, "on_save")
+    post_save.connect(receiver, sender=Shelf)
+    try:
+        with capture(post_save, sender=Shelf) as sent:
+            shelf = Shelf.objects.create(name="captured")
+        sent.assert_sent_once_with(
+            sender=Shelf,
+            instance=shelf,
+            created=True,
+            update_fields=None,
+            raw=False,
+            using=DEFAULT_DB_ALIAS,
+        )
+        assert calls == ["on_save"]
+        with muted(post_save):
+            Shelf.objects.create(name="muted")
+        assert calls == ["on_save"]
+    finally:
+        post_save.disconnect(receiver, sender=Shelf)
+
+
+@pytest.mark.usefixtures("installed_now")
 def test_sends_and_disconnects_answer_as_djangos() -> None:
     """send_robust, asend, asend_robust, has_listeners and disconnect behave as
     Django's, through tocsin."""
@@ -204,8 +236,9 @@ def test_djangos_attributes_still_work() -> None:
 
 def test_uninstall_gives_the_signals_back_to_django_with_their_receivers(plain: None) -> None:
     """After uninstall(), Django's Signal dispatches again, with the receivers
-    connected before and during the installation, in order; on-commit and
-    priority settings are dropped; weak receivers stay weak."""
+    connected before and during the installation, in order; senders and
+    dispatch_uids still identify connections, on-commit and priority settings
+    are dropped, and a weak receiver is still held weakly, by Django now."""
     calls: list[str] = []
     signal = DjangoSignal()
     before = record_into(calls, "before")
@@ -213,7 +246,7 @@ def test_uninstall_gives_the_signals_back_to_django_with_their_receivers(plain: 
     weak = record_into(calls, "weak")
     signal.connect(before)
     install()
-    signal.connect(during, sender=Shelf, on_commit=True, priority=5)
+    signal.connect(during, sender=Shelf, on_commit=True, priority=5, dispatch_uid="during-uid")
     signal.connect(weak, dispatch_uid="weak-uid")
     uninstall()
 
@@ -221,13 +254,42 @@ def test_uninstall_gives_the_signals_back_to_django_with_their_receivers(plain: 
     assert type(signal) is DjangoSignal
     assert signal not in all_signals()
     assert signal.send(sender=Shelf) == [(before, "before"), (during, "during"), (weak, "weak")]
-    assert signal.disconnect(dispatch_uid="weak-uid") is True
-    signal.connect(weak)
+    assert signal.send(sender=Label) == [(before, "before"), (weak, "weak")]
     del weak
     gc.collect()
     assert [r for r, _ in signal.send(sender=Shelf)] == [before, during]
-    assert len(signal.receivers) == 2  # Django's own purge, with Django's callback
+    assert len(signal.receivers) == 2  # Django purged it: its weak reference called back
+    assert signal.disconnect(dispatch_uid="weak-uid") is False  # gone already
+    same_uid = record_into(calls, "same uid")
+    signal.connect(same_uid, sender=Shelf, dispatch_uid="during-uid", weak=False)  # ignored
+    assert [r for r, _ in signal.send(sender=Shelf)] == [before, during]
+    assert signal.disconnect(sender=Shelf, dispatch_uid="during-uid") is True
+    assert [r for r, _ in signal.send(sender=Shelf)] == [before]
     assert type(post_save) is ModelSignal
+
+
+def test_bound_method_receivers_stay_weak_both_ways(plain: None) -> None:
+    """A bound method, held by Django through a WeakMethod, is held weakly by
+    tocsin after install() and by Django again after uninstall()."""
+
+    class Audit:
+        def on_send(self, sender: object, **kwargs: Any) -> str:
+            return "audited"
+
+    signal = DjangoSignal()
+    kept, dropped = Audit(), Audit()
+    signal.connect(kept.on_send)
+    install()
+    signal.connect(dropped.on_send)
+    assert [response for _, response in signal.send(sender=None)] == ["audited", "audited"]
+    del dropped
+    gc.collect()
+    assert signal.send(sender=None) == [(kept.on_send, "audited")]
+    uninstall()
+    assert signal.send(sender=None) == [(kept.on_send, "audited")]
+    del kept
+    gc.collect()
+    assert signal.send(sender=None) == []
 
 
 def test_install_and_uninstall_twice_do_nothing_more(plain: None) -> None:
@@ -350,15 +412,17 @@ def test_a_hook_removed_after_uninstall_leaves_the_django_signal_alone(plain: No
 
 
 def test_a_lazy_connect_made_while_installed_works_after_uninstall(plain: None) -> None:
-    """A connect waiting for its model calls the signal's method of the moment:
-    after uninstall(), Django's."""
+    """A connect (or disconnect) waiting for its model calls the signal's method
+    of the moment: after uninstall(), Django's."""
     from django.apps import apps
     from django.db import models
 
     calls: list[str] = []
-    receiver = record_into(calls, "waiting")
+    receiver, gone = record_into(calls, "waiting"), record_into(calls, "gone")
     install()
     post_save.connect(receiver, sender="tocsin_tests.AfterModel", weak=False)
+    post_save.connect(gone, sender="tocsin_tests.AfterModel", weak=False)
+    assert post_save.disconnect(gone, sender="tocsin_tests.AfterModel") is None  # as Django
     uninstall()
 
     class AfterModel(models.Model):  # type: ignore[misc]  # Django has no type hints here

@@ -7,6 +7,9 @@ import logging
 from typing import Any
 
 import pytest
+
+pytest.importorskip("django", reason="tocsin.contrib.django needs Django")
+
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models.signals import post_save
 from django.db.utils import ConnectionDoesNotExist
@@ -184,7 +187,8 @@ def test_manual_transaction_management_is_refused_as_django_does(order_placed: A
 
 
 def test_async_receivers_and_asend(calls: Calls) -> None:
-    """asend() outside a transaction runs an async on-commit receiver at once."""
+    """asend() outside a transaction runs an async on-commit receiver at once;
+    send() in an atomic block defers it, and the commit runs it."""
     signal = DjangoSignal()
 
     async def notify(sender: object, **kwargs: Any) -> str:
@@ -194,6 +198,10 @@ def test_async_receivers_and_asend(calls: Calls) -> None:
     signal.connect(notify, on_commit=True)
     assert asyncio.run(signal.asend(sender=None)) == [(notify, "notified")]
     assert calls == ["notified"]
+    with transaction.atomic():  # from sync code: deferred, then run after the commit
+        signal.send(sender=None)
+        assert calls == ["notified"]
+    assert calls == ["notified", "notified"]
 
 
 def test_a_bound_atomic_scope_names_the_database(order_placed: Any, calls: Calls) -> None:
@@ -225,3 +233,26 @@ def test_a_using_that_names_no_django_database_is_left_to_others(
         order_placed.send(sender=None, using=42)  # not an alias: the default database
         assert calls == ["during send", "after commit", "during send"]
     assert calls == ["during send", "after commit", "during send", "after commit"]
+
+
+class InADjangoTestCase(TestCase):  # type: ignore[misc]  # Django has no type hints here
+    """In a Django TestCase, whose tests run in a transaction that is never
+    committed, on-commit receivers wait, and captureOnCommitCallbacks() runs them."""
+
+    def test_on_commit_receivers_wait_and_are_captured(self) -> None:
+        calls = Calls()
+        signal = DjangoSignal()
+        signal.connect(calls.receiver("after commit"), on_commit=True, weak=False)
+        with self.captureOnCommitCallbacks(execute=True) as callbacks:
+            signal.send(sender=None)
+            assert calls == []
+        assert len(callbacks) == 1
+        assert calls == ["after commit"]
+
+    def test_without_capture_they_never_run(self) -> None:
+        calls = Calls()
+        signal = DjangoSignal()
+        signal.connect(calls.receiver("after commit"), on_commit=True, weak=False)
+        Shelf.objects.create(name="rolled back with the test")
+        signal.send(sender=None)
+        assert calls == []

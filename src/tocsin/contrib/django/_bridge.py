@@ -55,8 +55,12 @@ def bridged_class(cls: type) -> type:
             return found
         bases = (Signal, DjangoSignal) if cls is DjangoSignal else (cls, Signal, DjangoSignal)
         namespace: dict[str, Any] = {"__module__": cls.__module__, "__qualname__": cls.__qualname__}
-        if issubclass(cls, ModelSignal) and getattr(cls, "connect", None) is ModelSignal.connect:
-            namespace["connect"] = _model_signal_connect
+        if issubclass(cls, ModelSignal):
+            # Django's, unless the class has its own (which then keeps Django's arguments).
+            if getattr(cls, "connect", None) is ModelSignal.connect:
+                namespace["connect"] = _model_signal_connect
+            if getattr(cls, "disconnect", None) is ModelSignal.disconnect:
+                namespace["disconnect"] = _model_signal_disconnect
         made = type(cls.__name__, bases, namespace)
         _bridged[cls], _original[made] = made, cls
         return made
@@ -176,6 +180,25 @@ def _model_signal_connect(
     return Signal.connect(self, receiver, sender, weak, dispatch_uid, **options)
 
 
+def _model_signal_disconnect(
+    self: Any,
+    receiver: Any = None,
+    sender: object = None,
+    dispatch_uid: Hashable = None,
+    apps: Any = None,
+) -> bool | None:
+    """ModelSignal.disconnect(). A lazy ``"app_label.ModelName"`` sender waits,
+    as in Django, until the model is registered, and returns None."""
+    if isinstance(sender, str):
+        from django.db.models.options import Options
+        from django.db.models.utils import make_model_tuple
+
+        later = functools.partial(_later("disconnect", self), receiver, dispatch_uid=dispatch_uid)
+        (apps or Options.default_apps).lazy_model_operation(later, make_model_tuple(sender))
+        return None
+    return Signal.disconnect(self, receiver, sender, dispatch_uid)
+
+
 # What ModelSignal hands to lazy_model_operation(): a partial of one of these,
 # bound to the signal (Django's, unpatched: install() never replaces them).
 _DJANGO_LAZY_METHODS = (DjangoSignal.connect, DjangoSignal.disconnect)
@@ -222,7 +245,7 @@ def _late_call(name: str) -> Callable[..., Any]:
     # lazy reference to the sender ...") recognises a waiting connection by the
     # module and name of the bound method it finds: those of Django's own.
     call.__module__ = DjangoSignal.connect.__module__
-    call.__name__ = call.__qualname__ = name
+    call.__name__, call.__qualname__ = name, f"Signal.{name}"
     return call
 
 

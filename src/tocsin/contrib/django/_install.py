@@ -103,7 +103,8 @@ def _born_converted(init: Callable[..., None]) -> Callable[..., None]:
 def _django_signals() -> list[Any]:
     """Every Django signal alive. Signals are module globals of Django and of
     every app, created at import; the garbage collector's list is the one place
-    that has them all (once per install, a few milliseconds)."""
+    that has them all. Scanning it takes about 80 ms per million objects the
+    process holds (CPython 3.12 here), once per install() or uninstall()."""
     # type(), not isinstance(): isinstance() falls back to __class__, which a
     # Django lazy object (settings, a SimpleLazyObject) evaluates.
     return [obj for obj in gc.get_objects() if issubclass(type(obj), DjangoSignal)]

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from types import ModuleType
-
-from django.apps import AppConfig
+from typing import TYPE_CHECKING
 
 from ._install import install
+
+if TYPE_CHECKING:
+
+    class AppConfig:
+        """What this module uses of ``django.apps.AppConfig``, for type checkers:
+        Django ships no type hints, and a base class of unknown type would leave
+        ``TocsinConfig`` untyped."""
+
+        def __init__(self, app_name: str, app_module: ModuleType | None) -> None: ...
+
+else:
+    from django.apps import AppConfig
 
 __all__ = ["TocsinConfig"]
 
 
-class TocsinConfig(AppConfig):  # type: ignore[misc]  # Django has no type hints
+class TocsinConfig(AppConfig):
     """Calls :func:`tocsin.contrib.django.install` as soon as Django creates it.
 
     ``django.setup()`` creates the app configs first, in ``INSTALLED_APPS``
@@ -23,9 +34,9 @@ class TocsinConfig(AppConfig):  # type: ignore[misc]  # Django has no type hints
     any other app's code runs.
     """
 
-    name = "tocsin.contrib.django"
-    label = "tocsin"
-    verbose_name = "tocsin"
+    name: str = "tocsin.contrib.django"
+    label: str = "tocsin"
+    verbose_name: str = "tocsin"
 
     def __init__(self, app_name: str, app_module: ModuleType | None) -> None:
         super().__init__(app_name, app_module)
