@@ -48,7 +48,8 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("Python ")
     measured, _, rest = proc.stdout.partition("== dispatch cost")
-    dispatch, _, summary = rest.partition("== SUMMARY")
+    dispatch, _, rest = rest.partition("== the dispatcher's own cost")
+    own, _, summary = rest.partition("== SUMMARY")
     assert summary, proc.stdout
     for name in REQUESTS:
         row = rf"^\s+{re.escape(name)}\s+req/s\s+{NUMBER}\s+{NUMBER}\s+{RATIO}$"
@@ -56,10 +57,15 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     for name in SENDS:
         unit = "ns/save" if name.startswith("signals per save") else "ns/send"
         cells = rf"\s+{re.escape(unit)}\s+{NUMBER}\s+{NUMBER}\s+{RATIO}"
-        assert re.search(rf"^\s+{re.escape(name)}{cells}\s+{NUMBER}$", measured, re.MULTILINE)
+        baselines = rf"\s+{NUMBER}\s+{NUMBER}"
+        assert re.search(rf"^\s+{re.escape(name)}{cells}{baselines}$", measured, re.MULTILINE)
         assert re.search(rf"^\s+{re.escape(name)}{cells}$", dispatch, re.MULTILINE), dispatch
+        assert re.search(rf"^\s+{re.escape(name)}{cells}$", own, re.MULTILINE), own
     verdicts = re.findall(
-        rf"^\s+(signals per save, \d+ receivers?)\s+{RATIO}\s+(PASS|MISS)$", summary, re.MULTILINE
+        rf"^\s+(signals per save, \d+ receivers?)\s+{RATIO}\s+(PASS|MISS)"
+        rf"  \(the dispatcher's own cost: {RATIO}\)$",
+        summary,
+        re.MULTILINE,
     )
     assert [name for name, _ in verdicts] == list(SENDS[2:]), summary
 
@@ -68,7 +74,7 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     rows = {row["scenario"]: row for row in data["results"]}
     assert list(rows) == [*REQUESTS, *SENDS]
     for name, row in rows.items():
-        kinds = {"django", "tocsin", "floor"} if name in SENDS else {"django", "tocsin"}
+        kinds = {"django", "tocsin", "floor", "minimal"} if name in SENDS else {"django", "tocsin"}
         assert set(row["figures"]) == kinds
         assert all(
             len(samples) == data["config"]["rounds"] for samples in row["samples_s"].values()
@@ -79,3 +85,5 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
         if name in SENDS:
             cost = row["dispatch_ns"]
             assert row["dispatch_speedup"] == pytest.approx(cost["django"] / cost["tocsin"])
+            own = row["dispatcher_ns"]
+            assert row["dispatcher_speedup"] == pytest.approx(own["django"] / own["tocsin"])
