@@ -7,9 +7,11 @@ import asyncio
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 from django.db.models.signals import post_delete, post_save
 
 from _django_orm import APP_LABEL
@@ -18,6 +20,7 @@ from tocsin.contrib.django.remote import ModelKey, register_models
 from tocsin.exceptions import SerializationError
 from tocsin.remote import JSONSerializer, MemoryTransport, Remote, Worker
 
+from ._databases import extra_database
 from .models import Shelf
 
 STREAM = "django-models"
@@ -281,3 +284,19 @@ def test_register_models_checks_its_arguments() -> None:
     register_models(serializer, APP_LABEL)
     with pytest.raises(ValueError, match="already has Django models registered"):
         register_models(serializer)
+
+
+def test_an_instance_is_loaded_from_the_database_it_was_saved_to(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """The alias travels with the instance; the worker loads from it (and aget() too)."""
+    with extra_database("sqlite", tmp_path, (Shelf,)) as alias:
+        remote.publish(post_save, sender=Shelf)
+        shelf = Shelf.objects.using(alias).create(name="elsewhere")
+        [got] = worker_receives(remote, post_save)
+        assert (got["using"], got["instance"]._state.db) == (alias, alias)
+        assert got["instance"].name == "elsewhere"
+        key = ModelKey(Shelf, shelf.pk, alias)
+        assert asyncio.run(key.aget()) == shelf  # the async ORM, from a thread
+        assert ModelKey(Shelf, shelf.pk + 1, alias).get() is None
+        connections[alias].close()
