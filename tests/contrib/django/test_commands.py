@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from django.core.management import BaseCommand, CommandError, call_command
+from django.db import connections
 from django.test import override_settings
 
 from _services import redis_or_skip
@@ -26,8 +27,11 @@ from tocsin.contrib.django.management.commands import (
     tocsin_status,
     tocsin_worker,
 )
+from tocsin.contrib.django.models import OutboxEntry
 from tocsin.contrib.django.remote import remote_from_settings
 from tocsin.remote import MemoryTransport, Remote, Worker
+
+from ._databases import extra_database
 
 job_done = Signal()
 STREAM = "django-commands"
@@ -138,6 +142,34 @@ def test_the_worker_runs_the_receivers_until_sigterm(remote: Remote) -> None:
     run(tocsin_worker.Command, "--block", "0.05", "--group", "django", "--log-level", "WARNING")
     assert handled == [0, 1, 2]
     assert json.loads(run(tocsin_status.Command, "--json"))["groups"][0]["name"] == "django"
+
+
+def test_the_worker_closes_obsolete_connections_around_each_event(
+    remote: Remote, tmp_path: Path
+) -> None:
+    """As Django does around a request: with CONN_MAX_AGE = 0, the connection a
+    receiver opened is closed once its event is done (a plain Worker leaves it open)."""
+    with extra_database("sqlite", tmp_path, (OutboxEntry,)) as alias:
+        database = connections[alias]
+        opened: list[bool] = []
+
+        def on_job(sender: object, **kwargs: object) -> None:
+            OutboxEntry.objects.using(alias).count()
+            opened.append(database.connection is not None)
+            if kwargs["job"] == 1:
+                os.kill(os.getpid(), signals.SIGTERM)
+
+        job_done.send(None, job=0)
+        job_done.connect(on_job, weak=False)
+        Worker(remote, block=0.01).run_once()
+        assert opened == [True]
+        assert database.connection is not None  # a plain worker leaves it
+        job_done.disconnect(on_job)
+        job_done.send(None, job=1)
+        job_done.connect(on_job, weak=False)
+        run(tocsin_worker.Command, "--block", "0.05", "--log-level", "WARNING")
+        assert opened == [True, True]
+        assert database.connection is None  # closed after the event, as after a request
 
 
 def test_the_worker_rejects_bad_options_with_its_exit_status(remote: Remote) -> None:

@@ -300,3 +300,25 @@ def test_an_instance_is_loaded_from_the_database_it_was_saved_to(
         assert asyncio.run(key.aget()) == shelf  # the async ORM, from a thread
         assert ModelKey(Shelf, shelf.pk + 1, alias).get() is None
         connections[alias].close()
+
+
+def test_a_failed_load_makes_the_event_unreadable_and_checks_the_connection(
+    remote: Remote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database error while loading: unreadable (dead-lettered), and the connection is
+    checked as between two requests, so that a broken one is not used again."""
+    with extra_database("sqlite", tmp_path, (Shelf,)) as alias:
+        remote.publish(post_save, sender=Shelf)
+        Shelf.objects.using(alias).create(name="lost")
+        [payload] = payloads(remote)
+        with connections[alias].schema_editor() as editor:
+            editor.delete_model(Shelf)  # what a broken database looks like to a query
+        checked: list[str] = []
+        monkeypatch.setattr(
+            connections[alias], "close_if_unusable_or_obsolete", lambda: checked.append(alias)
+        )
+        with pytest.raises(SerializationError, match=r"could not read back.*OperationalError"):
+            remote.decode(payload)
+        assert checked == [alias]
+        monkeypatch.undo()
+        connections[alias].close()

@@ -7,16 +7,40 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
 
 from ...remote._cli import UsageError
 from ...remote._remote import Remote
 from ._settings import remote_from_settings
 
-__all__ = ["RemoteCommand"]
+__all__ = ["EventConnections", "RemoteCommand"]
+
+
+class EventConnections:
+    """Django's per-request database hygiene, per event, in a worker.
+
+    Django closes connections that are broken (a database restart) or past
+    ``CONN_MAX_AGE`` before and after each request (``close_old_connections``
+    on ``request_started`` and ``request_finished``); a worker has no requests,
+    so it does the same around each event it runs. A propagator, because its
+    ``extract()`` is what a worker enters around every event; it carries nothing.
+    """
+
+    def inject(self, carrier: dict[str, str]) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def extract(self, carrier: Mapping[str, str]) -> Iterator[None]:
+        close_old_connections()
+        try:
+            yield
+        finally:
+            close_old_connections()
 
 
 class RemoteCommand(BaseCommand):  # type: ignore[misc]  # Django has no type hints

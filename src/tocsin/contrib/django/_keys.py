@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, models
 from django.db.utils import ConnectionDoesNotExist
 
 from ...exceptions import SerializationError
@@ -220,7 +220,11 @@ class _Decoder:
                 "Django refuses queries in an event loop, so an AsyncWorker cannot load "
                 "instances: register_models(..., load=False) and `await instance.aget()`."
             )
-        instance = key.get()
+        try:
+            instance = key.get()
+        except DatabaseError:
+            _recover(key.using)
+            raise
         return key if instance is None else instance
 
 
@@ -251,6 +255,15 @@ def _alias(using: Any) -> str:
         else:
             return using
     raise SerializationError(f"{using!r} is not a database alias of this project (DATABASES).")
+
+
+def _recover(using: str) -> None:
+    """After a failed load, close the connection if the failure left it unusable
+    (a database restart, say), as Django does between requests; otherwise the
+    worker, which has no requests, would fail every load from now on."""
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
 
 
 def _in_event_loop() -> bool:
