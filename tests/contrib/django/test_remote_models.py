@@ -244,6 +244,17 @@ def test_a_registered_app_is_all_that_resolves() -> None:
         assert remote.decode(envelope({"$ref": f"{APP_LABEL}.Shelf"})).sender is Shelf
         with pytest.raises(SerializationError, match="nothing is registered under it"):
             remote.decode(envelope({"$ref": "tocsin.OutboxEntry"}))
+        # A model whose app is not installed: refused at the send, not in the worker.
+        entry = OutboxEntry(id="x" * 32, stream="s", payload=b"", created_at=0.0)
+        with pytest.raises(SerializationError, match="not registered"):
+            post_save.send(
+                OutboxEntry,
+                instance=entry,
+                created=True,
+                update_fields=None,
+                raw=False,
+                using="default",
+            )
     finally:
         remote.disconnect()
 

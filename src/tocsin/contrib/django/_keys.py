@@ -149,6 +149,19 @@ class _Models:
         label: str = meta.label
         return label
 
+    def _allows(self, app_label: str) -> bool:
+        """Whether the models of *app_label* travel: an installed app, allowed.
+
+        A model class can exist without its app installed (one with an explicit
+        ``app_label``); a worker would not find it, so it is refused at the send."""
+        if self.allowed is not None and app_label not in self.allowed:
+            return False
+        try:
+            apps.get_app_config(app_label)
+        except LookupError:
+            return False
+        return True
+
     def find(self, name: str) -> type | None:
         """The registered model whose label is *name*, exactly; never imports."""
         app_label, dot, model_name = name.partition(".")
@@ -168,7 +181,8 @@ class _Models:
         if not self._allows(meta.app_label):
             raise SerializationError(
                 f"{meta.label} instances cannot travel: the models of app {meta.app_label!r} "
-                "are not registered (register_models(serializer, ...) names its apps)."
+                "are not registered (register_models(serializer, ...) names its apps, which "
+                "must be installed)."
             )
         pk = instance.pk
         if pk is None or (isinstance(pk, tuple) and None in pk):
@@ -184,7 +198,8 @@ class _Models:
         if label is None:
             raise SerializationError(
                 f"a queryset of {queryset.model._meta.label} cannot travel: the models of its "
-                "app are not registered (register_models(serializer, ...) names its apps)."
+                "app are not registered (register_models(serializer, ...) names its apps, "
+                "which must be installed)."
             )
         return label
 
@@ -193,9 +208,6 @@ class _Models:
         if model is None:
             raise SerializationError(f"{raw!r} is not the label of a registered model here.")
         return model
-
-    def _allows(self, app_label: str) -> bool:
-        return self.allowed is None or app_label in self.allowed
 
 
 class _Decoder:
