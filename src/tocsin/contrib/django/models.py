@@ -12,10 +12,11 @@ class OutboxEntry(models.Model):  # type: ignore[misc]  # Django has no type hin
     published (after the commit, or by a worker's relay). The table is
     ``tocsin_outbox``, made by the app's migration (``manage.py migrate``)."""
 
-    id = models.CharField(max_length=32, primary_key=True)  # the event id
-    stream = models.CharField(max_length=255)
-    payload = models.BinaryField()
-    created_at = models.FloatField(db_index=True)  # seconds since the epoch
+    id: str = models.CharField(max_length=32, primary_key=True)  # the event id
+    stream: str = models.CharField(max_length=255)
+    # bytes, or a memoryview from some backends (PostgreSQL's)
+    payload: bytes | memoryview = models.BinaryField()
+    created_at: float = models.FloatField(db_index=True)  # seconds since the epoch
 
     class Meta:
         # Explicit, so that the class can be defined (in tests, say) even when
