@@ -189,19 +189,29 @@ def test_relay_leaves_rows_younger_than_relay_after(
     assert Outbox(relay_after=0).relay(transport, limit=1) == 1
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_send_in_another_database_writes_its_row_there(
-    remote: Remote, tmp_path: Path, transport: FlakyTransport
+    remote: Remote, tmp_path: Path, transport: FlakyTransport, backend: str
 ) -> None:
-    """The row goes to the database of the send's transaction (its using)."""
-    with extra_database("sqlite", tmp_path, (OutboxEntry, Shelf)) as alias:
-        transport.down = True  # keep the rows, to see where they are
+    """The row goes to the database of the send's transaction (its using), is
+    published after that database's commit, and is deleted there."""
+    with extra_database(backend, tmp_path, (OutboxEntry, Shelf)) as alias:
         with transaction.atomic(using=alias):
             order_placed.send(None, number=1, using=alias)
-        assert OutboxEntry.objects.using(alias).count() == 1
-        assert OutboxEntry.objects.count() == 0
+            with transaction.atomic(using=alias):  # a savepoint, rolled back
+                order_placed.send(None, number=2, using=alias)
+                transaction.set_rollback(True, using=alias)
+            assert OutboxEntry.objects.using(alias).count() == 1
+            assert OutboxEntry.objects.count() == 0
+        assert sent(remote) == [1]
+        assert OutboxEntry.objects.using(alias).count() == 0
+        transport.down = True  # now keep the rows, to relay them
+        with transaction.atomic(using=alias):
+            order_placed.send(None, number=3, using=alias)
         transport.down = False
-        assert Outbox(databases=[alias], relay_after=0).relay(transport) == 1
         assert Outbox(databases=["default"], relay_after=0).relay(transport) == 0
+        assert Outbox(databases=[alias], relay_after=0).relay(transport) == 1
+        assert sent(remote) == [1, 3]
         connections[alias].close()
 
 
