@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.db import connection, connections, transaction
 from django.db.models.signals import post_save
+from django.db.transaction import TransactionManagementError
 
 from tocsin import Signal
 from tocsin.contrib.django.models import OutboxEntry
@@ -126,6 +127,19 @@ def test_outside_an_atomic_block_the_event_is_published_at_once(remote: Remote) 
     order_placed.send(None, number=1)
     assert sent(remote) == [1]
     assert OutboxEntry.objects.count() == 0
+
+
+def test_under_manual_transaction_management_the_send_raises(remote: Remote) -> None:
+    """As transaction.on_commit() does there: nothing written, nothing published."""
+    transaction.set_autocommit(False)
+    try:
+        with pytest.raises(TransactionManagementError):
+            order_placed.send(None, number=1)
+        assert OutboxEntry.objects.count() == 0
+    finally:
+        transaction.rollback()
+        transaction.set_autocommit(True)
+    assert sent(remote) == []
 
 
 def test_model_signals_are_published_once_and_the_outbox_rows_send_none(
