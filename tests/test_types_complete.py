@@ -49,27 +49,6 @@ def verifytypes() -> dict[str, Any]:
     return report
 
 
-# Django ships no type information: the classes Django finds by convention (manage.py's
-# commands, the app's migration and model) and the commands' base subclass Django's
-# classes, whose types pyright cannot know. Only that is excused; their own attributes
-# are still checked. (pyright names the migration by its path: not an identifier.)
-DJANGO_SUBCLASSES = (
-    "tocsin.contrib.django.management.commands.",
-    "tocsin.contrib.django._commands.RemoteCommand",
-    "tocsin.contrib.django.models.OutboxEntry",
-    "src.tocsin.contrib.django.migrations.",
-)
-UNKNOWN_BASE = ("Type of metaclass unknown", "Type of base class")
-
-
-def _django_base(symbol: dict[str, Any], diagnostic: dict[str, Any]) -> bool:
-    """Whether *diagnostic* is only that *symbol*'s Django base class has no known type."""
-    return bool(
-        symbol["name"].startswith(DJANGO_SUBCLASSES)
-        and diagnostic["message"].startswith(UNKNOWN_BASE)
-    )
-
-
 def test_public_api_is_completely_typed() -> None:
     """Every symbol of the public API has a known, unambiguous type: a score of 100 %."""
     completeness = verifytypes()["typeCompleteness"]
@@ -83,14 +62,7 @@ def test_public_api_is_completely_typed() -> None:
         for symbol in completeness["symbols"]
         if not symbol["isTypeKnown"] or symbol["isTypeAmbiguous"]
         for diagnostic in symbol["diagnostics"]
-        if diagnostic["severity"] == "error" and not _django_base(symbol, diagnostic)
+        if diagnostic["severity"] == "error"
     ]
     assert not incomplete, "\n".join(incomplete)
-    excused = {
-        symbol["name"]
-        for symbol in completeness["symbols"]
-        for diagnostic in symbol["diagnostics"]
-        if _django_base(symbol, diagnostic)
-    }
-    # The score counts the excused symbols as incomplete; without them, it is the whole.
-    assert completeness["completenessScore"] == 1 or excused
+    assert completeness["completenessScore"] == 1

@@ -8,15 +8,30 @@ import argparse
 import contextlib
 import io
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import close_old_connections
 
 from ...remote._cli import UsageError
 from ...remote._remote import Remote
 from ._settings import remote_from_settings
+
+if TYPE_CHECKING:
+
+    class BaseCommand:
+        """What the commands use of ``django.core.management.BaseCommand``, for type
+        checkers: Django ships no type hints, and a base class of unknown type would
+        leave the commands untyped."""
+
+        help: str
+        stdout: Any
+
+        def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+else:
+    from django.core.management.base import BaseCommand
 
 __all__ = ["EventConnections", "RemoteCommand"]
 
@@ -43,7 +58,7 @@ class EventConnections:
             close_old_connections()
 
 
-class RemoteCommand(BaseCommand):  # type: ignore[misc]  # Django has no type hints
+class RemoteCommand(BaseCommand):
     """A ``tocsin`` subcommand as a management command: subclasses add its
     arguments (``add_arguments()``) and run it (``run()``)."""
 

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, ClassVar
+
 from django.db import models
+
+if TYPE_CHECKING:
+
+    class Model:
+        """What is used of ``django.db.models.Model``, for type checkers: Django ships
+        no type hints, and a base class of unknown type would leave ``OutboxEntry``
+        untyped."""
+
+        objects: ClassVar[Any]
+        _meta: ClassVar[Any]
+        pk: Any
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+else:
+    Model = models.Model
 
 __all__ = ["OutboxEntry"]
 
 
-class OutboxEntry(models.Model):  # type: ignore[misc]  # Django has no type hints
+class OutboxEntry(Model):
     """One remote event written in the transaction of its send, waiting to be
     published (after the commit, or by a worker's relay). The table is
     ``tocsin_outbox``, made by the app's migration (``manage.py migrate``)."""

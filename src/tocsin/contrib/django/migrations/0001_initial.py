@@ -1,16 +1,25 @@
 """The outbox table (``tocsin_outbox``) of tocsin.contrib.django.remote.Outbox."""
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.db import migrations, models
 
+if TYPE_CHECKING:
 
-class Migration(migrations.Migration):  # type: ignore[misc]  # Django has no type hints
-    initial = True
+    class Base:
+        """``django.db.migrations.Migration``, for type checkers: Django ships no
+        type hints, and a base class of unknown type would leave this one untyped."""
+
+else:
+    Base = migrations.Migration
+
+
+class Migration(Base):
+    initial: bool = True
 
     dependencies: ClassVar[list[tuple[str, str]]] = []
 
-    operations: ClassVar[list[migrations.operations.base.Operation]] = [
+    operations: ClassVar[list[Any]] = [
         migrations.CreateModel(
             name="OutboxEntry",
             fields=[
