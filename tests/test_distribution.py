@@ -85,6 +85,13 @@ SCRIPTS = {
 
     assert isinstance(post_save, tocsin.Signal) and isinstance(post_migrate, tocsin.Signal)
     call_command("migrate", verbosity=0)  # sends pre_migrate and post_migrate through tocsin
+    # The app's migration and manage.py commands are in the wheel.
+    from django.core.management import get_commands
+    from django.db import connection
+
+    assert "tocsin_outbox" in connection.introspection.table_names()
+    commands = {"tocsin_worker", "tocsin_status", "tocsin_dead_letters"}
+    assert commands <= set(get_commands()), get_commands()
     committed = []
     post_save.connect(
         lambda instance, **kwargs: committed.append(instance.name),

@@ -224,6 +224,9 @@ NO_PAGE = {
     "tocsin.contrib.django.management.commands": "Django's package for management commands",
     "tocsin.contrib.django.management.commands.tocsin_signals": "manage.py tocsin_signals",
 }
+# Modules Django finds by convention, documented in docs/django.md: the app's manage.py
+# commands and its migrations.
+DJANGO_CONVENTIONS = ("tocsin.contrib.django.management", "tocsin.contrib.django.migrations")
 
 
 def test_every_public_module_has_a_reference_page() -> None:
@@ -234,7 +237,12 @@ def test_every_public_module_has_a_reference_page() -> None:
         ".".join(path.relative_to(source).with_suffix("").parts).removesuffix(".__init__")
         for path in (source / "tocsin").rglob("*.py")
     }
-    public = {m for m in modules if not any(part.startswith("_") for part in m.split("."))}
+    public = {
+        m
+        for m in modules
+        if not any(part.startswith("_") for part in m.split("."))
+        and not m.startswith(DJANGO_CONVENTIONS)
+    }
     rendered = {
         match
         for page in (DOCS / "reference").glob("*.md")

@@ -347,3 +347,33 @@ def test_the_fast_event_encoding_names_what_cannot_be_sent() -> None:
         serializer._dumps_event(head, Colour, {}, {})
     serializer.register_class(Colour)  # a registration is seen at once
     assert b'"sender":{"$ref":' in serializer._dumps_event(head, Colour, {}, {})
+
+
+class Plugin:
+    """A base whose subclasses travel by a name of their own (register_classes(name=))."""
+
+
+class AudioPlugin(Plugin):
+    pass
+
+
+class HiddenPlugin(Plugin):
+    pass
+
+
+def test_register_classes_names_subclasses_with_its_name_function() -> None:
+    """name(cls) gives the name; a subclass it gives None for does not travel."""
+    known = {"plugins.audio": AudioPlugin}
+    serializer = JSONSerializer()
+    serializer.register_classes(
+        Plugin,
+        find=known.get,
+        name=lambda cls: "plugins.audio" if cls is AudioPlugin else None,
+    )
+    data = serializer.dumps({"kind": AudioPlugin})
+    assert json.loads(data) == {"kind": {"$ref": "plugins.audio"}}
+    assert serializer.loads(data) == {"kind": AudioPlugin}
+    with pytest.raises(SerializationError, match="not registered"):
+        serializer.dumps({"kind": HiddenPlugin})
+    with pytest.raises(TypeError, match="name must be a function"):
+        serializer.register_classes(Plugin, find=known.get, name="plugins")  # type: ignore[arg-type]

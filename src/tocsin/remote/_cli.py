@@ -26,11 +26,20 @@ from ._remote import Remote
 from ._worker import AsyncWorker, Worker, WorkerOptions
 from .transports.base import AsyncTransport, Consumer, Group
 
-__all__ = ["add_remote_commands"]
+__all__ = [
+    "UsageError",
+    "add_remote_commands",
+    "dead_letters_arguments",
+    "run_dead_letters",
+    "run_status",
+    "run_worker",
+    "status_arguments",
+    "worker_arguments",
+]
 
 
-class _Usage(Exception):
-    pass
+class UsageError(Exception):
+    """A command line that cannot run: a one-line message for the user."""
 
 
 class _ImportFailed(Exception):
@@ -57,7 +66,7 @@ def _with_remote(
     def run(args: argparse.Namespace) -> int:
         try:
             return body(_find_remote(args.modules, importer), args)
-        except _Usage as error:
+        except UsageError as error:
             raise usage_error(str(error)) from None
         except _ImportFailed:
             return 1
@@ -77,101 +86,108 @@ def _add_worker(
         "several. See docs/scaling-out.md.",
     )
     worker.add_argument("modules", nargs="+", metavar="MODULE[:REMOTE]")
-    worker.add_argument("--group", default="tocsin", help="consumer group (default: tocsin)")
-    worker.add_argument(
+    worker_arguments(worker)
+    worker.set_defaults(command=_with_remote(run_worker, importer, usage_error))
+
+
+def worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The worker's options (all but the modules), for ``tocsin worker`` and
+    Django's ``manage.py tocsin_worker``."""
+    parser.add_argument("--group", default="tocsin", help="consumer group (default: tocsin)")
+    parser.add_argument(
         "--consumer",
         metavar="NAME",
         help="this worker's name in the group (default: host-pid-random)",
     )
-    worker.add_argument(
+    parser.add_argument(
         "--batch", metavar="N", type=int, default=100, help="events read at a time (default: 100)"
     )
-    worker.add_argument(
+    parser.add_argument(
         "--max-attempts",
         metavar="N",
         type=int,
         default=5,
         help="failed runs before dead-lettering (default: 5)",
     )
-    worker.add_argument(
+    parser.add_argument(
         "--max-kills",
         metavar="N",
         type=int,
         default=2,
         help="runs alone that killed the worker before dead-lettering as poison (default: 2)",
     )
-    worker.add_argument(
+    parser.add_argument(
         "--retry-delay",
         metavar="SECONDS",
         type=float,
         default=1.0,
         help="bound of the first retry's random delay, in seconds (default: 1)",
     )
-    worker.add_argument(
+    parser.add_argument(
         "--retry-backoff",
         metavar="FACTOR",
         type=float,
         default=2.0,
         help="factor the delay grows by with each retry (default: 2)",
     )
-    worker.add_argument(
+    parser.add_argument(
         "--max-retry-delay",
         metavar="SECONDS",
         type=float,
         default=60.0,
         help="longest delay between retries, in seconds (default: 60)",
     )
-    worker.add_argument(
+    parser.add_argument(
         "--claim-after",
         metavar="SECONDS",
         type=float,
         default=60.0,
         help="seconds before taking over another consumer's pending events (default: 60)",
     )
-    worker.add_argument(
+    parser.add_argument(
         "--block",
         metavar="SECONDS",
         type=float,
         default=1.0,
         help="seconds one read waits for events (default: 1)",
     )
-    worker.add_argument(
+    parser.add_argument(
         "--dead-stream", metavar="STREAM", help="the dead-letter stream (default: STREAM:dead)"
     )
-    worker.add_argument(
+    parser.add_argument(
         "--relay-every",
         metavar="SECONDS",
         type=float,
         default=5.0,
         help="seconds between outbox relays, with an outbox (default: 5)",
     )
-    worker.add_argument(
+    parser.add_argument(
         "--concurrency",
         metavar="N",
         type=int,
         default=1,
         help="events of a batch run at once, in threads (tasks when async) (default: 1)",
     )
-    worker.add_argument(
+    parser.add_argument(
         "--trim-every",
         metavar="SECONDS",
         type=float,
         default=60.0,
         help="seconds between trims of acknowledged events from the stream (default: 60)",
     )
-    worker.add_argument(
+    parser.add_argument(
         "--no-trim", action="store_true", help="never trim the stream (leave it to you)"
     )
-    worker.add_argument(
+    parser.add_argument(
         "--log-level", metavar="LEVEL", default="INFO", help="logging level (default: INFO)"
     )
 
-    def run(remote: Remote, args: argparse.Namespace) -> int:
-        level = _level(args.log_level)
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return _run(remote, args)
 
-    worker.set_defaults(command=_with_remote(run, importer, usage_error))
+def run_worker(remote: Remote, args: argparse.Namespace) -> int:
+    """Run a worker for *remote* with the options of :func:`worker_arguments`."""
+    level = _level(args.log_level)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return _run(remote, args)
 
 
 def _add_status(
@@ -187,14 +203,20 @@ def _add_status(
         "yet), and the number of dead letters.",
     )
     status.add_argument("modules", nargs="+", metavar="MODULE[:REMOTE]")
-    status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    status_arguments(status)
+    status.set_defaults(command=_with_remote(run_status, importer, usage_error))
 
-    def run(remote: Remote, args: argparse.Namespace) -> int:
-        report = _status(remote)
-        print(json.dumps(report, indent=2) if args.json else _status_text(report))
-        return 0
 
-    status.set_defaults(command=_with_remote(run, importer, usage_error))
+def status_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tocsin status`` (all but the modules)."""
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def run_status(remote: Remote, args: argparse.Namespace) -> int:
+    """Print *remote*'s status, as text or JSON (``args.json``)."""
+    report = _status(remote)
+    print(json.dumps(report, indent=2) if args.json else _status_text(report))
+    return 0
 
 
 def _status(remote: Remote) -> dict[str, Any]:
@@ -289,33 +311,39 @@ def _add_dead_letters(
         "stream (--replay) once the cause is fixed, or remove them (--discard).",
     )
     dead.add_argument("modules", nargs="+", metavar="MODULE[:REMOTE]")
-    dead.add_argument(
+    dead_letters_arguments(dead)
+    dead.set_defaults(command=_with_remote(run_dead_letters, importer, usage_error))
+
+
+def dead_letters_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tocsin dead-letters`` (all but the modules)."""
+    parser.add_argument(
         "--stream", metavar="STREAM", help="the dead-letter stream (default: STREAM:dead)"
     )
-    dead.add_argument(
+    parser.add_argument(
         "--limit", metavar="N", type=int, default=100, help="letters listed (default: 100)"
     )
-    dead.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    action = dead.add_mutually_exclusive_group()
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    action = parser.add_mutually_exclusive_group()
     action.add_argument("--replay", nargs="+", metavar="ID", help="replay these dead letters")
     action.add_argument("--replay-all", action="store_true", help="replay every dead letter")
     action.add_argument("--discard", nargs="+", metavar="ID", help="remove these for good")
     action.add_argument("--discard-all", action="store_true", help="remove every dead letter")
 
-    def run(remote: Remote, args: argparse.Namespace) -> int:
-        _check_limit(args.limit)
-        letters = DeadLetters(remote, stream=args.stream)
-        try:
-            return _dead_letters(letters, args)
-        except LookupError as error:
-            raise _Usage(str(error).strip("'\"")) from None
 
-    dead.set_defaults(command=_with_remote(run, importer, usage_error))
+def run_dead_letters(remote: Remote, args: argparse.Namespace) -> int:
+    """List, replay or discard *remote*'s dead letters, as *args* say."""
+    _check_limit(args.limit)
+    letters = DeadLetters(remote, stream=args.stream)
+    try:
+        return _dead_letters(letters, args)
+    except LookupError as error:
+        raise UsageError(str(error).strip("'\"")) from None
 
 
 def _check_limit(limit: int) -> None:
     if limit < 1:
-        raise _Usage(f"--limit must be at least 1, got {limit}")
+        raise UsageError(f"--limit must be at least 1, got {limit}")
 
 
 def _dead_letters(letters: DeadLetters, args: argparse.Namespace) -> int:
@@ -385,7 +413,7 @@ def _json(letter: DeadLetter) -> dict[str, Any]:
 def _level(name: str) -> int:
     level = logging.getLevelName(str(name).upper())
     if not isinstance(level, int):
-        raise _Usage(f"unknown log level {name!r}")
+        raise UsageError(f"unknown log level {name!r}")
     return level
 
 
@@ -400,7 +428,7 @@ def _find_remote(targets: list[str], importer: Callable[[str], ModuleType | None
         if attribute:
             remote = getattr(module, attribute, None)
             if not isinstance(remote, Remote):
-                raise _Usage(f"{target} is not a Remote (it is {type(remote).__name__})")
+                raise UsageError(f"{target} is not a Remote (it is {type(remote).__name__})")
             named.append(remote)
             continue
         for name, value in vars(module).items():
@@ -408,16 +436,18 @@ def _find_remote(targets: list[str], importer: Callable[[str], ModuleType | None
                 found.setdefault(id(value), (f"{module.__name__}:{name}", value))
     if named:
         if len({id(r) for r in named}) > 1:
-            raise _Usage("name one Remote: several module:attribute targets name different ones")
+            raise UsageError(
+                "name one Remote: several module:attribute targets name different ones"
+            )
         return named[0]
     if not found:
-        raise _Usage(
+        raise UsageError(
             "no Remote found in " + ", ".join(targets) + " (define remote = Remote(...) at "
             "module level, or name it with module:attribute)"
         )
     if len(found) > 1:
         names = ", ".join(sorted(name for name, _ in found.values()))
-        raise _Usage(f"several Remotes found ({names}): name one with module:attribute")
+        raise UsageError(f"several Remotes found ({names}): name one with module:attribute")
     return next(iter(found.values()))[1]
 
 

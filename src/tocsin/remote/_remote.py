@@ -147,11 +147,12 @@ class _handling:
 class Outbox(Protocol):
     """Where a :class:`Remote` writes events sent inside a database transaction.
 
-    ``tocsin.contrib.sqlalchemy.Outbox`` implements it: the event is written to
-    an outbox table in the same transaction, and relayed to the transport
-    after the commit. A worker also calls the outbox's ``relay(transport)``, if
-    it has one, every ``relay_every`` seconds, for the events a process that
-    died after a commit left there.
+    ``tocsin.contrib.sqlalchemy.Outbox`` and ``tocsin.contrib.django.remote.Outbox``
+    implement it: the event is written to an outbox table in the same
+    transaction, and relayed to the transport after the commit. A worker also
+    calls the outbox's ``relay(transport)``, if it has one, every
+    ``relay_every`` seconds, for the events a process that died after a
+    commit left there.
     """
 
     def store(

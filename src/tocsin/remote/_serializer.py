@@ -85,7 +85,10 @@ class JSONSerializer:
         self._resolved: dict[type, _Hook | None] = {}
         self._by_name: dict[str, Any] = {}  # what register_class() named, by name
         self._names: dict[Any, str] = {}  # and the other way round
-        self._families: list[tuple[type, Callable[[str], type | None]]] = []
+        # (base, find, name): subclasses of base travel by name(cls), found by find(name).
+        self._families: list[
+            tuple[type, Callable[[str], type | None], Callable[[type], str | None]]
+        ] = []
         # The JSON of senders that are classes (or None), by sender: most sends
         # repeat a few; cleared by every registration, which may change them.
         self._senders: dict[Any, str] = {}
@@ -175,19 +178,32 @@ class JSONSerializer:
         self._names[obj] = name
         self._senders.clear()
 
-    def register_classes(self, base: type, *, find: Callable[[str], type | None]) -> None:
+    def register_classes(
+        self,
+        base: type,
+        *,
+        find: Callable[[str], type | None],
+        name: Callable[[type], str | None] | None = None,
+    ) -> None:
         """Let every subclass of *base* travel by its ``"module:qualname"`` name,
         found again in a worker by ``find(name)`` (which returns ``None`` for
         an unknown name, and must not import anything).
 
+        :param name: ``name(cls)`` gives the name a subclass travels under
+            instead, or ``None`` for a subclass that must not travel.
+
         ``tocsin.contrib.sqlalchemy.register_models`` uses it for the classes
-        mapped under a declarative base, found among those already mapped.
+        mapped under a declarative base, found among those already mapped;
+        ``tocsin.contrib.django.remote.register_models`` for Django models, by
+        their ``"app_label.ModelName"`` label.
         """
         if not isinstance(base, type):
             raise TypeError(f"register_classes() takes a class; got {base!r}.")
         if not callable(find):
             raise TypeError(f"find must be a function (name) -> class | None; got {find!r}.")
-        self._families.append((base, find))
+        if name is not None and not callable(name):
+            raise TypeError(f"name must be a function (class) -> str | None; got {name!r}.")
+        self._families.append((base, find, name or class_name))
         self._senders.clear()
 
     def name_of(self, obj: Any) -> str | None:
@@ -199,9 +215,11 @@ class JSONSerializer:
         if name is not None:
             return name
         if isinstance(obj, type):
-            for base, _ in self._families:
+            for base, _, name_for in self._families:
                 if issubclass(obj, base):
-                    return class_name(obj)
+                    found = name_for(obj)
+                    if found is not None:
+                        return found
         return None
 
     def find(self, name: str) -> Any:
@@ -211,7 +229,7 @@ class JSONSerializer:
         found = self._by_name.get(name)
         if found is not None:
             return found
-        for base, find in self._families:
+        for base, find, _ in self._families:
             cls = find(name)
             if isinstance(cls, type) and issubclass(cls, base):
                 return cls

@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+"""Measure what tocsin.contrib.django changes for a Django project's signals.
+
+    python benchmarks/bench_django.py                  # the full run (about a minute)
+    python benchmarks/bench_django.py --quick          # a second or two: smoke test only
+    python benchmarks/bench_django.py --json out.json  # also write every sample
+
+One process, SQLite in memory, no middleware. Two variants take turns in
+every round (the order reversed every other round): ``django``, plain
+``django.dispatch``, and ``tocsin``, the integration installed
+(``install()``; ``uninstall()`` between turns). The same receivers, distinct
+no-op functions, are connected in both.
+
+* **Requests** through Django's ``WSGIHandler``, called in a loop in
+  process (no server, no socket), each request closing its response (which
+  sends ``request_finished``): ``GET /save/`` saves one model instance
+  (``pre_save`` and ``post_save``) with 1 or 10 receivers on ``post_save``;
+  ``GET /ping/`` returns a response (``request_started`` and
+  ``request_finished``, with Django's own receivers only). Figures:
+  requests per second.
+* **Sends**: ``post_save.send(...)`` with a model's arguments, and a save's
+  signal cost (the ``pre_save`` and ``post_save`` sends that ``save()``
+  makes, ``pre_save`` without receivers), with 1 and 10 receivers. Figures:
+  ns per send (or per save).
+
+The sends are also timed two more ways: ``floor``, the same receivers
+called directly, with the same arguments, in a loop (what calling them
+costs, whoever calls); and ``minimal``, a ``send()`` function of three
+lines with Django's calling convention (``send(sender, **named)`` returning
+``[(receiver, receiver(signal=..., sender=..., **named))]``, no filtering,
+no weak references): what any such dispatcher spends. A send's *dispatch
+cost* is its time minus the floor's, the signal's cost that the target is
+about; its time minus the minimal send's is what the dispatcher itself adds.
+
+Each figure is the best of the rounds; ratios are tocsin's speed-up over
+Django (Django's time / tocsin's). The target (the issue): Django's signal
+cost per save at least halved (the dispatch cost of a save's sends). Every
+variant is checked first, untimed: its receivers are called, and its signals
+are tocsin's or Django's as they should be. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import io
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import django
+from django.conf import settings
+
+settings.configure(
+    DEBUG=False,
+    ALLOWED_HOSTS=["*"],
+    ROOT_URLCONF=__name__,
+    MIDDLEWARE=[],
+    INSTALLED_APPS=[],
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+    LOGGING_CONFIG=None,
+)
+django.setup()
+
+from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
+from django.db import connection, models  # noqa: E402
+from django.db.models.signals import post_save, pre_save  # noqa: E402
+from django.http import HttpRequest, HttpResponse  # noqa: E402
+from django.urls import path  # noqa: E402
+
+import tocsin  # noqa: E402
+from tocsin.contrib.django import install, installed, uninstall  # noqa: E402
+
+VARIANTS = ("django", "tocsin")
+FLOOR = "floor"
+MINIMAL = "minimal"
+RECEIVERS = (1, 10)
+TARGET = 2.0  # Django's signal cost per save, at least halved
+
+
+class Item(models.Model):  # type: ignore[misc]  # Django has no type hints
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        app_label = "bench"
+
+
+def save_view(request: HttpRequest) -> HttpResponse:
+    ITEM.save()
+    return HttpResponse(b"saved")
+
+
+def ping_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(b"pong")
+
+
+urlpatterns = [path("save/", save_view), path("ping/", ping_view)]
+ITEM = Item(name="item")
+CALLS = [0]
+
+
+def make_receiver(number: int) -> Callable[..., None]:
+    def receiver(sender: Any = None, **kwargs: Any) -> None:
+        CALLS[0] += 1
+
+    receiver.__name__ = receiver.__qualname__ = f"receiver_{number}"
+    return receiver
+
+
+RECEIVER_FUNCTIONS = [make_receiver(n) for n in range(max(RECEIVERS))]
+
+
+@contextmanager
+def variant(kind: str, receivers: int) -> Iterator[None]:
+    """The variant's dispatcher, with *receivers* receivers on post_save for Item."""
+    if kind == "tocsin":
+        install()
+    try:
+        for receiver in RECEIVER_FUNCTIONS[:receivers]:
+            post_save.connect(receiver, sender=Item, weak=False)
+        yield
+    finally:
+        for receiver in RECEIVER_FUNCTIONS:
+            post_save.disconnect(receiver, sender=Item)
+        if kind == "tocsin":
+            uninstall()
+
+
+def environ(path_info: str) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path_info,
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+    }
+
+
+def requests_loop(path_info: str) -> Callable[[int], None]:
+    application = WSGIHandler()
+    env = environ(path_info)
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        if not status.startswith("200"):
+            raise RuntimeError(f"{path_info}: {status}")
+
+    def run(count: int) -> None:
+        for _ in range(count):
+            response = application(env, start_response)
+            b"".join(response)
+            response.close()  # request_finished
+
+    return run
+
+
+NAMED = {"instance": ITEM, "raw": False, "using": "default", "update_fields": None}
+
+
+def floor_loop(receivers: int) -> Callable[[int], None]:
+    """The receivers called directly, as a send calls them: the least any dispatcher spends."""
+    functions = RECEIVER_FUNCTIONS[:receivers]
+    named = NAMED
+
+    def run(count: int) -> None:
+        for _ in range(count):
+            for receiver in functions:
+                receiver(signal=post_save, sender=Item, created=False, **named)
+
+    return run
+
+
+def minimal_loop(per_save: bool, receivers: int) -> Callable[[int], None]:
+    """The sends made by a minimal send() function with Django's calling convention."""
+    functions = RECEIVER_FUNCTIONS[:receivers]
+    named = NAMED
+
+    def send(sender: Any, **kwargs: Any) -> list[tuple[Any, Any]]:
+        return [(r, r(signal=post_save, sender=sender, **kwargs)) for r in functions]
+
+    def send_nothing(sender: Any, **kwargs: Any) -> list[tuple[Any, Any]]:
+        return []
+
+    def run(count: int) -> None:
+        for _ in range(count):
+            if per_save:
+                send_nothing(Item, **named)
+            send(Item, created=False, **named)
+
+    return run
+
+
+def sends_loop(per_save: bool) -> Callable[[int], None]:
+    named = NAMED
+
+    def run(count: int) -> None:
+        send_pre, send_post = pre_save.send, post_save.send
+        for _ in range(count):
+            if per_save:
+                send_pre(Item, **named)
+            send_post(Item, created=False, **named)
+
+    return run
+
+
+# (name, per what, the loop, receivers on post_save)
+SCENARIOS: list[tuple[str, str, Callable[[], Callable[[int], None]], int]] = [
+    ("request: save, 1 receiver", "req/s", lambda: requests_loop("/save/"), 1),
+    ("request: save, 10 receivers", "req/s", lambda: requests_loop("/save/"), 10),
+    ("request: request signals only", "req/s", lambda: requests_loop("/ping/"), 0),
+    ("post_save.send, 1 receiver", "ns/send", lambda: sends_loop(False), 1),
+    ("post_save.send, 10 receivers", "ns/send", lambda: sends_loop(False), 10),
+    ("signals per save, 1 receiver", "ns/save", lambda: sends_loop(True), 1),
+    ("signals per save, 10 receivers", "ns/save", lambda: sends_loop(True), 10),
+]
+
+
+def check(kind: str, receivers: int, loop: Callable[[int], None]) -> None:
+    """Untimed: the variant dispatches as it should, and reaches its receivers."""
+    on_tocsin = kind == "tocsin"
+    if installed() is not on_tocsin or isinstance(post_save, tocsin.Signal) is not on_tocsin:
+        raise RuntimeError(f"{kind}: post_save is not on the expected dispatcher")
+    CALLS[0] = 0
+    loop(2)
+    if CALLS[0] != 2 * receivers:
+        raise RuntimeError(f"{kind}: {CALLS[0]} receiver calls, expected {2 * receivers}")
+
+
+def sample(loop: Callable[[int], None], count: int) -> float:
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        loop(count)
+        return time.perf_counter() - start
+    finally:
+        gc.enable()
+
+
+def measure(rounds: int, requests: int, sends: int) -> list[dict[str, Any]]:
+    results = []
+    for name, unit, make_loop, receivers in SCENARIOS:
+        is_send = unit != "req/s"
+        count = sends if is_send else requests
+        kinds = (*VARIANTS, FLOOR, MINIMAL) if is_send else VARIANTS
+        baselines = {
+            FLOOR: functools.partial(floor_loop, receivers),
+            MINIMAL: functools.partial(minimal_loop, unit == "ns/save", receivers),
+        }
+        seconds: dict[str, list[float]] = {kind: [] for kind in kinds}
+        for round_ in range(rounds):
+            for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
+                with variant(kind, 0 if kind in baselines else receivers):
+                    loop = baselines.get(kind, make_loop)()
+                    check(kind, receivers, loop)
+                    loop(max(1, count // 10))  # warm-up
+                    seconds[kind].append(sample(loop, count))
+        best = {kind: min(seconds[kind]) for kind in kinds}
+        row: dict[str, Any] = {
+            "scenario": name,
+            "unit": unit,
+            "receivers": receivers,
+            "count": count,
+            "figures": {
+                kind: best[kind] / count * 1e9 if is_send else count / best[kind] for kind in kinds
+            },
+            "speedup": best["django"] / best["tocsin"],
+            "samples_s": seconds,
+        }
+        if is_send:
+            figures = row["figures"]
+            cost = {kind: figures[kind] - figures[FLOOR] for kind in VARIANTS}
+            row["dispatch_ns"] = cost
+            row["dispatch_speedup"] = cost["django"] / cost["tocsin"]
+            own = {kind: figures[kind] - figures[MINIMAL] for kind in VARIANTS}
+            row["dispatcher_ns"] = own
+            row["dispatcher_speedup"] = own["django"] / own["tocsin"]
+        results.append(row)
+    return results
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    print("== measured (best of the rounds)")
+    header = f"{'':34}{'unit':>8}{'django':>12}{'tocsin':>12}{'speed-up':>10}"
+    print(f"{header}{'floor':>12}{'minimal':>12}")
+    for row in results:
+        figures = row["figures"]
+        baselines = "".join(f"{figures[k]:>12,.1f}" for k in (FLOOR, MINIMAL) if k in figures)
+        print(
+            f"  {row['scenario']:32}{row['unit']:>8}{figures['django']:>12,.1f}"
+            f"{figures['tocsin']:>12,.1f}{row['speedup']:>9.2f}x{baselines}"
+        )
+    for title, key in (
+        ("dispatch cost (the send's time minus the floor's)", "dispatch"),
+        ("the dispatcher's own cost (the send's time minus the minimal send's)", "dispatcher"),
+    ):
+        print(f"== {title}")
+        for row in results:
+            if f"{key}_ns" in row:
+                cost = row[f"{key}_ns"]
+                print(
+                    f"  {row['scenario']:32}{row['unit']:>8}{cost['django']:>12,.1f}"
+                    f"{cost['tocsin']:>12,.1f}{row[f'{key}_speedup']:>9.2f}x"
+                )
+    print("== SUMMARY (target: Django's signal cost per save at least halved, >= 2.00x)")
+    for row in results:
+        if row["scenario"].startswith("signals per save"):
+            verdict = "PASS" if row["dispatch_speedup"] >= TARGET else "MISS"
+            print(
+                f"  {row['scenario']:32}{row['dispatch_speedup']:>9.2f}x  {verdict}"
+                f"  (the dispatcher's own cost: {row['dispatcher_speedup']:.2f}x)"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
+    parser.add_argument("--rounds", type=int, default=7, help="samples per variant (default: 7)")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per sample")
+    parser.add_argument("--sends", type=int, default=20000, help="sends per sample")
+    parser.add_argument("--json", metavar="FILE", help="also write every sample to FILE")
+    args = parser.parse_args(argv)
+    rounds, requests, sends = (
+        (2, 20, 200) if args.quick else (args.rounds, args.requests, args.sends)
+    )
+    with connection.schema_editor() as editor:
+        editor.create_model(Item)
+    ITEM.save()
+    print(
+        f"Python {platform.python_version()}, Django {django.get_version()}, "
+        f"tocsin {tocsin.__version__}; {rounds} rounds, {requests} requests and "
+        f"{sends} sends per sample{' (quick: noise)' if args.quick else ''}"
+    )
+    results = measure(rounds, requests, sends)
+    report(results)
+    if args.json:
+        data = {
+            "mode": "quick" if args.quick else "full",
+            "python": platform.python_version(),
+            "django": django.get_version(),
+            "config": {"rounds": rounds, "requests": requests, "sends": sends},
+            "results": results,
+        }
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
