@@ -491,12 +491,24 @@ class Signal:
             if receiver is None:
                 return []
             return [(receiver, receiver(signal=self, sender=sender, **named))]
+        return self._send_each(sync, sender, named)
+
+    def _send_each(
+        self, sync: tuple[Any, ...], sender: object, named: dict[str, Any]
+    ) -> list[tuple[Any, Any]]:
+        """send() to several sync receivers, on the hot path."""
         # Dereference every receiver before calling any, so that what a
         # receiver does to the others cannot change this send.
+        receivers = [deref() for deref in sync]
+        if "signal" in named:  # let Python raise its TypeError, as Django's call does
+            return self._call_all(filter(None, receivers), sender, named)
+        # The keyword arguments merged once, not once per receiver (a quarter
+        # of a send to ten receivers); each call still gets a dict of its own.
+        arguments = {"signal": self, "sender": sender, **named}
         responses = []
-        for receiver in [deref() for deref in sync]:
+        for receiver in receivers:
             if receiver is not None:
-                responses.append((receiver, receiver(signal=self, sender=sender, **named)))
+                responses.append((receiver, receiver(**arguments)))
         return responses
 
     def send_robust(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
@@ -615,10 +627,16 @@ class Signal:
     def _call_robust(
         self, receivers: Iterable[Any], sender: object, named: dict[str, Any]
     ) -> list[tuple[Any, Any]]:
+        # Merged once, as in send(); per call when named has "signal", so that
+        # each call raises Python's TypeError, the receiver's response here.
+        arguments = None if "signal" in named else {"signal": self, "sender": sender, **named}
         responses = []
         for receiver in receivers:
             try:
-                response = receiver(signal=self, sender=sender, **named)
+                if arguments is None:
+                    response = receiver(signal=self, sender=sender, **named)
+                else:
+                    response = receiver(**arguments)
             except Exception as err:
                 self._log_robust_failure(receiver, err)
                 response = err

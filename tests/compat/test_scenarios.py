@@ -468,16 +468,46 @@ def test_send_robust_lets_base_exceptions_through(impl: Impl, use_caching: bool)
     assert called == []
 
 
+@pytest.mark.parametrize("count", [1, 2], ids=["one receiver", "two"])
 def test_signal_is_not_allowed_as_a_named_argument(
-    impl: Impl, caplog: pytest.LogCaptureFixture
+    impl: Impl, caplog: pytest.LogCaptureFixture, count: int
 ) -> None:
-    """send(sender, signal=...) raises TypeError when calling a receiver; send_robust returns it."""
+    """send(sender, signal=...) raises TypeError when calling a receiver; send_robust returns it
+    (for every receiver)."""
     signal = impl.Signal()
-    signal.connect(first)
+    for receiver in (first, second)[:count]:
+        signal.connect(receiver)
     with pytest.raises(TypeError, match="multiple values for keyword argument 'signal'"):
         signal.send(Sender, signal="mine")
-    (response,) = responses(signal.send_robust(Sender, signal="mine"))
-    assert isinstance(response, TypeError)
+    found = responses(signal.send_robust(Sender, signal="mine"))
+    assert len(found) == count
+    assert all(isinstance(response, TypeError) for response in found)
+
+
+@pytest.mark.parametrize("robust", [False, True], ids=["send", "send_robust"])
+def test_a_receiver_that_changes_its_kwargs_changes_nothing_for_the_next(
+    impl: Impl, robust: bool
+) -> None:
+    """Each receiver gets keyword arguments of its own: one that adds, removes or
+    replaces some leaves the next receiver's as the send gave them."""
+    signal = impl.Signal()
+    seen: list[dict[str, Any]] = []
+
+    def meddle(**kwargs: Any) -> None:
+        seen.append(dict(kwargs))
+        kwargs["extra"] = 1
+        kwargs.pop("value")
+        kwargs["sender"] = "changed"
+
+    def look(**kwargs: Any) -> None:
+        seen.append(dict(kwargs))
+
+    signal.connect(meddle, weak=False)
+    signal.connect(look, weak=False)
+    send = signal.send_robust if robust else signal.send
+    send(Sender, value=42)
+    expected = {"signal": signal, "sender": Sender, "value": 42}
+    assert seen == [expected, expected]
 
 
 # -- has_listeners and the receiver decorator -----------------------------------------
