@@ -276,12 +276,22 @@ def measure(rounds: int, requests: int, sends: int) -> list[dict[str, Any]]:
             figures = row["figures"]
             cost = {kind: figures[kind] - figures[FLOOR] for kind in VARIANTS}
             row["dispatch_ns"] = cost
-            row["dispatch_speedup"] = cost["django"] / cost["tocsin"]
+            row["dispatch_speedup"] = _speedup(cost)
             own = {kind: figures[kind] - figures[MINIMAL] for kind in VARIANTS}
             row["dispatcher_ns"] = own
-            row["dispatcher_speedup"] = own["django"] / own["tocsin"]
+            row["dispatcher_speedup"] = _speedup(own)
         results.append(row)
     return results
+
+
+def _speedup(cost: dict[str, float]) -> float | None:
+    """Django's cost over tocsin's; None when tocsin's is nothing or less (a send
+    cheaper than its baseline: a ratio would mean nothing)."""
+    return cost["django"] / cost["tocsin"] if cost["tocsin"] > 0 else None
+
+
+def _ratio(speedup: float | None) -> str:
+    return "below" if speedup is None else f"{speedup:.2f}x"
 
 
 def report(results: list[dict[str, Any]]) -> None:
@@ -305,15 +315,16 @@ def report(results: list[dict[str, Any]]) -> None:
                 cost = row[f"{key}_ns"]
                 print(
                     f"  {row['scenario']:32}{row['unit']:>8}{cost['django']:>12,.1f}"
-                    f"{cost['tocsin']:>12,.1f}{row[f'{key}_speedup']:>9.2f}x"
+                    f"{cost['tocsin']:>12,.1f}{_ratio(row[f'{key}_speedup']):>10}"
                 )
     print("== SUMMARY (target: Django's signal cost per save at least halved, >= 2.00x)")
     for row in results:
         if row["scenario"].startswith("signals per save"):
-            verdict = "PASS" if row["dispatch_speedup"] >= TARGET else "MISS"
+            speedup = row["dispatch_speedup"]
+            verdict = "PASS" if speedup is None or speedup >= TARGET else "MISS"
             print(
-                f"  {row['scenario']:32}{row['dispatch_speedup']:>9.2f}x  {verdict}"
-                f"  (the dispatcher's own cost: {row['dispatcher_speedup']:.2f}x)"
+                f"  {row['scenario']:32}{_ratio(speedup):>10}  {verdict}"
+                f"  (the dispatcher's own cost: {_ratio(row['dispatcher_speedup'])})"
             )
 
 

@@ -32,7 +32,7 @@ SENDS = (
     "signals per save, 10 receivers",
 )
 NUMBER = r"-?[\d,]+\.\d"
-RATIO = r"-?\d+\.\d\dx"
+RATIO = r"(?:\d+\.\d\dx|below)"  # "below": tocsin's cost under the baseline's
 
 
 def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
@@ -84,6 +84,12 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
         )
         if name in SENDS:
             cost = row["dispatch_ns"]
-            assert row["dispatch_speedup"] == pytest.approx(cost["django"] / cost["tocsin"])
             own = row["dispatcher_ns"]
-            assert row["dispatcher_speedup"] == pytest.approx(own["django"] / own["tocsin"])
+            for speedup, each in (
+                (row["dispatch_speedup"], cost),
+                (row["dispatcher_speedup"], own),
+            ):
+                if each["tocsin"] > 0:
+                    assert speedup == pytest.approx(each["django"] / each["tocsin"])
+                else:
+                    assert speedup is None
