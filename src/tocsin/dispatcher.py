@@ -439,7 +439,9 @@ class Signal:
 
     # -- sending -------------------------------------------------------------------
 
-    def send(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
+    # One frame between the caller and a sync receiver, as in Django: Django's own
+    # receivers compute warnings' stacklevel from it (setting_changed's, say).
+    def send(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:  # noqa: PLR0911
         """Call every receiver of *sender* and return ``[(receiver, response), ...]``.
 
         :param sender: who sends: any object, ``None`` included. Receivers
@@ -491,12 +493,6 @@ class Signal:
             if receiver is None:
                 return []
             return [(receiver, receiver(signal=self, sender=sender, **named))]
-        return self._send_each(sync, sender, named)
-
-    def _send_each(
-        self, sync: tuple[Any, ...], sender: object, named: dict[str, Any]
-    ) -> list[tuple[Any, Any]]:
-        """send() to several sync receivers, on the hot path."""
         # Dereference every receiver before calling any, so that what a
         # receiver does to the others cannot change this send.
         receivers = [deref() for deref in sync]

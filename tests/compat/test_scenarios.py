@@ -21,6 +21,7 @@ import gc
 import inspect
 import logging
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -482,6 +483,29 @@ def test_signal_is_not_allowed_as_a_named_argument(
     found = responses(signal.send_robust(Sender, signal="mine"))
     assert len(found) == count
     assert all(isinstance(response, TypeError) for response in found)
+
+
+@pytest.mark.parametrize("count", [1, 3], ids=["one receiver", "three"])
+def test_a_receiver_is_called_one_frame_below_the_send(impl: Impl, count: int) -> None:
+    """send() calls sync receivers itself, with no frame between: a receiver's warning
+    with stacklevel=3 points at the line that sent, as Django's own receivers count on
+    (setting_changed's warning for a complex setting)."""
+    signal = impl.Signal()
+
+    def make(name: str) -> Callable[..., None]:
+        def warn(**kwargs: Any) -> None:
+            warnings.warn(name, UserWarning, stacklevel=3)
+
+        return warn
+
+    receivers = [make(f"receiver {n}") for n in range(count)]
+    for receiver in receivers:
+        signal.connect(receiver)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+        signal.send(Sender)
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)] * count
 
 
 @pytest.mark.parametrize("robust", [False, True], ids=["send", "send_robust"])
