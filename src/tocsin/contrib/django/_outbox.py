@@ -13,34 +13,23 @@ down) are published by :meth:`Outbox.relay`, which a worker calls every
 
 from __future__ import annotations
 
-import itertools
 import logging
-import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, overload
+from typing import Any, overload
 
 from django.db import DatabaseError, connections, router, transaction
 
 from ... import oncommit
-from ...exceptions import TransportError
+from ...remote._outbox_rows import Publish, Row, SendOrderClock, publish_rows
 from ...remote.transports.base import AsyncTransport, Transport
 from ._transactions import AtomicScope, find_atomic_scope
 
 __all__ = ["Outbox"]
 
 logger = logging.getLogger("tocsin")
-
-Publish = Callable[[str, list[bytes]], object]
-
-
-class _Row(NamedTuple):
-    id: str
-    stream: str
-    payload: bytes
-    created_at: float
 
 
 class Outbox:
@@ -78,8 +67,7 @@ class Outbox:
             raise ValueError(f"relay_after must be >= 0 seconds; got {relay_after!r}.")
         self.databases: tuple[str, ...] | None = aliases
         self.relay_after: float = float(relay_after)
-        self._last_time = 0.0
-        self._time_lock = threading.Lock()
+        self._clock = SendOrderClock()
 
     def __repr__(self) -> str:
         return f"<Outbox databases={self.databases!r}>"
@@ -107,17 +95,11 @@ class Outbox:
         connection = connections[scope.using]
         if not connection.in_atomic_block and connection.get_autocommit():
             return False
-        row = _Row(event_id, stream, payload, self._now())
+        row = Row(event_id, stream, payload, self._clock.now())
         batch = _batch_for(self, transport, scope.using)  # on_commit() first: it may refuse
         _model().objects.using(scope.using).bulk_create([_entry(row)])
         batch.rows.append(row)
         return True
-
-    def _now(self) -> float:
-        # Strictly increasing, so that relay() publishes in send order.
-        with self._time_lock:
-            self._last_time = max(time.time(), self._last_time + 1e-6)
-            return self._last_time
 
     def _aliases(self) -> tuple[str, ...]:
         if self.databases is not None:
@@ -176,7 +158,7 @@ class Outbox:
     def _relay(self, alias: str, publish: Publish, limit: int) -> int:
         with transaction.atomic(using=alias):
             rows = _claim(alias, time.time() - self.relay_after, limit)
-            published, error = _publish_rows(publish, rows)
+            published, error = publish_rows(publish, rows)
             done = set(published)
             unpublished = [row for row in rows if row.id not in done]
             if unpublished:
@@ -192,11 +174,11 @@ def _model() -> Any:
     return OutboxEntry
 
 
-def _entry(row: _Row) -> Any:
+def _entry(row: Row) -> Any:
     return _model()(**row._asdict())
 
 
-def _claim(alias: str, before: float, limit: int) -> list[_Row]:
+def _claim(alias: str, before: float, limit: int) -> list[Row]:
     """Take (delete) up to *limit* rows created before *before*, oldest first,
     inside the caller's transaction."""
     connection = connections[alias]
@@ -213,7 +195,7 @@ def _claim(alias: str, before: float, limit: int) -> list[_Row]:
                 "RETURNING id, stream, payload, created_at",
                 [before, limit],
             )
-            found = [_Row(r[0], r[1], bytes(r[2]), r[3]) for r in cursor.fetchall()]
+            found = [Row(r[0], r[1], bytes(r[2]), r[3]) for r in cursor.fetchall()]
     else:
         due = (
             model._base_manager.using(alias)
@@ -221,7 +203,7 @@ def _claim(alias: str, before: float, limit: int) -> list[_Row]:
             .filter(created_at__lte=before)
             .order_by("created_at")[:limit]
         )
-        found = [_Row(e.id, e.stream, bytes(e.payload), e.created_at) for e in due]
+        found = [Row(e.id, e.stream, bytes(e.payload), e.created_at) for e in due]
         _delete(alias, [row.id for row in found])
     return sorted(found, key=lambda row: row.created_at)
 
@@ -238,20 +220,6 @@ def _delete(alias: str, ids: Sequence[str]) -> None:
         cursor.execute(f"DELETE FROM {table} WHERE id IN ({marks})", list(ids))
 
 
-def _publish_rows(publish: Publish, rows: list[_Row]) -> tuple[list[str], Exception | None]:
-    """Publish each run of rows for one stream in one call, in order; return the
-    ids published, and the broker's error that stopped it, if any."""
-    published: list[str] = []
-    for stream, run in itertools.groupby(rows, key=lambda row: row.stream):
-        chunk = list(run)
-        try:
-            publish(stream, [row.payload for row in chunk])
-        except (TransportError, OSError) as error:
-            return published, error
-        published.extend(row.id for row in chunk)
-    return published, None
-
-
 # -- the rows of a transaction -----------------------------------------------
 
 
@@ -264,7 +232,7 @@ class _Batch:
     transport: Transport | AsyncTransport
     alias: str
     savepoints: tuple[str, ...]
-    rows: list[_Row] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     done: bool = False
 
     def publish(self) -> None:
@@ -274,7 +242,7 @@ class _Batch:
         if not isinstance(transport, Transport):  # no event loop to publish in here
             logger.debug("Outbox: %d event(s) left for the relay (async transport)", len(self.rows))
             return
-        published, error = _publish_rows(transport.publish_many, self.rows)
+        published, error = publish_rows(transport.publish_many, self.rows)
         if error is not None:
             logger.warning(
                 "Outbox: %d event(s) not published after the commit (%s); relay() will publish "

@@ -45,7 +45,7 @@ import time
 import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from sqlalchemy import (
     Column,
@@ -68,7 +68,7 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 
 from ... import oncommit
 from ...dispatcher import Signal
-from ...exceptions import TransportError
+from ...remote._outbox_rows import Publish, Row, SendOrderClock, publish_rows
 from ...remote.transports.base import AsyncTransport, Transport
 from ._base import await_, in_greenlet, is_async_engine
 from ._transactions import SessionScope, _boundary_above
@@ -79,16 +79,6 @@ if TYPE_CHECKING:  # it needs greenlet, which a sync Session does without
 __all__ = ["Outbox"]
 
 logger = logging.getLogger("tocsin")
-
-# Publishes payloads to one stream: transport.publish_many, or it awaited.
-Publish = Callable[[str, list[bytes]], object]
-
-
-class _Row(NamedTuple):
-    id: str
-    stream: str
-    payload: bytes
-    created_at: float
 
 
 class Outbox:
@@ -139,7 +129,7 @@ class Outbox:
             table_name, metadata if metadata is not None else MetaData()
         )
         self.relay_after: float = float(relay_after)
-        self._last_time = 0.0
+        self._clock = SendOrderClock()
         _install()
 
     def __repr__(self) -> str:
@@ -187,7 +177,7 @@ class Outbox:
         if not isinstance(scope, SessionScope) or not scope.session.in_transaction():
             return False
         session = scope.session
-        row = _Row(event_id, stream, payload, self._now())
+        row = Row(event_id, stream, payload, self._clock.now())
         bind = session.get_bind(clause=self.table)
         if bind.dialect.is_async and not in_greenlet():
             # Async code outside the ORM's greenlet cannot run SQL here.
@@ -196,11 +186,6 @@ class Outbox:
             _insert(session, self, [row])
         _batch_for(scope, self, transport, bind).rows.append(row)
         return True
-
-    def _now(self) -> float:
-        # Strictly increasing, so that relay() publishes in send order.
-        self._last_time = max(time.time(), self._last_time + 1e-6)
-        return self._last_time
 
     # -- relaying what was left ----------------------------------------------
 
@@ -261,8 +246,8 @@ class Outbox:
         # broker refused are written back before the commit.
         with engine.begin() as connection:
             claimed = connection.execute(self._claim(connection, limit))
-            rows = sorted((_Row(*row) for row in claimed), key=lambda row: row.created_at)
-            published, error = _publish_rows(publish, rows)
+            rows = sorted((Row(*row) for row in claimed), key=lambda row: row.created_at)
+            published, error = publish_rows(publish, rows)
             done = set(published)
             unpublished = [row._asdict() for row in rows if row.id not in done]
             if unpublished:
@@ -318,7 +303,7 @@ class _Batch:
     outbox: Outbox
     transport: Transport | AsyncTransport
     bind: Engine | Connection
-    rows: list[_Row] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
 
 
 _BatchKey = tuple[Outbox, Transport | AsyncTransport]
@@ -327,7 +312,7 @@ _batches: weakref.WeakKeyDictionary[SessionTransaction, dict[_BatchKey, _Batch]]
     weakref.WeakKeyDictionary()
 )
 # session -> rows sent from async code, not written yet: (boundary, outbox, row)
-_queued: weakref.WeakKeyDictionary[Session, list[tuple[SessionTransaction, Outbox, _Row]]] = (
+_queued: weakref.WeakKeyDictionary[Session, list[tuple[SessionTransaction, Outbox, Row]]] = (
     weakref.WeakKeyDictionary()
 )
 # What the deferred calls name as their signal: nobody connects to it.
@@ -355,7 +340,7 @@ def _batch_for(
     return batch
 
 
-def _insert(session: Session, outbox: Outbox, rows: Sequence[_Row]) -> None:
+def _insert(session: Session, outbox: Outbox, rows: Sequence[Row]) -> None:
     connection = session.connection(bind_arguments={"clause": outbox.table})
     connection.execute(insert(outbox.table), [row._asdict() for row in rows])
 
@@ -366,7 +351,7 @@ def _relay_committed(signal: Signal, sender: object, batch: _Batch, **named: Any
     if publish is None:
         logger.debug("Outbox: %d event(s) left for the relay (no event loop)", len(batch.rows))
         return 0
-    published, error = _publish_rows(publish, batch.rows)
+    published, error = publish_rows(publish, batch.rows)
     if error is not None:
         logger.warning(
             "Outbox: %d event(s) not published after the commit (%s); relay() will publish them",
@@ -409,20 +394,6 @@ def _awaiting(transport: AsyncTransport) -> Publish:
         return await_(transport.publish_many(stream, payloads))
 
     return publish
-
-
-def _publish_rows(publish: Publish, rows: list[_Row]) -> tuple[list[str], Exception | None]:
-    """Publish runs of rows for one stream with one call each, in order; return
-    the ids published, and the broker's error that stopped it, if any."""
-    published: list[str] = []
-    for stream, run in itertools.groupby(rows, key=lambda row: row.stream):
-        chunk = list(run)
-        try:
-            publish(stream, [bytes(row.payload) for row in chunk])
-        except (TransportError, OSError) as error:
-            return published, error
-        published.extend(row.id for row in chunk)
-    return published, None
 
 
 # -- session events ----------------------------------------------------------
