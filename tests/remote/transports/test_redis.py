@@ -666,3 +666,40 @@ def test_an_async_round_whose_replies_stall_times_out_after_socket_timeout(
             assert await transport.publish(stream, b"after")
 
     asyncio.run(main())
+
+
+def test_bad_publishes_among_30_tasks_at_once_are_refused_alone(
+    redis_url: str, stream: str
+) -> None:
+    """30 tasks publish at once, a third of them with a payload that is not bytes or
+    an empty stream name: those raise before anything is queued, each with its own
+    error, and the others' events are published exactly once, sharing round trips."""
+
+    async def main() -> tuple[list[Any], list[Message]]:
+        async with AsyncRedisStreamsTransport(url=redis_url) as transport:
+            await transport.publish(stream, b"first")
+            writes = _spy_async_writes(transport)
+            calls: list[Awaitable[Any]] = []
+            for i in range(30):
+                if i % 3 == 1:
+                    calls.append(transport.publish(stream, f"{i}"))  # type: ignore[arg-type]
+                elif i % 3 == 2:
+                    calls.append(transport.publish("", b"%d" % i))
+                else:
+                    calls.append(transport.publish(stream, b"%d" % i))
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            assert sum(writes) == 10
+            assert len(writes) < 10
+            return results, await transport.read(stream)
+
+    results, messages = asyncio.run(main())
+    published = {m.id: m.payload for m in messages}
+    for i, result in enumerate(results):
+        if i % 3 == 1:
+            assert isinstance(result, TypeError), result
+        elif i % 3 == 2:
+            assert isinstance(result, ValueError), result
+            assert "stream must not be empty" in str(result)
+        else:
+            assert published[result] == b"%d" % i
+    assert len(published) == 1 + 10
