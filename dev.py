@@ -6,7 +6,9 @@
     python3 dev.py test    set up and run the whole suite, several jobs at a time:
                            ruff, mypy --strict; the documentation site's strict
                            build; pytest on Python 3.11 plus 3.12 /
-                           3.13 where installed (the Todo app's, the
+                           3.13 where installed, on the compiled send path
+                           where it was built, and the library's tests once
+                           more on the pure-Python path (the Todo app's, the
                            distribution's and the Django example's tests
                            (examples/django_todo, under pytest-django) on the
                            first Python only); the
@@ -131,13 +133,13 @@ def setup(venv: Path, base_python: str, groups: tuple[str, ...] = ("test",)) -> 
     """Create *venv* with *base_python*; install tocsin, editable, and the
     dependency *groups* of pyproject.toml (PEP 735, pip's ``--group``: pip 25.1+).
 
-    The stamp holds the hash of pyproject.toml and the groups installed with it:
-    nothing is installed while they cover *groups*; a changed pyproject.toml
-    installs again.
+    The stamp holds the hash of what the install is made from (_install_hash())
+    and the groups installed with it: nothing is installed while they cover
+    *groups*; a change installs again (which rebuilds the compiled send path).
     """
     python = venv / "bin" / "python"
     stamp = venv / ".tocsin-installed"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = _install_hash()
     if python.exists() and stamp.exists():
         installed, _, names = stamp.read_text().partition("\n")
         there = set(filter(None, names.split(",")))
@@ -154,6 +156,28 @@ def setup(venv: Path, base_python: str, groups: tuple[str, ...] = ("test",)) -> 
     subprocess.check_call([*pip, "-e", str(ROOT), *options], cwd=ROOT)
     stamp.write_text(f"{wanted}\n{','.join(sorted(groups))}")
     return str(python)
+
+
+# What an editable install is built from: the project's metadata, and the compiled
+# send path (hatch_build.py builds src/tocsin/_speedups.c in place).
+INSTALL_INPUTS = ("pyproject.toml", "hatch_build.py", "src/tocsin/_speedups.c")
+
+
+def _install_hash() -> str:
+    digest = hashlib.sha256()
+    for name in INSTALL_INPUTS:
+        digest.update(name.encode() + b"\0" + (ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def compiled(python: str) -> bool:
+    """Whether *python* imports tocsin with its compiled send path (tocsin._compiled)."""
+    check = "import tocsin._compiled as c; print(c.speedups is not None)"
+    env = {k: v for k, v in os.environ.items() if k != "TOCSIN_PURE_PYTHON"}
+    out = subprocess.run(
+        [python, "-c", check], capture_output=True, text=True, env=env, check=False
+    )
+    return out.stdout.strip() == "True"
 
 
 def docs_command(python: str, strict: bool = True) -> list[str]:
@@ -266,11 +290,17 @@ def test_jobs(
     application's, so that no single job sets the command's duration."""
     python = pythons[first]
     jobs: list[Job] = []
+    # Each environment runs tocsin compiled where its install built the compiled send
+    # path (a C compiler was found), and says so to the tests (tests/test_compiled.py).
+    venvs = {*pythons.values(), *([lowest] if lowest else [])}
+    paths = {venv: "compiled" if compiled(venv) else "pure" for venv in venvs}
 
-    def pytest(name: str, venv_python: str, slug: str, args: list[str]) -> None:
+    def pytest(name: str, venv_python: str, slug: str, args: list[str], pure: bool = False) -> None:
         report = reports / f"pytest-{slug}.xml"
         command = [venv_python, "-m", "pytest", f"--junitxml={report}", "-p", "no:cacheprovider"]
-        jobs.append(Job(name, [[*command, *args]], report))
+        path = "pure" if pure else paths[venv_python]
+        env = {"TOCSIN_TEST_PATH": path, **({"TOCSIN_PURE_PYTHON": "1"} if pure else {})}
+        jobs.append(Job(f"{name} ({path})", [[*command, *args]], report, env))
 
     library_only = [f"--ignore={path}" for path in FIRST_PYTHON_ONLY]
     for version, venv_python in pythons.items():
@@ -280,6 +310,10 @@ def test_jobs(
             pytest(f"pytest on Python {version}", venv_python, version, pytest_args)
         else:
             pytest(f"pytest on Python {version}: the library", venv_python, version, library_only)
+    if paths[python] == "compiled":
+        # The pure-Python path is the reference: the whole library suite on it too.
+        args = pytest_args or library_only
+        pytest(f"pytest on Python {first}", python, f"{first}-pure", args, pure=True)
     if not pytest_args:
         app = [*FIRST_PYTHON_ONLY]
         pytest(f"pytest on Python {first}: the Todo app, the distribution", python, "app", app)
@@ -334,10 +368,17 @@ def _version_key(version: str) -> tuple[int, ...]:
 class Job:
     """Commands run one after the other (stopping at the first failure), output to a log."""
 
-    def __init__(self, name: str, commands: list[list[str]], report: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        commands: list[list[str]],
+        report: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.commands = commands
         self.report = report
+        self.env = env or {}
 
 
 # How many jobs run at once: the suites wait on servers, browsers and child
@@ -392,7 +433,10 @@ def _launch(job: Job, log: Any) -> subprocess.Popen[bytes]:
             "        sys.exit(code)",
         ]
     )
-    return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=log, stderr=log)
+    env = {**os.environ, **job.env}
+    return subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=log, stderr=log, env=env
+    )
 
 
 def _slug(name: str) -> str:
@@ -435,11 +479,11 @@ def test_lowest(pytest_args: list[str]) -> int:
 def setup_lowest(venv: Path) -> str | None:
     """Create *venv* with the floors of LOWEST_EXTRAS and the test tools; its Python.
 
-    Reinstalled whenever pyproject.toml changes (a stamp holds its hash).
+    Reinstalled whenever what it is made from changes (a stamp holds _install_hash()).
     """
     python = venv / "bin" / "python"
     stamp = venv / ".tocsin-installed"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = _install_hash()
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return str(python)
     base = sys.executable if sys.version_info[:2] == (3, 11) else find_python("3.11")

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import textwrap
 import venv
@@ -40,6 +41,8 @@ import importlib, importlib.metadata, sys
 import tocsin
 assert tocsin.__file__.startswith(sys.prefix), f"not the wheel's tocsin: {tocsin.__file__}"
 assert importlib.metadata.version("tocsin") == tocsin.__version__
+from tocsin._compiled import speedups
+assert (speedups is not None) == COMPILED_WHEEL, (speedups, COMPILED_WHEEL)
 """
 SCRIPTS = {
     "": """
@@ -204,8 +207,10 @@ class Failed(Exception):
 
 
 def _run(command: list[str], cwd: Path) -> str:
-    # PYTHONPATH would let a script import the checkout's tocsin instead of the wheel's.
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME"}}
+    # PYTHONPATH would let a script import the checkout's tocsin instead of the wheel's;
+    # TOCSIN_PURE_PYTHON would build, or use, the package otherwise than users do.
+    dropped = {"PYTHONPATH", "PYTHONHOME", "TOCSIN_PURE_PYTHON"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     done = subprocess.run(
         command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
     )
@@ -227,7 +232,8 @@ def _check_extra(extra: str, wheel: Path, work: Path) -> None:
     python = home / "venv" / "bin" / "python"
     _pip_install(python, f"{wheel}[{extra}]" if extra else str(wheel), cwd=home)
     script = home / "check.py"
-    script.write_text(COMMON + textwrap.dedent(SCRIPTS[extra]))
+    compiled = not wheel.name.endswith("-py3-none-any.whl")
+    script.write_text(f"COMPILED_WHEEL = {compiled}\n" + COMMON + textwrap.dedent(SCRIPTS[extra]))
     _run([str(python), str(script)], home)
     if extra == "":
         listing = _run([str(home / "venv" / "bin" / "tocsin"), "list", "tocsin.signals"], home)
@@ -334,3 +340,57 @@ def test_the_sdist_holds_every_file_of_the_project(dist: Dist) -> None:
     missing = sorted(name for name in tracked if name and name not in held)
     assert not missing, f"not in the sdist: {missing}"
     assert {"LICENSE", "PKG-INFO", "pyproject.toml"} <= held
+
+
+def _has_c_compiler() -> bool:
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(compiler) is not None
+
+
+def test_the_wheel_holds_the_compiled_send_path_where_a_compiler_is_found(dist: Dist) -> None:
+    """Built for this Python and platform, with the extension and not its C source; the
+    sdist holds the source and the hook that builds it (as every tracked file)."""
+    if not _has_c_compiler():
+        pytest.skip("no C compiler: the wheel is pure Python (the next test checks that)")
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    assert dist.wheel.name.startswith(f"tocsin-{tocsin.__version__}-{tag}-{tag}-"), dist.wheel
+    with zipfile.ZipFile(dist.wheel) as archive:
+        names = set(archive.namelist())
+    assert f"tocsin/_speedups{sysconfig.get_config_var('EXT_SUFFIX')}" in names
+    assert "tocsin/_speedups.pyi" in names  # what type checkers read
+    assert not any(name.endswith(".c") for name in names)
+    with tarfile.open(dist.sdist) as archive:
+        held = set(archive.getnames())
+    prefix = f"tocsin-{tocsin.__version__}/"
+    assert {prefix + "src/tocsin/_speedups.c", prefix + "hatch_build.py"} <= held
+
+
+@pytest.mark.parametrize(
+    "env", [{"CC": "false"}, {"TOCSIN_PURE_PYTHON": "1"}], ids=["compiler-fails", "pure-asked"]
+)
+def test_without_the_compiled_path_the_wheel_is_pure_python(
+    env: dict[str, str], work: Path
+) -> None:
+    """A compiler that fails, or TOCSIN_PURE_PYTHON=1: the build still succeeds, pure
+    Python, and the reason is in the build's log."""
+    out = work / f"wheel-{'-'.join(env)}"
+    build_env = {**os.environ, **env}
+    build_env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(ROOT)],
+        cwd=work,
+        env=build_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [wheel] = out.glob("tocsin-*.whl")
+    assert wheel.name == f"tocsin-{tocsin.__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        assert not any(
+            "_speedups." in name and not name.endswith(".pyi") for name in archive.namelist()
+        )
+    reason = "compiled send path was not built" if "CC" in env else "TOCSIN_PURE_PYTHON is set"
+    assert reason in done.stdout + done.stderr

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from types import FunctionType, MethodType
 from typing import Any
 
+from ._compiled import speedups
+
 Deref = Callable[[], Any]
 
 
@@ -64,6 +66,10 @@ def _method_deref(method: Any) -> Deref:
             return None
         return MethodType(func, obj)
 
+    if speedups is not None:
+        # The same in C, which the compiled send also recognises and skips calling.
+        compiled: Deref = speedups.MethodDeref(self_ref, func_ref)
+        return compiled
     return deref
 
 

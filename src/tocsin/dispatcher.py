@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, S
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 from . import diagnostics, hooks, oncommit
+from ._compiled import speedups
 from ._connection import SENDER, Connection, count_senders, identity_of, is_dead, priority_of
 from ._django_rows import ReceiverEntry, ReceiverList, read_row, row_of
 from ._inspect import check_receiver, describe, is_bound_method
@@ -1129,6 +1130,20 @@ class Signal:
 
 
 _DEFAULT_OPTIONS = Options()
+
+
+def _send_frame(call: Callable[[], list[tuple[Any, Any]]]) -> list[tuple[Any, Any]]:
+    # The compiled send calls its receivers from here, so that a receiver is
+    # one frame below the line that sent, as in Django and the pure send().
+    return call()
+
+
+if speedups is not None:
+    # Named as the frame it stands for, in tracebacks and in inspect.stack().
+    _send_frame.__code__ = _send_frame.__code__.replace(co_name="send", co_qualname="Signal.send")
+    # The pure send() stays the reference: the compiled one calls it for
+    # everything but the two commonest cases (see tocsin/_speedups.c).
+    Signal.send = speedups.SendMethod(Signal.send, _send_frame)  # type: ignore[method-assign]
 
 
 @functools.cache
