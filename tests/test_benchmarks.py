@@ -62,7 +62,9 @@ def test_quick_run_reports_every_scenario(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert set(data["scenarios"]) == set(SCENARIOS)
     assert [row["scenario"] for row in data["summary"]] == list(SCENARIOS)
-    for scenario in data["scenarios"].values():
+    for name, scenario in data["scenarios"].items():
         tocsin = scenario["results"]["tocsin"]
         assert isinstance(tocsin["value"], float), scenario
-        assert tocsin["value"] >= 0
+        # import is a difference of two start-up times: with --quick's few runs on a busy
+        # machine it can come out below zero (noise, not a failure).
+        assert tocsin["value"] >= 0 or name == "import", scenario
