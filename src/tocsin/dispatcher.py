@@ -565,6 +565,12 @@ class Signal:
         context, and the values they set are copied back into the caller's
         context when they are done (as in Django 6.1).
         """
+        sync, slow = self._receivers_of(sender)
+        if slow and not sync and not slow.later and not slow.hooks:
+            # The common async case: only async receivers, nothing deferred or hooked.
+            receivers = _live(slow.async_)
+            results = await _async().run_concurrently(receivers, self, sender, named)
+            return list(zip(receivers, results, strict=True))
         return await self._asend(sender, named, "asend")
 
     async def asend_robust(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
