@@ -1046,3 +1046,61 @@ def test_a_failure_cancels_the_first_receiver_to_wait(robust: bool) -> None:
 
     asyncio.run(main())
     assert log == ["cancelled"]
+
+
+# -- sync receivers on the event loop (opt-in) --------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["asend", "asend_robust"])
+def test_sync_receivers_on_loop_run_in_the_loops_thread(method: str) -> None:
+    """With sync_receivers_on_loop, asend() calls sync receivers directly, in the
+    event loop's thread and the caller's context, in order, before the async ones."""
+    signal = Signal()
+    signal.sync_receivers_on_loop = True
+    threads: list[int] = []
+    colours: list[str] = []
+
+    def record(**kwargs: Any) -> str:
+        threads.append(threading.get_ident())
+        colours.append(COLOUR.get())
+        COLOUR.set("set by a sync receiver")
+        return "sync"
+
+    connect_all(signal, [async_receiver("async"), record, sync_receiver("sync 2")])
+
+    async def main() -> tuple[list[Any], int, str]:
+        COLOUR.set("caller's")
+        results = responses(await getattr(signal, method)(None))
+        return results, threading.get_ident(), COLOUR.get()
+
+    results, loop_thread, colour = asyncio.run(main())
+    assert results == ["sync", "sync 2", "async"]
+    assert threads == [loop_thread]
+    assert colours == ["caller's"]
+    assert colour == "set by a sync receiver"
+
+
+def test_sync_receivers_on_loop_failures() -> None:
+    """On the loop, a failing sync receiver stops asend() before the async receivers,
+    and asend_robust() returns its exception, as off the loop."""
+    signal = Signal()
+    signal.sync_receivers_on_loop = True
+    log: list[str] = []
+    error = ValueError("sync failure")
+
+    def fail(**kwargs: Any) -> None:
+        raise error
+
+    connect_all(signal, [fail, async_receiver("async", log)])
+    with pytest.raises(ValueError, match="sync failure"):
+        asyncio.run(signal.asend(None))
+    assert log == []
+    assert responses(asyncio.run(signal.asend_robust(None))) == [error, "async"]
+
+
+def test_sync_receivers_on_loop_is_off_by_default_and_per_signal() -> None:
+    """Signals hop to a thread for sync receivers unless that very signal opts in."""
+    assert Signal.sync_receivers_on_loop is False
+    opted, other = Signal(), Signal()
+    opted.sync_receivers_on_loop = True
+    assert other.sync_receivers_on_loop is False

@@ -161,11 +161,11 @@ async def run_concurrently(
         del items[len(results) + 1 :]
         hosted = _Hosted(lane, context, caller, cancels, failed)
 
-        def start(item: Any, results: list[Any]) -> Coroutine[Any, Any, bool]:
+        def start(item: Any, outcome: list[Any]) -> Coroutine[Any, Any, bool]:
             # A lane of one receiver: it records a failure when it happens.
             if on_error is None:
-                return _lane([item], results, failed)
-            return _robust_lane([item], signal, sender, named, on_error, results, failed)
+                return _lane([item], outcome, failed)
+            return _robust_lane([item], signal, sender, named, on_error, outcome, failed)
 
         try:
             await hosted.run(yielded, rest, start)
