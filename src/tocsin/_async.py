@@ -72,17 +72,18 @@ async def _lane(
     Returns whether the last receiver was cancelled.
     """
     cancelled = False
+    append = results.append
     for awaitable in awaitables:
         cancelled = False
         try:
-            results.append(await awaitable)
+            append(await awaitable)
         except asyncio.CancelledError:
-            results.append(None)
+            append(None)
             cancelled = True
         except GeneratorExit:
             raise
         except BaseException as exc:
-            results.append(None)
+            append(None)
             failed.append(exc)
     return cancelled
 
@@ -397,8 +398,15 @@ def _make_awaitables(
     """
     awaitables: list[Awaitable[Any]] = []
     try:
-        for receiver in receivers:
-            awaitables.append(receiver(signal=signal, sender=sender, **named))
+        if "signal" in named:  # let Python raise its TypeError, as Django's call does
+            for receiver in receivers:
+                awaitables.append(receiver(signal=signal, sender=sender, **named))
+        else:
+            # The keyword arguments merged once, as in send(); each call still
+            # gets a dict of its own.
+            arguments = {"signal": signal, "sender": sender, **named}
+            for receiver in receivers:
+                awaitables.append(receiver(**arguments))
     except BaseException:
         for made in awaitables:
             if type(made) is CoroutineType:

@@ -590,7 +590,7 @@ class Signal:
         sync, slow = self._receivers_of(sender)
         if slow and not sync and not slow.later and not slow.hooks:
             # The common async case: only async receivers, nothing deferred or hooked.
-            receivers = _live(slow.async_)
+            receivers = [r for deref in slow.async_ if (r := deref()) is not None]
             results = await _async().run_concurrently(receivers, self, sender, named)
             return list(zip(receivers, results, strict=True))
         return await self._asend(sender, named, "asend")
