@@ -1104,3 +1104,14 @@ def test_sync_receivers_on_loop_is_off_by_default_and_per_signal() -> None:
     opted, other = Signal(), Signal()
     opted.sync_receivers_on_loop = True
     assert other.sync_receivers_on_loop is False
+
+
+def test_asend_with_a_signal_argument_raises_pythons_type_error() -> None:
+    """``signal=`` among the named arguments makes each call raise Python's TypeError
+    ("multiple values"), as in Django, before any receiver runs."""
+    signal = Signal()
+    log: list[str] = []
+    connect_all(signal, [async_receiver("first", log), async_receiver("second", log)])
+    with pytest.raises(TypeError, match="multiple values"):
+        asyncio.run(signal.asend(None, signal="mine"))
+    assert log == []
