@@ -61,29 +61,32 @@ def restore_context(context: contextvars.Context) -> None:
 
 
 async def _lane(
-    awaitables: list[Awaitable[Any]], results: list[Any], failed: list[BaseException]
+    receivers: Sequence[Any],
+    awaitables: list[Awaitable[Any]],
+    results: list[tuple[Any, Any]],
+    failed: list[BaseException],
 ) -> bool:
-    """Await *awaitables* one after the other, appending each result.
+    """Await *awaitables* one after the other, appending ``(receiver, result)``.
 
     A failure is recorded in *failed* (in the order the receivers failed) and
     the lane goes on: every receiver starts, as under a TaskGroup. A receiver
-    cancelled from inside gives None. ``run_concurrently()`` shortens the list
-    when a receiver suspends, so that the lane ends with that receiver.
+    cancelled from inside gives None. ``start_concurrently()`` shortens the
+    list when a receiver suspends, so that the lane ends with that receiver.
     Returns whether the last receiver was cancelled.
     """
     cancelled = False
     append = results.append
-    for awaitable in awaitables:
+    for receiver, awaitable in zip(receivers, awaitables):  # noqa: B905 (cut short)
         cancelled = False
         try:
-            append(await awaitable)
+            append((receiver, await awaitable))
         except asyncio.CancelledError:
-            append(None)
+            append((receiver, None))
             cancelled = True
         except GeneratorExit:
             raise
         except BaseException as exc:
-            append(None)
+            append((receiver, None))
             failed.append(exc)
     return cancelled
 
@@ -94,7 +97,7 @@ async def _robust_lane(
     sender: object,
     named: dict[str, Any],
     on_error: OnError,
-    results: list[Any],
+    results: list[tuple[Any, Any]],
     failed: list[BaseException],
 ) -> bool:
     """:func:`_lane` for the robust sends: each receiver is called in its turn,
@@ -103,16 +106,16 @@ async def _robust_lane(
     for receiver in receivers:
         cancelled = False
         try:
-            results.append(await receiver(signal=signal, sender=sender, **named))
+            results.append((receiver, await receiver(signal=signal, sender=sender, **named)))
         except Exception as exc:
-            results.append(on_error(receiver, exc))
+            results.append((receiver, on_error(receiver, exc)))
         except asyncio.CancelledError:
-            results.append(None)
+            results.append((receiver, None))
             cancelled = True
         except GeneratorExit:
             raise
         except BaseException as exc:
-            results.append(None)
+            results.append((receiver, None))
             failed.append(exc)
     return cancelled
 
@@ -123,14 +126,30 @@ async def run_concurrently(
     sender: object,
     named: dict[str, Any],
     on_error: OnError | None = None,
-) -> list[Any]:
+) -> list[tuple[Any, Any]]:
     """Await ``receiver(signal=, sender=, **named)`` for every receiver concurrently.
 
-    Returns the results in receiver order. With *on_error*, an ``Exception``
-    becomes ``on_error(receiver, exc)``'s result. Without, one failure is
+    Returns ``[(receiver, result), ...]`` in receiver order. With *on_error*, an
+    ``Exception`` becomes ``on_error(receiver, exc)``'s result. Without, one failure is
     re-raised as is and several are raised together as an ``ExceptionGroup``;
     the first failure cancels the receivers still running, and they are waited
-    for first, as Django 6.1's ``TaskGroup`` does.
+    for first, as Django 6.1's ``TaskGroup`` does. See :func:`start_concurrently`.
+    """
+    results = start_concurrently(receivers, signal, sender, named, on_error)
+    if type(results) is list:
+        return results
+    return await results  # type: ignore[no-any-return,misc]
+
+
+def start_concurrently(
+    receivers: Sequence[Any],
+    signal: object,
+    sender: object,
+    named: dict[str, Any],
+    on_error: OnError | None = None,
+) -> list[tuple[Any, Any]] | Awaitable[list[tuple[Any, Any]]]:
+    """:func:`run_concurrently` without a coroutine of its own when no receiver
+    waits: the results, or an awaitable of them if a receiver suspended.
 
     The receivers run one after the other in the caller's task, in one copy of
     the caller's context, for as long as none suspends: a send to receivers
@@ -139,12 +158,12 @@ async def run_concurrently(
     started), and each receiver after it runs in a task of its own; see
     :class:`_Hosted`.
     """
-    results: list[Any] = []
+    results: list[tuple[Any, Any]] = []
     failed: list[BaseException] = []
     items: list[Any]
     if on_error is None:
         items = _make_awaitables(receivers, signal, sender, named)
-        lane = _lane(items, results, failed)
+        lane = _lane(receivers, items, results, failed)
     else:
         items = list(receivers)
         lane = _robust_lane(items, signal, sender, named, on_error, results, failed)
@@ -158,25 +177,35 @@ async def run_concurrently(
     else:
         # Receiver len(results) suspended: the lane ends with it, and the
         # receivers after it start in tasks of their own.
-        rest = items[len(results) + 1 :]
-        del items[len(results) + 1 :]
+        after = len(results) + 1
+        rest = list(zip(receivers[after:], items[after:], strict=True))
+        del items[after:]
         hosted = _Hosted(lane, context, caller, cancels, failed)
 
-        def start(item: Any, outcome: list[Any]) -> Coroutine[Any, Any, bool]:
+        def start(pair: tuple[Any, Any], outcome: list[Any]) -> Coroutine[Any, Any, bool]:
             # A lane of one receiver: it records a failure when it happens.
+            receiver, item = pair
             if on_error is None:
-                return _lane([item], outcome, failed)
-            return _robust_lane([item], signal, sender, named, on_error, outcome, failed)
+                return _lane([receiver], [item], outcome, failed)
+            return _robust_lane([receiver], signal, sender, named, on_error, outcome, failed)
 
-        try:
-            await hosted.run(yielded, rest, start)
-        finally:
-            restore_context(context)
-        return results + hosted.results()
+        return hosted.finish(results, yielded, rest, start)
     if caller is not None and caller.cancelling() != cancels:
         # A receiver cancelled asyncio.current_task() (for it, its own task)
         # and finished without waiting: that cancels that receiver, not the send.
-        await _take_back(caller, caller.cancelling() - cancels)
+        return _taken_back(caller, caller.cancelling() - cancels, results, failed)
+    if failed:
+        _raise(failed)
+    return results
+
+
+async def _taken_back(
+    caller: asyncio.Task[Any],
+    count: int,
+    results: list[tuple[Any, Any]],
+    failed: list[BaseException],
+) -> list[tuple[Any, Any]]:
+    await _take_back(caller, count)
     if failed:
         _raise(failed)
     return results
@@ -230,6 +259,7 @@ class _Hosted:
         "hosting",
         "lane",
         "outcomes",
+        "pairs",
         "requested",
         "seen",
         "self_cancels",
@@ -250,11 +280,22 @@ class _Hosted:
         self.cancels = cancels  # the caller's cancelling() before the send
         self.failed = failed
         self.tasks: list[asyncio.Task[Any]] = []
-        self.outcomes: list[list[Any]] = []  # each task's result, once it has one
+        self.outcomes: list[list[Any]] = []  # each task's (receiver, result), once it has one
+        self.pairs: list[tuple[Any, Any]] = []  # each task's (receiver, awaitable or receiver)
         self.hosting = False  # the caller's task is running the receiver (in _drive)
         self.requested = False  # the caller's task was cancelled, to cancel the receiver
         self.self_cancels = 0  # cancellations the receiver requested of "its" task
         self.seen = 0  # failures acted on so far
+
+    async def finish(
+        self, results: list[tuple[Any, Any]], yielded: Any, rest: list[Any], start: _Start
+    ) -> list[tuple[Any, Any]]:
+        """Run the rest of the send; return all its results, *results* first."""
+        try:
+            await self.run(yielded, rest, start)
+        finally:
+            restore_context(self.context)
+        return results + self.results()
 
     async def run(self, yielded: Any, rest: list[Any], start: _Start) -> None:
         """Start *rest* in tasks, run the suspended receiver to its end, wait
@@ -311,11 +352,12 @@ class _Hosted:
 
     def _start(self, rest: list[Any], start: _Start) -> None:
         loop = asyncio.get_running_loop()
-        for item in rest:
-            results: list[Any] = []
-            task = asyncio.Task(start(item, results), loop=loop, context=self.context, **_EAGER)
+        for pair in rest:
+            outcome: list[Any] = []
+            task = asyncio.Task(start(pair, outcome), loop=loop, context=self.context, **_EAGER)
             self.tasks.append(task)
-            self.outcomes.append(results)
+            self.outcomes.append(outcome)
+            self.pairs.append(pair)
             if not task.done():
                 task.add_done_callback(self._on_done)
         self._abort_soon()
@@ -327,9 +369,12 @@ class _Hosted:
             self.seen = len(self.failed)
             asyncio.get_running_loop().call_soon(self._abort)
 
-    def results(self) -> list[Any]:
-        """The tasks' results, in order (None for a receiver cancelled)."""
-        return [results[0] if results else None for results in self.outcomes]
+    def results(self) -> list[tuple[Any, Any]]:
+        """The tasks' ``(receiver, result)``, in order (None for a receiver cancelled)."""
+        return [
+            outcome[0] if outcome else (pair[0], None)
+            for pair, outcome in zip(self.pairs, self.outcomes, strict=True)
+        ]
 
     @types.coroutine
     def _drive(self, yielded: Any) -> Generator[Any, Any, bool]:

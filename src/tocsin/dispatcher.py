@@ -591,8 +591,10 @@ class Signal:
         if slow and not sync and not slow.later and not slow.hooks:
             # The common async case: only async receivers, nothing deferred or hooked.
             receivers = [r for deref in slow.async_ if (r := deref()) is not None]
-            results = await _async().run_concurrently(receivers, self, sender, named)
-            return list(zip(receivers, results, strict=True))
+            responses = _async().start_concurrently(receivers, self, sender, named)
+            if type(responses) is not list:  # a receiver waits
+                responses = await responses
+            return responses  # type: ignore[no-any-return]
         return await self._asend(sender, named, "asend")
 
     async def asend_robust(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
@@ -674,8 +676,9 @@ class Signal:
         self, receivers: Sequence[Any], sender: object, named: dict[str, Any], robust: bool
     ) -> list[tuple[Any, Any]]:
         on_error = self._robust_failure if robust else None
-        results = await _async().run_concurrently(receivers, self, sender, named, on_error)
-        return list(zip(receivers, results, strict=True))
+        responses: list[tuple[Any, Any]]
+        responses = await _async().run_concurrently(receivers, self, sender, named, on_error)
+        return responses
 
     def _send_slow(
         self,
