@@ -217,16 +217,17 @@ def _raise(failed: list[BaseException]) -> None:
     raise BaseExceptionGroup("unhandled errors in a TaskGroup", failed)
 
 
-async def _take_back(caller: asyncio.Task[Any], count: int) -> None:
+async def _take_back(caller: asyncio.Task[Any], count: int, pending: bool = True) -> None:
     """Take back *count* cancellations that receivers running in *caller*
-    requested of their own task, and the cancellation still pending because
-    they finished before it was delivered."""
+    requested of their own task, and, if *pending*, the one still to be
+    delivered because they finished before it was."""
     for _ in range(count):
         caller.uncancel()
-    # Python 3.11 and 3.12 keep the request pending even so (3.13 drops it once
-    # the count is 0): receive it here rather than at the caller's next await.
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.sleep(0)
+    if pending:
+        # Python 3.11 and 3.12 keep the request pending even so (3.13 drops it
+        # once the count is 0): receive it here, not at the caller's next await.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
 
 
 # Makes the lane of one receiver (a task's), writing its result into the list.
@@ -408,7 +409,10 @@ class _Hosted:
         finally:
             self.hosting = False
         if caller is not None and (self.self_cancels or self.requested):
-            yield from _take_back(caller, self.self_cancels + self.requested).__await__()
+            # Ours was delivered (the caller's task was waiting here); one the
+            # receiver requested of "its" task may still be pending.
+            count = self.self_cancels + self.requested
+            yield from _take_back(caller, count, bool(self.self_cancels)).__await__()
         return receiver_cancelled
 
     def _on_done(self, task: asyncio.Task[Any]) -> None:
