@@ -1115,3 +1115,36 @@ def test_asend_with_a_signal_argument_raises_pythons_type_error() -> None:
     with pytest.raises(TypeError, match="multiple values"):
         asyncio.run(signal.asend(None, signal="mine"))
     assert log == []
+
+
+@pytest.mark.parametrize("position", [0, 1], ids=["first to wait", "second to wait"])
+def test_an_anyio_cancel_scope_entered_before_waiting_acts_on_that_receiver_alone(
+    position: int,
+) -> None:
+    """anyio's cancel scopes (httpx's timeouts use them) are bound to the task they are
+    entered in: a receiver that enters one and then waits exits it in the same task."""
+    anyio = pytest.importorskip("anyio")
+    signal = Signal()
+
+    async def fails_after(**kwargs: Any) -> str:
+        try:
+            with anyio.fail_after(0.01):
+                await asyncio.sleep(10)
+        except TimeoutError:
+            return "timed out"
+        return "finished"
+
+    receivers = [async_receiver("waits", delay=0.02)]
+    receivers.insert(position, fails_after)
+    connect_all(signal, receivers)
+
+    async def main() -> list[Any]:
+        results = responses(await signal.asend(None))
+        current = asyncio.current_task()
+        assert current is not None
+        assert current.cancelling() == 0
+        return results
+
+    expected: list[Any] = ["waits"]
+    expected.insert(position, "timed out")
+    assert asyncio.run(main()) == expected
