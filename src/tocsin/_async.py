@@ -190,7 +190,7 @@ def start_concurrently(
             return _robust_lane([receiver], signal, sender, named, on_error, outcome, failed)
 
         return hosted.finish(results, yielded, rest, start)
-    if caller is not None and caller.cancelling() != cancels:
+    if caller is not None and caller.cancelling() > cancels:
         # A receiver cancelled asyncio.current_task() (for it, its own task)
         # and finished without waiting: that cancels that receiver, not the send.
         return _taken_back(caller, caller.cancelling() - cancels, results, failed)
@@ -305,7 +305,7 @@ class _Hosted:
         if caller is not None:
             # Cancellations requested while the receivers ran, before this one
             # suspended: its own, most likely (they will reach it at its wait).
-            self.self_cancels = caller.cancelling() - self.cancels
+            self.self_cancels = max(caller.cancelling() - self.cancels, 0)
         if rest:
             if _EAGER:
                 # Started from the loop, right before this receiver's next
