@@ -11,7 +11,8 @@ Two measurements, in the same run:
 * in process (precise, always available): a raw hello-world ASGI app, awaited
   directly with a synthetic scope, receive and send, and a raw WSGI app called
   directly (call, iterate, close), with and without ``RequestSignalsMiddleware``,
-  with one async receiver on each request signal, one sync receiver on each,
+  with one async receiver on each request signal, one sync receiver on each
+  (in a worker thread, or on the loop with the signals' ``sync_receivers_on_loop``),
   or none. Cases are calibrated to a fixed time per sample and sampled
   round-robin with the garbage collector disabled; the fastest sample counts.
 * under a real server: the same ASGI app served by uvicorn on 127.0.0.1 in a
@@ -76,14 +77,16 @@ SIGNALS = {
 }
 # What one successful request sends.
 EXPECTED_CALLS = {"request_started": 1, "request_finished": 1, "got_request_exception": 0}
-RECEIVER_KINDS = ("none", "async", "sync")
+RECEIVER_KINDS = ("none", "async", "sync", "sync-on-loop")
 CASE_TITLES = {
     "bare": "bare app (no middleware)",
     "none": "middleware, no receivers",
     "async": "middleware, 1 async receiver each",
     "sync": "middleware, 1 sync receiver each",
+    # The signals' sync_receivers_on_loop set: asend() calls them on the loop.
+    "sync-on-loop": "middleware, 1 sync receiver each, on the loop",
 }
-SERVER_VARIANTS = ("bare", "none", "async", "sync")
+SERVER_VARIANTS = ("bare", "none", "async", "sync", "sync-on-loop")
 
 
 @dataclass(frozen=True)
@@ -157,10 +160,12 @@ class Receivers:
             return
         for name, function in self.functions.items():
             SIGNALS[name].connect(function)
+            SIGNALS[name].sync_receivers_on_loop = self.kind == "sync-on-loop"
 
     def disconnect(self) -> None:
         for name, function in self.functions.items():
             SIGNALS[name].disconnect(function)
+            SIGNALS[name].sync_receivers_on_loop = False
 
     def check(self, before: dict[str, int], what: str) -> None:
         """Check (untimed) that one request reached each receiver as it should."""

@@ -492,23 +492,23 @@ def test_cancelling_the_caller_cancels_suspended_receivers(count: int) -> None:
     assert sorted(log) == ["first cancelled", "second cancelled"][:count]
 
 
-@pytest.mark.parametrize("count", [1, 2], ids=["alone", "two"])
-def test_the_callers_cancellation_propagates_even_if_receivers_swallow_it(count: int) -> None:
-    """A receiver that catches the cancellation and returns cannot cancel the
-    cancellation of the task awaiting asend(), as under a TaskGroup."""
+def test_the_callers_cancellation_propagates_even_if_a_later_receiver_swallows_it() -> None:
+    """A receiver in a task of its own (not the first to wait) that catches the
+    cancellation and returns cannot cancel the cancellation of the task awaiting
+    asend(), as under a TaskGroup."""
     signal = Signal()
     finished: list[str] = []
 
-    def stubborn() -> Callable[..., Coroutine[Any, Any, str]]:
-        async def swallow(**kwargs: Any) -> str:
-            with contextlib.suppress(asyncio.CancelledError):  # swallowed
-                await asyncio.Event().wait()
-            finished.append("stubborn")
-            return "done anyway"
+    async def waits(**kwargs: Any) -> None:
+        await asyncio.Event().wait()
 
-        return swallow
+    async def swallow(**kwargs: Any) -> str:
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed
+            await asyncio.Event().wait()
+        finished.append("stubborn")
+        return "done anyway"
 
-    connect_all(signal, [stubborn() for _ in range(count)])
+    connect_all(signal, [waits, swallow])
 
     async def main() -> None:
         task = asyncio.create_task(signal.asend(None))
@@ -520,7 +520,36 @@ def test_the_callers_cancellation_propagates_even_if_receivers_swallow_it(count:
         assert task.cancelled()
 
     asyncio.run(main())
-    assert finished == ["stubborn"] * count
+    assert finished == ["stubborn"]
+
+
+def test_the_first_receiver_to_wait_swallowing_the_callers_cancellation_is_awaited_directly() -> (
+    None
+):
+    """The first receiver that waits goes on in the caller's task: if it catches
+    the caller's cancellation and returns, asend() goes on as if the receiver had
+    been awaited directly (a departure from Django's task per receiver)."""
+    signal = Signal()
+
+    async def swallow(**kwargs: Any) -> str:
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed
+            await asyncio.Event().wait()
+        return "done anyway"
+
+    connect_all(signal, [swallow, async_receiver("later", delay=0.01)])
+
+    async def main() -> list[Any]:
+        task = asyncio.create_task(signal.asend(None))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        task.cancel()
+        results = await task
+        current = asyncio.current_task()
+        assert current is not None
+        assert current.cancelling() == 0
+        return responses(results)
+
+    assert asyncio.run(main()) == ["done anyway", "later"]
 
 
 @pytest.mark.parametrize("count", [1, 2], ids=["alone", "two"])
@@ -854,3 +883,268 @@ def test_receiver_can_use_a_task_group() -> None:
 
     connect_all(signal, [groups])
     assert responses(asyncio.run(signal.asend(None))) == ["caught child failed"]
+
+
+# -- tasks only for receivers that wait ----------------------------------------------------------
+
+
+def test_receivers_that_do_not_wait_run_in_the_callers_task() -> None:
+    """A send to receivers that never wait makes no task: each runs in the caller's task."""
+    signal = Signal()
+    seen: list[asyncio.Task[Any] | None] = []
+
+    async def record(**kwargs: Any) -> None:
+        seen.append(asyncio.current_task())
+
+    connect_all(signal, [record, record])
+    signal.connect(record, dispatch_uid="again")
+
+    async def main() -> asyncio.Task[Any] | None:
+        await signal.asend(None)
+        return asyncio.current_task()
+
+    caller = asyncio.run(main())
+    assert seen == [caller, caller]
+
+
+def test_each_receiver_keeps_the_task_it_started_in() -> None:
+    """asyncio.current_task() inside a receiver is the same before and after it
+    waits; the first to wait keeps the caller's task, each later one has its own."""
+    signal = Signal()
+    tasks: dict[str, tuple[object, object]] = {}
+
+    def waiter(name: str) -> Callable[..., Coroutine[Any, Any, None]]:
+        async def wait(**kwargs: Any) -> None:
+            before = asyncio.current_task()
+            await asyncio.sleep(0.001)
+            tasks[name] = (before, asyncio.current_task())
+
+        return wait
+
+    connect_all(signal, [async_receiver("quick"), waiter("first"), waiter("second")])
+
+    async def main() -> asyncio.Task[Any] | None:
+        await signal.asend(None)
+        return asyncio.current_task()
+
+    caller = asyncio.run(main())
+    assert tasks["first"] == (caller, caller)
+    before, after = tasks["second"]
+    assert before is after
+    assert before is not caller
+
+
+@pytest.mark.parametrize("position", [0, 1], ids=["first to wait", "second to wait"])
+def test_a_timeout_entered_before_waiting_acts_on_that_receiver_alone(position: int) -> None:
+    """A receiver that enters asyncio.timeout() and then waits times out alone,
+    whether it runs on in the caller's task or in a task of its own."""
+    signal = Signal()
+
+    async def times_out(**kwargs: Any) -> str:
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(10)
+        except TimeoutError:
+            return "timed out"
+        return "finished"
+
+    receivers = [async_receiver("waits", delay=0.02)]
+    receivers.insert(position, times_out)
+    connect_all(signal, receivers)
+
+    async def main() -> list[Any]:
+        results = responses(await signal.asend(None))
+        current = asyncio.current_task()
+        assert current is not None
+        assert current.cancelling() == 0
+        await asyncio.sleep(0)  # no cancellation is left pending for the caller
+        return results
+
+    expected: list[Any] = ["waits"]
+    expected.insert(position, "timed out")
+    assert asyncio.run(main()) == expected
+
+
+def test_a_receiver_that_cancels_its_task_before_waiting_does_not_cancel_the_send() -> None:
+    """asyncio.current_task().cancel() in a receiver that then returns without
+    waiting cancels nothing else: the caller goes on, uncancelled."""
+    signal = Signal()
+
+    async def cancels_itself(**kwargs: Any) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        return "returned"
+
+    connect_all(signal, [cancels_itself, async_receiver("next")])
+
+    async def main() -> list[Any]:
+        results = responses(await signal.asend(None))
+        await asyncio.sleep(0)  # would raise CancelledError if the request were left
+        current = asyncio.current_task()
+        assert current is not None
+        assert current.cancelling() == 0
+        return results
+
+    assert asyncio.run(main()) == ["returned", "next"]
+
+
+def test_a_context_variable_token_set_before_waiting_resets_after_it() -> None:
+    """The first receiver to wait runs all its steps in the send's one context, so a
+    token from before its wait resets after it."""
+    signal = Signal()
+
+    async def sets_and_resets(**kwargs: Any) -> str:
+        token = COLOUR.set("inside")
+        await asyncio.sleep(0)
+        value = COLOUR.get()
+        COLOUR.reset(token)
+        return value
+
+    connect_all(signal, [sets_and_resets])
+
+    async def main() -> tuple[list[Any], str]:
+        COLOUR.set("outside")
+        results = responses(await signal.asend(None))
+        return results, COLOUR.get()
+
+    assert asyncio.run(main()) == (["inside"], "outside")
+
+
+@pytest.mark.parametrize("robust", [False, True], ids=["asend", "asend_robust"])
+def test_a_failure_cancels_the_first_receiver_to_wait(robust: bool) -> None:
+    """When a receiver in its own task fails, the first receiver to wait, running in
+    the caller's task, is cancelled, and the caller is not."""
+    signal = Signal()
+    log: list[str] = []
+
+    async def waits(**kwargs: Any) -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            log.append("cancelled")
+            raise
+
+    async def fails(**kwargs: Any) -> None:
+        await asyncio.sleep(0.001)
+        raise ValueError("failure")
+
+    connect_all(signal, [waits, fails])
+
+    async def main() -> None:
+        if robust:
+            with pytest.raises(asyncio.TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await signal.asend_robust(None)
+        else:
+            with pytest.raises(ValueError, match="failure"):
+                await signal.asend(None)
+        current = asyncio.current_task()
+        assert current is not None
+        assert current.cancelling() == 0
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert log == ["cancelled"]
+
+
+# -- sync receivers on the event loop (opt-in) --------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["asend", "asend_robust"])
+def test_sync_receivers_on_loop_run_in_the_loops_thread(method: str) -> None:
+    """With sync_receivers_on_loop, asend() calls sync receivers directly, in the
+    event loop's thread and the caller's context, in order, before the async ones."""
+    signal = Signal()
+    signal.sync_receivers_on_loop = True
+    threads: list[int] = []
+    colours: list[str] = []
+
+    def record(**kwargs: Any) -> str:
+        threads.append(threading.get_ident())
+        colours.append(COLOUR.get())
+        COLOUR.set("set by a sync receiver")
+        return "sync"
+
+    connect_all(signal, [async_receiver("async"), record, sync_receiver("sync 2")])
+
+    async def main() -> tuple[list[Any], int, str]:
+        COLOUR.set("caller's")
+        results = responses(await getattr(signal, method)(None))
+        return results, threading.get_ident(), COLOUR.get()
+
+    results, loop_thread, colour = asyncio.run(main())
+    assert results == ["sync", "sync 2", "async"]
+    assert threads == [loop_thread]
+    assert colours == ["caller's"]
+    assert colour == "set by a sync receiver"
+
+
+def test_sync_receivers_on_loop_failures() -> None:
+    """On the loop, a failing sync receiver stops asend() before the async receivers,
+    and asend_robust() returns its exception, as off the loop."""
+    signal = Signal()
+    signal.sync_receivers_on_loop = True
+    log: list[str] = []
+    error = ValueError("sync failure")
+
+    def fail(**kwargs: Any) -> None:
+        raise error
+
+    connect_all(signal, [fail, async_receiver("async", log)])
+    with pytest.raises(ValueError, match="sync failure"):
+        asyncio.run(signal.asend(None))
+    assert log == []
+    assert responses(asyncio.run(signal.asend_robust(None))) == [error, "async"]
+
+
+def test_sync_receivers_on_loop_is_off_by_default_and_per_signal() -> None:
+    """Signals hop to a thread for sync receivers unless that very signal opts in."""
+    assert Signal.sync_receivers_on_loop is False
+    opted, other = Signal(), Signal()
+    opted.sync_receivers_on_loop = True
+    assert other.sync_receivers_on_loop is False
+
+
+def test_asend_with_a_signal_argument_raises_pythons_type_error() -> None:
+    """``signal=`` among the named arguments makes each call raise Python's TypeError
+    ("multiple values"), as in Django, before any receiver runs."""
+    signal = Signal()
+    log: list[str] = []
+    connect_all(signal, [async_receiver("first", log), async_receiver("second", log)])
+    with pytest.raises(TypeError, match="multiple values"):
+        asyncio.run(signal.asend(None, signal="mine"))
+    assert log == []
+
+
+@pytest.mark.parametrize("position", [0, 1], ids=["first to wait", "second to wait"])
+def test_an_anyio_cancel_scope_entered_before_waiting_acts_on_that_receiver_alone(
+    position: int,
+) -> None:
+    """anyio's cancel scopes (httpx's timeouts use them) are bound to the task they are
+    entered in: a receiver that enters one and then waits exits it in the same task."""
+    anyio = pytest.importorskip("anyio")
+    signal = Signal()
+
+    async def fails_after(**kwargs: Any) -> str:
+        try:
+            with anyio.fail_after(0.01):
+                await asyncio.sleep(10)
+        except TimeoutError:
+            return "timed out"
+        return "finished"
+
+    receivers = [async_receiver("waits", delay=0.02)]
+    receivers.insert(position, fails_after)
+    connect_all(signal, receivers)
+
+    async def main() -> list[Any]:
+        results = responses(await signal.asend(None))
+        current = asyncio.current_task()
+        assert current is not None
+        assert current.cancelling() == 0
+        return results
+
+    expected: list[Any] = ["waits"]
+    expected.insert(position, "timed out")
+    assert asyncio.run(main()) == expected

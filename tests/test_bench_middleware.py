@@ -23,6 +23,7 @@ CASES = {
     "none": "middleware, no receivers",
     "async": "middleware, 1 async receiver each",
     "sync": "middleware, 1 sync receiver each",
+    "sync-on-loop": "middleware, 1 sync receiver each, on the loop",
 }
 NUMBER = r"[+-]?[\d,]+\.\d+"
 
@@ -51,7 +52,7 @@ def test_quick_in_process_run_reports_every_case(tmp_path: Path) -> None:
             assert re.search(rf"^\s+{re.escape(title)}\s+{NUMBER}\s", table, re.MULTILINE), (
                 f"no row for {title!r} in the {protocol} table:\n{table}"
             )
-        for kind in ("none", "async", "sync"):
+        for kind in ("none", "async", "sync", "sync-on-loop"):
             row = re.search(rf"^\s+{protocol}, {kind}\s+({NUMBER})\s.*$", summary, re.MULTILINE)
             assert row is not None, f"no summary row for {protocol}, {kind}:\n{summary}"
             # Only the target's row has a verdict, and without a server it has none yet.
@@ -70,4 +71,4 @@ def test_quick_in_process_run_reports_every_case(tmp_path: Path) -> None:
             assert isinstance(result["us_per_request"], float)
             assert result["us_per_request"] > 0
     rows = [(row["protocol"], row["receivers"]) for row in data["summary"]]
-    assert rows == [(p, k) for p in PROTOCOLS for k in ("none", "async", "sync")]
+    assert rows == [(p, k) for p in PROTOCOLS for k in ("none", "async", "sync", "sync-on-loop")]

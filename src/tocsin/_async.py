@@ -1,17 +1,22 @@
-"""How async receivers are run: concurrently, each in its own task, and from sync code.
+"""How async receivers are run: concurrently, in tasks only once they wait, and from sync code.
 
 Django 6.1 runs async receivers as tasks of an ``asyncio.TaskGroup``: all of
 them start before any is waited on, the first failure cancels the ones still
 running, one failure is re-raised as is and several as an ``ExceptionGroup``.
-tocsin keeps those semantics, and on Python 3.12+ creates the tasks with
-``eager_start=True``: a receiver runs at once, up to its first real wait, and
-one that never waits is finished without a trip through the event loop. That
-is where most of the cost of Django's ``asend()`` goes.
+tocsin keeps those semantics, but a task (and on Python 3.11 the trip through
+the event loop that starts it) is most of what such a send costs, and most
+receivers never wait. So the receivers first run one after the other in the
+caller's task, in a *lane* (:func:`_lane`): a send to receivers that never wait
+makes no task at all.
 
-Each receiver must have a task of its own, even one that never waits: code
-such as ``asyncio.timeout()`` or a ``TaskGroup`` inside a receiver acts on
-``asyncio.current_task()``, and running the receiver inside the caller's task
-would make a timeout cancel the caller instead.
+A receiver may capture ``asyncio.current_task()`` before it waits (entering
+``asyncio.timeout()``, a ``TaskGroup`` or an anyio cancel scope does), so once
+it has started in the caller's task it must go on in that task: the first
+receiver that waits is run to its end by the caller's task (:class:`_Hosted`),
+and each receiver after it gets a task of its own, as in Django (on Python
+3.12+ created with ``eager_start=True``, so that one that does not wait
+finishes at once). Cancellations are counted so that a timeout or a
+``TaskGroup`` inside that first receiver act on it alone.
 
 Contextvars follow Django 6.1: the receivers share one copy of the caller's
 context, and whatever they set is copied back into the caller's context.
@@ -20,11 +25,13 @@ context, and whatever they set is copied back into the caller's context.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import CoroutineType
 from typing import Any, TypeVar
@@ -53,17 +60,64 @@ def restore_context(context: contextvars.Context) -> None:
             var.set(value)
 
 
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable
+async def _lane(
+    receivers: Sequence[Any],
+    awaitables: list[Awaitable[Any]],
+    results: list[tuple[Any, Any]],
+    failed: list[BaseException],
+) -> bool:
+    """Await *awaitables* one after the other, appending ``(receiver, result)``.
+
+    A failure is recorded in *failed* (in the order the receivers failed) and
+    the lane goes on: every receiver starts, as under a TaskGroup. A receiver
+    cancelled from inside gives None. ``start_concurrently()`` shortens the
+    list when a receiver suspends, so that the lane ends with that receiver.
+    Returns whether the last receiver was cancelled.
+    """
+    cancelled = False
+    append = results.append
+    for receiver, awaitable in zip(receivers, awaitables):  # noqa: B905 (cut short)
+        cancelled = False
+        try:
+            append((receiver, await awaitable))
+        except asyncio.CancelledError:
+            append((receiver, None))
+            cancelled = True
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            append((receiver, None))
+            failed.append(exc)
+    return cancelled
 
 
-async def _robust(
-    receiver: Any, signal: object, sender: object, named: dict[str, Any], on_error: OnError
-) -> Any:
-    try:
-        return await receiver(signal=signal, sender=sender, **named)
-    except Exception as exc:
-        return on_error(receiver, exc)
+async def _robust_lane(
+    receivers: list[Any],
+    signal: object,
+    sender: object,
+    named: dict[str, Any],
+    on_error: OnError,
+    results: list[tuple[Any, Any]],
+    failed: list[BaseException],
+) -> bool:
+    """:func:`_lane` for the robust sends: each receiver is called in its turn,
+    and its ``Exception`` becomes its result."""
+    cancelled = False
+    for receiver in receivers:
+        cancelled = False
+        try:
+            results.append((receiver, await receiver(signal=signal, sender=sender, **named)))
+        except Exception as exc:
+            results.append((receiver, on_error(receiver, exc)))
+        except asyncio.CancelledError:
+            results.append((receiver, None))
+            cancelled = True
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            results.append((receiver, None))
+            failed.append(exc)
+    return cancelled
 
 
 async def run_concurrently(
@@ -72,139 +126,357 @@ async def run_concurrently(
     sender: object,
     named: dict[str, Any],
     on_error: OnError | None = None,
-) -> list[Any]:
+) -> list[tuple[Any, Any]]:
     """Await ``receiver(signal=, sender=, **named)`` for every receiver concurrently.
 
-    Returns the results in receiver order. With *on_error*, an ``Exception``
-    becomes ``on_error(receiver, exc)``'s result. Without, one failure is
+    Returns ``[(receiver, result), ...]`` in receiver order. With *on_error*, an
+    ``Exception`` becomes ``on_error(receiver, exc)``'s result. Without, one failure is
     re-raised as is and several are raised together as an ``ExceptionGroup``;
     the first failure cancels the receivers still running, and they are waited
-    for first, as Django 6.1's ``TaskGroup`` does.
+    for first, as Django 6.1's ``TaskGroup`` does. See :func:`start_concurrently`.
     """
-    loop = asyncio.get_running_loop()
-    awaitables = _make_awaitables(receivers, signal, sender, named, on_error)
-    context = contextvars.copy_context()
-    tasks: list[asyncio.Task[Any]] = []
-    failed: list[asyncio.Task[Any]] = []  # in the order they failed, as in a TaskGroup
-
-    def on_done(task: asyncio.Task[Any]) -> None:
-        # Called from the event loop, never at once, also for a task that
-        # failed eagerly: receivers that already took a step still get the
-        # turn they would get in Django's TaskGroup before the cancel.
-        if _failed(task):
-            failed.append(task)
-            _cancel(tasks)
-
-    pending = False
-    try:
-        for awaitable in awaitables:
-            task = asyncio.Task(awaitable, loop=loop, context=context, **_EAGER)
-            tasks.append(task)
-            if not task.done():
-                if len(awaitables) > 1:  # alone, it has no other receiver to cancel
-                    task.add_done_callback(on_done)
-                pending = True
-            elif _failed(task):
-                loop.call_soon(on_done, task)
-            # (A task that succeeded eagerly needs no callback at all.)
-        if pending:
-            await _settle(tasks)
-    finally:
-        restore_context(context)
-    results: list[Any] = []
-    for task in tasks:
-        if task.cancelled():
-            results.append(None)  # cancelled from inside: None, as under a TaskGroup
-        elif task.exception() is None:
-            results.append(task.result())
-        elif task not in failed:
-            failed.append(task)  # failed eagerly, and on_done has not run yet
-    if failed:
-        errors = [error for task in failed if (error := task.exception()) is not None]
-        if len(errors) == 1:
-            raise errors[0]
-        raise BaseExceptionGroup("unhandled errors in a TaskGroup", errors)
-    return results
+    results = start_concurrently(receivers, signal, sender, named, on_error)
+    if type(results) is list:
+        return results
+    return await results  # type: ignore[no-any-return,misc]
 
 
-def _failed(task: asyncio.Task[Any]) -> bool:
-    return task.done() and not task.cancelled() and task.exception() is not None
-
-
-def _make_awaitables(
+def start_concurrently(
     receivers: Sequence[Any],
     signal: object,
     sender: object,
     named: dict[str, Any],
-    on_error: OnError | None,
-) -> list[Coroutine[Any, Any, Any]]:
+    on_error: OnError | None = None,
+) -> list[tuple[Any, Any]] | Awaitable[list[tuple[Any, Any]]]:
+    """:func:`run_concurrently` without a coroutine of its own when no receiver
+    waits: the results, or an awaitable of them if a receiver suspended.
+
+    The receivers run one after the other in the caller's task, in one copy of
+    the caller's context, for as long as none suspends: a send to receivers
+    that never wait makes no task. The first receiver that suspends goes on in
+    the caller's task (its ``asyncio.current_task()`` is the one it saw when it
+    started), and each receiver after it runs in a task of its own; see
+    :class:`_Hosted`.
+    """
+    results: list[tuple[Any, Any]] = []
+    failed: list[BaseException] = []
+    items: list[Any]
+    if on_error is None:
+        items = _make_awaitables(receivers, signal, sender, named)
+        lane = _lane(receivers, items, results, failed)
+    else:
+        items = list(receivers)
+        lane = _robust_lane(items, signal, sender, named, on_error, results, failed)
+    context = contextvars.copy_context()
+    caller = asyncio.current_task()
+    cancels = caller.cancelling() if caller is not None else 0
+    try:
+        yielded = context.run(lane.send, None)
+    except StopIteration:
+        restore_context(context)
+    else:
+        # Receiver len(results) suspended: the lane ends with it, and the
+        # receivers after it start in tasks of their own.
+        after = len(results) + 1
+        rest = list(zip(receivers[after:], items[after:], strict=True))
+        del items[after:]
+        hosted = _Hosted(lane, context, caller, cancels, failed)
+
+        def start(pair: tuple[Any, Any], outcome: list[Any]) -> Coroutine[Any, Any, bool]:
+            # A lane of one receiver: it records a failure when it happens.
+            receiver, item = pair
+            if on_error is None:
+                return _lane([receiver], [item], outcome, failed)
+            return _robust_lane([receiver], signal, sender, named, on_error, outcome, failed)
+
+        return hosted.finish(results, yielded, rest, start)
+    if caller is not None and caller.cancelling() > cancels:
+        # A receiver cancelled asyncio.current_task() (for it, its own task)
+        # and finished without waiting: that cancels that receiver, not the send.
+        return _taken_back(caller, caller.cancelling() - cancels, results, failed)
+    if failed:
+        _raise(failed)
+    return results
+
+
+async def _taken_back(
+    caller: asyncio.Task[Any],
+    count: int,
+    results: list[tuple[Any, Any]],
+    failed: list[BaseException],
+) -> list[tuple[Any, Any]]:
+    await _take_back(caller, count)
+    if failed:
+        _raise(failed)
+    return results
+
+
+def _raise(failed: list[BaseException]) -> None:
+    if len(failed) == 1:
+        raise failed[0]
+    raise BaseExceptionGroup("unhandled errors in a TaskGroup", failed)
+
+
+async def _take_back(caller: asyncio.Task[Any], count: int, pending: bool = True) -> None:
+    """Take back *count* cancellations that receivers running in *caller*
+    requested of their own task, and, if *pending*, the one still to be
+    delivered because they finished before it was."""
+    for _ in range(count):
+        caller.uncancel()
+    if pending:
+        # Python 3.11 and 3.12 keep the request pending even so (3.13 drops it
+        # once the count is 0): receive it here, not at the caller's next await.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+
+
+# Makes the lane of one receiver (a task's), writing its result into the list.
+_Start = Callable[[Any, list[Any]], Coroutine[Any, Any, bool]]
+
+
+class _Hosted:
+    """A send whose lane suspended: the rest of :func:`run_concurrently`.
+
+    The receiver that suspended started in the caller's task, and whatever it
+    did there (entered ``asyncio.timeout()``, a ``TaskGroup``, an anyio cancel
+    scope) is bound to that task: so the caller's task goes on running it, step
+    by step (:meth:`_drive`), in the send's context. The receivers after it
+    each get a task of their own, as Django gives every receiver; on Python
+    3.12+ the tasks start eagerly, so one that does not wait finishes at once.
+
+    Its steps run in the caller's task, so the cancellations it requests of
+    "its" task are requested of the caller's: ``_drive()`` counts those
+    requested during its steps (it cancelled itself) and takes them back, as it
+    takes back the one made to cancel the receiver when another fails. Any
+    cancellation left is the caller's own: it propagates once every receiver
+    has stopped.
+    """
+
+    __slots__ = (
+        "caller",
+        "cancels",
+        "context",
+        "failed",
+        "hosting",
+        "lane",
+        "outcomes",
+        "pairs",
+        "requested",
+        "seen",
+        "self_cancels",
+        "tasks",
+    )
+
+    def __init__(
+        self,
+        lane: Coroutine[Any, Any, bool],
+        context: contextvars.Context,
+        caller: asyncio.Task[Any] | None,
+        cancels: int,
+        failed: list[BaseException],
+    ) -> None:
+        self.lane = lane
+        self.context = context
+        self.caller = caller
+        self.cancels = cancels  # the caller's cancelling() before the send
+        self.failed = failed
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.outcomes: list[list[Any]] = []  # each task's (receiver, result), once it has one
+        self.pairs: list[tuple[Any, Any]] = []  # each task's (receiver, awaitable or receiver)
+        self.hosting = False  # the caller's task is running the receiver (in _drive)
+        self.requested = False  # the caller's task was cancelled, to cancel the receiver
+        self.self_cancels = 0  # cancellations the receiver requested of "its" task
+        self.seen = 0  # failures acted on so far
+
+    async def finish(
+        self, results: list[tuple[Any, Any]], yielded: Any, rest: list[Any], start: _Start
+    ) -> list[tuple[Any, Any]]:
+        """Run the rest of the send; return all its results, *results* first."""
+        try:
+            await self.run(yielded, rest, start)
+        finally:
+            restore_context(self.context)
+        return results + self.results()
+
+    async def run(self, yielded: Any, rest: list[Any], start: _Start) -> None:
+        """Start *rest* in tasks, run the suspended receiver to its end, wait
+        for the tasks, then raise as a TaskGroup would."""
+        caller = self.caller
+        if caller is not None:
+            # Cancellations requested while the receivers ran, before this one
+            # suspended: its own, most likely (they will reach it at its wait).
+            self.self_cancels = max(caller.cancelling() - self.cancels, 0)
+        if rest:
+            if _EAGER:
+                # Started from the loop, right before this receiver's next
+                # step: the steps then come in the order of Django's TaskGroup
+                # (each receiver's first, then the second...).
+                asyncio.get_running_loop().call_soon(self._start, rest, start)
+            else:
+                self._start(rest, start)  # their first steps come next anyway
+        self._abort_soon()  # if receivers failed at once, before this one waited
+        try:
+            receiver_cancelled = await self._drive(yielded)
+        except GeneratorExit:
+            self._cancel_tasks()
+            raise
+        cancelled = self._caller_cancelled(receiver_cancelled)
+        if cancelled:
+            self._cancel_tasks()  # the caller was cancelled: so is every receiver
+        else:
+            self._abort_soon()  # the receiver failed
+        if self.tasks:
+            await _settle(self.tasks)
+        if cancelled:
+            raise asyncio.CancelledError
+        if self.failed:
+            _raise(self.failed)
+
+    def _caller_cancelled(self, receiver_cancelled: bool) -> bool:
+        """Whether the caller's task was cancelled while it ran the receiver.
+
+        What is left of its cancellations once the receiver's own and ours are
+        taken back (_drive did) is someone else's: the caller's, if the receiver
+        ended cancelled. If it did not, the receiver handled it as a receiver
+        awaited directly may (a TaskGroup inside it, which on Python 3.11 and
+        3.12 can leave its task's count raised; or a receiver that swallows a
+        cancellation): the count is put back and the send goes on.
+        """
+        caller = self.caller
+        if caller is None or (left := caller.cancelling() - self.cancels) <= 0:
+            return False
+        if receiver_cancelled:
+            return True
+        for _ in range(left):
+            caller.uncancel()
+        return False
+
+    def _start(self, rest: list[Any], start: _Start) -> None:
+        loop = asyncio.get_running_loop()
+        for pair in rest:
+            outcome: list[Any] = []
+            task = asyncio.Task(start(pair, outcome), loop=loop, context=self.context, **_EAGER)
+            self.tasks.append(task)
+            self.outcomes.append(outcome)
+            self.pairs.append(pair)
+            if not task.done():
+                task.add_done_callback(self._on_done)
+        self._abort_soon()
+
+    def _abort_soon(self) -> None:
+        """If receivers failed (at once), cancel the others from the loop: those
+        already started get the turn they would get in Django's TaskGroup first."""
+        if len(self.failed) > self.seen:
+            self.seen = len(self.failed)
+            asyncio.get_running_loop().call_soon(self._abort)
+
+    def results(self) -> list[tuple[Any, Any]]:
+        """The tasks' ``(receiver, result)``, in order (None for a receiver cancelled)."""
+        return [
+            outcome[0] if outcome else (pair[0], None)
+            for pair, outcome in zip(self.pairs, self.outcomes, strict=True)
+        ]
+
+    @types.coroutine
+    def _drive(self, yielded: Any) -> Generator[Any, Any, bool]:
+        """Run the lane, whose last receiver suspended, to its end in the
+        caller's task: what ``await`` would do, plus the context, and the count
+        of the cancellations the receiver's steps request. Returns whether the
+        receiver ended cancelled."""
+        lane, caller, run = self.lane, self.caller, self.context.run
+        step: Callable[[Any], Any]
+        self.hosting = True
+        try:
+            while True:
+                try:
+                    value = yield yielded
+                except GeneratorExit:
+                    lane.close()
+                    raise
+                except BaseException as exc:  # a cancellation: for the receiver
+                    step, value = lane.throw, exc
+                else:
+                    step = lane.send
+                before = caller.cancelling() if caller is not None else 0
+                try:
+                    yielded = run(step, value)
+                except StopIteration as stop:
+                    receiver_cancelled: bool = stop.value
+                    break
+                finally:
+                    if caller is not None and caller.cancelling() > before:
+                        self.self_cancels += caller.cancelling() - before
+        finally:
+            self.hosting = False
+        if caller is not None and (self.self_cancels or self.requested):
+            # Ours was delivered (the caller's task was waiting here); one the
+            # receiver requested of "its" task may still be pending.
+            count = self.self_cancels + self.requested
+            yield from _take_back(caller, count, bool(self.self_cancels)).__await__()
+        return receiver_cancelled
+
+    def _on_done(self, task: asyncio.Task[Any]) -> None:
+        # The task's lane recorded its receiver's failure, if any, when it
+        # happened; a TaskGroup acts on it from here, the event loop.
+        if len(self.failed) > self.seen:
+            self.seen = len(self.failed)
+            self._abort()
+
+    def _abort(self) -> None:
+        """Cancel every receiver still running (from the event loop)."""
+        self._cancel_tasks()
+        if self.hosting and not self.requested and self.caller is not None:
+            # The caller's task is waiting in _drive(): this cancels the
+            # receiver's wait, and _drive() takes it back at the end.
+            self.requested = True
+            self.caller.cancel()
+
+    def _cancel_tasks(self) -> None:
+        for task in self.tasks:
+            if not task.done():
+                task.cancel()
+
+
+def _make_awaitables(
+    receivers: Sequence[Any], signal: object, sender: object, named: dict[str, Any]
+) -> list[Awaitable[Any]]:
     """Call every receiver before any runs, as Django does.
 
-    If calling one fails (not robust), no receiver runs: the error propagates
-    and the coroutines already made are closed.
+    If calling one fails, no receiver runs: the error propagates and the
+    coroutines already made are closed.
     """
-    if on_error is not None:
-        return [_robust(r, signal, sender, named, on_error) for r in receivers]
-    awaitables: list[Coroutine[Any, Any, Any]] = []
+    awaitables: list[Awaitable[Any]] = []
     try:
-        for receiver in receivers:
-            awaitable = receiver(signal=signal, sender=sender, **named)
-            if type(awaitable) is not CoroutineType and not asyncio.iscoroutine(awaitable):
-                awaitable = _await(awaitable)  # a Future, or an object with __await__
-            awaitables.append(awaitable)
+        if "signal" in named:  # let Python raise its TypeError, as Django's call does
+            for receiver in receivers:
+                awaitables.append(receiver(signal=signal, sender=sender, **named))
+        else:
+            # The keyword arguments merged once, as in send(); each call still
+            # gets a dict of its own.
+            arguments = {"signal": signal, "sender": sender, **named}
+            for receiver in receivers:
+                awaitables.append(receiver(**arguments))
     except BaseException:
         for made in awaitables:
-            made.close()
+            if type(made) is CoroutineType:
+                made.close()
         raise
     return awaitables
-
-
-def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
-    for task in tasks:
-        if not task.done():
-            task.cancel()
 
 
 async def _settle(tasks: Sequence[asyncio.Task[Any]]) -> None:
     """Wait for *tasks*. Cancelling the caller cancels them all, and waits for
     them, before it propagates, as a TaskGroup does."""
-    if len(tasks) == 1:
-        await _settle_one(tasks[0])
-        return
     try:
         if pending := {task for task in tasks if not task.done()}:
             await asyncio.wait(pending)
     except asyncio.CancelledError:
-        _cancel(tasks)
+        for task in tasks:
+            if not task.done():
+                task.cancel()
         if pending := {task for task in tasks if not task.done()}:
             await asyncio.wait(pending)
         raise
-
-
-async def _settle_one(task: asyncio.Task[Any]) -> None:
-    """:func:`_settle` for a single task, the common case (one async receiver,
-    such as a remote publisher), without ``asyncio.wait()``'s future and
-    callbacks. Awaiting a task forwards a cancellation of the caller to it and
-    comes back once it has stopped; the caller's ``cancelling()`` count tells a
-    cancellation of the caller (re-raised, even if the receiver swallowed it)
-    from one of the receiver alone (its result is None)."""
-    caller = asyncio.current_task()
-    assert caller is not None  # run_concurrently() runs in a task
-    cancels = caller.cancelling()
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not task.done():  # cancelled before the task could take the request
-            task.cancel()
-            await asyncio.wait([task])
-            raise
-        if caller.cancelling() > cancels:
-            raise
-    except Exception:
-        pass  # run_concurrently() reads the failure from the task
-    else:
-        if caller.cancelling() > cancels:
-            raise asyncio.CancelledError
 
 
 # -- sync -> async and async -> sync -------------------------------------------------

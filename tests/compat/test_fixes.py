@@ -5,7 +5,7 @@ and asserts what each does: Django's behaviour is part of the assertion, so a
 change in either library shows up. The differences are the ones the maintainers
 chose: fixes of Django's pitfalls, and the consequences of tocsin's design (a
 dict of connections behind a ``receivers`` list, plans cached per sender key,
-receivers' tasks started eagerly on Python 3.12+), documented in
+async receivers run in the caller's task until they wait), documented in
 docs/coming-from-django.md.
 """
 
@@ -611,7 +611,7 @@ def test_patching_live_receivers_does_not_intercept_send(monkeypatch: pytest.Mon
     assert seen == [("django", Sender), ("tocsin", Sender)]
 
 
-# -- async receivers start eagerly on Python 3.12+ -------------------------------------
+# -- async receivers run at once, in the caller's task until they wait ------------------
 
 
 def test_async_receivers_start_before_tasks_already_scheduled() -> None:
@@ -634,3 +634,24 @@ def test_async_receivers_start_before_tasks_already_scheduled() -> None:
 
     assert asyncio.run(main(DJANGO.Signal())) == ["background", "receiver"]
     assert asyncio.run(main(TOCSIN.Signal())) == ["receiver", "background"]
+
+
+def test_async_receivers_run_in_the_callers_task_until_they_wait() -> None:
+    """Django runs each async receiver in a task of its own from its first line;
+    tocsin runs it in the caller's task, and the first receiver that waits goes
+    on there (those after it get tasks of their own)."""
+
+    async def main(signal: Any) -> list[bool]:
+        tasks: list[asyncio.Task[Any] | None] = []
+
+        async def record_task(**kwargs: Any) -> None:
+            tasks.append(asyncio.current_task())
+            await asyncio.sleep(0)
+            tasks.append(asyncio.current_task())
+
+        signal.connect(record_task)
+        await signal.asend(Sender)
+        return [task is asyncio.current_task() for task in tasks]
+
+    assert asyncio.run(main(DJANGO.Signal())) == [False, False]
+    assert asyncio.run(main(TOCSIN.Signal())) == [True, True]

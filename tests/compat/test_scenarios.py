@@ -663,23 +663,6 @@ def test_asend_runs_async_receivers_concurrently(impl: Impl) -> None:
     assert responses(asyncio.run(main())) == ["ping", "pong"]
 
 
-def test_async_receivers_run_in_tasks_of_their_own(impl: Impl) -> None:
-    """Each async receiver runs in its own task from its first line, never in the caller's."""
-    signal = impl.Signal()
-    tasks: list[asyncio.Task[Any] | None] = []
-
-    async def record_task(**kwargs: Any) -> None:
-        tasks.append(asyncio.current_task())
-
-    signal.connect(record_task)
-
-    async def main() -> list[bool]:
-        await signal.asend(Sender)
-        return [task is asyncio.current_task() for task in tasks]
-
-    assert asyncio.run(main()) == [False]
-
-
 def test_async_receiver_can_use_asyncio_timeout(impl: Impl) -> None:
     """asyncio.timeout() inside an async receiver times out that receiver, not the caller."""
     signal = impl.Signal()

@@ -201,6 +201,32 @@ def test_sync_and_async_receivers_both_work(sent: Recorder) -> None:
     assert all(thread != loop_thread[0] for _, thread in sync_threads)
 
 
+def test_sync_receivers_run_on_the_loop_when_the_signals_opt_in(
+    sent: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With sync_receivers_on_loop set on the request signals, their sync receivers
+    are called on the event loop's thread, in order with the async ones."""
+    monkeypatch.setattr(request_started, "sync_receivers_on_loop", True)
+    monkeypatch.setattr(request_finished, "sync_receivers_on_loop", True)
+    sync_threads: list[tuple[str, int]] = []
+    loop_thread: list[int] = []
+
+    def sync_receiver(signal: object, sender: object, **kwargs: Any) -> None:
+        name = "started" if signal is request_started else "finished"
+        sync_threads.append((name, threading.get_ident()))
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        loop_thread.append(threading.get_ident())
+        await send(START)
+        await send(body(b"hello"))
+
+    with connected(sync_receiver, request_started, request_finished):
+        get(RequestSignalsMiddleware(app))
+
+    assert sent.signals() == ["request_started", "request_finished"]
+    assert sync_threads == [("started", loop_thread[0]), ("finished", loop_thread[0])]
+
+
 def test_receivers_can_listen_to_this_middleware_only(sent: Recorder) -> None:
     """The sender is the middleware's class (or subclass), so receivers can filter on it."""
 

@@ -17,6 +17,10 @@ For every ``http`` request the middleware awaits, in this order:
   is cancelled, or the application fails (Django's ticket 35059 was a missing
   ``request_finished`` on cancellation).
 
+The signals' sync receivers run in a worker thread, as in Django, unless a signal
+opts in to calling them on the event loop (``request_started.sync_receivers_on_loop =
+True``, for receivers known to be quick and never to block).
+
 ``websocket`` and ``lifespan`` scopes, and scope types it does not know, are passed
 to the application untouched. It is a pure ASGI middleware: it does not read the
 body and does not buffer the response.
