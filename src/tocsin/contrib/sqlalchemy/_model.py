@@ -57,7 +57,7 @@ def _wrap_init(original: Callable[..., None]) -> Callable[..., None]:
     return init
 
 
-def _on_load(state: InstanceState[Any], context: Any) -> None:
+def _on_load(state: State, context: Any) -> None:
     # Django builds loaded rows with __init__, so they send pre_init and
     # post_init; SQLAlchemy does not call __init__, and only post_init has
     # something true to say.
@@ -78,20 +78,27 @@ _NOTHING: frozenset[str] = frozenset()
 
 
 class _Columns:
-    """What ``update_fields`` needs to know of one mapper, computed on first use
-    (the mapper is configured by then): how each column attribute compares its
-    values, and Django's names of the columns many-to-one relationships write."""
+    """What ``update_fields`` needs to know of one mapper: how each column
+    attribute compares its values, and Django's names of the columns that
+    many-to-one relationships write. Read on first use (the mapper is
+    configured by then), and again after SQLAlchemy configures more mappers,
+    whose backrefs may add relationships to this one (:func:`after_configured`).
+    """
 
-    __slots__ = ("equal", "names")
+    __slots__ = ("__weakref__", "mapper", "tables")
 
     def __init__(self, mapper: Mapper[Any]) -> None:
-        manager = mapper.class_manager
-        self.equal: dict[str, Callable[[Any, Any], Any]] = {
-            prop.key: manager[prop.key].impl.is_equal for prop in mapper.column_attrs
-        }
-        self.names = _foreign_key_fields(mapper)
+        self.mapper = mapper
+        self.tables: tuple[dict[str, Callable[[Any, Any], Any]], dict[str, str]] | None = None
 
-    def changed(self, state: InstanceState[Any]) -> frozenset[str]:
+    def _read(self) -> tuple[dict[str, Callable[[Any, Any], Any]], dict[str, str]]:
+        mapper = self.mapper
+        manager = mapper.class_manager
+        equal = {prop.key: manager[prop.key].impl.is_equal for prop in mapper.column_attrs}
+        tables = self.tables = equal, _foreign_key_fields(mapper)
+        return tables
+
+    def changed(self, state: State) -> frozenset[str]:
         """The keys of the column attributes whose value an UPDATE will write.
 
         The test the unit of work itself makes: an attribute that was set (it
@@ -100,7 +107,8 @@ class _Columns:
         committed = state.committed_state
         if not committed:
             return _NOTHING
-        equal, values = self.equal, state.dict
+        equal = (self.tables or self._read())[0]
+        values = state.dict
         changed = []
         for key, old in committed.items():
             is_equal = equal.get(key)
@@ -118,30 +126,20 @@ class _Columns:
         so a column that a relationship writes is reported under the
         relationship's name.
         """
-        names = self.names
+        names = (self.tables or self._read())[1]
         if not names or names.keys().isdisjoint(columns):
             return columns
         return frozenset(names.get(key, key) for key in columns)
 
 
-_columns: weakref.WeakKeyDictionary[Mapper[Any], _Columns] = weakref.WeakKeyDictionary()
+# Those of the installed listeners (which hold them; a _Columns holds its mapper).
+_columns: weakref.WeakSet[_Columns] = weakref.WeakSet()
 
 
-def _columns_of(mapper: Mapper[Any]) -> _Columns:
-    columns = _columns.get(mapper)
-    if columns is None:
-        columns = _columns[mapper] = _Columns(mapper)
-    return columns
-
-
-def changed_columns(mapper: Mapper[Any], state: InstanceState[Any]) -> frozenset[str]:
-    """The keys of the column attributes of *state* whose value an UPDATE will write."""
-    return _columns_of(mapper).changed(state)
-
-
-def update_fields(mapper: Mapper[Any], columns: frozenset[str]) -> frozenset[str]:
-    """Django's names for *columns* (see :meth:`_Columns.update_fields`)."""
-    return _columns_of(mapper).update_fields(columns)
+def after_configured() -> None:
+    """SQLAlchemy configured new mappers: read the columns' tables again."""
+    for columns in list(_columns):
+        columns.tables = None
 
 
 def _foreign_key_fields(mapper: Mapper[Any]) -> dict[str, str]:
@@ -167,7 +165,8 @@ def _save_listeners(mapper: Mapper[Any], options: Options) -> dict[str, Callable
     cls = mapper.class_
     would_pre_save, would_post_save = _pre_save.would_send, _post_save.would_send
     last = options.last
-    columns: _Columns | None = None
+    columns = _Columns(mapper)
+    _columns.add(columns)
 
     def using(connection: Connection) -> str:
         seen, name = last[0]
@@ -198,12 +197,9 @@ def _save_listeners(mapper: Mapper[Any], options: Options) -> dict[str, Callable
         # SQLAlchemy calls this for every "dirty" instance, even one whose
         # columns did not change (a collection did, or a value was set to
         # itself): only an instance that gets an UPDATE is saved.
-        nonlocal columns
         pre = would_pre_save(cls)
         if not pre and not would_post_save(cls):
             return
-        if columns is None:
-            columns = _columns_of(mapper)
         changed = columns.changed(state)
         if not changed:
             return
@@ -274,6 +270,7 @@ def install(mapper: Mapper[Any]) -> None:
         listeners = _installed[mapper] = _listeners(mapper, options)
         for name, fn in listeners.items():
             event.listen(mapper, name, fn, raw=True, retval=True)
+    _m2m.install(mapper)
     manager = manager_of_class(mapper.class_)
     original = manager.original_init
     if original is not None and not hasattr(original, "_tocsin_original"):
@@ -285,6 +282,7 @@ def uninstall(mapper: Mapper[Any]) -> None:
     for name, fn in (listeners or {}).items():
         if event.contains(mapper, name, fn):
             event.remove(mapper, name, fn)
+    _m2m.uninstall(mapper)
     manager = manager_of_class(mapper.class_)
     wrapped = getattr(manager.original_init, "_tocsin_original", None)
     if wrapped is not None:
