@@ -458,6 +458,29 @@ def test_using_can_be_computed_by_a_function_given_to_enable(
     assert set(engines) == {engine}
 
 
+def test_receivers_connected_and_disconnected_mid_session_count_from_the_next_row(
+    engine: Engine,
+) -> None:
+    """The listeners ask the signals on every row: a receiver connected while a
+    session is open hears its next insert and update, and nothing once disconnected."""
+    with Session(engine, expire_on_commit=False) as session:
+        todo = Todo(text="first")
+        session.add(todo)
+        session.commit()  # nobody listens yet
+        with receiving(pre_save, Todo) as pre, receiving(post_save, Todo) as post:
+            todo.done = True
+            session.add(Todo(text="second"))
+            session.commit()
+        todo.text = "third"
+        session.commit()  # nobody listens any more
+
+    assert [(c["instance"] is todo, c["update_fields"]) for c in pre] == [
+        (False, None),
+        (True, {"done"}),
+    ]
+    assert [(c["created"], c["update_fields"]) for c in post] == [(True, None), (False, {"done"})]
+
+
 def test_threads_flushing_on_two_engines_each_get_their_own_using(tmp_path: Any) -> None:
     """The name of the last connection is remembered for the next row, one
     (connection, name) pair at a time: threads flushing at once on engines with
