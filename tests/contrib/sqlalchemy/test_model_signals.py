@@ -564,8 +564,10 @@ def test_a_foreign_key_a_later_backref_writes_is_named_after_it(
     assert updates == [None, {"shelf_id"}, {"shelf"}]
 
 
-def test_disabled_classes_are_garbage_collected() -> None:
-    """The integration keeps nothing of a class once its registry is disabled."""
+@pytest.mark.parametrize("dispose_first", [False, True], ids=["disable", "dispose-then-disable"])
+def test_disabled_classes_are_garbage_collected(dispose_first: bool) -> None:
+    """The integration keeps nothing of a class once its registry is disabled,
+    also when ``registry.dispose()`` took the class out of the registry first."""
     engine = create_engine("sqlite://")
 
     class GoneBase(DeclarativeBase):
@@ -585,8 +587,10 @@ def test_disabled_classes_are_garbage_collected() -> None:
         session.commit()
         gone.value = 2
         session.commit()
-    assert disable_model_signals(GoneBase) is True
     mapper = weakref.ref(Gone.__mapper__)
+    if dispose_first:
+        GoneBase.registry.dispose()
+    assert disable_model_signals(GoneBase) is True
     GoneBase.registry.dispose()
     engine.dispose()
     del Gone, GoneBase, gone, session, engine

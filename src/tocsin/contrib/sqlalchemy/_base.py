@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from sqlalchemy import util as sa_util
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapper, registry
+from sqlalchemy.util import concurrency
 
 from ...dispatcher import Signal
 
@@ -38,18 +39,11 @@ def _not_in_greenlet() -> bool:
     return False
 
 
-def _in_greenlet() -> bool:
-    # SQLAlchemy's concurrency.in_greenlet(), without its two extra lookups:
-    # this is on every model signal's path.
-    return getattr(getcurrent(), "__sqlalchemy_greenlet_provider__", False)
-
-
-# Checked once: in_greenlet() is on every model signal's path.
-if importlib.util.find_spec("greenlet"):
-    getcurrent: Callable[[], object] = importlib.import_module("greenlet").getcurrent
-    in_greenlet: Callable[[], bool] = _in_greenlet
-else:
-    in_greenlet = _not_in_greenlet
+# Checked once: in_greenlet() is on every model signal's path. SQLAlchemy's
+# own test, which differs between its versions.
+in_greenlet: Callable[[], bool] = (
+    concurrency.in_greenlet if importlib.util.find_spec("greenlet") else _not_in_greenlet
+)
 
 
 def is_async_engine(engine: object) -> TypeGuard[AsyncEngine]:

@@ -115,7 +115,7 @@ def disable_model_signals(target: Any) -> bool:
     reg = _registry_of(target)
     if ENABLED.pop(reg, None) is None:
         return False
-    for mapper in reg.mappers:
+    for mapper in {*reg.mappers, *_model.installed(reg)}:
         _model.uninstall(mapper)
     if not ENABLED:
         _uninstall_globals()

@@ -15,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstanceState, Mapper, RelationshipDirection, Session
 from sqlalchemy.orm.exc import UnmappedColumnError
-from sqlalchemy.orm.instrumentation import manager_of_class
+from sqlalchemy.orm.instrumentation import manager_of_class, opt_manager_of_class
 
 from ... import signals
 from . import _deletion, _m2m
@@ -248,10 +248,17 @@ def forget(session: Session, *flush_args: Any) -> None:
 
 # -- installing --------------------------------------------------------------------
 
-# mapper -> its listeners, by event name, while they are installed.
+# mapper -> its listeners, by event name, while they are installed. The
+# listeners hold their mapper: uninstall() is what lets it go.
 _installed: weakref.WeakKeyDictionary[Mapper[Any], dict[str, Callable[..., None]]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def installed(reg: Any) -> list[Mapper[Any]]:
+    """The mappers of *reg* that have listeners, also those that
+    ``registry.dispose()`` has taken out of it since."""
+    return [mapper for mapper in list(_installed) if mapper.registry is reg]
 
 
 def _listeners(mapper: Mapper[Any], options: Options) -> dict[str, Callable[..., None]]:
@@ -283,7 +290,9 @@ def uninstall(mapper: Mapper[Any]) -> None:
         if event.contains(mapper, name, fn):
             event.remove(mapper, name, fn)
     _m2m.uninstall(mapper)
-    manager = manager_of_class(mapper.class_)
+    manager = opt_manager_of_class(mapper.class_)
+    if manager is None:  # registry.dispose() took the class's instrumentation away
+        return
     wrapped = getattr(manager.original_init, "_tocsin_original", None)
     if wrapped is not None:
         manager.original_init = wrapped
