@@ -447,3 +447,59 @@ def test_no_m2m_changed_when_nothing_changed_in_the_end(engine: Engine, sent: Re
 
     assert m2m(sent) == []
     assert rows(engine) == set()
+
+
+def test_a_many_to_many_backref_added_after_a_flush_is_reported(
+    engine: Engine, sent: Recorder
+) -> None:
+    """A flush skips looking for many-to-many changes while no enabled class has
+    a many-to-many relationship; a class mapped later that gives one to a class
+    already flushed (a backref) is seen from the next flush on."""
+
+    class ShopBase(DeclarativeBase):
+        pass
+
+    enable_model_signals(ShopBase)
+    try:
+
+        class Shop(ShopBase):
+            __tablename__ = "shop"
+
+            id: Mapped[int] = mapped_column(primary_key=True)
+
+        ShopBase.metadata.create_all(engine)
+        with Session(engine) as session:
+            corner = Shop()
+            session.add(corner)
+            session.commit()  # no many-to-many relationship anywhere yet
+
+            shop_brands = Table(
+                "shop_brands",
+                ShopBase.metadata,
+                Column("brand_id", ForeignKey("brand.id"), primary_key=True),
+                Column("shop_id", ForeignKey("shop.id"), primary_key=True),
+            )
+
+            class Brand(ShopBase):
+                __tablename__ = "brand"
+
+                id: Mapped[int] = mapped_column(primary_key=True)
+                shops: Mapped[list[Shop]] = relationship(secondary=shop_brands, backref="brands")
+
+            ShopBase.metadata.create_all(engine)
+            acme = Brand()  # configures Brand, which gives Shop its "brands"
+            session.add(acme)
+            session.commit()
+            del sent[:]
+            corner.brands.append(acme)  # type: ignore[attr-defined]
+            session.commit()
+            acme_id = acme.id
+    finally:
+        disable_model_signals(ShopBase)
+
+    assert actions(sent) == ["pre_add", "post_add"]
+    for signal in m2m(sent):
+        assert signal.sender is shop_brands
+        assert signal.kwargs["instance"] is corner
+        assert signal.kwargs["reverse"] is True
+        assert signal.kwargs["pk_set"] == {acme_id}

@@ -8,13 +8,29 @@ tocsin does and why.
 
 from __future__ import annotations
 
+import gc
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, registry
+from sqlalchemy import (
+    Column,
+    Engine,
+    ForeignKey,
+    Integer,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, registry, relationship
 
 from tocsin import Signal
 from tocsin.contrib.sqlalchemy import (
@@ -440,6 +456,146 @@ def test_using_can_be_computed_by_a_function_given_to_enable(
     assert len(reported) == 10
     assert {s.kwargs["using"] for s in reported} == {expected}
     assert set(engines) == {engine}
+
+
+def test_receivers_connected_and_disconnected_mid_session_count_from_the_next_row(
+    engine: Engine,
+) -> None:
+    """The listeners ask the signals on every row: a receiver connected while a
+    session is open hears its next insert and update, and nothing once disconnected."""
+    with Session(engine, expire_on_commit=False) as session:
+        todo = Todo(text="first")
+        session.add(todo)
+        session.commit()  # nobody listens yet
+        with receiving(pre_save, Todo) as pre, receiving(post_save, Todo) as post:
+            todo.done = True
+            session.add(Todo(text="second"))
+            session.commit()
+        todo.text = "third"
+        session.commit()  # nobody listens any more
+
+    assert [(c["instance"] is todo, c["update_fields"]) for c in pre] == [
+        (False, None),
+        (True, {"done"}),
+    ]
+    assert [(c["created"], c["update_fields"]) for c in post] == [(True, None), (False, {"done"})]
+
+
+def test_threads_flushing_on_two_engines_each_get_their_own_using(tmp_path: Any) -> None:
+    """The name of the last connection is remembered for the next row, one
+    (connection, name) pair at a time: threads flushing at once on engines with
+    other names never get each other's."""
+    engines = {
+        name: create_engine(f"sqlite:///{tmp_path / name}.db", logging_name=name)
+        for name in ("east", "west")
+    }
+    wrong: list[tuple[str, str]] = []
+
+    def check(sender: Any, instance: Todo, using: str, **kwargs: Any) -> None:
+        if instance.text != using:
+            wrong.append((instance.text, using))
+
+    def flush_many(name: str) -> None:
+        with Session(engines[name]) as session:
+            for _ in range(20):
+                session.add_all([Todo(text=name) for _ in range(50)])
+                session.flush()
+            session.commit()
+
+    try:
+        for engine in engines.values():
+            Base.metadata.create_all(engine)
+        pre_save.connect(check, sender=Todo, weak=False)
+        post_save.connect(check, sender=Todo, weak=False)
+        threads = [threading.Thread(target=flush_many, args=(name,)) for name in engines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        pre_save.disconnect(check, sender=Todo)
+        post_save.disconnect(check, sender=Todo)
+        for engine in engines.values():
+            engine.dispose()
+    assert wrong == []
+
+
+def test_a_foreign_key_a_later_backref_writes_is_named_after_it(
+    engine: Engine, sent: Recorder
+) -> None:
+    """update_fields names a column after the many-to-one relationship that
+    writes it, also when a class mapped later adds that relationship (a
+    backref) to a class that was saved before."""
+
+    class ShelfBase(DeclarativeBase):
+        pass
+
+    shelves = Table("shelf", ShelfBase.metadata, Column("id", Integer, primary_key=True))
+
+    class Book(ShelfBase):
+        __tablename__ = "book"
+
+        id: Mapped[int] = mapped_column(primary_key=True)
+        shelf_id: Mapped[int | None] = mapped_column(ForeignKey("shelf.id"))
+
+    ShelfBase.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(shelves), [{"id": 1}, {"id": 2}])
+    enable_model_signals(ShelfBase)
+    try:
+        with Session(engine) as session:
+            book = Book()
+            session.add(book)
+            session.flush()
+            book.shelf_id = 1
+            session.commit()  # no relationship writes shelf_id yet
+
+            class Shelf(ShelfBase):
+                __table__ = shelves
+                books: Mapped[list[Book]] = relationship(backref="shelf")
+
+            ShelfBase.registry.configure()  # gives Book its "shelf"
+            book.shelf_id = 2
+            session.commit()
+    finally:
+        disable_model_signals(ShelfBase)
+
+    updates = [s.kwargs["update_fields"] for s in sent.named("pre_save") if s.sender is Book]
+    assert updates == [None, {"shelf_id"}, {"shelf"}]
+
+
+@pytest.mark.parametrize("dispose_first", [False, True], ids=["disable", "dispose-then-disable"])
+def test_disabled_classes_are_garbage_collected(dispose_first: bool) -> None:
+    """The integration keeps nothing of a class once its registry is disabled,
+    also when ``registry.dispose()`` took the class out of the registry first."""
+    engine = create_engine("sqlite://")
+
+    class GoneBase(DeclarativeBase):
+        pass
+
+    class Gone(GoneBase):
+        __tablename__ = "gone"
+
+        id: Mapped[int] = mapped_column(primary_key=True)
+        value: Mapped[int]
+
+    enable_model_signals(GoneBase)
+    GoneBase.metadata.create_all(engine)
+    with Session(engine) as session:
+        gone = Gone(value=1)
+        session.add(gone)
+        session.commit()
+        gone.value = 2
+        session.commit()
+    mapper = weakref.ref(Gone.__mapper__)
+    if dispose_first:
+        GoneBase.registry.dispose()
+    assert disable_model_signals(GoneBase) is True
+    GoneBase.registry.dispose()
+    engine.dispose()
+    del Gone, GoneBase, gone, session, engine
+    gc.collect()
+    assert mapper() is None
 
 
 # -- sender: the instance's own class ----------------------------------------------

@@ -11,6 +11,7 @@ can run then.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 import weakref
@@ -38,7 +39,8 @@ def _not_in_greenlet() -> bool:
     return False
 
 
-# Checked once: in_greenlet() is on every model signal's path.
+# Checked once: in_greenlet() is on every model signal's path. SQLAlchemy's
+# own test, which differs between its versions.
 in_greenlet: Callable[[], bool] = (
     concurrency.in_greenlet if importlib.util.find_spec("greenlet") else _not_in_greenlet
 )
@@ -66,8 +68,10 @@ class Options:
     names: weakref.WeakKeyDictionary[Engine, str] = field(
         default_factory=weakref.WeakKeyDictionary, compare=False
     )
-    # [connection, name] of the last lookup (see _model._using)
-    last: list[Any] = field(default_factory=lambda: [None, None], compare=False)
+    # [(connection, name)] of the last lookup (see _model): one tuple, read and
+    # replaced whole, so that threads flushing on other engines never pair one
+    # lookup's connection with another's name.
+    last: list[tuple[Any, str]] = field(default_factory=lambda: [(None, "")], compare=False)
 
 
 # registry -> options, for every registry whose classes send model signals.
@@ -106,6 +110,19 @@ def send(signal: Signal, sender: object, **named: Any) -> None:
     """:func:`fire` for code that is not on a hot path."""
     if signal.would_send(sender):
         fire(signal, sender, named)
+
+
+def sending(signal: Signal) -> Callable[..., Any]:
+    """What sends *signal* from here: its ``send``, or in a greenlet its
+    ``send_with_awaiter`` bound to SQLAlchemy's ``await_`` (see :func:`fire`).
+
+    For the hot paths: ``sending(signal)(sender, instance=..., ...)`` passes
+    the arguments as keywords straight to the send, where :func:`fire` would
+    build a dict and unpack it again.
+    """
+    if in_greenlet():
+        return functools.partial(signal.send_with_awaiter, await_)
+    return signal.send
 
 
 def awaiter() -> Callable[[Any], Any] | None:

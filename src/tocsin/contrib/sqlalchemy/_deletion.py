@@ -165,6 +165,12 @@ _orphaning: weakref.WeakKeyDictionary[Mapper[Any], tuple[RelationshipProperty[An
 )
 
 
+def after_configured() -> None:
+    """SQLAlchemy configured new mappers, whose backrefs may add relationships
+    to mappers configured before: look at them again."""
+    _orphaning.clear()
+
+
 def _delete_orphan_relationships(mapper: Mapper[Any]) -> tuple[RelationshipProperty[Any], ...]:
     found = _orphaning.get(mapper)
     if found is None:

@@ -45,9 +45,15 @@ _SESSION_EVENTS = (
 )
 
 
+# Mappers configured later may add relationships (backrefs) to enabled ones.
+_AFTER_CONFIGURED = (_m2m.after_configured, _deletion.after_configured, _model.after_configured)
+
+
 def _install_globals() -> None:
     if not event.contains(Mapper, "after_mapper_constructed", _on_mapper_constructed):
         event.listen(Mapper, "after_mapper_constructed", _on_mapper_constructed)
+        for refresh in _AFTER_CONFIGURED:
+            event.listen(Mapper, "after_configured", refresh)
         for name, fn in _SESSION_EVENTS:
             event.listen(Session, name, fn)
 
@@ -55,6 +61,8 @@ def _install_globals() -> None:
 def _uninstall_globals() -> None:
     if event.contains(Mapper, "after_mapper_constructed", _on_mapper_constructed):
         event.remove(Mapper, "after_mapper_constructed", _on_mapper_constructed)
+        for refresh in _AFTER_CONFIGURED:
+            event.remove(Mapper, "after_configured", refresh)
         for name, fn in _SESSION_EVENTS:
             event.remove(Session, name, fn)
 
@@ -107,7 +115,7 @@ def disable_model_signals(target: Any) -> bool:
     reg = _registry_of(target)
     if ENABLED.pop(reg, None) is None:
         return False
-    for mapper in reg.mappers:
+    for mapper in {*reg.mappers, *_model.installed(reg)}:
         _model.uninstall(mapper)
     if not ENABLED:
         _uninstall_globals()

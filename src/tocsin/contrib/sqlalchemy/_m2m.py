@@ -29,7 +29,7 @@ from sqlalchemy.orm.attributes import get_history, instance_state
 from sqlalchemy.orm.base import PassiveFlag
 
 from ... import signals
-from ._base import options_for, send, using_of
+from ._base import ENABLED, options_for, send, using_of
 
 Relationship = RelationshipProperty[Any]
 
@@ -109,8 +109,43 @@ def sides_of(mapper: Mapper[Any]) -> tuple[tuple[RelationshipProperty[Any], bool
     return sides
 
 
+# The enabled mappers that have a many-to-many relationship: while there is
+# none, a flush has no change to look for among its objects. Kept up to date
+# as mappers are enabled (install) and configured (after_configured), which
+# adds relationships, backrefs included, to mappers configured before.
+_with_m2m: weakref.WeakSet[Mapper[Any]] = weakref.WeakSet()
+
+
+def _has_m2m(mapper: Mapper[Any]) -> bool:
+    # Not sides_of(), which caches: this may run before the last backref is
+    # added; sides_of() runs at flush time, as ever.
+    return any(rel.secondary is not None and not rel.viewonly for rel in mapper.relationships)
+
+
+def install(mapper: Mapper[Any]) -> None:
+    """*mapper* sends model signals now (once configured: see :func:`after_configured`)."""
+    if mapper.configured and _has_m2m(mapper):
+        _with_m2m.add(mapper)
+
+
+def uninstall(mapper: Mapper[Any]) -> None:
+    _with_m2m.discard(mapper)
+
+
+def after_configured() -> None:
+    """SQLAlchemy configured new mappers: look again at every enabled one (a
+    backref may have given a relationship to a mapper configured before)."""
+    _sides.clear()
+    for reg in ENABLED:
+        for mapper in reg.mappers:
+            if mapper.configured and _has_m2m(mapper):
+                _with_m2m.add(mapper)
+
+
 def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
     _flushes.pop(session, None)
+    if not _with_m2m:  # no many-to-many relationship to change
+        return
     if not signals.m2m_changed.would_send_any():  # nobody listens to any table
         return
     flush = _changes(session)
