@@ -304,3 +304,61 @@ def test_the_extension_was_built_from_the_source_beside_it() -> None:
     if not source.exists() or built.parent != source.parent:
         pytest.skip("an installed wheel: no source beside it")
     assert built.stat().st_mtime >= source.stat().st_mtime, "rebuild: pip install -e ."
+
+
+def test_async_receivers_get_the_sends_arguments_in_every_shape() -> None:
+    """asend() calls its async receivers in C when compiled (call_each): many names,
+    names of a str subclass (which C leaves to Python), a dict of their own each."""
+    import asyncio
+
+    class Name(str):
+        __slots__ = ()
+
+    signal = Signal()
+    seen: list[dict[str, Any]] = []
+
+    def make() -> Callable[..., Any]:
+        async def receive(**kwargs: Any) -> int:
+            kwargs["scribbled"] = True
+            seen.append(kwargs)
+            return len(seen)
+
+        return receive
+
+    receivers = [make() for _ in range(3)]
+    for receiver in receivers:
+        signal.connect(receiver)
+    shapes: list[dict[str, int]] = [{}, {f"name_{i}": i for i in range(12)}, {Name("odd"): 1}]
+    for named in shapes:
+        seen.clear()
+        responses = asyncio.run(signal.asend(Sender, **named))
+        assert responses == [(receivers[0], 1), (receivers[1], 2), (receivers[2], 3)]
+        assert seen == [{"signal": signal, "sender": Sender, **named, "scribbled": True}] * 3
+
+
+def test_a_failing_async_receiver_call_closes_the_coroutines_made_before() -> None:
+    import asyncio
+
+    from asgiref.sync import markcoroutinefunction
+
+    signal = Signal()
+    started: list[str] = []
+
+    async def first(**kwargs: Any) -> None:
+        started.append("first")
+
+    def not_async(**kwargs: Any) -> Any:
+        raise LookupError("no awaitable here")
+
+    signal.connect(first)
+    signal.connect(markcoroutinefunction(not_async))  # async, as Django sees it
+    with pytest.raises(LookupError, match="no awaitable here"):
+        asyncio.run(signal.asend(Sender, value=1))
+    assert started == []  # made, then closed: never run, and never "never awaited"
+
+
+@compiled_only
+def test_call_each_checks_its_arguments() -> None:
+    assert speedups is not None
+    with pytest.raises(TypeError, match=r"call_each\(receivers: list"):
+        speedups.call_each((), None, None, {}, [])

@@ -26,6 +26,9 @@
  *              stacklevel from that.
  * MethodDeref  The deref of a weakly connected bound method (tocsin._refs):
  *              two weak references, the bound method rebuilt when both live.
+ * call_each    asend()'s first step (tocsin._async): call every async
+ *              receiver with signal=, sender= and the send's keyword
+ *              arguments, from one tuple of names built once per send.
  *
  * It relies on the GIL (CPython 3.11-3.13, not the free-threaded build).
  */
@@ -35,7 +38,7 @@
 
 /* Bumped when what dispatcher.py and _refs.py expect from this module
  * changes: a stale build is then ignored rather than misused. */
-#define API_VERSION 1
+#define API_VERSION 2
 
 static PyObject *str_any_plan;  /* "_any_plan" */
 static PyObject *str_plans;     /* "_plans" */
@@ -561,6 +564,97 @@ static PyTypeObject SendMethod_Type = {
     .tp_call = PyVectorcall_Call,
 };
 
+/* -- asend()'s calls ------------------------------------------------------------- */
+
+/* call_each(receivers, signal, sender, named, made): append
+ * receiver(signal=signal, sender=sender, **named) to the list *made* for each
+ * receiver, in order. On an error it stops and raises, and *made* holds what
+ * the calls before made (the caller closes those coroutines). *named* must not
+ * hold "signal" or "sender" (the caller checks, as Python would raise).
+ * Returns None, or NotImplemented, having called nothing, for a name that is
+ * not exactly a str. */
+static PyObject *
+call_each(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyList_Check(args[0]) || !PyDict_Check(args[3]) ||
+        !PyList_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "call_each(receivers: list, signal, sender, named: dict, made: list)");
+        return NULL;
+    }
+    PyObject *receivers = args[0], *named = args[3], *made = args[4];
+    Py_ssize_t nnamed = PyDict_GET_SIZE(named);
+    PyObject *names = PyTuple_New(nnamed + 2);
+    if (names == NULL) {
+        return NULL;
+    }
+    PyObject *stack_small[SMALL + 3];
+    PyObject **stack = stack_small;
+    if (nnamed + 3 > SMALL + 3) {
+        stack = PyMem_Malloc((nnamed + 3) * sizeof(PyObject *));
+        if (stack == NULL) {
+            Py_DECREF(names);
+            return PyErr_NoMemory();
+        }
+    }
+    PyTuple_SET_ITEM(names, 0, Py_NewRef(PyTuple_GET_ITEM(signal_sender, 0)));
+    PyTuple_SET_ITEM(names, 1, Py_NewRef(PyTuple_GET_ITEM(signal_sender, 1)));
+    stack[1] = args[1];
+    stack[2] = args[2];
+    /* The dict is not changed while it is read: no Python code runs here. */
+    PyObject *key, *value;
+    Py_ssize_t position = 0, i = 2;
+    while (PyDict_Next(named, &position, &key, &value)) {
+        if (!PyUnicode_CheckExact(key)) {
+            /* Not a name vectorcall takes: the caller calls them itself. */
+            while (i < nnamed + 2) {
+                PyTuple_SET_ITEM(names, i++, Py_NewRef(Py_None));
+            }
+            if (stack != stack_small) {
+                PyMem_Free(stack);
+            }
+            Py_DECREF(names);
+            return Py_NewRef(Py_NotImplemented);
+        }
+        PyTuple_SET_ITEM(names, i, Py_NewRef(key));
+        stack[i + 1] = value;
+        i++;
+    }
+    /* Strong references to the values: a receiver may change *named*. */
+    for (Py_ssize_t j = 3; j < nnamed + 3; j++) {
+        Py_INCREF(stack[j]);
+    }
+    PyObject *result = Py_None;
+    /* Index by index: a receiver may change the list, which is the caller's. */
+    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(receivers); j++) {
+        PyObject *receiver = Py_NewRef(PyList_GET_ITEM(receivers, j));
+        PyObject *awaitable = PyObject_Vectorcall(
+            receiver, stack + 1, 0 | PY_VECTORCALL_ARGUMENTS_OFFSET, names);
+        Py_DECREF(receiver);
+        if (awaitable == NULL || PyList_Append(made, awaitable) < 0) {
+            Py_XDECREF(awaitable);
+            result = NULL;
+            break;
+        }
+        Py_DECREF(awaitable);
+    }
+    for (Py_ssize_t j = 3; j < nnamed + 3; j++) {
+        Py_DECREF(stack[j]);
+    }
+    if (stack != stack_small) {
+        PyMem_Free(stack);
+    }
+    Py_DECREF(names);
+    return result == NULL ? NULL : Py_NewRef(Py_None);
+}
+
+static PyMethodDef speedups_functions[] = {
+    {"call_each", (PyCFunction)(void (*)(void))call_each, METH_FASTCALL,
+     "call_each(receivers, signal, sender, named, made)\n--\n\n"
+     "Append receiver(signal=signal, sender=sender, **named) to *made* for each receiver."},
+    {NULL},
+};
+
 /* -- the module ----------------------------------------------------------------- */
 
 static struct PyModuleDef speedups_module = {
@@ -568,6 +662,7 @@ static struct PyModuleDef speedups_module = {
     .m_name = "tocsin._speedups",
     .m_doc = "tocsin's compiled send path (optional; see tocsin/_compiled.py).",
     .m_size = -1,
+    .m_methods = speedups_functions,
 };
 
 PyMODINIT_FUNC

@@ -1,5 +1,6 @@
 # Types of tocsin/_speedups.c, the optional compiled send path (see tocsin/_compiled.py).
 from collections.abc import Callable
+from types import NotImplementedType
 from typing import Any, Final
 from weakref import ReferenceType
 
@@ -22,3 +23,8 @@ class MethodDeref:
 
     def __init__(self, self_ref: ReferenceType[Any], func_ref: ReferenceType[Any]) -> None: ...
     def __call__(self) -> Any: ...
+
+def call_each(
+    receivers: list[Any], signal: object, sender: object, named: dict[str, Any], made: list[Any]
+) -> NotImplementedType | None:
+    """Append ``receiver(signal=signal, sender=sender, **named)`` to *made* for each receiver."""
