@@ -40,6 +40,8 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+from _harness import print_run_facts, run_facts
+
 ROOT = Path(__file__).resolve().parent.parent
 
 perf_counter_ns = time.perf_counter_ns
@@ -965,8 +967,8 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
         print(f"   {row['scenario']:<22}{row['shown']:<24}{row['target']:<16}{row['result']}")
 
 
-def header(cfg: Config) -> dict[str, str]:
-    info = {
+def header(cfg: Config) -> dict[str, Any]:
+    info: dict[str, Any] = {
         "python": sys.version.replace("\n", " "),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
@@ -979,6 +981,8 @@ def header(cfg: Config) -> dict[str, str]:
     also = " (the tocsin(pure) rows: the pure-Python one)" if compiled else ""
     print(f"tocsin   send path: {info['send path']}{also}")
     print(f"platform {info['platform']}")
+    info["run"] = run_facts()
+    print_run_facts(info["run"])
     print(
         f"mode     {cfg.name}: {cfg.repeats} samples of ~{cfg.sample_ns / 1e6:g} ms per case, "
         f"fastest reported, gc disabled while timing"

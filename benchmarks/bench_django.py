@@ -74,6 +74,7 @@ from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 
 import tocsin  # noqa: E402
+from _harness import print_run_facts, run_facts  # noqa: E402
 from tocsin.contrib.django import install, installed, uninstall  # noqa: E402
 
 VARIANTS = ("django", "tocsin")
@@ -347,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         f"tocsin {tocsin.__version__}; {rounds} rounds, {requests} requests and "
         f"{sends} sends per sample{' (quick: noise)' if args.quick else ''}"
     )
+    facts = run_facts()
+    print_run_facts(facts)
     results = measure(rounds, requests, sends)
     report(results)
     if args.json:
@@ -355,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "django": django.get_version(),
             "config": {"rounds": rounds, "requests": requests, "sends": sends},
+            "run": facts,
             "results": results,
         }
         with open(args.json, "w", encoding="utf-8") as out:

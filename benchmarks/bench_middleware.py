@@ -55,6 +55,7 @@ from tocsin.signals import got_request_exception, request_finished, request_star
 
 # The timing helpers of the dispatcher benchmark, beside this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import print_run_facts, run_facts
 from bench import calibrate, timed
 
 perf_counter_ns = time.perf_counter_ns
@@ -846,8 +847,8 @@ def print_summary(rows: list[dict[str, Any]], server_ran: bool) -> None:
     )
 
 
-def header(cfg: Config) -> dict[str, str]:
-    info = {
+def header(cfg: Config) -> dict[str, Any]:
+    info: dict[str, Any] = {
         "python": sys.version.replace("\n", " "),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
@@ -857,6 +858,8 @@ def header(cfg: Config) -> dict[str, str]:
     asgiref = _importable("asgiref")
     print(f"Python   {info['python']} ({info['implementation']})")
     print(f"platform {info['platform']}, {info['cpus']} CPUs; tocsin {info['tocsin']}")
+    info["run"] = run_facts()
+    print_run_facts(info["run"])
     print(
         f"mode     {cfg.name}: in process, {cfg.repeats} samples of ~{cfg.sample_ns / 1e6:g} ms "
         f"per case, fastest reported, gc disabled while timing"

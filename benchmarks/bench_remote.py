@@ -949,6 +949,10 @@ def header(
     print(f"Python   {info['python']}")
     print(f"platform {info['platform']}, {info['cpus']} CPUs; tocsin {info['tocsin']}")
     print(f"redis    server {server} at {url}; redis-py {info['redis_py']}{hiredis}")
+    from _harness import print_run_facts, run_facts  # here: workers import this file too
+
+    info["run"] = run_facts()
+    print_run_facts(info["run"])
     peers = {"rq": f"rq {info['rq']}", "celery": f"celery {info['celery']} (kombu {info['kombu']})"}
     shown = [text for name, text in peers.items() if name in systems]
     if shown:

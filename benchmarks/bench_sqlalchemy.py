@@ -86,6 +86,7 @@ from tocsin.contrib.sqlalchemy import (
 
 # The timing helper of the dispatcher benchmark, beside this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import print_run_facts, run_facts
 from bench import timed
 
 perf_counter_ns = time.perf_counter_ns
@@ -628,6 +629,8 @@ def header(cfg: Config, postgresql: str | None) -> dict[str, Any]:
     )
     if postgresql:
         print(f"         PostgreSQL {postgresql} (psycopg {info['psycopg']})")
+    info["run"] = run_facts()
+    print_run_facts(info["run"])
     print(
         f"mode     {cfg.name}: {cfg.rows:,} rows inserted then updated per sample, "
         f"{cfg.rounds} round(s) of the variants taking turns, fastest reported, "
