@@ -8,6 +8,7 @@ The scripts import it from their own folder (``python benchmarks/bench.py`` puts
 from __future__ import annotations
 
 import datetime
+import importlib
 import os
 import platform
 import subprocess
@@ -29,12 +30,14 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def _send_path() -> str:
+def send_path(package: str = "tocsin") -> str:
+    """ "compiled" or "pure": which send path the tocsin *package* uses (its _compiled
+    module); "unknown" if it cannot be imported. bench.py also asks it of its copies."""
     try:
-        from tocsin._compiled import speedups
+        compiled = importlib.import_module(f"{package}._compiled")
     except ImportError:
         return "unknown"
-    return "pure" if speedups is None else "compiled"
+    return "pure" if compiled.speedups is None else "compiled"
 
 
 def run_facts() -> dict[str, Any]:
@@ -55,7 +58,7 @@ def run_facts() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "tocsin_version": tocsin,
-        "tocsin_send_path": _send_path(),
+        "tocsin_send_path": send_path(),
         "argv": sys.argv[1:],
     }
 

@@ -40,7 +40,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from _harness import print_run_facts, run_facts
+from _harness import print_run_facts, run_facts, send_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -420,14 +420,8 @@ def load_tocsin_pure(tocsin: Any) -> Impl:
     )
     sys.path.insert(0, str(target.parent))
     module = importlib.import_module("tocsin_pure")
-    assert importlib.import_module("tocsin_pure._compiled").speedups is None
+    assert send_path("tocsin_pure") == "pure"
     return TocsinImpl(module, name="tocsin(pure)")
-
-
-def send_path(tocsin: Any) -> str:
-    """ "compiled" or "pure": which send path *tocsin* uses (tocsin._compiled)."""
-    compiled = importlib.import_module(f"{tocsin.__name__}._compiled")
-    return "pure" if compiled.speedups is None else "compiled"
 
 
 def load_impls(against: str | None = None) -> tuple[list[Impl], dict[str, str]]:
@@ -439,7 +433,7 @@ def load_impls(against: str | None = None) -> tuple[list[Impl], dict[str, str]]:
     except ImportError as err:
         sys.exit(f"cannot import tocsin ({err}); install it first: pip install -e .")
     impls: list[Impl] = [TocsinImpl(tocsin)]
-    if send_path(tocsin) == "compiled":
+    if send_path(tocsin.__name__) == "compiled":
         impls.append(load_tocsin_pure(tocsin))
     if against:
         impls.append(load_tocsin_at(against))
@@ -973,9 +967,7 @@ def header(cfg: Config) -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
     }
-    import tocsin
-
-    info["send path"] = send_path(tocsin)
+    info["send path"] = send_path()
     print(f"Python   {info['python']} ({info['implementation']})")
     compiled = info["send path"] == "compiled"
     also = " (the tocsin(pure) rows: the pure-Python one)" if compiled else ""
