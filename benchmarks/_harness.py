@@ -1,23 +1,50 @@
-"""What the benchmark scripts share: the facts of a run, printed in its header and kept in
-its JSON file, so that every figure can be traced to a date, a commit and a machine state.
+"""What the benchmark scripts share, so that each keeps only its scenarios, its peers
+and its targets, and they all time, compare, judge and report the same way.
+
+* the facts of a run (date, commit, load, tocsin's send path), printed in its header and
+  kept in its JSON file, so that every figure can be traced to a machine state;
+* timing: a loop calibrated to a duration per sample, samples taken round-robin with the
+  garbage collector off, so that drift and collections hit every case alike;
+* statistics (best, median, ratios paired by round) and their formatting;
+* aligned tables, the verdicts against an issue's target, and the summary's heading;
+* the command line every script has (``--quick``, ``--json``) and its JSON file;
+* child processes: servers on a loopback socket, their CPU time, stopping them.
 
 The scripts import it from their own folder (``python benchmarks/bench.py`` puts it on
-``sys.path``).
+``sys.path``); tests/test_bench_harness.py tests it.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import gc
 import importlib
+import importlib.util
+import json
+import math
 import os
 import platform
+import select
+import signal
+import socket
+import statistics
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, fields, is_dataclass, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+# A timed loop: runs its operation *loops* times (or loops x ops_per_loop), returns the ns.
+Runner = Callable[[int], int]
+
+# -- the facts of a run --------------------------------------------------------------------
 
 
 def _git(*args: str) -> str | None:
@@ -40,10 +67,10 @@ def send_path(package: str = "tocsin") -> str:
     return "pure" if compiled.speedups is None else "compiled"
 
 
-def run_facts() -> dict[str, Any]:
-    """The date (UTC), the commit (and whether src/ or benchmarks/ have uncommitted
-    changes), Python, the platform, the load average, tocsin's version and send path."""
-    status = _git("status", "--porcelain", "--", "src", "benchmarks")
+def run_facts(paths: Sequence[str] = ("src", "benchmarks")) -> dict[str, Any]:
+    """The date (UTC), the commit (and whether *paths* have uncommitted changes), Python,
+    the platform, the load average, tocsin's version and send path."""
+    status = _git("status", "--porcelain", "--", *paths)
     try:
         tocsin = metadata.version("tocsin")
     except metadata.PackageNotFoundError:
@@ -74,3 +101,323 @@ def print_run_facts(facts: dict[str, Any]) -> None:
         f"run      {facts['date']}, commit {commit}, load {shown}; "
         f"tocsin {facts['tocsin_version']} ({facts['tocsin_send_path']} send path)"
     )
+
+
+def python_facts() -> dict[str, Any]:
+    """Python's full version, its implementation and the platform, as the header shows
+    them (the run facts keep the short version)."""
+    return {
+        "python": sys.version.replace("\n", " "),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+    }
+
+
+def version(package: str) -> str | None:
+    """*package*'s installed version, None if it is not installed."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# -- timing --------------------------------------------------------------------------------
+
+
+def timed(run: Runner, loops: int) -> int:
+    """``run(loops)`` with the garbage collector off: a collection would land on
+    whichever case happens to cross its threshold, not on the one that made the garbage."""
+    gc.disable()
+    try:
+        return run(loops)
+    finally:
+        gc.enable()
+
+
+def calibrate(run: Runner, sample_ns: int) -> int:
+    """How many loops take about *sample_ns*: tenfold until a run takes a tenth of it,
+    then scaled (the small runs double as warm-up)."""
+    loops = 1
+    while True:
+        elapsed = max(1, timed(run, loops))
+        if elapsed * 10 >= sample_ns:
+            return max(1, round(loops * sample_ns / elapsed))
+        loops *= 10
+
+
+def turns(items: Sequence[T], rounds: int, *, alternate: bool = True) -> Iterator[T]:
+    """Every item once per round, round after round; with *alternate*, every other round in
+    reverse order, so that drift within a round hits the first and the last alike."""
+    for number in range(rounds):
+        yield from (items[::-1] if alternate and number % 2 else items)
+
+
+@dataclass
+class TimedCase:
+    """One timed loop of a scenario. *around* is held while it runs (receivers connected,
+    say), so that a case's set-up never slows the others down."""
+
+    name: str
+    run: Runner
+    ops_per_loop: int = 1
+    around: Callable[[], AbstractContextManager[object]] = nullcontext
+
+
+def sample_cases(
+    cases: Sequence[TimedCase], repeats: int, sample_ns: int, *, alternate: bool = False
+) -> dict[str, list[float]]:
+    """Calibrate every case to *sample_ns*, then sample them in turns, *repeats* each:
+    ns per operation of every sample, by case name."""
+    gc.collect()
+    loops = {}
+    for case in cases:
+        with case.around():
+            loops[case.name] = calibrate(case.run, sample_ns)
+    gc.collect()
+    samples: dict[str, list[float]] = {case.name: [] for case in cases}
+    for case in turns(cases, repeats, alternate=alternate):
+        with case.around():
+            elapsed = timed(case.run, loops[case.name])
+        samples[case.name].append(elapsed / (loops[case.name] * case.ops_per_loop))
+    return samples
+
+
+# -- statistics ----------------------------------------------------------------------------
+
+
+def best(samples: Iterable[float], *, higher: bool = False) -> float:
+    """The best sample: the least time (the one least disturbed), or the highest rate."""
+    return max(samples) if higher else min(samples)
+
+
+def median(samples: Iterable[float]) -> float:
+    return float(statistics.median(samples))
+
+
+def stats(samples: Sequence[float]) -> dict[str, Any]:
+    """What a JSON file keeps of a case: the least sample, the median, every sample."""
+    return {"best": best(samples), "median": median(samples), "samples": list(samples)}
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    """*value* over *base*; None when either is missing or the base is not positive."""
+    if value is None or base is None or base <= 0:
+        return None
+    return value / base
+
+
+def paired_ratios(base: Sequence[float], other: Sequence[float]) -> list[float]:
+    """Round by round, *other* over *base* of the same round (rounds with a zero base left
+    out): drift between rounds cancels, which a ratio of two bests does not do."""
+    return [o / b for b, o in zip(base, other, strict=True) if b]
+
+
+# -- formatting and tables -----------------------------------------------------------------
+
+
+def fmt(value: float | None, spec: str, *, missing: str = "-", suffix: str = "") -> str:
+    """*value* formatted by *spec* with *suffix*; *missing* for None or NaN (no figure)."""
+    if value is None or math.isnan(value):
+        return missing
+    return format(value, spec) + suffix
+
+
+def fmt_ratio(value: float | None, digits: int = 2, *, missing: str = "-") -> str:
+    """``1.23x``; *missing* when there is no ratio."""
+    return fmt(value, f".{digits}f", missing=missing, suffix="x")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table's column: its heading, its width, and ``>`` (figures) or ``<`` (labels)."""
+
+    title: str
+    width: int
+    align: str = ">"
+
+
+def format_row(columns: Sequence[Column], cells: Sequence[str], indent: str = "   ") -> str:
+    """One line of a table: each cell padded to its column. A longer cell pushes the rest
+    right rather than being cut, and a row may have fewer cells than columns."""
+    line = "".join(
+        f"{cell:{column.align}{column.width}}" for column, cell in zip(columns, cells, strict=False)
+    )
+    return (indent + line).rstrip()
+
+
+def print_table(
+    columns: Sequence[Column], rows: Iterable[Sequence[str]], indent: str = "   "
+) -> None:
+    """The columns' headings, then the rows, aligned."""
+    print(format_row(columns, [column.title for column in columns], indent))
+    for row in rows:
+        print(format_row(columns, row, indent))
+    sys.stdout.flush()
+
+
+def heading(title: str) -> None:
+    """A section of the report, after a blank line: ``== <title>``."""
+    print()
+    print(f"== {title}")
+
+
+# -- targets -------------------------------------------------------------------------------
+
+
+def verdict(measured: float | None, limit: float, *, at_least: bool = False) -> str:
+    """PASS or MISS against an issue's target, *measured* at most *limit* (or at least,
+    for rates and speed-ups); n/a when nothing was measured."""
+    if measured is None:
+        return "n/a"
+    met = measured >= limit if at_least else measured <= limit
+    return "PASS" if met else "MISS"
+
+
+@dataclass(frozen=True)
+class Target:
+    """An issue's target for one figure, and how the summary states it."""
+
+    limit: float
+    at_least: bool = False
+    unit: str = "x"
+
+    @property
+    def text(self) -> str:
+        """``<= 1.10x``, ``>= 20,000/s``."""
+        number = f"{self.limit:.2f}" if self.unit == "x" else f"{self.limit:,g}"
+        return f"{'>=' if self.at_least else '<='} {number}{self.unit}"
+
+    def verdict(self, measured: float | None) -> str:
+        return verdict(measured, self.limit, at_least=self.at_least)
+
+
+# -- the command line and the JSON file ----------------------------------------------------
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options every script has: ``--quick`` (a smoke test's counts) and ``--json``."""
+    made = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0] or None)
+    made.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
+    made.add_argument("--json", metavar="PATH", type=Path, help="also write results here")
+    return made
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number above zero (a count of rounds, rows, events)."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above zero (seconds)."""
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def configure(cfg: T, **given: Any) -> T:
+    """*cfg* (a frozen dataclass: the quick or the default one) with what the command line
+    gave; None means not given."""
+    return replace(cfg, **{name: value for name, value in given.items() if value is not None})  # type: ignore[type-var]
+
+
+def comma_list(
+    made: argparse.ArgumentParser, option: str, text: str, known: Iterable[str]
+) -> list[str]:
+    """The names in a comma-separated option (``--only a,b``); exits with the known ones
+    when one is unknown."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    choices = list(known)
+    if unknown := sorted(set(names) - set(choices)):
+        made.error(f"{option}: unknown {', '.join(unknown)}; choose from {', '.join(choices)}")
+    return names
+
+
+def as_json(value: Any) -> Any:
+    """Dataclasses as dicts, tuples as lists: what json.dumps would make of them."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_json(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {key: as_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_json(item) for item in value]
+    return value
+
+
+def write_json(path: Path | None, mode: str, facts: dict[str, Any], **data: Any) -> None:
+    """The run's JSON file, if *path*: the mode (quick or full), the facts of the run under
+    ``"run"``, then the script's own *data* (its config, every sample, its summary)."""
+    if path is None:
+        return
+    document = {"mode": mode, **data, "run": facts}
+    path.write_text(json.dumps(as_json(document), indent=2) + "\n")
+    print(f"results written to {path}")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A run's JSON file, as write_json() wrote it (its tests' and the README's reader)."""
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+# -- child processes -----------------------------------------------------------------------
+
+
+def importable(name: str) -> bool:
+    """Whether module *name* is installed, without importing it (a peer may be slow to)."""
+    return importlib.util.find_spec(name) is not None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time process *pid* has used so far, all threads (Linux: /proc); else None."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            parts = stat.read().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def listening_socket(host: str) -> socket.socket:
+    """A TCP socket listening on a free port of *host*, for a server to take over.
+    IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(2048)
+    return sock
+
+
+def exit_when_orphaned() -> None:
+    """In a child server: SIGTERM itself once its stdin closes, the parent gone, so that
+    no server outlives a run that crashed."""
+
+    def wait() -> None:
+        sys.stdin.read()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait, daemon=True).start()
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The first line a child prints (its port, say), or "" if none comes in time."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline() if ready else ""
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after *timeout* seconds; its pipes closed."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()

@@ -16,16 +16,12 @@ project's targets. See benchmarks/README.md for what each scenario measures.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import importlib
 import io
-import json
 import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -40,7 +36,26 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from _harness import print_run_facts, run_facts, send_path
+from _harness import (
+    Column,
+    Runner,
+    TimedCase,
+    comma_list,
+    fmt,
+    fmt_ratio,
+    heading,
+    median,
+    parser,
+    print_run_facts,
+    print_table,
+    python_facts,
+    ratio,
+    run_facts,
+    sample_cases,
+    send_path,
+    verdict,
+    write_json,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,8 +63,6 @@ perf_counter_ns = time.perf_counter_ns
 
 Receiver = Callable[..., Any]
 AsyncReceiver = Callable[..., Coroutine[Any, Any, Any]]
-# A timed loop: runs its operation ``loops * ops_per_loop`` times, returns elapsed ns.
-Runner = Callable[[int], int]
 
 UNROLL = 10  # sends per loop iteration in the send/asend loops
 SLEEP = 0.01  # seconds each receiver sleeps in the concurrency check
@@ -272,24 +285,6 @@ def cycle_runner(
     return run
 
 
-def timed(run: Runner, loops: int) -> int:
-    gc.disable()
-    try:
-        return run(loops)
-    finally:
-        gc.enable()
-
-
-def calibrate(run: Runner, sample_ns: int) -> int:
-    """How many loops take about *sample_ns* (the small runs double as warm-up)."""
-    loops = 1
-    while True:
-        elapsed = max(1, timed(run, loops))
-        if elapsed * 10 >= sample_ns:
-            return max(1, round(loops * sample_ns / elapsed))
-        loops *= 10
-
-
 # -- the implementations under test ------------------------------------------------------
 
 
@@ -499,9 +494,7 @@ class Scenario:
     def ratio(self, name: str) -> float | None:
         value = self.results[name].value if name in self.results else None
         base = self.results[self.baseline].value if self.baseline in self.results else None
-        if value is None or base is None or base <= 0:
-            return None
-        return value / base
+        return ratio(value, base)
 
 
 def expect_responses(name: str, result: Any, expected: int) -> None:
@@ -516,22 +509,14 @@ def na(name: str, err: Exception) -> Case:
 
 def run_cases(cases: list[Case], cfg: Config) -> dict[str, Result]:
     """Calibrate every case, then sample them round-robin; ns/op is the fastest sample."""
-    gc.collect()
-    runnable = [c for c in cases if c.run is not None]
-    loops = {c.name: calibrate(c.run, cfg.sample_ns) for c in runnable if c.run is not None}
-    samples: dict[str, list[float]] = {c.name: [] for c in runnable}
-    for _ in range(cfg.repeats):
-        for c in runnable:
-            assert c.run is not None
-            elapsed = timed(c.run, loops[c.name])
-            samples[c.name].append(elapsed / (loops[c.name] * c.ops_per_loop))
-    results = {}
-    for c in cases:
-        if c.run is None:
-            results[c.name] = Result(None, note=c.note)
-        else:
-            results[c.name] = Result(min(samples[c.name]), samples[c.name])
-    return results
+    runnable = [TimedCase(c.name, c.run, c.ops_per_loop) for c in cases if c.run is not None]
+    samples = sample_cases(runnable, cfg.repeats, cfg.sample_ns)
+    return {
+        c.name: Result(None, note=c.note)
+        if c.run is None
+        else Result(min(samples[c.name]), samples[c.name])
+        for c in cases
+    }
 
 
 def send_cases(impls: list[Impl], receivers: list[Receiver]) -> list[Case]:
@@ -890,25 +875,24 @@ TARGETS = (
 )
 
 
-def fmt_value(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.1f}"
-
-
 def print_scenario(scenario: Scenario) -> None:
-    print()
-    print(f"== {scenario.id}: {scenario.title}")
-    print(f"   {'implementation':<22}{scenario.unit:>14}  {'x ' + scenario.baseline:>18}")
+    heading(f"{scenario.id}: {scenario.title}")
+    columns = [
+        Column("implementation", 22, "<"),
+        Column(scenario.unit, 14),
+        Column("  ", 2),
+        Column("x " + scenario.baseline, 18),
+        Column("", 0, "<"),
+    ]
+    rows = []
     for name, result in scenario.results.items():
         if result.value is None:
-            print(f"   {name:<22}{result.note:>14}")
+            rows.append([name, result.note])
             continue
-        ratio = scenario.ratio(name)
-        shown = "-" if ratio is None else f"{ratio:.2f}x"
         marker = "  (baseline)" if name == scenario.baseline else ""
-        print(f"   {name:<22}{fmt_value(result.value):>14}  {shown:>18}{marker}")
-    sys.stdout.flush()
+        shown = fmt_ratio(scenario.ratio(name))
+        rows.append([name, fmt(result.value, ",.1f"), "", shown, marker])
+    print_table(columns, rows)
 
 
 def summarize(scenarios: dict[str, Scenario], path: str = "pure") -> list[dict[str, Any]]:
@@ -926,7 +910,6 @@ def summarize(scenarios: dict[str, Scenario], path: str = "pure") -> list[dict[s
         if target.relative:
             row["target"] = f"<= {target.limit:.2f}x"
             measured = scenario.ratio("tocsin") if scenario else None
-            row["measured"] = measured
             if scenario is None:
                 row["shown"] = "- (not run)"
             elif measured is None:
@@ -936,37 +919,28 @@ def summarize(scenarios: dict[str, Scenario], path: str = "pure") -> list[dict[s
         else:
             result = scenario.results.get("tocsin") if scenario else None
             measured = result.value if result else None
-            row["measured"] = measured
             unit = target.unit
             row["target"] = f"<= {target.limit:g} {unit}" if target.limit else f"0 {unit} (< 1)"
-            row["shown"] = (
-                f"{fmt_value(measured)} {unit}" if measured is not None else "- (not run)"
-            )
-        if measured is None:
-            row["result"] = "n/a"
-        elif target.limit == 0:
+            row["shown"] = fmt(measured, ",.1f", missing="- (not run)", suffix=f" {unit}")
+        row["measured"] = measured
+        if target.limit == 0 and measured is not None:
             # A real leak retains at least one small block (>= 16 B) per cycle.
             row["result"] = "PASS" if measured < 1 else "MISS"
         else:
-            row["result"] = "PASS" if measured <= target.limit else "MISS"
+            row["result"] = verdict(measured, target.limit)
         rows.append(row)
     return rows
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
-    print()
-    print("== SUMMARY: tocsin against its targets")
-    print(f"   {'scenario':<22}{'measured':<24}{'target':<16}result")
-    for row in rows:
-        print(f"   {row['scenario']:<22}{row['shown']:<24}{row['target']:<16}{row['result']}")
+    heading("SUMMARY: tocsin against its targets")
+    columns = [Column("scenario", 22, "<"), Column("measured", 24, "<"), Column("target", 16, "<")]
+    columns.append(Column("result", 0, "<"))
+    print_table(columns, ([r["scenario"], r["shown"], r["target"], r["result"]] for r in rows))
 
 
 def header(cfg: Config) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "python": sys.version.replace("\n", " "),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-    }
+    info = python_facts()
     info["send path"] = send_path()
     print(f"Python   {info['python']} ({info['implementation']})")
     compiled = info["send path"] == "compiled"
@@ -983,20 +957,15 @@ def header(cfg: Config) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
-    parser.add_argument("--json", metavar="PATH", type=Path, help="also write results here")
-    parser.add_argument("--only", metavar="IDS", help="comma-separated scenario ids to run")
-    parser.add_argument(
+    args_parser = parser(__doc__)
+    args_parser.add_argument("--only", metavar="IDS", help="comma-separated scenario ids to run")
+    args_parser.add_argument(
         "--against",
         metavar="REF",
         help="also run tocsin as it was at this git ref (before/after a change, in one run)",
     )
-    args = parser.parse_args(argv)
-    selected = args.only.split(",") if args.only else list(SCENARIO_IDS)
-    unknown = sorted(set(selected) - set(SCENARIO_IDS))
-    if unknown:
-        parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIO_IDS)}")
+    args = args_parser.parse_args(argv)
+    selected = comma_list(args_parser, "--only", args.only or "", SCENARIO_IDS) or SCENARIO_IDS
     cfg = QUICK if args.quick else DEFAULT
 
     started = time.perf_counter()
@@ -1017,33 +986,33 @@ def main(argv: list[str] | None = None) -> int:
     print_summary(rows)
     print(f"\n(total {time.perf_counter() - started:.1f} s)")
 
-    if args.json:
-        data = {
-            **info,
-            "mode": cfg.name,
-            "peers": {impl.name: impl.version for impl in impls} | skipped,
-            "scenarios": {
-                sid: {
-                    "title": s.title,
-                    "unit": s.unit,
-                    "baseline": s.baseline,
-                    "results": {
-                        name: {
-                            "value": r.value,
-                            "ratio": s.ratio(name),
-                            "median": statistics.median(r.samples) if r.samples else None,
-                            "samples": r.samples,
-                            "note": r.note,
-                        }
-                        for name, r in s.results.items()
-                    },
-                }
-                for sid, s in scenarios.items()
-            },
-            "summary": rows,
-        }
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
-        print(f"results written to {args.json}")
+    facts = info.pop("run")
+    write_json(
+        args.json,
+        cfg.name,
+        facts,
+        **info,
+        peers={impl.name: impl.version for impl in impls} | skipped,
+        scenarios={
+            sid: {
+                "title": s.title,
+                "unit": s.unit,
+                "baseline": s.baseline,
+                "results": {
+                    name: {
+                        "value": r.value,
+                        "ratio": s.ratio(name),
+                        "median": median(r.samples) if r.samples else None,
+                        "samples": r.samples,
+                        "note": r.note,
+                    }
+                    for name, r in s.results.items()
+                },
+            }
+            for sid, s in scenarios.items()
+        },
+        summary=rows,
+    )
     return 0
 
 

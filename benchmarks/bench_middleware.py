@@ -53,10 +53,9 @@ from typing import Any
 
 from tocsin.signals import got_request_exception, request_finished, request_started
 
-# The timing helpers of the dispatcher benchmark, beside this file.
+# The harness the benchmark scripts share, beside this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import print_run_facts, run_facts
-from bench import calibrate, timed
+from _harness import calibrate, print_run_facts, run_facts, timed
 
 perf_counter_ns = time.perf_counter_ns
 

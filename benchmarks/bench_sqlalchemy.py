@@ -84,10 +84,9 @@ from tocsin.contrib.sqlalchemy import (
     model_signals_enabled,
 )
 
-# The timing helper of the dispatcher benchmark, beside this file.
+# The harness the benchmark scripts share, beside this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import print_run_facts, run_facts
-from bench import timed
+from _harness import print_run_facts, run_facts, timed
 
 perf_counter_ns = time.perf_counter_ns
 
