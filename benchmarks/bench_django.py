@@ -41,11 +41,9 @@ are tocsin's or Django's as they should be. See benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
 import functools
-import gc
 import io
-import json
+import math
 import platform
 import sys
 import time
@@ -74,14 +72,29 @@ from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 
 import tocsin  # noqa: E402
-from _harness import print_run_facts, run_facts  # noqa: E402
+from _harness import (  # noqa: E402
+    Column,
+    Runner,
+    Target,
+    best,
+    fmt_ratio,
+    heading,
+    parser,
+    print_run_facts,
+    print_table,
+    ratio,
+    run_facts,
+    timed,
+    turns,
+    write_json,
+)
 from tocsin.contrib.django import install, installed, uninstall  # noqa: E402
 
 VARIANTS = ("django", "tocsin")
 FLOOR = "floor"
 MINIMAL = "minimal"
 RECEIVERS = (1, 10)
-TARGET = 2.0  # Django's signal cost per save, at least halved
+TARGET = Target(2.0, at_least=True)  # Django's signal cost per save, at least halved
 
 
 class Item(models.Model):  # type: ignore[misc]  # Django has no type hints
@@ -233,14 +246,15 @@ def check(kind: str, receivers: int, loop: Callable[[int], None]) -> None:
         raise RuntimeError(f"{kind}: {CALLS[0]} receiver calls, expected {2 * receivers}")
 
 
-def sample(loop: Callable[[int], None], count: int) -> float:
-    gc.disable()
-    try:
-        start = time.perf_counter()
+def runner(loop: Callable[[int], None]) -> Runner:
+    """*loop* timed: the harness's samples are ns."""
+
+    def run(count: int) -> int:
+        start = time.perf_counter_ns()
         loop(count)
-        return time.perf_counter() - start
-    finally:
-        gc.enable()
+        return time.perf_counter_ns() - start
+
+    return run
 
 
 def measure(rounds: int, requests: int, sends: int) -> list[dict[str, Any]]:
@@ -254,23 +268,23 @@ def measure(rounds: int, requests: int, sends: int) -> list[dict[str, Any]]:
             MINIMAL: functools.partial(minimal_loop, unit == "ns/save", receivers),
         }
         seconds: dict[str, list[float]] = {kind: [] for kind in kinds}
-        for round_ in range(rounds):
-            for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
-                with variant(kind, 0 if kind in baselines else receivers):
-                    loop = baselines.get(kind, make_loop)()
-                    check(kind, receivers, loop)
-                    loop(max(1, count // 10))  # warm-up
-                    seconds[kind].append(sample(loop, count))
-        best = {kind: min(seconds[kind]) for kind in kinds}
+        for kind in turns(kinds, rounds):
+            with variant(kind, 0 if kind in baselines else receivers):
+                loop = baselines.get(kind, make_loop)()
+                check(kind, receivers, loop)
+                loop(max(1, count // 10))  # warm-up
+                seconds[kind].append(timed(runner(loop), count) / 1e9)
+        fastest = {kind: best(seconds[kind]) for kind in kinds}
         row: dict[str, Any] = {
             "scenario": name,
             "unit": unit,
             "receivers": receivers,
             "count": count,
             "figures": {
-                kind: best[kind] / count * 1e9 if is_send else count / best[kind] for kind in kinds
+                kind: fastest[kind] / count * 1e9 if is_send else count / fastest[kind]
+                for kind in kinds
             },
-            "speedup": best["django"] / best["tocsin"],
+            "speedup": fastest["django"] / fastest["tocsin"],
             "samples_s": seconds,
         }
         if is_send:
@@ -288,55 +302,65 @@ def measure(rounds: int, requests: int, sends: int) -> list[dict[str, Any]]:
 def _speedup(cost: dict[str, float]) -> float | None:
     """Django's cost over tocsin's; None when tocsin's is nothing or less (a send
     cheaper than its baseline: a ratio would mean nothing)."""
-    return cost["django"] / cost["tocsin"] if cost["tocsin"] > 0 else None
+    return ratio(cost["django"], cost["tocsin"])
 
 
 def _ratio(speedup: float | None) -> str:
-    return "below" if speedup is None else f"{speedup:.2f}x"
+    return fmt_ratio(speedup, missing="below")
+
+
+COLUMNS = [
+    Column("", 32, "<"),
+    Column("unit", 8),
+    Column("django", 12),
+    Column("tocsin", 12),
+    Column("speed-up", 10),
+]
+
+
+def _cells(row: dict[str, Any], figures: dict[str, float], speedup: float | None) -> list[str]:
+    """A table's row: the scenario, its unit, Django's and tocsin's figures, the speed-up,
+    then the baselines' figures where *figures* has them."""
+    numbers = [f"{figures[kind]:,.1f}" for kind in (*VARIANTS, FLOOR, MINIMAL) if kind in figures]
+    return [row["scenario"], row["unit"], *numbers[:2], _ratio(speedup), *numbers[2:]]
 
 
 def report(results: list[dict[str, Any]]) -> None:
-    print("== measured (best of the rounds)")
-    header = f"{'':34}{'unit':>8}{'django':>12}{'tocsin':>12}{'speed-up':>10}"
-    print(f"{header}{'floor':>12}{'minimal':>12}")
-    for row in results:
-        figures = row["figures"]
-        baselines = "".join(f"{figures[k]:>12,.1f}" for k in (FLOOR, MINIMAL) if k in figures)
-        print(
-            f"  {row['scenario']:32}{row['unit']:>8}{figures['django']:>12,.1f}"
-            f"{figures['tocsin']:>12,.1f}{row['speedup']:>9.2f}x{baselines}"
-        )
+    heading("measured (best of the rounds)")
+    baselines = [Column(FLOOR, 12), Column(MINIMAL, 12)]
+    rows = [_cells(row, row["figures"], row["speedup"]) for row in results]
+    print_table([*COLUMNS, *baselines], rows, indent="  ")
     for title, key in (
         ("dispatch cost (the send's time minus the floor's)", "dispatch"),
         ("the dispatcher's own cost (the send's time minus the minimal send's)", "dispatcher"),
     ):
-        print(f"== {title}")
-        for row in results:
-            if f"{key}_ns" in row:
-                cost = row[f"{key}_ns"]
-                print(
-                    f"  {row['scenario']:32}{row['unit']:>8}{cost['django']:>12,.1f}"
-                    f"{cost['tocsin']:>12,.1f}{_ratio(row[f'{key}_speedup']):>10}"
-                )
-    print("== SUMMARY (target: Django's signal cost per save at least halved, >= 2.00x)")
+        heading(title)
+        rows = [
+            _cells(row, row[f"{key}_ns"], row[f"{key}_speedup"])
+            for row in results
+            if f"{key}_ns" in row
+        ]
+        print_table(COLUMNS, rows, indent="  ")
+    heading(f"SUMMARY (target: Django's signal cost per save at least halved, {TARGET.text})")
     for row in results:
         if row["scenario"].startswith("signals per save"):
             speedup = row["dispatch_speedup"]
-            verdict = "PASS" if speedup is None or speedup >= TARGET else "MISS"
+            # None: tocsin's dispatch cost is below the floor's, which meets any target.
+            result = TARGET.verdict(math.inf if speedup is None else speedup)
             print(
-                f"  {row['scenario']:32}{_ratio(speedup):>10}  {verdict}"
+                f"  {row['scenario']:32}{_ratio(speedup):>10}  {result}"
                 f"  (the dispatcher's own cost: {_ratio(row['dispatcher_speedup'])})"
             )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
-    parser.add_argument("--rounds", type=int, default=7, help="samples per variant (default: 7)")
-    parser.add_argument("--requests", type=int, default=2000, help="requests per sample")
-    parser.add_argument("--sends", type=int, default=20000, help="sends per sample")
-    parser.add_argument("--json", metavar="FILE", help="also write every sample to FILE")
-    args = parser.parse_args(argv)
+    args_parser = parser(__doc__)
+    args_parser.add_argument(
+        "--rounds", type=int, default=7, help="samples per variant (default: 7)"
+    )
+    args_parser.add_argument("--requests", type=int, default=2000, help="requests per sample")
+    args_parser.add_argument("--sends", type=int, default=20000, help="sends per sample")
+    args = args_parser.parse_args(argv)
     rounds, requests, sends = (
         (2, 20, 200) if args.quick else (args.rounds, args.requests, args.sends)
     )
@@ -352,17 +376,15 @@ def main(argv: list[str] | None = None) -> int:
     print_run_facts(facts)
     results = measure(rounds, requests, sends)
     report(results)
-    if args.json:
-        data = {
-            "mode": "quick" if args.quick else "full",
-            "python": platform.python_version(),
-            "django": django.get_version(),
-            "config": {"rounds": rounds, "requests": requests, "sends": sends},
-            "run": facts,
-            "results": results,
-        }
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2)
+    write_json(
+        args.json,
+        "quick" if args.quick else "full",
+        facts,
+        python=platform.python_version(),
+        django=django.get_version(),
+        config={"rounds": rounds, "requests": requests, "sends": sends},
+        results=results,
+    )
     return 0
 
 
