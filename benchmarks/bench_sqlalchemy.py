@@ -56,21 +56,16 @@ benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
-import platform
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
-from importlib import metadata
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +81,31 @@ from tocsin.contrib.sqlalchemy import (
 
 # The harness the benchmark scripts share, beside this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import print_run_facts, run_facts, timed
+from _harness import (
+    Column,
+    Target,
+    best,
+    configure,
+    heading,
+    median,
+    paired_ratios,
+    parser,
+    positive_int,
+    print_run_facts,
+    print_table,
+    python_facts,
+    run_facts,
+    timed,
+    turns,
+    version,
+    write_json,
+)
 
 perf_counter_ns = time.perf_counter_ns
 
 Runner = Callable[[int], int]  # runs one phase over *rows* rows, returns the elapsed ns
 
-TARGET_RATIO = 1.10  # the issue: at most 10 % slower, with one receiver per signal
+TARGET = Target(1.10)  # the issue: at most 10 % slower, with one receiver per signal
 PER_ROWS = 10_000  # the figures are ms per this many rows
 VARIANTS = ("plain", "enabled", "receivers", "events")
 VARIANT_TITLES = {
@@ -479,10 +492,10 @@ class Result:
     )  # ms per PER_ROWS rows, one per round
 
     def best(self, phase: str) -> float:
-        return min(self.samples[phase])
+        return best(self.samples[phase])
 
     def median(self, phase: str) -> float:
-        return statistics.median(self.samples[phase])
+        return median(self.samples[phase])
 
 
 def run_database(db: Database, cfg: Config) -> dict[str, Result]:
@@ -494,23 +507,16 @@ def run_database(db: Database, cfg: Config) -> dict[str, Result]:
     noop, noop_listeners = Receivers(), Listeners()
     results = {kind: Result(kind, VARIANT_TITLES[kind]) for kind in VARIANTS}
     scale = PER_ROWS / cfg.rows / 1e6  # ns for cfg.rows -> ms per PER_ROWS
-    for i in range(cfg.rounds):
-        order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]
-        for kind in order:
-            receivers = noop if kind == "receivers" else None
-            listeners = noop_listeners if kind == "events" else None
-            with variant(kind, receivers, listeners):
-                insert_ns, update_ns = sample(db, cfg, texts)
-            samples = results[kind].samples
-            samples["insert"].append(insert_ns * scale)
-            samples["update"].append(update_ns * scale)
-            samples["total"].append((insert_ns + update_ns) * scale)
+    for kind in turns(VARIANTS, cfg.rounds):
+        receivers = noop if kind == "receivers" else None
+        listeners = noop_listeners if kind == "events" else None
+        with variant(kind, receivers, listeners):
+            insert_ns, update_ns = sample(db, cfg, texts)
+        samples = results[kind].samples
+        samples["insert"].append(insert_ns * scale)
+        samples["update"].append(update_ns * scale)
+        samples["total"].append((insert_ns + update_ns) * scale)
     return results
-
-
-def paired_ratios(base: Result, other: Result, phase: str) -> list[float]:
-    """Per round: *other*'s time over *base*'s of the same round."""
-    return [o / b for b, o in zip(base.samples[phase], other.samples[phase], strict=True) if b]
 
 
 # -- reporting -----------------------------------------------------------------------------
@@ -518,23 +524,26 @@ def paired_ratios(base: Result, other: Result, phase: str) -> list[float]:
 
 def print_database(db: Database, cfg: Config, results: dict[str, Result]) -> None:
     base, peer = results["plain"], results["events"]
-    print()
-    print(f"== {db.kind}: {db.title}")
+    heading(f"{db.kind}: {db.title}")
     print(
         f"   ms per {PER_ROWS:,} rows, fastest of {cfg.rounds} round(s), and the ratio to plain;\n"
         f"   last line: integration with receivers against SQLAlchemy's own events"
     )
-    print((f"   {'case':<44}" + "".join(f"{phase:>10}{'':6}" for phase in PHASES)).rstrip())
+    columns = [Column("case", 44, "<")]
+    for phase in PHASES:
+        columns += [Column(phase, 10), Column("", 6)]
+    rows = []
     for kind, result in results.items():
-        cells = []
+        cells = [result.title]
         for phase in PHASES:
             ratio = "" if kind == "plain" else f"{result.best(phase) / base.best(phase):.2f}x"
-            cells.append(f"{result.best(phase):>10,.1f}{ratio:>6}")
-        print((f"   {result.title:<44}" + "".join(cells)).rstrip())
+            cells += [f"{result.best(phase):,.1f}", ratio]
+        rows.append(cells)
     receivers = results["receivers"]
-    cells = [f"{'':>10}{receivers.best(phase) / peer.best(phase):>5.2f}x" for phase in PHASES]
-    print(f"   {PEER_TITLE:<44}" + "".join(cells))
-    sys.stdout.flush()
+    cells = [PEER_TITLE]
+    for phase in PHASES:
+        cells += ["", f"{receivers.best(phase) / peer.best(phase):.2f}x"]
+    print_table(columns, [*rows, cells])
 
 
 # (variant, baseline) pairs of the summary, in its order; the target applies to the
@@ -555,10 +564,10 @@ def summarize(all_results: dict[str, dict[str, Result]]) -> list[dict[str, Any]]
             base = results[baseline]
             for phase in PHASES:
                 ratio = results[kind].best(phase) / base.best(phase)
-                paired = statistics.median(paired_ratios(base, results[kind], phase))
+                paired = median(paired_ratios(base.samples[phase], results[kind].samples[phase]))
                 is_target = (kind, baseline, phase) == ("receivers", "plain", "total")
                 if is_target:
-                    target = f"<= {TARGET_RATIO:.2f}x"
+                    target = TARGET.text
                 else:
                     target = "(peer)" if baseline == "events" else "(info)"
                 row: dict[str, Any] = {
@@ -571,10 +580,7 @@ def summarize(all_results: dict[str, dict[str, Result]]) -> list[dict[str, Any]]
                     "added_ms": results[kind].best(phase) - base.best(phase),
                     "target": target,
                 }
-                if is_target:
-                    row["result"] = "PASS" if ratio <= TARGET_RATIO else "MISS"
-                else:
-                    row["result"] = "-"
+                row["result"] = TARGET.verdict(ratio) if is_target else "-"
                 rows.append(row)
     return rows
 
@@ -584,23 +590,40 @@ def summary_label(row: dict[str, Any]) -> str:
     return f"{row['database']}, {kind}"
 
 
+SUMMARY_COLUMNS = (
+    Column("database, variant", 33, "<"),
+    Column("phase", 8, "<"),
+    Column("ratio", 8),
+    Column("paired", 9),
+    Column("added ms", 10),
+    Column("  ", 2),
+    Column("target", 10, "<"),
+    Column("result", 0, "<"),
+)
+
+
 def print_summary(rows: list[dict[str, Any]]) -> None:
-    print()
-    print(
-        f"== SUMMARY: against plain SQLAlchemy; target: inserting and updating {PER_ROWS:,} rows\n"
-        f"   with 1 receiver per signal is at most {100 * (TARGET_RATIO - 1):.0f}% slower "
-        f"(<= {TARGET_RATIO:.2f}x)"
+    heading(
+        f"SUMMARY: against plain SQLAlchemy; target: inserting and updating {PER_ROWS:,} rows\n"
+        f"   with 1 receiver per signal is at most {100 * (TARGET.limit - 1):.0f}% slower "
+        f"({TARGET.text})"
     )
-    print(
-        f"   {'database, variant':<33}{'phase':<8}{'ratio':>8}{'paired':>9}{'added ms':>10}"
-        f"  target    result"
+    print_table(
+        SUMMARY_COLUMNS,
+        (
+            [
+                summary_label(row),
+                row["phase"],
+                f"{row['ratio']:.3f}x",
+                f"{row['paired_median_ratio']:.3f}x",
+                f"{row['added_ms']:+.1f}",
+                "",
+                row["target"],
+                row["result"],
+            ]
+            for row in rows
+        ),
     )
-    for row in rows:
-        print(
-            f"   {summary_label(row):<33}{row['phase']:<8}"
-            f"{row['ratio']:>7.3f}x{row['paired_median_ratio']:>8.3f}x{row['added_ms']:>+10.1f}"
-            f"  {row['target']:<10}{row['result']}"
-        )
     print(
         f"   (ratio: fastest round against fastest round, the verdict's figure; paired: the\n"
         f"   median over rounds of the ratio to the baseline's run of the same round; added ms:\n"
@@ -612,14 +635,12 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
 
 def header(cfg: Config, postgresql: str | None) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "python": sys.version.replace("\n", " "),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "tocsin": metadata.version("tocsin"),
-        "sqlalchemy": metadata.version("sqlalchemy"),
+        **python_facts(),
+        "tocsin": version("tocsin"),
+        "sqlalchemy": version("sqlalchemy"),
         "sqlite": sqlite3.sqlite_version,
         "postgresql": postgresql,
-        "psycopg": metadata.version("psycopg") if postgresql else None,
+        "psycopg": version("psycopg") if postgresql else None,
     }
     print(f"Python   {info['python']} ({info['implementation']})")
     print(
@@ -640,35 +661,57 @@ def header(cfg: Config, postgresql: str | None) -> dict[str, Any]:
     return info
 
 
+def database_json(kind: str, results: dict[str, Result]) -> dict[str, Any]:
+    """What the JSON file keeps of one database: every variant's samples, by phase."""
+    return {
+        "title": DATABASE_TITLES[kind],
+        "variants": {
+            variant_kind: {
+                "title": r.title,
+                **{
+                    phase: {
+                        "best_ms": r.best(phase),
+                        "median_ms": r.median(phase),
+                        "samples_ms": r.samples[phase],
+                    }
+                    for phase in PHASES
+                },
+            }
+            for variant_kind, r in results.items()
+        },
+        # the integration with receivers over SQLAlchemy's own events
+        "receivers_vs_events": {
+            phase: results["receivers"].best(phase) / results["events"].best(phase)
+            for phase in PHASES
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
-    parser.add_argument("--json", metavar="PATH", type=Path, help="also write results here")
-    parser.add_argument(
+    args_parser = parser(__doc__)
+    args_parser.add_argument(
         "--db",
         choices=(*DATABASES, "sqlite", "all"),
         default="all",
         help="which database (sqlite: memory and file; all, the default: the three, "
         "PostgreSQL only if the server can be reached)",
     )
-    parser.add_argument("--rows", type=int, help=f"rows per sample (default {DEFAULT.rows:,})")
-    parser.add_argument(
-        "--rounds", type=int, help=f"samples per variant (default {DEFAULT.rounds})"
+    args_parser.add_argument(
+        "--rows", type=positive_int, help=f"rows per sample (default {DEFAULT.rows:,})"
     )
-    parser.add_argument(
+    args_parser.add_argument(
+        "--rounds", type=positive_int, help=f"samples per variant (default {DEFAULT.rounds})"
+    )
+    args_parser.add_argument(
         "--expire-on-commit",
         action="store_true",
         help="the session's default: the update phase then also reloads every row",
     )
-    args = parser.parse_args(argv)
-    for name in ("rows", "rounds"):
-        if getattr(args, name) is not None and getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive")
-    cfg = QUICK if args.quick else DEFAULT
-    cfg = replace(
-        cfg,
-        rows=args.rows or cfg.rows,
-        rounds=args.rounds or cfg.rounds,
+    args = args_parser.parse_args(argv)
+    cfg = configure(
+        QUICK if args.quick else DEFAULT,
+        rows=args.rows,
+        rounds=args.rounds,
         expire_on_commit=args.expire_on_commit,
     )
     kinds: tuple[str, ...] = {"all": DATABASES, "sqlite": DATABASES[:2]}.get(args.db, (args.db,))
@@ -680,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # any failure to connect: no server here
             reason = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
             if args.db == "postgresql":
-                parser.error(f"PostgreSQL is not reachable at {POSTGRES_URL}: {reason}")
+                args_parser.error(f"PostgreSQL is not reachable at {POSTGRES_URL}: {reason}")
             unreachable = f"not reachable at {POSTGRES_URL}: {reason}"
             kinds = tuple(kind for kind in kinds if kind != "postgresql")
 
@@ -702,43 +745,19 @@ def main(argv: list[str] | None = None) -> int:
     print_summary(rows)
     print(f"\n(total {time.perf_counter() - started:.1f} s)")
 
-    if args.json:
-        data = {
-            **info,
-            "mode": cfg.name,
-            "config": asdict(cfg),
-            "per_rows": PER_ROWS,
-            "target_ratio": TARGET_RATIO,
-            "skipped": {"postgresql": unreachable} if unreachable else {},
-            "databases": {
-                kind: {
-                    "title": DATABASE_TITLES[kind],
-                    "variants": {
-                        variant_kind: {
-                            "title": r.title,
-                            **{
-                                phase: {
-                                    "best_ms": r.best(phase),
-                                    "median_ms": r.median(phase),
-                                    "samples_ms": r.samples[phase],
-                                }
-                                for phase in PHASES
-                            },
-                        }
-                        for variant_kind, r in results.items()
-                    },
-                    # the integration with receivers over SQLAlchemy's own events
-                    "receivers_vs_events": {
-                        phase: results["receivers"].best(phase) / results["events"].best(phase)
-                        for phase in PHASES
-                    },
-                }
-                for kind, results in all_results.items()
-            },
-            "summary": rows,
-        }
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
-        print(f"results written to {args.json}")
+    facts = info.pop("run")
+    write_json(
+        args.json,
+        cfg.name,
+        facts,
+        **info,
+        config=asdict(cfg),
+        per_rows=PER_ROWS,
+        target_ratio=TARGET.limit,
+        skipped={"postgresql": unreachable} if unreachable else {},
+        databases={kind: database_json(kind, results) for kind, results in all_results.items()},
+        summary=rows,
+    )
     return 0
 
 
