@@ -145,11 +145,16 @@ def calibrate(run: Runner, sample_ns: int) -> int:
         loops *= 10
 
 
+def round_order(items: Sequence[T], number: int, *, alternate: bool = True) -> Sequence[T]:
+    """The order of round *number* (from 0): with *alternate*, every other round reversed,
+    so that drift within a round hits the first and the last alike."""
+    return items[::-1] if alternate and number % 2 else items
+
+
 def turns(items: Sequence[T], rounds: int, *, alternate: bool = True) -> Iterator[T]:
-    """Every item once per round, round after round; with *alternate*, every other round in
-    reverse order, so that drift within a round hits the first and the last alike."""
+    """Every item once per round, round after round, in round_order()."""
     for number in range(rounds):
-        yield from (items[::-1] if alternate and number % 2 else items)
+        yield from round_order(items, number, alternate=alternate)
 
 
 @dataclass
@@ -347,9 +352,9 @@ def as_json(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path | None, mode: str, facts: dict[str, Any], **data: Any) -> None:
+def write_json(path: Path | None, mode: str, facts: dict[str, Any], data: dict[str, Any]) -> None:
     """The run's JSON file, if *path*: the mode (quick or full), the facts of the run under
-    ``"run"``, then the script's own *data* (its config, every sample, its summary)."""
+    ``"run"``, and the script's own *data* (its config, every sample, its summary)."""
     if path is None:
         return
     document = {"mode": mode, **data, "run": facts}

@@ -991,27 +991,29 @@ def main(argv: list[str] | None = None) -> int:
         args.json,
         cfg.name,
         facts,
-        **info,
-        peers={impl.name: impl.version for impl in impls} | skipped,
-        scenarios={
-            sid: {
-                "title": s.title,
-                "unit": s.unit,
-                "baseline": s.baseline,
-                "results": {
-                    name: {
-                        "value": r.value,
-                        "ratio": s.ratio(name),
-                        "median": median(r.samples) if r.samples else None,
-                        "samples": r.samples,
-                        "note": r.note,
-                    }
-                    for name, r in s.results.items()
-                },
-            }
-            for sid, s in scenarios.items()
+        {
+            **info,
+            "peers": {impl.name: impl.version for impl in impls} | skipped,
+            "scenarios": {
+                sid: {
+                    "title": s.title,
+                    "unit": s.unit,
+                    "baseline": s.baseline,
+                    "results": {
+                        name: {
+                            "value": r.value,
+                            "ratio": s.ratio(name),
+                            "median": median(r.samples) if r.samples else None,
+                            "samples": r.samples,
+                            "note": r.note,
+                        }
+                        for name, r in s.results.items()
+                    },
+                }
+                for sid, s in scenarios.items()
+            },
+            "summary": rows,
         },
-        summary=rows,
     )
     return 0
 

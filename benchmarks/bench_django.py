@@ -380,10 +380,12 @@ def main(argv: list[str] | None = None) -> int:
         args.json,
         "quick" if args.quick else "full",
         facts,
-        python=platform.python_version(),
-        django=django.get_version(),
-        config={"rounds": rounds, "requests": requests, "sends": sends},
-        results=results,
+        {
+            "python": platform.python_version(),
+            "django": django.get_version(),
+            "config": {"rounds": rounds, "requests": requests, "sends": sends},
+            "results": results,
+        },
     )
     return 0
 

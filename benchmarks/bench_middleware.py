@@ -30,23 +30,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
-import platform
 import re
-import select
 import shutil
-import signal
 import socket
-import statistics
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from dataclasses import asdict, dataclass, field, replace
-from importlib import metadata
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -55,7 +49,34 @@ from tocsin.signals import got_request_exception, request_finished, request_star
 
 # The harness the benchmark scripts share, beside this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import calibrate, print_run_facts, run_facts, timed
+from _harness import (
+    Column,
+    Target,
+    TimedCase,
+    best,
+    configure,
+    cpu_seconds,
+    exit_when_orphaned,
+    fmt,
+    heading,
+    importable,
+    listening_socket,
+    median,
+    paired_ratios,
+    positive_float,
+    positive_int,
+    print_run_facts,
+    print_table,
+    python_facts,
+    read_line,
+    round_order,
+    run_facts,
+    sample_cases,
+    stop_process,
+    version,
+    write_json,
+)
+from _harness import parser as harness_parser
 
 perf_counter_ns = time.perf_counter_ns
 
@@ -68,7 +89,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Environ = dict[str, Any]
 WSGIApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
 
-TARGET_PERCENT = 3.0  # issue 3: at most 3 % fewer requests/s
+TARGET = Target(3.0, unit="%")  # issue 3: at most 3 % fewer requests/s
 HOST = "127.0.0.1"
 SIGNALS = {
     "request_started": request_started,
@@ -166,6 +187,15 @@ class Receivers:
         for name, function in self.functions.items():
             SIGNALS[name].disconnect(function)
             SIGNALS[name].sync_receivers_on_loop = False
+
+    @contextmanager
+    def connected(self) -> Iterator[None]:
+        """Connected for the block only: a case's receivers must not slow the others."""
+        self.connect()
+        try:
+            yield
+        finally:
+            self.disconnect()
 
     def check(self, before: dict[str, int], what: str) -> None:
         """Check (untimed) that one request reached each receiver as it should."""
@@ -341,7 +371,7 @@ class Result:
 
     @property
     def best(self) -> float:
-        return min(self.samples)
+        return best(self.samples)
 
 
 def make_cases(protocol: str) -> list[Case]:
@@ -372,40 +402,22 @@ def make_cases(protocol: str) -> list[Case]:
 def run_cases(cases: list[Case], cfg: Config) -> dict[str, Result]:
     """Calibrate every case, then sample them round-robin (receivers connected only
     while their own case runs)."""
-    loops: dict[str, int] = {}
-    for case in cases:
-        case.receivers.connect()
-        try:
-            loops[case.kind] = calibrate(case.run, cfg.sample_ns)
-        finally:
-            case.receivers.disconnect()
-    results = {case.kind: Result(case.kind, case.title, []) for case in cases}
-    gc.collect()
-    for _ in range(cfg.repeats):
-        for case in cases:
-            case.receivers.connect()
-            try:
-                elapsed = timed(case.run, loops[case.kind])
-            finally:
-                case.receivers.disconnect()
-            results[case.kind].samples.append(elapsed / loops[case.kind] / 1000)
-    return results
+    timed = [TimedCase(c.kind, c.run, around=c.receivers.connected) for c in cases]
+    samples = sample_cases(timed, cfg.repeats, cfg.sample_ns)
+    return {c.kind: Result(c.kind, c.title, [ns / 1000 for ns in samples[c.kind]]) for c in cases}
 
 
 def print_in_process(protocol: str, title: str, results: dict[str, Result]) -> None:
     base = results["bare"].best
-    print()
-    print(f"== {protocol} in-process: {title}")
-    print(f"   {'case':<36}{'us/request':>12}{'added us':>11}{'overhead':>12}")
+    heading(f"{protocol} in-process: {title}")
+    columns = [Column("case", 36, "<"), Column("us/request", 12)]
+    columns += [Column("added us", 11), Column("overhead", 12)]
+    rows = []
     for kind, result in results.items():
-        if kind == "bare":
-            print(f"   {result.title:<36}{result.best:>12.2f}{'-':>11}{'(baseline)':>12}")
-            continue
         added = result.best - base
-        print(
-            f"   {result.title:<36}{result.best:>12.2f}{added:>+11.2f}{100 * added / base:>+11.1f}%"
-        )
-    sys.stdout.flush()
+        shown = ["-", "(baseline)"] if kind == "bare" else [f"{added:+.2f}", f"{added / base:+.1%}"]
+        rows.append([result.title, f"{result.best:.2f}", *shown])
+    print_table(columns, rows)
 
 
 # -- the server and its load -----------------------------------------------------------------
@@ -421,40 +433,25 @@ def serve(kind: str) -> int:
 
     receivers = Receivers("none" if kind == "bare" else kind)
     receivers.connect()
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, 0))
-    sock.listen(2048)
+    sock = listening_socket(HOST)
     config = uvicorn.Config(
         asgi_app(kind), log_level="warning", access_log=False, lifespan="off", backlog=2048
     )
     config.load()
-    loop = "uvloop" if _importable("uvloop") else "asyncio"
+    loop = "uvloop" if importable("uvloop") else "asyncio"
     info = {
         "port": sock.getsockname()[1],
         "pid": os.getpid(),
-        "server": f"uvicorn {metadata.version('uvicorn')}",
+        "server": f"uvicorn {version('uvicorn')}",
         "http": config.http_protocol_class.__name__,
         "loop": loop,
     }
     print(json.dumps(info), flush=True)
-
-    def exit_when_orphaned() -> None:
-        sys.stdin.read()
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=exit_when_orphaned, daemon=True).start()
+    exit_when_orphaned()
     uvicorn.Server(config).run(sockets=[sock])
     # Reached once uvicorn has shut down; the receivers lived until then.
     receivers.disconnect()
     return 0
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 class ServerProcess:
@@ -477,9 +474,7 @@ class ServerProcess:
             raise
 
     def _read_info(self, timeout: float) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
+        line = read_line(self.proc, timeout)
         if not line:
             raise RuntimeError(f"the {self.kind} server did not start (see its errors above)")
         info: dict[str, Any] = json.loads(line)
@@ -506,24 +501,10 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float | None:
         """CPU time the server has used so far (Linux: /proc), all threads; None elsewhere."""
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return None
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
+        stop_process(self.proc)
 
 
 @dataclass
@@ -678,11 +659,11 @@ class ServerResult:
 
     @property
     def best(self) -> float:
-        return max(load.rps for load in self.loads)
+        return best((load.rps for load in self.loads), higher=True)
 
     @property
     def median(self) -> float:
-        return statistics.median(load.rps for load in self.loads)
+        return median(load.rps for load in self.loads)
 
     @property
     def cpu_us(self) -> float | None:
@@ -693,6 +674,9 @@ class ServerResult:
     @property
     def errors(self) -> int:
         return sum(load.errors for load in self.loads)
+
+
+SERVER_COLUMNS = (("slower", 12), ("paired", 8), ("cpu us", 8), ("added", 8), ("errors", 7))
 
 
 def run_server(cfg: Config, load: LoadGenerator) -> tuple[dict[str, ServerResult], dict[str, Any]]:
@@ -715,10 +699,8 @@ def run_server(cfg: Config, load: LoadGenerator) -> tuple[dict[str, ServerResult
         for server in servers.values():
             load.run(server.port, cfg.connections, cfg.warmup, 0)
         for i in range(cfg.rounds):
-            # Alternate the order, so that drift within a round hits all variants alike.
-            order = SERVER_VARIANTS if i % 2 == 0 else SERVER_VARIANTS[::-1]
             shown = []
-            for kind in order:
+            for kind in round_order(SERVER_VARIANTS, i):
                 server = servers[kind]
                 cpu_before = server.cpu_seconds()
                 # No warm-up: the servers are warm, and the CPU time must match the count.
@@ -738,35 +720,27 @@ def run_server(cfg: Config, load: LoadGenerator) -> tuple[dict[str, ServerResult
 
 def paired_slowdowns(base: ServerResult, other: ServerResult) -> list[float]:
     """Per round: how many % fewer requests/s than the bare app in the same round."""
-    return [
-        100 * (1 - o.rps / b.rps) for b, o in zip(base.loads, other.loads, strict=True) if b.rps
-    ]
+    rps = [[load.rps for load in result.loads] for result in (base, other)]
+    return [100 * (1 - r) for r in paired_ratios(*rps)]
 
 
 def print_server(results: dict[str, ServerResult]) -> None:
     base = results["bare"]
-    print()
-    print("== asgi under uvicorn: requests/s (best and median of the rounds), server CPU/request")
-    print(
-        f"   {'case':<36}{'best':>9}{'median':>9}{'slower':>12}{'paired':>8}"
-        f"{'cpu us':>8}{'added':>8}{'errors':>7}"
-    )
+    heading("asgi under uvicorn: requests/s (best and median of the rounds), server CPU/request")
+    columns = [Column("case", 36, "<"), Column("best", 9), Column("median", 9)]
+    columns += [Column(title, width) for title, width in SERVER_COLUMNS]
+    rows = []
     for kind, result in results.items():
         if kind == "bare":
             slower, paired, added = "(baseline)", "", ""
         else:
             slower = f"{100 * (1 - result.best / base.best):.1f}%"
-            paired = f"{statistics.median(paired_slowdowns(base, result)):.1f}%"
-            added = (
-                "-"
-                if result.cpu_us is None or base.cpu_us is None
-                else (f"{result.cpu_us - base.cpu_us:+.1f}")
-            )
-        cpu = "-" if result.cpu_us is None else f"{result.cpu_us:.1f}"
-        print(
-            f"   {result.title:<36}{result.best:>9,.0f}{result.median:>9,.0f}"
-            f"{slower:>12}{paired:>8}{cpu:>8}{added:>8}{result.errors:>7}"
-        )
+            paired = f"{median(paired_slowdowns(base, result)):.1f}%"
+            cpu, base_cpu = result.cpu_us, base.cpu_us
+            added = "-" if cpu is None or base_cpu is None else f"{cpu - base_cpu:+.1f}"
+        cells = [result.title, f"{result.best:,.0f}", f"{result.median:,.0f}", slower, paired]
+        rows.append([*cells, fmt(result.cpu_us, ".1f"), added, str(result.errors)])
+    print_table(columns, rows)
     print(
         "   (slower: best against best; paired: median over rounds of the drop against the\n"
         "   bare app's run of the same round; cpu us: the server process's CPU time per\n"
@@ -803,41 +777,46 @@ def summarize(
                     row["server_cpu_added_us"] = cpu - base_cpu
                 row["server_percent"] = 100 * (1 - server[kind].best / bare.best)
             is_target = protocol == "asgi" and kind == "async"
-            row["target"] = f"<= {TARGET_PERCENT:g}%" if is_target else "(info)"
-            if not is_target:
-                row["result"] = "-"
-            elif row["server_percent"] is None:
-                row["result"] = "n/a"
-            else:
-                row["result"] = "PASS" if row["server_percent"] <= TARGET_PERCENT else "MISS"
+            row["target"] = TARGET.text if is_target else "(info)"
+            row["result"] = TARGET.verdict(row["server_percent"]) if is_target else "-"
             rows.append(row)
     return rows
 
 
-def _shown(value: float | None, fmt: str, suffix: str = "") -> str:
-    return "-" if value is None else format(value, fmt) + suffix
+SUMMARY_COLUMNS = (
+    Column("case", 16, "<"),
+    Column("added us", 10),
+    Column("estimate", 12),
+    Column("added cpu us", 14),
+    Column("fewer req/s", 13),
+    Column("  ", 2),
+    Column("target", 8, "<"),
+    Column("result", 0, "<"),
+)
 
 
 def print_summary(rows: list[dict[str, Any]], server_ran: bool) -> None:
-    print()
-    print(
-        f"== SUMMARY: middleware with one receiver on each signal; target: at most "
-        f"{TARGET_PERCENT:g}% fewer requests/s"
+    heading(
+        f"SUMMARY: middleware with one receiver on each signal; target: at most "
+        f"{TARGET.limit:g}% fewer requests/s"
     )
     print(f"   {'':<16}{'-- in process --':^22}{'---- under uvicorn ----':^27}")
-    print(
-        f"   {'case':<16}{'added us':>10}{'estimate':>12}{'added cpu us':>14}"
-        f"{'fewer req/s':>13}  target  result"
+    print_table(
+        SUMMARY_COLUMNS,
+        (
+            [
+                f"{row['protocol']}, {row['receivers']}",
+                fmt(row["added_us"], "+.2f"),
+                fmt(row["estimated_percent"], ".1f", suffix="%"),
+                fmt(row["server_cpu_added_us"], "+.1f"),
+                fmt(row["server_percent"], ".1f", suffix="%"),
+                "",
+                row["target"],
+                row["result"],
+            ]
+            for row in rows
+        ),
     )
-    for row in rows:
-        print(
-            f"   {row['protocol'] + ', ' + row['receivers']:<16}"
-            f"{_shown(row['added_us'], '+.2f'):>10}"
-            f"{_shown(row['estimated_percent'], '.1f', '%'):>12}"
-            f"{_shown(row['server_cpu_added_us'], '+.1f'):>14}"
-            f"{_shown(row['server_percent'], '.1f', '%'):>13}"
-            f"  {row['target']:<8}{row['result']}"
-        )
     print(
         "   (added us: in process, per request, against the bare app. estimate: the requests/s\n"
         "   lost if uvicorn spent just that much more per request. added cpu us: the server's\n"
@@ -848,13 +827,11 @@ def print_summary(rows: list[dict[str, Any]], server_ran: bool) -> None:
 
 def header(cfg: Config) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "python": sys.version.replace("\n", " "),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
+        **python_facts(),
         "cpus": str(os.cpu_count()),
-        "tocsin": metadata.version("tocsin"),
+        "tocsin": version("tocsin"),
     }
-    asgiref = _importable("asgiref")
+    asgiref = importable("asgiref")
     print(f"Python   {info['python']} ({info['implementation']})")
     print(f"platform {info['platform']}, {info['cpus']} CPUs; tocsin {info['tocsin']}")
     info["run"] = run_facts()
@@ -872,10 +849,30 @@ def header(cfg: Config) -> dict[str, Any]:
     return info
 
 
+def in_process_json(result: Result) -> dict[str, Any]:
+    return {
+        "title": result.title,
+        "us_per_request": result.best,
+        "median": median(result.samples),
+        "samples": result.samples,
+    }
+
+
+def server_json(result: ServerResult) -> dict[str, Any]:
+    return {
+        "title": result.title,
+        "best_rps": result.best,
+        "median_rps": result.median,
+        "rps": [load.rps for load in result.loads],
+        "requests": [load.requests for load in result.loads],
+        "cpu_us_per_request": result.cpu_us,
+        "cpu_us": [load.cpu_us for load in result.loads],
+        "errors": result.errors,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
-    parser.add_argument("--json", metavar="PATH", type=Path, help="also write results here")
+    parser = harness_parser(__doc__)
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--in-process-only", action="store_true", help="do not run a server")
     only.add_argument("--server-only", action="store_true", help="only the uvicorn measurement")
@@ -885,23 +882,21 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="load generator for the server measurement (auto: wrk if installed)",
     )
-    parser.add_argument("--duration", type=float, help="seconds of load per server sample")
-    parser.add_argument("--rounds", type=int, help="server samples per variant")
-    parser.add_argument("--connections", type=int, help="concurrent connections of the load")
+    parser.add_argument("--duration", type=positive_float, help="seconds of load per server sample")
+    parser.add_argument("--rounds", type=positive_int, help="server samples per variant")
+    parser.add_argument(
+        "--connections", type=positive_int, help="concurrent connections of the load"
+    )
     # The child processes: a server, and the asyncio load client.
     parser.add_argument("--serve", choices=SERVER_VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--load-client", metavar="PORT", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    cfg = QUICK if args.quick else DEFAULT
-    for name in ("duration", "rounds", "connections"):
-        if getattr(args, name) is not None and getattr(args, name) <= 0:
-            parser.error(f"--{name} must be positive")
-    cfg = replace(
-        cfg,
-        duration=args.duration or cfg.duration,
-        rounds=args.rounds or cfg.rounds,
-        connections=args.connections or cfg.connections,
+    cfg = configure(
+        QUICK if args.quick else DEFAULT,
+        duration=args.duration,
+        rounds=args.rounds,
+        connections=args.connections,
     )
 
     if args.load == "wrk" and not args.in_process_only and shutil.which("wrk") is None:
@@ -926,7 +921,7 @@ def main(argv: list[str] | None = None) -> int:
     server: dict[str, ServerResult] | None = None
     if not args.in_process_only:
         print()
-        if _importable("uvicorn"):
+        if importable("uvicorn"):
             load = choose_load(args.load)
             server, info["server"] = run_server(cfg, load)
             print_server(server)
@@ -937,43 +932,23 @@ def main(argv: list[str] | None = None) -> int:
     print_summary(rows, server is not None)
     print(f"\n(total {time.perf_counter() - started:.1f} s)")
 
-    if args.json:
-        data = {
+    facts = info.pop("run")
+    write_json(
+        args.json,
+        cfg.name,
+        facts,
+        {
             **info,
-            "mode": cfg.name,
             "config": asdict(cfg),
-            "target_percent": TARGET_PERCENT,
+            "target_percent": TARGET.limit,
             "in_process": {
-                protocol: {
-                    kind: {
-                        "title": r.title,
-                        "us_per_request": r.best,
-                        "median": statistics.median(r.samples),
-                        "samples": r.samples,
-                    }
-                    for kind, r in results.items()
-                }
+                protocol: {kind: in_process_json(r) for kind, r in results.items()}
                 for protocol, results in in_process.items()
             },
-            "server": None
-            if server is None
-            else {
-                kind: {
-                    "title": r.title,
-                    "best_rps": r.best,
-                    "median_rps": r.median,
-                    "rps": [load.rps for load in r.loads],
-                    "requests": [load.requests for load in r.loads],
-                    "cpu_us_per_request": r.cpu_us,
-                    "cpu_us": [load.cpu_us for load in r.loads],
-                    "errors": r.errors,
-                }
-                for kind, r in server.items()
-            },
+            "server": server and {kind: server_json(r) for kind, r in server.items()},
             "summary": rows,
-        }
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
-        print(f"results written to {args.json}")
+        },
+    )
     return 0
 
 

@@ -750,13 +750,17 @@ def main(argv: list[str] | None = None) -> int:
         args.json,
         cfg.name,
         facts,
-        **info,
-        config=asdict(cfg),
-        per_rows=PER_ROWS,
-        target_ratio=TARGET.limit,
-        skipped={"postgresql": unreachable} if unreachable else {},
-        databases={kind: database_json(kind, results) for kind, results in all_results.items()},
-        summary=rows,
+        {
+            **info,
+            "config": asdict(cfg),
+            "per_rows": PER_ROWS,
+            "target_ratio": TARGET.limit,
+            "skipped": {"postgresql": unreachable} if unreachable else {},
+            "databases": {
+                kind: database_json(kind, results) for kind, results in all_results.items()
+            },
+            "summary": rows,
+        },
     )
     return 0
 
