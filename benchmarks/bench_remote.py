@@ -42,10 +42,8 @@ import asyncio
 import atexit
 import contextlib
 import importlib
-import importlib.util
 import json
 import os
-import platform
 import select
 import shutil
 import signal as signals
@@ -56,14 +54,32 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, replace
-from importlib import metadata
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import redis
 import redis.asyncio
 
+from _harness import (
+    Column,
+    Target,
+    comma_list,
+    configure,
+    fmt,
+    fmt_ratio,
+    importable,
+    median,
+    parser,
+    positive_int,
+    print_run_facts,
+    print_table,
+    python_facts,
+    run_facts,
+    turns,
+    version,
+    write_json,
+)
 from tocsin import Signal
 from tocsin.remote import (
     AsyncRedisStreamsTransport,
@@ -86,9 +102,9 @@ PUBLISHERS = 8  # threads or tasks sending at once, one by one, in those modes
 # The remote-receivers issue's targets, with one worker: concurrent publishers one by
 # one, at least TARGET events/s published and end to end; batched, end to end at least
 # BATCH_TARGET times the pipelined redis-py loop's.
-TARGET = 20_000
+TARGET = Target(20_000, at_least=True, unit="/s")
 CONCURRENT_MODES = ("threads", "tasks")
-BATCH_TARGET = 0.8
+BATCH_TARGET = Target(0.8, at_least=True)
 SIGNAL_NAME = "bench_remote.item_saved"
 GROUP = "bench"  # the consumer group of tocsin's workers and of the redis-py loop
 WORKER_BATCH = 100  # events a worker reads at a time (tocsin's default)
@@ -832,7 +848,7 @@ class Scenario:
     def median(self, name: str) -> float | None:
         if not self.rounds:
             return None
-        return float(statistics.median(getattr(r, name) for r in self.rounds))
+        return median(getattr(r, name) for r in self.rounds)
 
 
 def figures(run: Run, records: list[Record]) -> Round:
@@ -885,11 +901,9 @@ def measure(
         for pool in pools:
             if not pool.warm_up(cfg.warmup):
                 notes.append(f"not every {pool.system.name} worker got warm-up events")
-        for index in range(cfg.rounds):
-            # The order reversed every other round, so that drift hits all alike.
-            for pool in pools if index % 2 == 0 else pools[::-1]:
-                for mode in (m for m in pool.system.modes if m in cfg.modes):
-                    pool.run(mode, pool.system.events)
+        for pool in turns(pools, cfg.rounds):
+            for mode in (m for m in pool.system.modes if m in cfg.modes):
+                pool.run(mode, pool.system.events)
     except BaseException:
         for pool in pools:
             with contextlib.suppress(Exception):
@@ -921,36 +935,28 @@ def stop_all(pools: list[Pool]) -> list[tuple[Pool, dict[int, list[Record]]]]:
 # -- output ------------------------------------------------------------------------------
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def header(
     cfg: Config, url: str, server: str, systems: list[str], skipped: dict[str, str]
 ) -> dict[str, Any]:
     load = os.getloadavg()
+    python = python_facts()
     info: dict[str, Any] = {
-        "python": sys.version.replace("\n", " "),
-        "platform": platform.platform(),
+        "python": python["python"],
+        "platform": python["platform"],
         "cpus": os.cpu_count(),
-        "tocsin": _version("tocsin"),
+        "tocsin": version("tocsin"),
         "redis_server": server,
-        "redis_py": _version("redis"),
-        "hiredis": _version("hiredis"),
-        "rq": _version("rq"),
-        "celery": _version("celery"),
-        "kombu": _version("kombu"),
+        "redis_py": version("redis"),
+        "hiredis": version("hiredis"),
+        "rq": version("rq"),
+        "celery": version("celery"),
+        "kombu": version("kombu"),
         "load_at_start": load,
     }
     hiredis = f" with hiredis {info['hiredis']}" if info["hiredis"] else " (no hiredis)"
     print(f"Python   {info['python']}")
     print(f"platform {info['platform']}, {info['cpus']} CPUs; tocsin {info['tocsin']}")
     print(f"redis    server {server} at {url}; redis-py {info['redis_py']}{hiredis}")
-    from _harness import print_run_facts, run_facts  # here: workers import this file too
-
     info["run"] = run_facts()
     print_run_facts(info["run"])
     peers = {"rq": f"rq {info['rq']}", "celery": f"celery {info['celery']} (kombu {info['kombu']})"}
@@ -969,10 +975,6 @@ def header(
     return info
 
 
-def _cell(value: float | None, fmt: str, width: int) -> str:
-    return f"{'n/a' if value is None else format(value, fmt):>{width}}"
-
-
 def floor_ratio(
     scenarios: list[Scenario], scenario: Scenario, figure: str = "end_to_end"
 ) -> float | None:
@@ -983,30 +985,49 @@ def floor_ratio(
     return None if mine is None or base is None else mine / base
 
 
-def print_table(workers: int, scenarios: list[Scenario], notes: list[str]) -> None:
+COLUMNS = [Column("scenario", 46, "<")] + [
+    Column(title, width)
+    for title, width in (
+        ("events", 8),
+        ("publish/s", 11),
+        ("end-to-end/s", 14),
+        ("consume/s", 11),
+        ("p50 ms", 8),
+        ("p99 ms", 8),
+        ("pub/floor", 11),
+        ("e2e/floor", 11),
+        ("send us", 9),
+        ("work us", 9),
+        ("load", 6),
+    )
+]
+# Each figure of a row after its events: the Scenario.median() name, and its format.
+FIGURES = (
+    ("publish", ",.0f"),
+    ("end_to_end", ",.0f"),
+    ("consume", ",.0f"),
+    ("p50_ms", ".2f"),
+    ("p99_ms", ".2f"),
+)
+COSTS = (("send_cpu_us", ".1f"), ("worker_cpu_us", ".1f"), ("load", ".2f"))
+
+
+def table_row(scenarios: list[Scenario], s: Scenario) -> list[str]:
+    title = f"{s.system}, {s.title}"
+    if not s.rounds:
+        return [title, "n/a", f"   ({s.note})"]
+    cells = [title, f"{s.events:,}"]
+    cells += [fmt(s.median(name), spec, missing="n/a") for name, spec in FIGURES]
+    for figure in ("publish", "end_to_end"):
+        cells.append(fmt_ratio(floor_ratio(scenarios, s, figure), missing="n/a "))
+    cells += [fmt(s.median(name), spec, missing="n/a") for name, spec in COSTS]
+    return cells
+
+
+def print_scenarios(workers: int, scenarios: list[Scenario], notes: list[str]) -> None:
     plural = "s" if workers > 1 else ""
     print(f"\n== {workers} worker{plural}: events/s, and ms from send to receiver")
-    print(
-        f"   {'scenario':<46}{'events':>8}{'publish/s':>11}{'end-to-end/s':>14}"
-        f"{'consume/s':>11}{'p50 ms':>8}{'p99 ms':>8}{'pub/floor':>11}{'e2e/floor':>11}"
-        f"{'send us':>9}{'work us':>9}{'load':>6}"
-    )
-    for s in scenarios:
-        title = f"{s.system}, {s.title}"
-        if not s.rounds:
-            print(f"   {title:<46}{'n/a':>8}   ({s.note})")
-            continue
-        ratio = floor_ratio(scenarios, s)
-        published = floor_ratio(scenarios, s, "publish")
-        print(
-            f"   {title:<46}{s.events:>8,}{_cell(s.median('publish'), ',.0f', 11)}"
-            f"{_cell(s.median('end_to_end'), ',.0f', 14)}{_cell(s.median('consume'), ',.0f', 11)}"
-            f"{_cell(s.median('p50_ms'), '.2f', 8)}{_cell(s.median('p99_ms'), '.2f', 8)}"
-            f"{_cell(published, '.2f', 10)}{'x' if published is not None else ' '}"
-            f"{_cell(ratio, '.2f', 10)}{'x' if ratio is not None else ' '}"
-            f"{_cell(s.median('send_cpu_us'), '.1f', 9)}"
-            f"{_cell(s.median('worker_cpu_us'), '.1f', 9)}{_cell(s.median('load'), '.2f', 6)}"
-        )
+    print_table(COLUMNS, [table_row(scenarios, s) for s in scenarios])
     for note in notes:
         print(f"   note: {note}")
     sys.stdout.flush()
@@ -1031,11 +1052,11 @@ def summarize(scenarios: list[Scenario]) -> list[dict[str, Any]]:
             "verdict": "no target",
         }
         if s.mode in CONCURRENT_MODES:
-            row["target"] = f">= {TARGET:,}/s published and end to end"
-            row["verdict"] = "PASS" if min(publish, e2e) >= TARGET else "MISS"
+            row["target"] = f"{TARGET.text} published and end to end"
+            row["verdict"] = TARGET.verdict(min(publish, e2e))
         elif s.mode == "batch" and row["end_to_end_vs_floor"] is not None:
-            row["target"] = f">= {BATCH_TARGET}x the floor end to end"
-            row["verdict"] = "PASS" if row["end_to_end_vs_floor"] >= BATCH_TARGET else "MISS"
+            row["target"] = f"{BATCH_TARGET.text} the floor end to end"
+            row["verdict"] = BATCH_TARGET.verdict(row["end_to_end_vs_floor"])
         rows.append(row)
     return rows
 
@@ -1065,7 +1086,7 @@ def load_systems(
     systems: list[System] = []
     skipped: dict[str, str] = {}
     for name in names:
-        missing = [p for p in PEER_PACKAGES.get(name, ()) if importlib.util.find_spec(p) is None]
+        missing = [p for p in PEER_PACKAGES.get(name, ()) if not importable(p)]
         if missing:
             skipped[name] = f"not installed ({', '.join(missing)}): pip install -e . --group bench"
             continue
@@ -1073,55 +1094,63 @@ def load_systems(
     return systems, skipped
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
-    parser.add_argument("--events", type=_positive, help="events per round (default 50,000)")
-    parser.add_argument(
-        "--peer-events", type=_positive, help="events per round for rq and celery (default 2,000)"
+    args_parser = parser(__doc__)
+    args_parser.add_argument(
+        "--events", type=positive_int, help="events per round (default 50,000)"
     )
-    parser.add_argument("--rounds", type=_positive, help="rounds per scenario (default 3)")
-    parser.add_argument(
+    args_parser.add_argument(
+        "--peer-events",
+        type=positive_int,
+        help="events per round for rq and celery (default 2,000)",
+    )
+    args_parser.add_argument("--rounds", type=positive_int, help="rounds per scenario (default 3)")
+    args_parser.add_argument(
         "--workers", default="", help="worker counts, comma-separated (default 1,2)"
     )
-    parser.add_argument(
+    args_parser.add_argument(
         "--only", default="", help=f"systems to run, comma-separated, of {', '.join(SYSTEMS)}"
     )
-    parser.add_argument(
+    args_parser.add_argument(
         "--url",
         default=os.environ.get("TOCSIN_REDIS_URL", "redis://127.0.0.1:6379/0"),
         help="the Redis server (default: TOCSIN_REDIS_URL, else redis://127.0.0.1:6379/0)",
     )
-    parser.add_argument(
+    args_parser.add_argument(
         "--modes", default="", help=f"sending modes to run, comma-separated, of {', '.join(MODES)}"
     )
-    parser.add_argument("--json", metavar="PATH", type=Path, help="also write results here")
-    parser.add_argument("--worker", choices=("redis-py", "rq"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.only:
-        args.systems = [name.strip() for name in args.only.split(",") if name.strip()]
-        unknown = sorted(set(args.systems) - set(SYSTEMS))
-        if unknown:
-            parser.error(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
-    else:
-        args.systems = list(SYSTEMS)
-    args.mode_names = tuple(name.strip() for name in args.modes.split(",") if name.strip())
-    if unknown := sorted(set(args.mode_names) - set(MODES)):
-        parser.error(f"--modes: unknown {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    args_parser.add_argument("--worker", choices=("redis-py", "rq"), help=argparse.SUPPRESS)
+    args = args_parser.parse_args(argv)
+    args.systems = comma_list(args_parser, "--only", args.only, SYSTEMS) or list(SYSTEMS)
+    args.mode_names = tuple(comma_list(args_parser, "--modes", args.modes, MODES))
     try:
         args.worker_counts = tuple(int(n) for n in args.workers.split(",") if n.strip())
     except ValueError:
-        parser.error("--workers takes numbers: 1,2")
+        args_parser.error("--workers takes numbers: 1,2")
     if any(n <= 0 for n in args.worker_counts):
-        parser.error("--workers: counts must be positive")
+        args_parser.error("--workers: counts must be positive")
     return args
+
+
+MEDIANS = [figure for figure, _ in (*FIGURES, *COSTS)]
+
+
+def scenario_json(everything: list[Scenario], s: Scenario) -> dict[str, Any]:
+    """What the JSON file keeps of a scenario: its medians, its ratios to the floor with
+    the same workers, every round."""
+    same_workers = [t for t in everything if t.workers == s.workers]
+    return {
+        "system": s.system,
+        "mode": s.mode,
+        "workers": s.workers,
+        "title": s.title,
+        "events": s.events,
+        "note": s.note,
+        "median": {name: s.median(name) for name in MEDIANS},
+        "end_to_end_vs_floor": floor_ratio(same_workers, s),
+        "publish_vs_floor": floor_ratio(same_workers, s, "publish"),
+        "rounds": [asdict(r) for r in s.rounds],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1130,14 +1159,13 @@ def main(argv: list[str] | None = None) -> int:
         stream = os.environ[NAME_ENV]
         work = raw_worker if args.worker == "redis-py" else rq_worker
         return work(os.environ[URL_ENV], stream)
-    cfg = QUICK if args.quick else DEFAULT
-    cfg = replace(
-        cfg,
-        events=args.events or cfg.events,
-        peer_events=args.peer_events or cfg.peer_events,
-        rounds=args.rounds or cfg.rounds,
-        workers=args.worker_counts or cfg.workers,
-        modes=args.mode_names or cfg.modes,
+    cfg = configure(
+        QUICK if args.quick else DEFAULT,
+        events=args.events,
+        peer_events=args.peer_events,
+        rounds=args.rounds,
+        workers=args.worker_counts or None,
+        modes=args.mode_names or None,
     )
     if cfg.events < 2 or cfg.peer_events < 2:
         sys.exit("bench_remote: a round needs at least 2 events")
@@ -1160,7 +1188,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for workers in cfg.workers:
             scenarios, notes = measure(systems, workers, cfg, results)
-            print_table(workers, scenarios, notes)
+            print_scenarios(workers, scenarios, notes)
             all_scenarios += scenarios
             for system in systems:  # a fresh stream and queue for the next worker count
                 system.forget()
@@ -1174,48 +1202,20 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     print(f"\n(total {time.perf_counter() - started:.1f} s; load {load[0]:.2f} at the end)")
 
-    if args.json:
-        data = {
+    facts = info.pop("run")
+    write_json(
+        args.json,
+        cfg.name,
+        facts,
+        {
             **info,
-            "mode": cfg.name,
             "config": asdict(cfg),
             "skipped": skipped,
             "load_at_end": load,
-            "scenarios": [
-                {
-                    "system": s.system,
-                    "mode": s.mode,
-                    "workers": s.workers,
-                    "title": s.title,
-                    "events": s.events,
-                    "note": s.note,
-                    "median": {
-                        name: s.median(name)
-                        for name in (
-                            "publish",
-                            "end_to_end",
-                            "consume",
-                            "p50_ms",
-                            "p99_ms",
-                            "send_cpu_us",
-                            "worker_cpu_us",
-                            "load",
-                        )
-                    },
-                    "end_to_end_vs_floor": floor_ratio(
-                        [t for t in all_scenarios if t.workers == s.workers], s
-                    ),
-                    "publish_vs_floor": floor_ratio(
-                        [t for t in all_scenarios if t.workers == s.workers], s, "publish"
-                    ),
-                    "rounds": [asdict(r) for r in s.rounds],
-                }
-                for s in all_scenarios
-            ],
+            "scenarios": [scenario_json(all_scenarios, s) for s in all_scenarios],
             "summary": rows,
-        }
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
-        print(f"results written to {args.json}")
+        },
+    )
     return 0
 
 
