@@ -58,20 +58,16 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import datetime
 import json
 import marshal
 import math
 import os
-import platform
 import pstats
 import re
-import select
 import shutil
 import signal
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,12 +75,34 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field, replace
-from importlib import metadata
-from importlib.util import find_spec
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from _harness import (
+    Column,
+    comma_list,
+    configure,
+    cpu_seconds,
+    exit_when_orphaned,
+    fmt,
+    heading,
+    importable,
+    listening_socket,
+    median,
+    paired_ratios,
+    print_run_facts,
+    print_table,
+    python_facts,
+    read_line,
+    round_order,
+    run_facts,
+    stop_process,
+    version,
+    write_json,
+)
+from _harness import parser as harness_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -140,23 +158,13 @@ def serve(variant: str, log: Path, cprofile_dir: Path | None) -> int:
     sends its output to *log*; exits when its stdin closes (the parent went away)
     or on SIGTERM.
     """
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, as
-    # those uvicorn makes itself do.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, 0))
-    sock.listen(2048)
+    sock = listening_socket(HOST)  # TCP_NODELAY, as on those uvicorn makes itself
     print(json.dumps({"port": sock.getsockname()[1], "pid": os.getpid()}), flush=True)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-
-    def exit_when_orphaned() -> None:
-        sys.stdin.read()
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=exit_when_orphaned, daemon=True).start()
+    exit_when_orphaned()
     if cprofile_dir is not None:
         ThreadProfilers(cprofile_dir)
 
@@ -307,16 +315,6 @@ def _minus(end: ProfileStats, before: ProfileStats) -> ProfileStats:
 # -- starting and stopping servers --------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time process *pid* has used so far, all threads (Linux: /proc); else None."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 class ServerProcess:
     """``serve()`` in a subprocess of its own session (a Ctrl+C in the terminal
     reaches only this process, which stops it)."""
@@ -361,9 +359,8 @@ class ServerProcess:
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Until the app has started and answers; then check what it runs."""
         deadline = time.monotonic() + timeout
+        line = read_line(self.proc, timeout)
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
         self.proc.stdout.close()
         if not line:
             raise RuntimeError(self.failure("did not start"))
@@ -396,16 +393,7 @@ class ServerProcess:
         return f"the {self.variant} server {what}; its log ends with:\n{log_tail(self.log)}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
+        stop_process(self.proc, STOP_TIMEOUT)
 
 
 def log_tail(log: Path, lines: int = 30) -> str:
@@ -732,7 +720,7 @@ class Variant:
 
     @property
     def rps(self) -> float:
-        return statistics.median(w.rps for w in self.windows)
+        return median(w.rps for w in self.windows)
 
     @property
     def requests(self) -> int:
@@ -764,9 +752,8 @@ class Variant:
 
     def paired_ratio(self, base: Variant) -> float:
         """Median over rounds of requests/s against *base*'s in the same round."""
-        return statistics.median(
-            w.rps / b.rps for w, b in zip(self.windows, base.windows, strict=True) if b.rps
-        )
+        rps = [[w.rps for w in variant.windows] for variant in (base, self)]
+        return median(paired_ratios(*rps))
 
 
 def summarize(variants: list[Variant]) -> dict[str, Any]:
@@ -806,33 +793,51 @@ def summarize(variants: list[Variant]) -> dict[str, Any]:
     return out
 
 
-def _f(value: float | None, fmt: str) -> str:
-    return "-" if value is None or math.isnan(value) else format(value, fmt)
+SUMMARY_COLUMNS = [Column("variant", 14, "<")] + [
+    Column(title, width)
+    for title, width in (
+        ("req/s", 8),
+        ("x", 6),
+        ("p50 ms", 9),
+        ("x", 6),
+        ("p90 ms", 9),
+        ("p99 ms", 9),
+        ("x", 6),
+        ("max ms", 9),
+        ("errors", 7),
+        ("cpu ms/req", 11),
+        ("cores", 6),
+    )
+]
+
+
+def summary_row(name: str, s: dict[str, Any]) -> list[str]:
+    lat = s["latency_ms"]
+    return [
+        name,
+        f"{s['rps']:,.1f}",
+        f"{s['rps_ratio']:.2f}",
+        fmt(lat["p50"], ".1f"),
+        fmt(s["p50_ratio"], ".2f"),
+        fmt(lat["p90"], ".1f"),
+        fmt(lat["p99"], ".1f"),
+        fmt(s["p99_ratio"], ".2f"),
+        fmt(lat["max"], ".1f"),
+        str(s["errors"]),
+        fmt(s["server_cpu_ms_per_request"], ".2f"),
+        fmt(s["server_cores"], ".2f"),
+    ]
 
 
 def print_summary(variants: list[Variant], summary: dict[str, Any], cfg: Config) -> None:
     base = variants[0].name
-    print()
-    print(
-        f"== SUMMARY: {cfg.clients} clients, authenticated JSON CRUD; {cfg.rounds} round(s) of "
+    heading(
+        f"SUMMARY: {cfg.clients} clients, authenticated JSON CRUD; {cfg.rounds} round(s) of "
         f"{cfg.duration:g} s per variant; ratios to {base}"
     )
-    print(
-        f"   {'variant':<14}{'req/s':>8}{'x':>6}{'p50 ms':>9}{'x':>6}{'p90 ms':>9}"
-        f"{'p99 ms':>9}{'x':>6}{'max ms':>9}{'errors':>7}{'cpu ms/req':>11}{'cores':>6}"
-    )
-    for v in variants:
-        s = summary[v.name]
-        lat = s["latency_ms"]
-        print(
-            f"   {v.name:<14}{s['rps']:>8,.1f}{s['rps_ratio']:>6.2f}"
-            f"{_f(lat['p50'], '.1f'):>9}{_f(s['p50_ratio'], '.2f'):>6}{_f(lat['p90'], '.1f'):>9}"
-            f"{_f(lat['p99'], '.1f'):>9}{_f(s['p99_ratio'], '.2f'):>6}{_f(lat['max'], '.1f'):>9}"
-            f"{s['errors']:>7}{_f(s['server_cpu_ms_per_request'], '.2f'):>11}"
-            f"{_f(s['server_cores'], '.2f'):>6}"
-        )
-    client = statistics.median(summary[v.name]["client_cpu_us_per_request"] for v in variants)
-    share = statistics.median(
+    print_table(SUMMARY_COLUMNS, [summary_row(v.name, summary[v.name]) for v in variants])
+    client = median(summary[v.name]["client_cpu_us_per_request"] for v in variants)
+    share = median(
         sum(w.client_cpu for w in v.windows) / sum(w.seconds for w in v.windows) for v in variants
     )
     print("   (" + "; ".join(f"{v.name}: {v.title}" for v in variants) + ".")
@@ -842,16 +847,16 @@ def print_summary(variants: list[Variant], summary: dict[str, Any], cfg: Config)
         f"   CPU time. The load generator used {client:.0f} us of CPU per request, "
         f"{100 * share:.0f} % of a core.)"
     )
-    print()
-    print("== latency by request, ms: p50 / p99 over every window")
-    print("   " + f"{'request':<10}" + "".join(f"{v.name:>18}" for v in variants))
+    heading("latency by request, ms: p50 / p99 over every window")
+    columns = [Column("request", 10, "<"), *(Column(v.name, 18) for v in variants)]
+    rows = []
     for kind in KINDS:
-        cells = []
+        cells = [kind]
         for v in variants:
             lat = summary[v.name]["by_request_ms"][kind]
-            cells.append(f"{_f(lat['p50'], '.1f')} / {_f(lat['p99'], '.1f')}")
-        print("   " + f"{kind:<10}" + "".join(f"{cell:>18}" for cell in cells))
-    sys.stdout.flush()
+            cells.append(f"{fmt(lat['p50'], '.1f')} / {fmt(lat['p99'], '.1f')}")
+        rows.append(cells)
+    print_table(columns, rows)
 
 
 # -- profiles -----------------------------------------------------------------------------------
@@ -1089,41 +1094,25 @@ def filesystem_of(path: Path) -> str:
     return kind
 
 
-def git(*args: str) -> str:
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-    return out.stdout.strip()
-
-
 def header(cfg: Config, databases: Databases, addresses: list[str | None]) -> dict[str, Any]:
-    versions: dict[str, str] = {
-        name: metadata.version(name)
-        for name in ("tocsin", "fastapi", "starlette", "uvicorn", "sqlalchemy")
+    versions = {
+        name: version(name) for name in ("tocsin", "fastapi", "starlette", "uvicorn", "sqlalchemy")
     }
-    dirty = git("status", "--porcelain", "--", "todo", "src")
     info: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
-        "platform": platform.platform(),
+        "platform": python_facts()["platform"],
         "cpus": os.cpu_count(),
-        "load_average_start": os.getloadavg(),
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "uncommitted_changes": bool(dirty) if dirty != "?" else None,
         "versions": versions,
-        "http": "httptools" if find_spec("httptools") else "h11",
-        "loop": "uvloop" if find_spec("uvloop") else "asyncio",
+        "http": "httptools" if importable("httptools") else "h11",
+        "loop": "uvloop" if importable("uvloop") else "asyncio",
         "database": databases.description,
         "filesystem": filesystem_of(Path(tempfile.gettempdir())),
         "config": asdict(cfg),
+        # Uncommitted changes in the app count too: it is what the run measures.
+        "run": run_facts(("todo", "src", "benchmarks")),
     }
-    load = ", ".join(f"{x:.2f}" for x in info["load_average_start"])
-    changes = " (uncommitted changes in todo/ or src/)" if info["uncommitted_changes"] else ""
     print(f"Python   {info['python']} on {info['platform']}, {info['cpus']} CPUs")
-    print(f"date     {info['date']}, commit {info['commit']}{changes}, load average {load}")
+    print_run_facts(info["run"])
     print(
         "app      " + ", ".join(f"{k} {v}" for k, v in versions.items()) + f"; uvicorn with "
         f"{info['http']} and the {info['loop']} loop (its defaults), one process per variant"
@@ -1154,10 +1143,8 @@ def run_rounds(variants: list[Variant], cfg: Config) -> None:
         if warm.errors:
             raise RuntimeError(f"{v.name}: {warm.errors} errors: {warm.error_samples}")
     for number in range(cfg.rounds):
-        # The order reversed every other round, so that drift hits every variant alike.
-        order = variants if number % 2 == 0 else variants[::-1]
         shown = []
-        for v in order:
+        for v in round_order(variants, number):
             window = asyncio.run(
                 run_load(v.server.port, v.server.pid, v.users, cfg.warmup, cfg.duration)
             )
@@ -1205,10 +1192,8 @@ def run(cfg: Config, names: list[str], args: argparse.Namespace) -> int:
         info["load_average_end"] = os.getloadavg()
         print("load average at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
-    if args.json:
-        data = {**info, "variants": summary, "profile": profile}
-        args.json.write_text(json.dumps(data, indent=2) + "\n")
-        print(f"results written to {args.json}")
+    facts = info.pop("run")
+    write_json(args.json, cfg.name, facts, {**info, "variants": summary, "profile": profile})
     errors = sum(v.errors for v in variants)
     if errors:
         print(f"\nFAILED: {errors} requests failed, for example:")
@@ -1220,9 +1205,7 @@ def run(cfg: Config, names: list[str], args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny counts (smoke test)")
-    parser.add_argument("--json", metavar="PATH", type=Path, help="also write results here")
+    parser = harness_parser(__doc__)
     parser.add_argument("--clients", type=int, help="concurrent clients (users), 20")
     parser.add_argument("--todos", type=int, help="todos each user has besides its loop's, 10")
     parser.add_argument("--duration", type=float, help="seconds timed per variant and round, 10")
@@ -1257,16 +1240,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         return serve(args.serve, args.server_log, args.cprofile_dir)
 
-    cfg = QUICK if args.quick else DEFAULT
-    for name in ("clients", "todos", "duration", "warmup", "rounds"):
-        value = getattr(args, name)
+    given = {name: getattr(args, name) for name in ("clients", "todos", "duration", "warmup")}
+    given["rounds"] = args.rounds
+    for name, value in given.items():
         if value is not None and (value < 0 or (value == 0 and name not in ("todos", "warmup"))):
             parser.error(f"--{name} must be positive")
-        if value is not None:
-            cfg = replace(cfg, **{name: value})
-    names = [name.strip() for name in args.variants.split(",") if name.strip()]
-    unknown = set(names) - set(VARIANTS)
-    if unknown or not names or len(set(names)) != len(names):
+    cfg = configure(QUICK if args.quick else DEFAULT, **given)
+    names = comma_list(parser, "--variants", args.variants, VARIANTS)
+    if not names or len(set(names)) != len(names):
         parser.error(f"--variants: choose among {', '.join(VARIANTS)}, each once")
     if args.profile and args.profile_variant not in names:
         parser.error("--profile-variant must be one of --variants")
