@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, fields, is_dataclass, replace
@@ -352,14 +353,21 @@ def as_json(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path | None, mode: str, facts: dict[str, Any], data: dict[str, Any]) -> None:
-    """The run's JSON file, if *path*: the mode (quick or full), the facts of the run under
-    ``"run"``, and the script's own *data* (its config, every sample, its summary)."""
+def write_json(path: Path | None, mode: str, data: dict[str, Any]) -> None:
+    """The run's JSON file, if *path*: the mode (quick or full), then the script's *data*,
+    which has the facts of the run under ``"run"`` (every figure traceable to a commit and
+    a machine state), its config, every sample and its summary."""
     if path is None:
         return
-    document = {"mode": mode, **data, "run": facts}
-    path.write_text(json.dumps(as_json(document), indent=2) + "\n")
+    if "run" not in data:
+        raise ValueError("a run's JSON file keeps the facts of the run under 'run'")
+    path.write_text(json.dumps(as_json({"mode": mode, **data}), indent=2) + "\n")
     print(f"results written to {path}")
+
+
+def print_total(started: float, also: str = "") -> None:
+    """The run's last line: ``(total <seconds> s<also>)``, *started* by time.perf_counter()."""
+    print(f"\n(total {time.perf_counter() - started:.1f} s{also})")
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from _harness import (
     parser,
     print_run_facts,
     print_table,
+    print_total,
     python_facts,
     ratio,
     run_facts,
@@ -984,13 +985,11 @@ def main(argv: list[str] | None = None) -> int:
             print_scenario(scenarios[sid])
     rows = summarize(scenarios, info["send path"])
     print_summary(rows)
-    print(f"\n(total {time.perf_counter() - started:.1f} s)")
+    print_total(started)
 
-    facts = info.pop("run")
     write_json(
         args.json,
         cfg.name,
-        facts,
         {
             **info,
             "peers": {impl.name: impl.version for impl in impls} | skipped,

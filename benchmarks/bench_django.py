@@ -379,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         args.json,
         "quick" if args.quick else "full",
-        facts,
         {
+            "run": facts,
             "python": platform.python_version(),
             "django": django.get_version(),
             "config": {"rounds": rounds, "requests": requests, "sends": sends},

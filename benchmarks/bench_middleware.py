@@ -67,6 +67,7 @@ from _harness import (
     positive_int,
     print_run_facts,
     print_table,
+    print_total,
     python_facts,
     read_line,
     round_order,
@@ -930,13 +931,11 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = summarize(in_process, server)
     print_summary(rows, server is not None)
-    print(f"\n(total {time.perf_counter() - started:.1f} s)")
+    print_total(started)
 
-    facts = info.pop("run")
     write_json(
         args.json,
         cfg.name,
-        facts,
         {
             **info,
             "config": asdict(cfg),

@@ -74,6 +74,7 @@ from _harness import (
     positive_int,
     print_run_facts,
     print_table,
+    print_total,
     python_facts,
     run_facts,
     turns,
@@ -1200,13 +1201,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(all_scenarios)
     print_summary(rows, cfg.rounds)
     load = os.getloadavg()
-    print(f"\n(total {time.perf_counter() - started:.1f} s; load {load[0]:.2f} at the end)")
+    print_total(started, f"; load {load[0]:.2f} at the end")
 
-    facts = info.pop("run")
     write_json(
         args.json,
         cfg.name,
-        facts,
         {
             **info,
             "config": asdict(cfg),

@@ -93,6 +93,7 @@ from _harness import (
     positive_int,
     print_run_facts,
     print_table,
+    print_total,
     python_facts,
     run_facts,
     timed,
@@ -743,13 +744,11 @@ def main(argv: list[str] | None = None) -> int:
             print_database(db, cfg, all_results[kind])
     rows = summarize(all_results)
     print_summary(rows)
-    print(f"\n(total {time.perf_counter() - started:.1f} s)")
+    print_total(started)
 
-    facts = info.pop("run")
     write_json(
         args.json,
         cfg.name,
-        facts,
         {
             **info,
             "config": asdict(cfg),

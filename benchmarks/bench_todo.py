@@ -1192,8 +1192,7 @@ def run(cfg: Config, names: list[str], args: argparse.Namespace) -> int:
         info["load_average_end"] = os.getloadavg()
         print("load average at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
-    facts = info.pop("run")
-    write_json(args.json, cfg.name, facts, {**info, "variants": summary, "profile": profile})
+    write_json(args.json, cfg.name, {**info, "variants": summary, "profile": profile})
     errors = sum(v.errors for v in variants)
     if errors:
         print(f"\nFAILED: {errors} requests failed, for example:")
