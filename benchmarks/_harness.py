@@ -200,11 +200,6 @@ def median(samples: Iterable[float]) -> float:
     return float(statistics.median(samples))
 
 
-def stats(samples: Sequence[float]) -> dict[str, Any]:
-    """What a JSON file keeps of a case: the least sample, the median, every sample."""
-    return {"best": best(samples), "median": median(samples), "samples": list(samples)}
-
-
 def ratio(value: float | None, base: float | None) -> float | None:
     """*value* over *base*; None when either is missing or the base is not positive."""
     if value is None or base is None or base <= 0:

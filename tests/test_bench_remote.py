@@ -11,20 +11,15 @@ skipped, unless TOCSIN_REQUIRE_SERVICES=1 (CI), where it fails.
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from _bench import row, run_quick
 from _services import REDIS_URL, redis_or_skip
 
 redis = pytest.importorskip("redis")
-
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "benchmarks" / "bench_remote.py"
 
 SCENARIOS = {
     ("tocsin", "one"): "tocsin, send(), an XADD each",
@@ -55,39 +50,26 @@ def redis_url() -> str:
 
 
 def test_quick_run_reports_every_scenario(tmp_path: Path, redis_url: str) -> None:
-    out = tmp_path / "results.json"
-    command = [sys.executable, str(BENCH), "--quick", "--only", "tocsin,redis-py"]
-    command += ["--events", str(EVENTS), "--url", redis_url, "--json", str(out)]
-    proc = subprocess.run(
-        command, capture_output=True, text=True, cwd=ROOT, timeout=300, check=False
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("Python ")
-    assert re.search(rf"^load     {NUMBER} ", proc.stdout, re.MULTILINE), proc.stdout
-
-    head, sep, summary = proc.stdout.partition("== SUMMARY")
-    assert sep, proc.stdout
+    args = ("--only", "tocsin,redis-py", "--events", str(EVENTS), "--url", redis_url)
+    run = run_quick("bench_remote.py", tmp_path, *args)
+    row(rf"^load     {NUMBER} ", run.stdout)
     for workers in WORKERS:
         # A table per worker count, with a row of figures for every scenario: the
         # events, three rates, two latencies, the ratios to the redis-py floor, the
         # CPU per event of the sender and of the workers, and the load average.
-        title = f"== {workers} worker{'s' if workers > 1 else ''}: "
-        table = head.partition(title)[2].partition("\n== ")[0]
-        assert table, f"no table for {workers} worker(s):\n{head}"
+        table = run.section(f"{workers} worker{'s' if workers > 1 else ''}: ")
+        assert table, f"no table for {workers} worker(s):\n{run.head}"
         for scenario in SCENARIOS.values():
             cells = "".join(rf"\s+{NUMBER}" for _ in range(5))
             ratios = rf"\s+{NUMBER}x\s+{NUMBER}x"
             sending = rf"\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}"  # CPU per event sent, run; load
-            pattern = rf"^\s+{re.escape(scenario)}\s+{EVENTS}{cells}{ratios}{sending}$"
-            assert re.search(pattern, table, re.MULTILINE), f"no row for {scenario!r}:\n{table}"
+            row(rf"^\s+{re.escape(scenario)}\s+{EVENTS}{cells}{ratios}{sending}$", table)
     for mode, verdicts in VERDICTS.items():
         scenario = SCENARIOS["tocsin", mode]
-        row = re.search(rf"^\s+{re.escape(scenario)}\s+published .*$", summary, re.MULTILINE)
-        assert row is not None, f"no summary row for {scenario}:\n{summary}"
-        assert row.group(0).endswith(verdicts), row.group(0)
+        found = row(rf"^\s+{re.escape(scenario)}\s+published .*$", run.summary)
+        assert found.group(0).endswith(verdicts), found.group(0)
 
-    data = json.loads(out.read_text())
-    assert data["mode"] == "quick"
+    data = run.data
     assert data["config"]["events"] == EVENTS
     got = {(s["system"], s["mode"], s["workers"]) for s in data["scenarios"]}
     assert got == {(system, mode, w) for system, mode in SCENARIOS for w in WORKERS}

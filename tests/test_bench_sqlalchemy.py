@@ -11,21 +11,18 @@ be reached, and otherwise the script must say it left it out.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from _bench import row, run_quick
 
 pytest.importorskip("sqlalchemy")
 
 from sqlalchemy import create_engine
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "benchmarks" / "bench_sqlalchemy.py"
 POSTGRES_URL = os.environ.get(
     "TOCSIN_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -66,22 +63,10 @@ def postgres_reachable() -> bool:
 def test_quick_run_reports_every_variant(tmp_path: Path) -> None:
     with_postgres = postgres_reachable()
     databases = (*SQLITE, "postgresql") if with_postgres else SQLITE
-    out = tmp_path / "results.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("Python ")
-
-    head, sep, summary = proc.stdout.partition("== SUMMARY")
-    assert sep, proc.stdout
+    run = run_quick("bench_sqlalchemy.py", tmp_path)
+    head, summary = run.head, run.summary
     if with_postgres:
-        assert re.search(r"^\s+PostgreSQL \d+", head, re.MULTILINE), head
+        row(r"^\s+PostgreSQL \d+", head)
     else:
         assert "PostgreSQL skipped: not reachable" in head, head
         assert "== postgresql: " not in head
@@ -89,37 +74,25 @@ def test_quick_run_reports_every_variant(tmp_path: Path) -> None:
         # Each database has its own table: a row of three figures for every variant,
         # with a ratio to plain except on plain's own row; then the ratios of the
         # receivers variant to the events variant.
-        table = head.partition(f"== {database}: ")[2].partition("\n== ")[0]
+        table = run.section(f"{database}: ")
         assert table, f"no {database} table:\n{head}"
         for kind, title in VARIANTS.items():
             ratio = "" if kind == "plain" else rf"\s+{RATIO}"
             cells = "".join(rf"\s+{NUMBER}{ratio}" for _ in PHASES)
-            assert re.search(rf"^\s+{re.escape(title)}{cells}$", table, re.MULTILINE), (
-                f"no row for {title!r} in the {database} table:\n{table}"
-            )
+            row(rf"^\s+{re.escape(title)}{cells}$", table)
         ratios = "".join(rf"\s+{RATIO}" for _ in PHASES)
-        assert re.search(rf"^\s+{re.escape(PEER_TITLE)}{ratios}$", table, re.MULTILINE), (
-            f"no {PEER_TITLE!r} row in the {database} table:\n{table}"
-        )
+        row(rf"^\s+{re.escape(PEER_TITLE)}{ratios}$", table)
         for kind, baseline in COMPARISONS:
             label = kind if baseline == "plain" else f"{kind} vs {baseline}"
             for phase in PHASES:
-                row = re.search(
-                    rf"^\s+{database}, {label}\s+{phase}\s+(\d+\.\d+)x\s.*$",
-                    summary,
-                    re.MULTILINE,
-                )
-                assert row is not None, (
-                    f"no summary row for {database}, {label}, {phase}:\n{summary}"
-                )
+                found = row(rf"^\s+{database}, {label}\s+{phase}\s+(\d+\.\d+)x\s.*$", summary)
                 # Only the target's row (the total, with receivers, against plain)
                 # has a verdict.
                 is_target = (kind, baseline, phase) == ("receivers", "plain", "total")
                 verdicts = ("PASS", "MISS") if is_target else ("-",)
-                assert row.group(0).split()[-1] in verdicts, row.group(0)
+                assert found.group(0).split()[-1] in verdicts, found.group(0)
 
-    data = json.loads(out.read_text())
-    assert data["mode"] == "quick"
+    data = run.data
     assert data["config"]["expire_on_commit"] is False
     assert list(data["databases"]) == list(databases)
     assert ("postgresql" in data["skipped"]) is not with_postgres
@@ -138,7 +111,5 @@ def test_quick_run_reports_every_variant(tmp_path: Path) -> None:
         for phase in PHASES:
             receivers, events = (database["variants"][k][phase]["best_ms"] for k in COMPARISONS[3])
             assert peer[phase] == pytest.approx(receivers / events)
-    rows = [
-        (row["database"], row["variant"], row["baseline"], row["phase"]) for row in data["summary"]
-    ]
+    rows = [(r["database"], r["variant"], r["baseline"], r["phase"]) for r in data["summary"]]
     assert rows == [(d, k, b, p) for d in databases for k, b in COMPARISONS for p in PHASES]

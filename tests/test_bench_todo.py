@@ -9,9 +9,7 @@ No timing is asserted: ``--quick`` numbers are noise. Everything runs on 127.0.0
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import select
 import signal
 import subprocess
@@ -21,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from _bench import BENCHMARKS, ROOT, row, run_quick
+
 for module in ("fastapi", "uvicorn", "sqlalchemy", "alembic", "argon2"):
     pytest.importorskip(module)
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "benchmarks" / "bench_todo.py"
+BENCH = BENCHMARKS / "bench_todo.py"
 
 VARIANTS = ("shipped", "no-tracer", "no-receivers", "bare")
 # What each variant's server reports running.
@@ -40,7 +39,8 @@ NUMBER = r"[\d,]+\.\d+"
 
 
 def bench(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    # Its temporary directories go under tmp_path, where the test can look for them.
+    """The script in the background (the test interrupts it), its temporary directories
+    under tmp_path, where the test can look for them."""
     return subprocess.Popen(
         [sys.executable, str(BENCH), *args],
         stdout=subprocess.PIPE,
@@ -60,26 +60,22 @@ def gone(pid: int) -> bool:
 
 
 def test_quick_run_reports_every_variant(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
-    proc = bench(tmp_path, "--quick", "--profile", "cprofile", "--top", "5", "--json", str(out))
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, output
-    assert output.startswith("Python "), output
-    assert re.search(r"^\s+round 1/1: shipped " + NUMBER + " req/s", output, re.MULTILINE), output
+    args = ("--profile", "cprofile", "--top", "5")
+    run = run_quick("bench_todo.py", tmp_path, *args, env={"TMPDIR": str(tmp_path)})
+    row(r"^\s+round 1/1: shipped " + NUMBER + " req/s", run.stdout)
 
-    summary = output.partition("== SUMMARY")[2].partition("\n== ")[0]
+    summary = run.section("SUMMARY")
     for name in VARIANTS:
         # req/s, ratio, p50, ratio, p90, p99, ratio, max; then no error.
-        cells = rf"(\s+{NUMBER}){{8}}\s+0\s"
-        assert re.search(rf"^\s+{name}{cells}", summary, re.MULTILINE), summary
-    by_request = output.partition("== latency by request")[2].partition("\n== ")[0]
+        row(rf"^\s+{name}(\s+{NUMBER}){{8}}\s+0\s", summary)
+    by_request = run.section("latency by request")
     for kind in KINDS:
-        assert re.search(rf"^\s+{kind}(\s+{NUMBER} / {NUMBER}){{4}}$", by_request, re.M)
-    profile = output.partition("== profile of shipped by cProfile")[2]
-    assert profile.count("function, by") == 2, output
-    assert "FAILED" not in output
+        row(rf"^\s+{kind}(\s+{NUMBER} / {NUMBER}){{4}}$", by_request)
+    profile = run.section("profile of shipped by cProfile")
+    assert profile.count("function, by") == 2, run.stdout
+    assert "FAILED" not in run.stdout
 
-    data = json.loads(out.read_text())
+    data = run.data
     assert data["config"]["clients"] == 4
     assert list(data["variants"]) == list(VARIANTS)
     for name, result in data["variants"].items():
