@@ -237,6 +237,12 @@ class Column:
     align: str = ">"
 
 
+def columns(label: tuple[str, int], *figures: tuple[str, int]) -> list[Column]:
+    """A table's usual columns: a label, left-aligned, then figures, right-aligned, each
+    given as (heading, width)."""
+    return [Column(*label, "<"), *(Column(title, width) for title, width in figures)]
+
+
 def format_row(columns: Sequence[Column], cells: Sequence[str], indent: str = "   ") -> str:
     """One line of a table: each cell padded to its column. A longer cell pushes the rest
     right rather than being cut, and a row may have fewer cells than columns."""

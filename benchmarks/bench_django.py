@@ -77,6 +77,7 @@ from _harness import (  # noqa: E402
     Runner,
     Target,
     best,
+    columns,
     fmt_ratio,
     heading,
     parser,
@@ -309,13 +310,7 @@ def _ratio(speedup: float | None) -> str:
     return fmt_ratio(speedup, missing="below")
 
 
-COLUMNS = [
-    Column("", 32, "<"),
-    Column("unit", 8),
-    Column("django", 12),
-    Column("tocsin", 12),
-    Column("speed-up", 10),
-]
+COLUMNS = columns(("", 32), ("unit", 8), ("django", 12), ("tocsin", 12), ("speed-up", 10))
 
 
 def _cells(row: dict[str, Any], figures: dict[str, float], speedup: float | None) -> list[str]:

@@ -54,6 +54,7 @@ from _harness import (
     Target,
     TimedCase,
     best,
+    columns,
     configure,
     cpu_seconds,
     exit_when_orphaned,
@@ -411,14 +412,13 @@ def run_cases(cases: list[Case], cfg: Config) -> dict[str, Result]:
 def print_in_process(protocol: str, title: str, results: dict[str, Result]) -> None:
     base = results["bare"].best
     heading(f"{protocol} in-process: {title}")
-    columns = [Column("case", 36, "<"), Column("us/request", 12)]
-    columns += [Column("added us", 11), Column("overhead", 12)]
+    table = columns(("case", 36), ("us/request", 12), ("added us", 11), ("overhead", 12))
     rows = []
     for kind, result in results.items():
         added = result.best - base
         shown = ["-", "(baseline)"] if kind == "bare" else [f"{added:+.2f}", f"{added / base:+.1%}"]
         rows.append([result.title, f"{result.best:.2f}", *shown])
-    print_table(columns, rows)
+    print_table(table, rows)
 
 
 # -- the server and its load -----------------------------------------------------------------
@@ -677,9 +677,6 @@ class ServerResult:
         return sum(load.errors for load in self.loads)
 
 
-SERVER_COLUMNS = (("slower", 12), ("paired", 8), ("cpu us", 8), ("added", 8), ("errors", 7))
-
-
 def run_server(cfg: Config, load: LoadGenerator) -> tuple[dict[str, ServerResult], dict[str, Any]]:
     """Every variant under uvicorn, all started first, then loaded in turn."""
     servers: dict[str, ServerProcess] = {}
@@ -728,8 +725,8 @@ def paired_slowdowns(base: ServerResult, other: ServerResult) -> list[float]:
 def print_server(results: dict[str, ServerResult]) -> None:
     base = results["bare"]
     heading("asgi under uvicorn: requests/s (best and median of the rounds), server CPU/request")
-    columns = [Column("case", 36, "<"), Column("best", 9), Column("median", 9)]
-    columns += [Column(title, width) for title, width in SERVER_COLUMNS]
+    figures = (("median", 9), ("slower", 12), ("paired", 8), ("cpu us", 8), ("added", 8))
+    table = columns(("case", 36), ("best", 9), *figures, ("errors", 7))
     rows = []
     for kind, result in results.items():
         if kind == "bare":
@@ -741,7 +738,7 @@ def print_server(results: dict[str, ServerResult]) -> None:
             added = "-" if cpu is None or base_cpu is None else f"{cpu - base_cpu:+.1f}"
         cells = [result.title, f"{result.best:,.0f}", f"{result.median:,.0f}", slower, paired]
         rows.append([*cells, fmt(result.cpu_us, ".1f"), added, str(result.errors)])
-    print_table(columns, rows)
+    print_table(table, rows)
     print(
         "   (slower: best against best; paired: median over rounds of the drop against the\n"
         "   bare app's run of the same round; cpu us: the server process's CPU time per\n"

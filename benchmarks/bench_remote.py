@@ -62,8 +62,8 @@ import redis
 import redis.asyncio
 
 from _harness import (
-    Column,
     Target,
+    columns,
     comma_list,
     configure,
     fmt,
@@ -986,22 +986,20 @@ def floor_ratio(
     return None if mine is None or base is None else mine / base
 
 
-COLUMNS = [Column("scenario", 46, "<")] + [
-    Column(title, width)
-    for title, width in (
-        ("events", 8),
-        ("publish/s", 11),
-        ("end-to-end/s", 14),
-        ("consume/s", 11),
-        ("p50 ms", 8),
-        ("p99 ms", 8),
-        ("pub/floor", 11),
-        ("e2e/floor", 11),
-        ("send us", 9),
-        ("work us", 9),
-        ("load", 6),
-    )
-]
+COLUMNS = columns(
+    ("scenario", 46),
+    ("events", 8),
+    ("publish/s", 11),
+    ("end-to-end/s", 14),
+    ("consume/s", 11),
+    ("p50 ms", 8),
+    ("p99 ms", 8),
+    ("pub/floor", 11),
+    ("e2e/floor", 11),
+    ("send us", 9),
+    ("work us", 9),
+    ("load", 6),
+)
 # Each figure of a row after its events: the Scenario.median() name, and its format.
 FIGURES = (
     ("publish", ",.0f"),

@@ -81,7 +81,7 @@ from types import FrameType
 from typing import Any
 
 from _harness import (
-    Column,
+    columns,
     comma_list,
     configure,
     cpu_seconds,
@@ -793,22 +793,20 @@ def summarize(variants: list[Variant]) -> dict[str, Any]:
     return out
 
 
-SUMMARY_COLUMNS = [Column("variant", 14, "<")] + [
-    Column(title, width)
-    for title, width in (
-        ("req/s", 8),
-        ("x", 6),
-        ("p50 ms", 9),
-        ("x", 6),
-        ("p90 ms", 9),
-        ("p99 ms", 9),
-        ("x", 6),
-        ("max ms", 9),
-        ("errors", 7),
-        ("cpu ms/req", 11),
-        ("cores", 6),
-    )
-]
+SUMMARY_COLUMNS = columns(
+    ("variant", 14),
+    ("req/s", 8),
+    ("x", 6),
+    ("p50 ms", 9),
+    ("x", 6),
+    ("p90 ms", 9),
+    ("p99 ms", 9),
+    ("x", 6),
+    ("max ms", 9),
+    ("errors", 7),
+    ("cpu ms/req", 11),
+    ("cores", 6),
+)
 
 
 def summary_row(name: str, s: dict[str, Any]) -> list[str]:
@@ -848,7 +846,7 @@ def print_summary(variants: list[Variant], summary: dict[str, Any], cfg: Config)
         f"{100 * share:.0f} % of a core.)"
     )
     heading("latency by request, ms: p50 / p99 over every window")
-    columns = [Column("request", 10, "<"), *(Column(v.name, 18) for v in variants)]
+    by_request = columns(("request", 10), *((v.name, 18) for v in variants))
     rows = []
     for kind in KINDS:
         cells = [kind]
@@ -856,7 +854,7 @@ def print_summary(variants: list[Variant], summary: dict[str, Any], cfg: Config)
             lat = summary[v.name]["by_request_ms"][kind]
             cells.append(f"{fmt(lat['p50'], '.1f')} / {fmt(lat['p99'], '.1f')}")
         rows.append(cells)
-    print_table(columns, rows)
+    print_table(by_request, rows)
 
 
 # -- profiles -----------------------------------------------------------------------------------
