@@ -155,14 +155,19 @@ def test_figures_and_ratios_are_formatted_or_shown_missing() -> None:
 
 
 def test_a_table_aligns_its_columns(capsys: pytest.CaptureFixture[str]) -> None:
-    columns = [harness.Column("case", 8, "<"), harness.Column("ns", 7), harness.Column("x", 7)]
-    rows = [["send", "1,234.5", "1.00x"], ["a longer name", "2.0", "0.50x"], ["n/a row", "-"]]
+    columns = harness.columns(("case", 8), ("ns", 7), ("x", 7))
+    columns.append(harness.Column(" note", 12, "<"))
+    rows = [
+        ["send", "1,234.5", "1.00x", " (baseline)"],
+        ["a longer name", "2.0", "0.50x", ""],
+        ["n/a row", "-"],
+    ]
     harness.print_table(columns, rows, indent="  ")
     assert capsys.readouterr().out.splitlines() == [
-        "  case         ns      x",
-        "  send    1,234.5  1.00x",
+        "  case         ns      x note",  # no trailing blanks
+        "  send    1,234.5  1.00x (baseline)",
         "  a longer name    2.0  0.50x",  # a longer cell pushes the rest right, uncut
-        "  n/a row       -",  # a shorter row, no trailing blanks
+        "  n/a row       -",  # a shorter row
     ]
 
 
