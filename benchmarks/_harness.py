@@ -372,7 +372,7 @@ def print_total(started: float, also: str = "") -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A run's JSON file, as write_json() wrote it (its tests' and the README's reader)."""
+    """A run's JSON file, as write_json() wrote it (what the smoke tests read)."""
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 
