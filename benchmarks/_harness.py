@@ -230,11 +230,13 @@ def fmt_ratio(value: float | None, digits: int = 2, *, missing: str = "-") -> st
 
 @dataclass(frozen=True)
 class Column:
-    """A table's column: its heading, its width, and ``>`` (figures) or ``<`` (labels)."""
+    """A table's column: its heading, its width, ``>`` (figures) or ``<`` (labels), and
+    the blanks before it (*gap*: a left-aligned column after a figure needs some)."""
 
     title: str
     width: int
     align: str = ">"
+    gap: int = 0
 
 
 def columns(label: tuple[str, int], *figures: tuple[str, int]) -> list[Column]:
@@ -243,11 +245,18 @@ def columns(label: tuple[str, int], *figures: tuple[str, int]) -> list[Column]:
     return [Column(*label, "<"), *(Column(title, width) for title, width in figures)]
 
 
+def verdict_columns(target_width: int, gap: int = 2) -> list[Column]:
+    """A summary's last columns: the target as the summary states it, then the verdict
+    (PASS, MISS, n/a, or ``-`` on a row without a target)."""
+    return [Column("target", target_width, "<", gap), Column("result", 0, "<")]
+
+
 def format_row(columns: Sequence[Column], cells: Sequence[str], indent: str = "   ") -> str:
     """One line of a table: each cell padded to its column. A longer cell pushes the rest
     right rather than being cut, and a row may have fewer cells than columns."""
     line = "".join(
-        f"{cell:{column.align}{column.width}}" for column, cell in zip(columns, cells, strict=False)
+        " " * column.gap + f"{cell:{column.align}{column.width}}"
+        for column, cell in zip(columns, cells, strict=False)
     )
     return (indent + line).rstrip()
 

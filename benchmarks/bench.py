@@ -55,6 +55,7 @@ from _harness import (
     sample_cases,
     send_path,
     verdict,
+    verdict_columns,
     write_json,
 )
 
@@ -881,8 +882,7 @@ def print_scenario(scenario: Scenario) -> None:
     columns = [
         Column("implementation", 22, "<"),
         Column(scenario.unit, 14),
-        Column("  ", 2),
-        Column("x " + scenario.baseline, 18),
+        Column("x " + scenario.baseline, 18, gap=2),
         Column("", 0, "<"),
     ]
     rows = []
@@ -892,7 +892,7 @@ def print_scenario(scenario: Scenario) -> None:
             continue
         marker = "  (baseline)" if name == scenario.baseline else ""
         shown = fmt_ratio(scenario.ratio(name))
-        rows.append([name, fmt(result.value, ",.1f"), "", shown, marker])
+        rows.append([name, fmt(result.value, ",.1f"), shown, marker])
     print_table(columns, rows)
 
 
@@ -935,8 +935,8 @@ def summarize(scenarios: dict[str, Scenario], path: str = "pure") -> list[dict[s
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
     heading("SUMMARY: tocsin against its targets")
-    columns = [Column("scenario", 22, "<"), Column("measured", 24, "<"), Column("target", 16, "<")]
-    columns.append(Column("result", 0, "<"))
+    columns = [Column("scenario", 22, "<"), Column("measured", 24, "<")]
+    columns += verdict_columns(16, gap=0)
     print_table(columns, ([r["scenario"], r["shown"], r["target"], r["result"]] for r in rows))
 
 

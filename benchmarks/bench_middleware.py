@@ -50,7 +50,6 @@ from tocsin.signals import got_request_exception, request_finished, request_star
 # The harness the benchmark scripts share, beside this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (
-    Column,
     Target,
     TimedCase,
     best,
@@ -75,6 +74,7 @@ from _harness import (
     run_facts,
     sample_cases,
     stop_process,
+    verdict_columns,
     version,
     write_json,
 )
@@ -781,16 +781,12 @@ def summarize(
     return rows
 
 
-SUMMARY_COLUMNS = (
-    Column("case", 16, "<"),
-    Column("added us", 10),
-    Column("estimate", 12),
-    Column("added cpu us", 14),
-    Column("fewer req/s", 13),
-    Column("  ", 2),
-    Column("target", 8, "<"),
-    Column("result", 0, "<"),
-)
+SUMMARY_COLUMNS = [
+    *columns(
+        ("case", 16), ("added us", 10), ("estimate", 12), ("added cpu us", 14), ("fewer req/s", 13)
+    ),
+    *verdict_columns(8),
+]
 
 
 def print_summary(rows: list[dict[str, Any]], server_ran: bool) -> None:
@@ -808,7 +804,6 @@ def print_summary(rows: list[dict[str, Any]], server_ran: bool) -> None:
                 fmt(row["estimated_percent"], ".1f", suffix="%"),
                 fmt(row["server_cpu_added_us"], "+.1f"),
                 fmt(row["server_percent"], ".1f", suffix="%"),
-                "",
                 row["target"],
                 row["result"],
             ]

@@ -98,6 +98,7 @@ from _harness import (
     run_facts,
     timed,
     turns,
+    verdict_columns,
     version,
     write_json,
 )
@@ -591,16 +592,14 @@ def summary_label(row: dict[str, Any]) -> str:
     return f"{row['database']}, {kind}"
 
 
-SUMMARY_COLUMNS = (
+SUMMARY_COLUMNS = [
     Column("database, variant", 33, "<"),
     Column("phase", 8, "<"),
     Column("ratio", 8),
     Column("paired", 9),
     Column("added ms", 10),
-    Column("  ", 2),
-    Column("target", 10, "<"),
-    Column("result", 0, "<"),
-)
+    *verdict_columns(10),
+]
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
@@ -618,7 +617,6 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
                 f"{row['ratio']:.3f}x",
                 f"{row['paired_median_ratio']:.3f}x",
                 f"{row['added_ms']:+.1f}",
-                "",
                 row["target"],
                 row["result"],
             ]

@@ -156,9 +156,9 @@ def test_figures_and_ratios_are_formatted_or_shown_missing() -> None:
 
 def test_a_table_aligns_its_columns(capsys: pytest.CaptureFixture[str]) -> None:
     columns = harness.columns(("case", 8), ("ns", 7), ("x", 7))
-    columns.append(harness.Column(" note", 12, "<"))
+    columns.append(harness.Column("note", 11, "<", gap=1))
     rows = [
-        ["send", "1,234.5", "1.00x", " (baseline)"],
+        ["send", "1,234.5", "1.00x", "(baseline)"],
         ["a longer name", "2.0", "0.50x", ""],
         ["n/a row", "-"],
     ]
@@ -169,6 +169,10 @@ def test_a_table_aligns_its_columns(capsys: pytest.CaptureFixture[str]) -> None:
         "  a longer name    2.0  0.50x",  # a longer cell pushes the rest right, uncut
         "  n/a row       -",  # a shorter row
     ]
+    summary = [harness.Column("scenario", 10, "<"), *harness.verdict_columns(9)]
+    assert harness.format_row(summary, ["send-0", "<= 1.10x", "PASS"], "") == (
+        "send-0      <= 1.10x PASS"
+    )
 
 
 def test_a_heading_follows_a_blank_line(capsys: pytest.CaptureFixture[str]) -> None:
