@@ -6,12 +6,7 @@
     python benchmarks/bench.py --json out.json # also write every number to out.json
     python benchmarks/bench.py --only send-10,asend-10
 
-Everything runs in this one process. Each timed case is calibrated to a fixed
-time per sample, then sampled ``repeats`` times round-robin with the other
-cases of its scenario (so that drift hits them all alike) with the garbage
-collector disabled; the reported figure is the fastest sample. The ratios are
-to the scenario's baseline, and the summary compares tocsin's with the
-project's targets. See benchmarks/README.md for what each scenario measures.
+What each scenario measures, and how: benchmarks/README.md ("Method").
 """
 
 from __future__ import annotations

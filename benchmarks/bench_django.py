@@ -5,38 +5,8 @@
     python benchmarks/bench_django.py --quick          # a second or two: smoke test only
     python benchmarks/bench_django.py --json out.json  # also write every sample
 
-One process, SQLite in memory, no middleware. Two variants take turns in
-every round (the order reversed every other round): ``django``, plain
-``django.dispatch``, and ``tocsin``, the integration installed
-(``install()``; ``uninstall()`` between turns). The same receivers, distinct
-no-op functions, are connected in both.
-
-* **Requests** through Django's ``WSGIHandler``, called in a loop in
-  process (no server, no socket), each request closing its response (which
-  sends ``request_finished``): ``GET /save/`` saves one model instance
-  (``pre_save`` and ``post_save``) with 1 or 10 receivers on ``post_save``;
-  ``GET /ping/`` returns a response (``request_started`` and
-  ``request_finished``, with Django's own receivers only). Figures:
-  requests per second.
-* **Sends**: ``post_save.send(...)`` with a model's arguments, and a save's
-  signal cost (the ``pre_save`` and ``post_save`` sends that ``save()``
-  makes, ``pre_save`` without receivers), with 1 and 10 receivers. Figures:
-  ns per send (or per save).
-
-The sends are also timed two more ways: ``floor``, the same receivers
-called directly, with the same arguments, in a loop (what calling them
-costs, whoever calls); and ``minimal``, a ``send()`` function of three
-lines with Django's calling convention (``send(sender, **named)`` returning
-``[(receiver, receiver(signal=..., sender=..., **named))]``, no filtering,
-no weak references): what any such dispatcher spends. A send's *dispatch
-cost* is its time minus the floor's, the signal's cost that the target is
-about; its time minus the minimal send's is what the dispatcher itself adds.
-
-Each figure is the best of the rounds; ratios are tocsin's speed-up over
-Django (Django's time / tocsin's). The target (the issue): Django's signal
-cost per save at least halved (the dispatch cost of a save's sends). Every
-variant is checked first, untimed: its receivers are called, and its signals
-are tocsin's or Django's as they should be. See benchmarks/README.md.
+The variants, the baselines (floor, minimal) and the target: benchmarks/README.md
+("Django's signals with and without tocsin.contrib.django").
 """
 
 from __future__ import annotations

@@ -6,24 +6,8 @@
     python benchmarks/bench_middleware.py --in-process-only  # no server, no load generator
     python benchmarks/bench_middleware.py --json out.json    # also write every number
 
-Two measurements, in the same run:
-
-* in process (precise, always available): a raw hello-world ASGI app, awaited
-  directly with a synthetic scope, receive and send, and a raw WSGI app called
-  directly (call, iterate, close), with and without ``RequestSignalsMiddleware``,
-  with one async receiver on each request signal, one sync receiver on each
-  (in a worker thread, or on the loop with the signals' ``sync_receivers_on_loop``),
-  or none. Cases are calibrated to a fixed time per sample and sampled
-  round-robin with the garbage collector disabled; the fastest sample counts.
-* under a real server: the same ASGI app served by uvicorn on 127.0.0.1 in a
-  subprocess, loaded for a fixed time with and without the middleware, the
-  variants taking turns, by ``wrk`` when it is installed and otherwise by an
-  asyncio HTTP/1.1 keep-alive client in another process. Reported: requests/s,
-  and (on Linux) the server process's CPU time per request, which is steadier.
-
-The project's target (issue 3): the middleware with one receiver on each
-signal costs at most 3 % of the requests/s of a hello-world app under a
-server. See benchmarks/README.md.
+In process and under uvicorn, the cases and the target: benchmarks/README.md
+("Request-signal middleware").
 """
 
 from __future__ import annotations

@@ -7,32 +7,11 @@
     python benchmarks/bench_remote.py --modes threads,tasks --workers 1
     python benchmarks/bench_remote.py --json out.json  # also write every number
 
-The job: a signal with one receiver, run in another process through Redis
-(127.0.0.1:6379 database 0, or --url / TOCSIN_REDIS_URL). This process sends
-N events, one by one or in batches of 100; 1 or 2 worker processes, started
-and warmed up beforehand, run the receiver. Measured, for each scenario:
-
-* publish rate: N / the time of the sending loop (the last batch flushed);
-* end to end: N / (the time the last receiver ran - the time of the first send);
-* consume rate: N / (the last receiver - the first receiver);
-* latency, p50 and p99: from the send (``current_event().time`` for tocsin,
-  ``time.time()`` in the payload for the others) to the start of the receiver.
-
-Peers, in the same run, doing the same job: a hand-written redis-py Streams
-loop (XADD, or XADD pipelined; XREADGROUP + XACK by 100 in the worker): the
-floor, which shows what tocsin costs over Redis itself; RQ (``enqueue`` and
-``enqueue_many``, a ``SimpleWorker``); Celery with the Redis broker
-(``delay()``, ``celery worker --pool=solo``). RQ and Celery are slower, so they
-run fewer events (--peer-events); the output says how many. Each scenario runs
-``--rounds`` times, the systems taking turns; each figure is the median of
-the rounds. See benchmarks/README.md.
-
-The workers run this module too: ``python -m tocsin worker
-benchmarks/bench_remote.py:remote`` for tocsin, ``celery -A
-bench_remote:celery_app worker`` for Celery, and ``bench_remote.py --worker
-redis-py|rq`` for the others. Their receivers keep the latencies in memory,
-report their counts through a pipe while the run goes on, and write
-everything to a file when they stop.
+The systems, the modes, the figures and the targets: benchmarks/README.md ("Remote
+receivers on Redis Streams"). The workers run this module too: ``python -m tocsin worker
+benchmarks/bench_remote.py:remote`` for tocsin, ``celery -A bench_remote:celery_app
+worker`` for Celery, ``bench_remote.py --worker redis-py|rq`` for the others; they report
+their counts through a pipe and write their records to a file when they stop.
 """
 
 from __future__ import annotations

@@ -8,50 +8,8 @@
     python benchmarks/bench_sqlalchemy.py --rows 2000 --rounds 11
     python benchmarks/bench_sqlalchemy.py --json out.json # also write every sample
 
-One declarative model (``Todo``: id, text, done, counter) on SQLite or
-PostgreSQL, through the ORM. A sample is one scenario on a fresh database
-(for PostgreSQL, a fresh schema): create 10,000 instances, ``add_all()``,
-``commit()`` (the insert phase); then set ``done`` on all of them and
-``commit()`` again (the update phase). Each phase is timed on its own, with
-the garbage collector disabled; building the database and the session is not
-timed. The session has ``expire_on_commit=False``, so that
-the update phase is the UPDATE, not also a SELECT per row to refresh the
-instances the first commit expired (``--expire-on-commit`` restores the
-default, and that refresh).
-
-Four variants of the same model, in the same process:
-
-* ``plain``: plain SQLAlchemy, the integration disabled (what importing
-  ``tocsin.contrib.sqlalchemy`` installs for on-commit receivers stays: two
-  session listeners, called once per transaction);
-* ``enabled``: ``enable_model_signals(Base)``, no receivers;
-* ``receivers``: enabled, with one no-op receiver on each model signal
-  (``pre_init``, ``post_init``, ``pre_save``, ``post_save``, ``pre_delete``,
-  ``post_delete`` for ``Todo``; ``m2m_changed`` for any sender), although
-  the scenario sends only the first four;
-* ``events``: the peer, plain SQLAlchemy (the integration disabled) with one
-  no-op listener on each of SQLAlchemy's own events that the model signals
-  come from, registered as a user would (``event.listen(Todo, "init", fn)``,
-  ``"load"``, ``"before_insert"``, ``"after_insert"``, ``"before_update"``,
-  ``"after_update"``, ``"before_delete"``, ``"after_delete"``; default
-  options, not raw): what the same hooks cost with SQLAlchemy's event system.
-  ``receivers`` against ``events`` is reported too.
-
-The variants take turns, once per round, the order reversed every other
-round, so that drift hits them all alike. Three databases, unless ``--db``
-says which: SQLite in memory (``sqlite://``: only CPU, the integration's cost
-at its most visible), a SQLite file in a temporary directory (the defaults
-an application gets: rollback journal, ``synchronous=FULL``, so each commit
-waits for the disk), and PostgreSQL (``TOCSIN_POSTGRES_URL``, by default
-``postgresql+psycopg://postgres@127.0.0.1:5432/test``; each sample in a
-fresh schema, dropped afterwards; left out, with a note, when the server
-cannot be reached). The figures are the fastest round, in ms per 10,000
-rows, and ratios to ``plain``; the JSON file also has the medians and every
-sample.
-
-The project's target: with one receiver per signal, inserting and updating
-10,000 rows is at most 10 % slower than without the integration. See
-benchmarks/README.md.
+The variants, the databases (PostgreSQL at TOCSIN_POSTGRES_URL) and the target:
+benchmarks/README.md ("SQLAlchemy model signals").
 """
 
 from __future__ import annotations

@@ -8,48 +8,8 @@
     .venv/bin/python benchmarks/bench_todo.py --database-url \\
         postgresql+psycopg://postgres@127.0.0.1:5432/test      # PostgreSQL, a throwaway schema
 
-The app is served as ``python -m todo`` serves it (migrations, ``create_app()``, the
-app's logging, ``make_server()`` with uvicorn's defaults, access log included), one
-uvicorn process per variant, each on a fresh database (SQLite in a temporary
-directory, or a schema of its own). The variants, started by this script with
-``--serve``, differ only in what it changes after ``create_app()``:
-
-* ``shipped``: nothing, the app as shipped (the signal panel traces every send);
-* ``no-tracer``: the panel stopped once the app has started (``Panel.stop()``):
-  no tracer is subscribed, so sends take tocsin's untraced path; the panel's
-  middleware still runs;
-* ``no-receivers``: also the app's receivers of ``request_started`` and
-  ``request_finished`` disconnected (the middleware sends to nobody);
-* ``bare``: also the panel's two middleware and ``RequestSignalsMiddleware``
-  removed, and model signals disabled (``disable_model_signals(Base)``): the app
-  with tocsin out of its request path, but for its own ``todo_completed``.
-
-Each server writes what it runs (tracer, receivers, middleware) to a file that this
-script checks before the load starts.
-
-The load: N clients (20), each a user of its own, registered and logged in through
-the API beforehand, with a few todos (10); each runs, in a loop, on one keep-alive
-HTTP/1.1 connection with its session cookie: ``POST /api/todos``, ``GET
-/api/todos``, ``GET /api/todos/{id}``, ``PATCH`` it (new text and ``done: true``,
-which sends ``todo_completed``), ``DELETE`` it. The clients are coroutines of this
-process (raw asyncio streams, no HTTP library), each connecting from a loopback
-address of its own (127.0.0.2, .3, ...) so that the app's per-address limits see 20
-clients; the server runs in its own process, so they share no GIL. A request's
-latency runs from writing it to reading the last byte of its answer. A window
-counts the requests that completed inside it, and percentiles are over all of
-them; any answer but the expected 2xx, or a connection error, is an error.
-
-The variants take turns, every round, after a warm-up of each, the order reversed
-every other round. Reported: requests/s (median of the rounds; ratios paired by
-round), latency percentiles over every request of every window, and the CPU time
-per request of the server and of this process (the load generator), which share
-the machine's cores.
-
-``--profile`` then loads the shipped app once more, for one window, under py-spy
-when it is installed (``pip install py-spy``: samples the thread holding the GIL,
-where a server like this one spends its CPU time) or cProfile (``--profile
-cprofile``: every thread's CPU time and call counts, at several times the cost),
-and prints the top functions. See benchmarks/README.md.
+The variants, the load, the figures and --profile: benchmarks/README.md ("The Todo app
+under load").
 """
 
 from __future__ import annotations
