@@ -8,7 +8,9 @@ and its targets, and they all time, compare, judge and report the same way.
 * statistics (best, median, ratios paired by round) and their formatting;
 * aligned tables, the verdicts against an issue's target, and the summary's heading;
 * the command line every script has (``--quick``, ``--json``) and its JSON file;
-* child processes: servers on a loopback socket, their CPU time, stopping them.
+* the header every script starts with (Python, the platform, the run's facts, its mode);
+* child processes: servers on a loopback socket that announce their port, a GET to see
+  they are up, their CPU time, stopping them.
 
 The scripts import it from their own folder (``python benchmarks/bench.py`` puts it on
 ``sys.path``); tests/test_bench_harness.py tests it.
@@ -105,13 +107,52 @@ def print_run_facts(facts: dict[str, Any]) -> None:
 
 
 def python_facts() -> dict[str, Any]:
-    """Python's full version, its implementation and the platform, as the header shows
-    them (the run facts keep the short version)."""
+    """Python's full version, its implementation, the platform and its CPUs, as the header
+    shows them (the run facts keep the short version)."""
     return {
         "python": sys.version.replace("\n", " "),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
+        "cpus": os.cpu_count(),
     }
+
+
+def line(label: str, text: str) -> None:
+    """A line of the header, or a note: *label* in the first 9 columns (``mode     ...``),
+    none for a line that goes on from the one before."""
+    print(f"{label:<8} {text}")
+
+
+Line = tuple[str, str]  # (label, text), as line() prints it
+
+
+def header(
+    versions: dict[str, Any] | None = None,
+    before: Iterable[Line] = (),
+    after: Iterable[Line] = (),
+    paths: Sequence[str] = ("src", "benchmarks"),
+) -> dict[str, Any]:
+    """Print the header every script starts with, and return its facts (python_facts(),
+    the run's facts under ``"run"``)::
+
+        Python   <version> (<implementation>)
+        platform <platform>, <cpus> CPUs[; <name> <version>, ... from *versions*]
+        <the lines *before*>
+        run      <the run's facts, of *paths*>
+        <the lines *after*: the mode, ...>
+    """
+    info = python_facts()
+    shown = ", ".join(f"{name} {number}" for name, number in (versions or {}).items())
+    line("Python", f"{info['python']} ({info['implementation']})")
+    line("platform", f"{info['platform']}, {info['cpus']} CPUs" + (f"; {shown}" if shown else ""))
+    for label, text in before:
+        line(label, text)
+    info["run"] = run_facts(paths)
+    print_run_facts(info["run"])
+    for label, text in after:
+        line(label, text)
+    sys.stdout.flush()
+    return info
 
 
 def version(package: str) -> str | None:
@@ -423,6 +464,39 @@ def exit_when_orphaned() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=wait, daemon=True).start()
+
+
+def announce(sock: socket.socket, **facts: Any) -> None:
+    """In a child server, once *sock* listens: one JSON line with its port, its pid and
+    *facts*, for read_announcement(); then exit_when_orphaned()."""
+    print(json.dumps({"port": sock.getsockname()[1], "pid": os.getpid(), **facts}), flush=True)
+    exit_when_orphaned()
+
+
+def start_child(args: Sequence[str], **popen: Any) -> subprocess.Popen[str]:
+    """``python <args>`` (a child server: this script with ``--serve``), with pipes for its
+    stdin (closing it stops an announce()d child) and its stdout (its announcement)."""
+    return subprocess.Popen(
+        [sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **popen
+    )
+
+
+def read_announcement(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any] | None:
+    """What a child announce()d, or None if it said nothing in time."""
+    said = read_line(proc, timeout)
+    return dict(json.loads(said)) if said else None
+
+
+def http_get(host: str, port: int, path: str, timeout: float = 2.0) -> bytes:
+    """The whole answer to ``GET <path>`` on a connection of its own (``Connection: close``):
+    whether a server is up and runs what it should."""
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    answer = b""
+    with socket.create_connection((host, port), timeout=timeout) as conn:
+        conn.sendall(request.encode())
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float) -> str:

@@ -11,6 +11,7 @@ import argparse
 import datetime
 import gc
 import math
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -41,6 +42,34 @@ def test_the_facts_name_the_date_the_commit_and_the_machine(
     line = capsys.readouterr().out
     assert line.startswith(f"run      {facts['date']}, commit {facts['commit']}")
     assert f"({facts['tocsin_send_path']} send path)" in line
+
+
+def test_the_header_says_python_the_platform_then_the_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    info = harness.header(
+        {"tocsin": "1.0", "Peer": None},
+        before=[("redis", "server 7")],
+        after=[("mode", "quick: tiny"), ("", "and more")],
+        paths=("src",),
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert [text[:9] for text in out] == [
+        "Python   ",
+        "platform ",
+        "redis    ",
+        "run      ",
+        "mode     ",
+        "         ",
+    ]
+    assert out[0] == f"Python   {info['python']} ({info['implementation']})"
+    assert out[1] == f"platform {info['platform']}, {info['cpus']} CPUs; tocsin 1.0, Peer None"
+    assert out[2:] == [out[2], out[3], "mode     quick: tiny", "         and more"]
+    assert out[2] == "redis    server 7"
+    assert info["run"]["argv"] == sys.argv[1:]
+    assert out[3].startswith(f"run      {info['run']['date']}, commit ")
+    harness.header()  # no versions: the platform line ends with the CPUs
+    assert capsys.readouterr().out.splitlines()[1].endswith(" CPUs")
 
 
 def test_a_scripts_json_carries_the_facts(tmp_path: Path) -> None:
@@ -278,6 +307,43 @@ def test_a_child_is_read_timed_and_stopped() -> None:
     assert proc.stdout is not None
     assert proc.stdout.closed
     assert harness.cpu_seconds(proc.pid) is None  # reaped: no such process any more
+
+
+SERVER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import _harness as harness
+sock = harness.listening_socket("127.0.0.1")
+harness.announce(sock, kind="test")
+while True:
+    conn, _ = sock.accept()
+    conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi")
+    conn.close()
+"""
+
+
+def test_a_child_server_announces_itself_answers_and_stops_when_orphaned() -> None:
+    proc = harness.start_child(["-c", SERVER, str(ROOT / "benchmarks")])
+    try:
+        said = harness.read_announcement(proc, 30.0)
+        assert said is not None
+        assert (said["pid"], said["kind"]) == (proc.pid, "test")
+        answer = harness.http_get("127.0.0.1", said["port"], "/", timeout=10.0)
+        assert answer == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+        assert proc.stdin is not None
+        proc.stdin.close()  # the parent "gone": the child stops itself
+        assert proc.wait(30) == -signal.SIGTERM
+    finally:
+        harness.stop_process(proc)
+
+
+def test_a_child_that_says_nothing_is_no_announcement() -> None:
+    proc = harness.start_child(["-c", "import time; time.sleep(60)"])
+    try:
+        assert harness.read_announcement(proc, 0.2) is None
+    finally:
+        harness.stop_process(proc)
 
 
 def test_a_listening_socket_and_installed_modules() -> None:
