@@ -14,11 +14,11 @@ from __future__ import annotations
 import functools
 import io
 import math
-import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import django
@@ -41,31 +41,15 @@ from django.db.models.signals import post_save, pre_save  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 
+import _harness as harness  # noqa: E402
 import tocsin  # noqa: E402
-from _harness import (  # noqa: E402
-    Column,
-    Runner,
-    Target,
-    best,
-    columns,
-    fmt_ratio,
-    heading,
-    parser,
-    print_run_facts,
-    print_table,
-    ratio,
-    run_facts,
-    timed,
-    turns,
-    write_json,
-)
 from tocsin.contrib.django import install, installed, uninstall  # noqa: E402
 
 VARIANTS = ("django", "tocsin")
 FLOOR = "floor"
 MINIMAL = "minimal"
 RECEIVERS = (1, 10)
-TARGET = Target(2.0, at_least=True)  # Django's signal cost per save, at least halved
+TARGET = harness.Target(2.0, at_least=True)  # Django's signal cost per save, at least halved
 
 
 class Item(models.Model):  # type: ignore[misc]  # Django has no type hints
@@ -217,7 +201,7 @@ def check(kind: str, receivers: int, loop: Callable[[int], None]) -> None:
         raise RuntimeError(f"{kind}: {CALLS[0]} receiver calls, expected {2 * receivers}")
 
 
-def runner(loop: Callable[[int], None]) -> Runner:
+def runner(loop: Callable[[int], None]) -> harness.Runner:
     """*loop* timed: the harness's samples are ns."""
 
     def run(count: int) -> int:
@@ -239,13 +223,13 @@ def measure(rounds: int, requests: int, sends: int) -> list[dict[str, Any]]:
             MINIMAL: functools.partial(minimal_loop, unit == "ns/save", receivers),
         }
         seconds: dict[str, list[float]] = {kind: [] for kind in kinds}
-        for kind in turns(kinds, rounds):
+        for kind in harness.turns(kinds, rounds):
             with variant(kind, 0 if kind in baselines else receivers):
                 loop = baselines.get(kind, make_loop)()
                 check(kind, receivers, loop)
                 loop(max(1, count // 10))  # warm-up
-                seconds[kind].append(timed(runner(loop), count) / 1e9)
-        fastest = {kind: best(seconds[kind]) for kind in kinds}
+                seconds[kind].append(harness.timed(runner(loop), count) / 1e9)
+        fastest = {kind: harness.best(seconds[kind]) for kind in kinds}
         row: dict[str, Any] = {
             "scenario": name,
             "unit": unit,
@@ -273,14 +257,14 @@ def measure(rounds: int, requests: int, sends: int) -> list[dict[str, Any]]:
 def _speedup(cost: dict[str, float]) -> float | None:
     """Django's cost over tocsin's; None when tocsin's is nothing or less (a send
     cheaper than its baseline: a ratio would mean nothing)."""
-    return ratio(cost["django"], cost["tocsin"])
+    return harness.ratio(cost["django"], cost["tocsin"])
 
 
 def _ratio(speedup: float | None) -> str:
-    return fmt_ratio(speedup, missing="below")
+    return harness.fmt_ratio(speedup, missing="below")
 
 
-COLUMNS = columns(("", 32), ("unit", 8), ("django", 12), ("tocsin", 12), ("speed-up", 10))
+COLUMNS = harness.columns(("", 32), ("unit", 8), ("django", 12), ("tocsin", 12), ("speed-up", 10))
 
 
 def _cells(row: dict[str, Any], figures: dict[str, float], speedup: float | None) -> list[str]:
@@ -291,22 +275,24 @@ def _cells(row: dict[str, Any], figures: dict[str, float], speedup: float | None
 
 
 def report(results: list[dict[str, Any]]) -> None:
-    heading("measured (best of the rounds)")
-    baselines = [Column(FLOOR, 12), Column(MINIMAL, 12)]
+    harness.heading("measured (best of the rounds)")
+    baselines = [harness.Column(FLOOR, 12), harness.Column(MINIMAL, 12)]
     rows = [_cells(row, row["figures"], row["speedup"]) for row in results]
-    print_table([*COLUMNS, *baselines], rows, indent="  ")
+    harness.print_table([*COLUMNS, *baselines], rows, indent="  ")
     for title, key in (
         ("dispatch cost (the send's time minus the floor's)", "dispatch"),
         ("the dispatcher's own cost (the send's time minus the minimal send's)", "dispatcher"),
     ):
-        heading(title)
+        harness.heading(title)
         rows = [
             _cells(row, row[f"{key}_ns"], row[f"{key}_speedup"])
             for row in results
             if f"{key}_ns" in row
         ]
-        print_table(COLUMNS, rows, indent="  ")
-    heading(f"SUMMARY (target: Django's signal cost per save at least halved, {TARGET.text})")
+        harness.print_table(COLUMNS, rows, indent="  ")
+    harness.heading(
+        f"SUMMARY (target: Django's signal cost per save at least halved, {TARGET.text})"
+    )
     for row in results:
         if row["scenario"].startswith("signals per save"):
             speedup = row["dispatch_speedup"]
@@ -318,39 +304,54 @@ def report(results: list[dict[str, Any]]) -> None:
             )
 
 
+@dataclass(frozen=True)
+class Config:
+    name: str
+    rounds: int  # samples per variant
+    requests: int  # per sample
+    sends: int  # per sample
+
+
+DEFAULT = Config("full", rounds=7, requests=2000, sends=20000)
+QUICK = Config("quick", rounds=2, requests=20, sends=200)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args_parser = parser(__doc__)
-    args_parser.add_argument(
-        "--rounds", type=int, default=7, help="samples per variant (default: 7)"
-    )
-    args_parser.add_argument("--requests", type=int, default=2000, help="requests per sample")
-    args_parser.add_argument("--sends", type=int, default=20000, help="sends per sample")
+    args_parser = harness.parser(__doc__)
+    for option, default, what in (
+        ("rounds", DEFAULT.rounds, "samples per variant"),
+        ("requests", DEFAULT.requests, "requests per sample"),
+        ("sends", DEFAULT.sends, "sends per sample"),
+    ):
+        args_parser.add_argument(
+            f"--{option}", type=harness.positive_int, help=f"{what} (default: {default})"
+        )
     args = args_parser.parse_args(argv)
-    rounds, requests, sends = (
-        (2, 20, 200) if args.quick else (args.rounds, args.requests, args.sends)
+    cfg = harness.configure(
+        QUICK if args.quick else DEFAULT,
+        rounds=args.rounds,
+        requests=args.requests,
+        sends=args.sends,
     )
     with connection.schema_editor() as editor:
         editor.create_model(Item)
     ITEM.save()
-    print(
-        f"Python {platform.python_version()}, Django {django.get_version()}, "
-        f"tocsin {tocsin.__version__}; {rounds} rounds, {requests} requests and "
-        f"{sends} sends per sample{' (quick: noise)' if args.quick else ''}"
+    info = harness.header(
+        {"Django": django.get_version(), "tocsin": tocsin.__version__},
+        after=[
+            (
+                "mode",
+                f"{cfg.name}: {cfg.rounds} rounds, {cfg.requests} requests and {cfg.sends} "
+                f"sends per sample{' (quick: noise)' if args.quick else ''}",
+            )
+        ],
     )
-    facts = run_facts()
-    print_run_facts(facts)
-    results = measure(rounds, requests, sends)
+    results = measure(cfg.rounds, cfg.requests, cfg.sends)
     report(results)
-    write_json(
+    harness.write_json(
         args.json,
-        "quick" if args.quick else "full",
-        {
-            "run": facts,
-            "python": platform.python_version(),
-            "django": django.get_version(),
-            "config": {"rounds": rounds, "requests": requests, "sends": sends},
-            "results": results,
-        },
+        cfg.name,
+        {**info, "django": django.get_version(), "config": asdict(cfg), "results": results},
     )
     return 0
 
