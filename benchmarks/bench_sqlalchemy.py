@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, String, create_engine, event, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, QueryContext, Session, mapped_column
 
+import _harness as harness
 from tocsin import Signal, signals
 from tocsin.contrib.sqlalchemy import (
     disable_model_signals,
@@ -37,35 +38,11 @@ from tocsin.contrib.sqlalchemy import (
     model_signals_enabled,
 )
 
-# The harness the benchmark scripts share, beside this file.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (
-    Column,
-    Target,
-    best,
-    configure,
-    heading,
-    median,
-    paired_ratios,
-    parser,
-    positive_int,
-    print_run_facts,
-    print_table,
-    print_total,
-    python_facts,
-    run_facts,
-    timed,
-    turns,
-    verdict_columns,
-    version,
-    write_json,
-)
-
 perf_counter_ns = time.perf_counter_ns
 
 Runner = Callable[[int], int]  # runs one phase over *rows* rows, returns the elapsed ns
 
-TARGET = Target(1.10)  # the issue: at most 10 % slower, with one receiver per signal
+TARGET = harness.Target(1.10)  # the issue: at most 10 % slower, with one receiver per signal
 PER_ROWS = 10_000  # the figures are ms per this many rows
 VARIANTS = ("plain", "enabled", "receivers", "events")
 VARIANT_TITLES = {
@@ -83,6 +60,7 @@ DATABASE_TITLES = {
     "file": "SQLite file in a temporary directory (default journal, synchronous=FULL)",
     "postgresql": "PostgreSQL server, a fresh schema per sample",
 }
+SQLITE = sqlite3.sqlite_version
 POSTGRES_URL = os.environ.get(
     "TOCSIN_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -395,8 +373,8 @@ def sample(db: Database, cfg: Config, texts: list[str]) -> tuple[int, int]:
         with Session(engine, expire_on_commit=cfg.expire_on_commit) as session:
             todos: list[Todo] = []
             gc.collect()
-            insert_ns = timed(insert_runner(session, texts, todos), cfg.rows)
-            update_ns = timed(update_runner(session, todos), cfg.rows)
+            insert_ns = harness.timed(insert_runner(session, texts, todos), cfg.rows)
+            update_ns = harness.timed(update_runner(session, todos), cfg.rows)
             written = session.scalar(select(func.count()).where(Todo.done))
         if written != cfg.rows:
             raise RuntimeError(f"{db.kind}: {written} rows updated, expected {cfg.rows}")
@@ -452,10 +430,10 @@ class Result:
     )  # ms per PER_ROWS rows, one per round
 
     def best(self, phase: str) -> float:
-        return best(self.samples[phase])
+        return harness.best(self.samples[phase])
 
     def median(self, phase: str) -> float:
-        return median(self.samples[phase])
+        return harness.median(self.samples[phase])
 
 
 def run_database(db: Database, cfg: Config) -> dict[str, Result]:
@@ -467,7 +445,7 @@ def run_database(db: Database, cfg: Config) -> dict[str, Result]:
     noop, noop_listeners = Receivers(), Listeners()
     results = {kind: Result(kind, VARIANT_TITLES[kind]) for kind in VARIANTS}
     scale = PER_ROWS / cfg.rows / 1e6  # ns for cfg.rows -> ms per PER_ROWS
-    for kind in turns(VARIANTS, cfg.rounds):
+    for kind in harness.turns(VARIANTS, cfg.rounds):
         receivers = noop if kind == "receivers" else None
         listeners = noop_listeners if kind == "events" else None
         with variant(kind, receivers, listeners):
@@ -484,14 +462,14 @@ def run_database(db: Database, cfg: Config) -> dict[str, Result]:
 
 def print_database(db: Database, cfg: Config, results: dict[str, Result]) -> None:
     base, peer = results["plain"], results["events"]
-    heading(f"{db.kind}: {db.title}")
+    harness.heading(f"{db.kind}: {db.title}")
     print(
         f"   ms per {PER_ROWS:,} rows, fastest of {cfg.rounds} round(s), and the ratio to plain;\n"
         f"   last line: integration with receivers against SQLAlchemy's own events"
     )
-    columns = [Column("case", 44, "<")]
+    columns = [harness.Column("case", 44, "<")]
     for phase in PHASES:
-        columns += [Column(phase, 10), Column("", 6)]
+        columns += [harness.Column(phase, 10), harness.Column("", 6)]
     rows = []
     for kind, result in results.items():
         cells = [result.title]
@@ -503,7 +481,7 @@ def print_database(db: Database, cfg: Config, results: dict[str, Result]) -> Non
     cells = [PEER_TITLE]
     for phase in PHASES:
         cells += ["", f"{receivers.best(phase) / peer.best(phase):.2f}x"]
-    print_table(columns, [*rows, cells])
+    harness.print_table(columns, [*rows, cells])
 
 
 # (variant, baseline) pairs of the summary, in its order; the target applies to the
@@ -524,7 +502,9 @@ def summarize(all_results: dict[str, dict[str, Result]]) -> list[dict[str, Any]]
             base = results[baseline]
             for phase in PHASES:
                 ratio = results[kind].best(phase) / base.best(phase)
-                paired = median(paired_ratios(base.samples[phase], results[kind].samples[phase]))
+                paired = harness.median(
+                    harness.paired_ratios(base.samples[phase], results[kind].samples[phase])
+                )
                 is_target = (kind, baseline, phase) == ("receivers", "plain", "total")
                 if is_target:
                     target = TARGET.text
@@ -551,22 +531,22 @@ def summary_label(row: dict[str, Any]) -> str:
 
 
 SUMMARY_COLUMNS = [
-    Column("database, variant", 33, "<"),
-    Column("phase", 8, "<"),
-    Column("ratio", 8),
-    Column("paired", 9),
-    Column("added ms", 10),
-    *verdict_columns(10),
+    harness.Column("database, variant", 33, "<"),
+    harness.Column("phase", 8, "<"),
+    harness.Column("ratio", 8),
+    harness.Column("paired", 9),
+    harness.Column("added ms", 10),
+    *harness.verdict_columns(10),
 ]
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
-    heading(
+    harness.heading(
         f"SUMMARY: against plain SQLAlchemy; target: inserting and updating {PER_ROWS:,} rows\n"
         f"   with 1 receiver per signal is at most {100 * (TARGET.limit - 1):.0f}% slower "
         f"({TARGET.text})"
     )
-    print_table(
+    harness.print_table(
         SUMMARY_COLUMNS,
         (
             [
@@ -591,31 +571,31 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
 
 
 def header(cfg: Config, postgresql: str | None) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        **python_facts(),
-        "tocsin": version("tocsin"),
-        "sqlalchemy": version("sqlalchemy"),
-        "sqlite": sqlite3.sqlite_version,
-        "postgresql": postgresql,
-        "psycopg": version("psycopg") if postgresql else None,
-    }
-    print(f"Python   {info['python']} ({info['implementation']})")
-    print(
-        f"platform {info['platform']}; tocsin {info['tocsin']}, SQLAlchemy {info['sqlalchemy']}, "
-        f"SQLite {info['sqlite']}"
-    )
-    if postgresql:
-        print(f"         PostgreSQL {postgresql} (psycopg {info['psycopg']})")
-    info["run"] = run_facts()
-    print_run_facts(info["run"])
-    print(
-        f"mode     {cfg.name}: {cfg.rows:,} rows inserted then updated per sample, "
-        f"{cfg.rounds} round(s) of the variants taking turns, fastest reported, "
-        f"gc disabled while timing"
-    )
+    versions = {name: harness.version(name) for name in ("tocsin", "sqlalchemy", "psycopg")}
     expire = "True (the default: the update phase also refreshes each row)"
-    print(f"session  expire_on_commit={expire if cfg.expire_on_commit else False}")
-    return info
+    info = harness.header(
+        {"tocsin": versions["tocsin"], "SQLAlchemy": versions["sqlalchemy"], "SQLite": SQLITE},
+        before=[("", f"PostgreSQL {postgresql} (psycopg {versions['psycopg']})")]
+        if postgresql
+        else [],
+        after=[
+            (
+                "mode",
+                f"{cfg.name}: {cfg.rows:,} rows inserted then updated per sample, "
+                f"{cfg.rounds} round(s) of the variants taking turns, fastest reported, "
+                f"gc disabled while timing",
+            ),
+            ("session", f"expire_on_commit={expire if cfg.expire_on_commit else False}"),
+        ],
+    )
+    return {
+        **info,
+        "tocsin": versions["tocsin"],
+        "sqlalchemy": versions["sqlalchemy"],
+        "sqlite": SQLITE,
+        "postgresql": postgresql,
+        "psycopg": versions["psycopg"] if postgresql else None,
+    }
 
 
 def database_json(kind: str, results: dict[str, Result]) -> dict[str, Any]:
@@ -645,7 +625,7 @@ def database_json(kind: str, results: dict[str, Result]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args_parser = parser(__doc__)
+    args_parser = harness.parser(__doc__)
     args_parser.add_argument(
         "--db",
         choices=(*DATABASES, "sqlite", "all"),
@@ -654,10 +634,12 @@ def main(argv: list[str] | None = None) -> int:
         "PostgreSQL only if the server can be reached)",
     )
     args_parser.add_argument(
-        "--rows", type=positive_int, help=f"rows per sample (default {DEFAULT.rows:,})"
+        "--rows", type=harness.positive_int, help=f"rows per sample (default {DEFAULT.rows:,})"
     )
     args_parser.add_argument(
-        "--rounds", type=positive_int, help=f"samples per variant (default {DEFAULT.rounds})"
+        "--rounds",
+        type=harness.positive_int,
+        help=f"samples per variant (default {DEFAULT.rounds})",
     )
     args_parser.add_argument(
         "--expire-on-commit",
@@ -665,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the session's default: the update phase then also reloads every row",
     )
     args = args_parser.parse_args(argv)
-    cfg = configure(
+    cfg = harness.configure(
         QUICK if args.quick else DEFAULT,
         rows=args.rows,
         rounds=args.rounds,
@@ -687,7 +669,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     info: dict[str, Any] = header(cfg, postgresql)
     if unreachable:
-        print(f"note     PostgreSQL skipped: {unreachable} (TOCSIN_POSTGRES_URL sets the server)")
+        harness.line(
+            "note", f"PostgreSQL skipped: {unreachable} (TOCSIN_POSTGRES_URL sets the server)"
+        )
     check_no_listeners()
     all_results: dict[str, dict[str, Result]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sqlalchemy-") as directory:
@@ -700,9 +684,9 @@ def main(argv: list[str] | None = None) -> int:
             print_database(db, cfg, all_results[kind])
     rows = summarize(all_results)
     print_summary(rows)
-    print_total(started)
+    harness.print_total(started)
 
-    write_json(
+    harness.write_json(
         args.json,
         cfg.name,
         {
