@@ -31,28 +31,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from _harness import (
-    Column,
-    Runner,
-    TimedCase,
-    comma_list,
-    fmt,
-    fmt_ratio,
-    heading,
-    median,
-    parser,
-    print_run_facts,
-    print_table,
-    print_total,
-    python_facts,
-    ratio,
-    run_facts,
-    sample_cases,
-    send_path,
-    verdict,
-    verdict_columns,
-    write_json,
-)
+import _harness as harness
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -197,7 +176,7 @@ class SeqAwait:
 # -- timed loops -------------------------------------------------------------------------
 
 
-def send_runner(send: Callable[..., Any], sender: object) -> Runner:
+def send_runner(send: Callable[..., Any], sender: object) -> harness.Runner:
     """``send(sender, value=1)``, UNROLL times per loop."""
 
     def run(loops: int) -> int:
@@ -219,7 +198,7 @@ def send_runner(send: Callable[..., Any], sender: object) -> Runner:
     return run
 
 
-def emit_runner(emit: Callable[..., Any]) -> Runner:
+def emit_runner(emit: Callable[..., Any]) -> harness.Runner:
     """``emit(1)`` (psygnal's positional payload), UNROLL times per loop."""
 
     def run(loops: int) -> int:
@@ -241,7 +220,7 @@ def emit_runner(emit: Callable[..., Any]) -> Runner:
     return run
 
 
-def asend_runner(asend: Callable[..., Any], sender: object) -> Runner:
+def asend_runner(asend: Callable[..., Any], sender: object) -> harness.Runner:
     """``await asend(sender, value=1)``, UNROLL times per loop, timed inside the event loop."""
 
     async def timed_loop(loops: int) -> int:
@@ -268,7 +247,7 @@ def asend_runner(asend: Callable[..., Any], sender: object) -> Runner:
 
 def cycle_runner(
     connect: Callable[[Receiver], Any], disconnect: Callable[[Receiver], Any], receiver: Receiver
-) -> Runner:
+) -> harness.Runner:
     """``connect(receiver); disconnect(receiver)``, once per loop."""
 
     def run(loops: int) -> int:
@@ -305,7 +284,7 @@ class Impl:
     def send_once(self, sig: Any, sender: object) -> Any:
         return sig.send(sender, value=1)
 
-    def send_runner(self, sig: Any, sender: object) -> Runner:
+    def send_runner(self, sig: Any, sender: object) -> harness.Runner:
         return send_runner(sig.send, sender)
 
     def asend(self, sig: Any) -> Callable[..., Any]:
@@ -376,7 +355,7 @@ class PsygnalImpl(Impl):
         sig.emit(1)
         return None  # emit() returns nothing to check
 
-    def send_runner(self, sig: Any, sender: object) -> Runner:
+    def send_runner(self, sig: Any, sender: object) -> harness.Runner:
         return emit_runner(sig.emit)
 
     def asend(self, sig: Any) -> Callable[..., Any]:
@@ -412,7 +391,7 @@ def load_tocsin_pure(tocsin: Any) -> Impl:
     )
     sys.path.insert(0, str(target.parent))
     module = importlib.import_module("tocsin_pure")
-    assert send_path("tocsin_pure") == "pure"
+    assert harness.send_path("tocsin_pure") == "pure"
     return TocsinImpl(module, name="tocsin(pure)")
 
 
@@ -425,7 +404,7 @@ def load_impls(against: str | None = None) -> tuple[list[Impl], dict[str, str]]:
     except ImportError as err:
         sys.exit(f"cannot import tocsin ({err}); install it first: pip install -e .")
     impls: list[Impl] = [TocsinImpl(tocsin)]
-    if send_path(tocsin.__name__) == "compiled":
+    if harness.send_path(tocsin.__name__) == "compiled":
         impls.append(load_tocsin_pure(tocsin))
     if against:
         impls.append(load_tocsin_at(against))
@@ -467,7 +446,7 @@ class Case:
     """One implementation in one scenario: a timed loop, or why there is none."""
 
     name: str
-    run: Runner | None
+    run: harness.Runner | None
     ops_per_loop: int = UNROLL
     note: str = ""
     keep: object = None  # whatever must stay alive while the case runs
@@ -491,7 +470,7 @@ class Scenario:
     def ratio(self, name: str) -> float | None:
         value = self.results[name].value if name in self.results else None
         base = self.results[self.baseline].value if self.baseline in self.results else None
-        return ratio(value, base)
+        return harness.ratio(value, base)
 
 
 def expect_responses(name: str, result: Any, expected: int) -> None:
@@ -506,8 +485,10 @@ def na(name: str, err: Exception) -> Case:
 
 def run_cases(cases: list[Case], cfg: Config) -> dict[str, Result]:
     """Calibrate every case, then sample them round-robin; ns/op is the fastest sample."""
-    runnable = [TimedCase(c.name, c.run, c.ops_per_loop) for c in cases if c.run is not None]
-    samples = sample_cases(runnable, cfg.repeats, cfg.sample_ns)
+    runnable = [
+        harness.TimedCase(c.name, c.run, c.ops_per_loop) for c in cases if c.run is not None
+    ]
+    samples = harness.sample_cases(runnable, cfg.repeats, cfg.sample_ns)
     return {
         c.name: Result(None, note=c.note)
         if c.run is None
@@ -516,107 +497,105 @@ def run_cases(cases: list[Case], cfg: Config) -> dict[str, Result]:
     }
 
 
-def send_cases(impls: list[Impl], receivers: list[Receiver]) -> list[Case]:
-    sender = Model
-    cases = [
-        Case("bare-loop", send_runner(BareLoop(receivers).send, sender)),
-        Case("bare-weak", send_runner(BareWeak(receivers).send, sender), keep=receivers),
-    ]
+Connect = Callable[[Impl, Any], None]  # connects receivers to a signal of the Impl
+
+
+def signal_cases(
+    impls: list[Impl], sender: object, expected: int, connect: Connect, keep: object
+) -> list[Case]:
+    """Each implementation's send loop from *sender*, once ``connect(impl, signal)`` has
+    connected its receivers to a new signal and a send has checked, untimed, that it reaches
+    *expected* of them; n/a where *connect* raises Unsupported."""
+    cases = []
     for impl in impls:
         sig = impl.new_signal()
-        for r in receivers:
-            impl.connect(sig, r)
-        expect_responses(impl.name, impl.send_once(sig, sender), len(receivers))
-        cases.append(Case(impl.name, impl.send_runner(sig, sender), keep=receivers))
+        try:
+            connect(impl, sig)
+        except Unsupported as err:
+            cases.append(na(impl.name, err))
+            continue
+        expect_responses(impl.name, impl.send_once(sig, sender), expected)
+        cases.append(Case(impl.name, impl.send_runner(sig, sender), keep=keep))
     return cases
 
 
+def connecting(receivers: list[Receiver]) -> Connect:
+    """*receivers* connected for any sender."""
+
+    def connect(impl: Impl, sig: Any) -> None:
+        for r in receivers:
+            impl.connect(sig, r)
+
+    return connect
+
+
 def scenario_send(impls: list[Impl], cfg: Config, n: int) -> Scenario:
+    receivers = make_receivers(n)
+    cases = [
+        Case("bare-loop", send_runner(BareLoop(receivers).send, Model)),
+        Case("bare-weak", send_runner(BareWeak(receivers).send, Model), keep=receivers),
+        *signal_cases(impls, Model, n, connecting(receivers), receivers),
+    ]
     plural = "receiver" if n == 1 else "receivers"
-    scenario = Scenario(
-        f"send-{n}",
-        f"send() with {n} {plural}",
-        "ns/op",
-        "bare-loop" if n == 0 else "bare-weak",
-    )
-    scenario.results = run_cases(send_cases(impls, make_receivers(n)), cfg)
-    return scenario
+    title = f"send() with {n} {plural}"
+    baseline = "bare-loop" if n == 0 else "bare-weak"
+    return Scenario(f"send-{n}", title, "ns/op", baseline, run_cases(cases, cfg))
 
 
 def scenario_priority(impls: list[Impl], cfg: Config) -> Scenario:
     """The same 10 receivers, connected without and with priorities (tocsin, psygnal)."""
-    scenario = Scenario(
-        "send-10-priority",
-        "send() with 10 receivers, connected with priorities 9..0 (reverse order)",
-        "ns/op",
-        "bare-weak",
-    )
     receivers = make_receivers(10)
-    cases = [Case("bare-weak", send_runner(BareWeak(receivers).send, Model), keep=receivers)]
-    for impl in impls:
+
+    def by_priority(impl: Impl, sig: Any) -> None:
         if not isinstance(impl, TocsinImpl) and impl.name != "psygnal":
-            cases.append(na(impl.name, Unsupported("no receiver priority")))
-            continue
-        sig = impl.new_signal()
+            raise Unsupported("no receiver priority")
         for i, r in enumerate(reversed(receivers)):
             sig.connect(r, priority=i)  # the last connected runs first: a real reordering
-        if isinstance(impl, TocsinImpl):
-            expect_responses(impl.name, impl.send_once(sig, Model), len(receivers))
-        cases.append(Case(impl.name, impl.send_runner(sig, Model), keep=receivers))
-    scenario.results = run_cases(cases, cfg)
-    return scenario
+
+    cases = [
+        Case("bare-weak", send_runner(BareWeak(receivers).send, Model), keep=receivers),
+        *signal_cases(impls, Model, 10, by_priority, receivers),
+    ]
+    title = "send() with 10 receivers, connected with priorities 9..0 (reverse order)"
+    return Scenario("send-10-priority", title, "ns/op", "bare-weak", run_cases(cases, cfg))
 
 
 def scenario_filtered(impls: list[Impl], cfg: Config) -> Scenario:
-    scenario = Scenario(
-        "send-filtered",
-        "send() from one of 100 senders, each with its own receiver (1 matches)",
-        "ns/op",
-        "bare-weak(1)",
-    )
     senders = [type(f"Model{i}", (), {}) for i in range(100)]
     receivers = make_receivers(100)
-    sender = senders[42]
-    cases = [Case("bare-weak(1)", send_runner(BareWeak(receivers[42:43]).send, sender))]
+
+    def each_for_its_sender(impl: Impl, sig: Any) -> None:
+        for r, s in zip(receivers, senders, strict=True):
+            impl.connect(sig, r, sender=s)
+
     with_cached = list(impls)
     for i, impl in enumerate(impls):
         if isinstance(impl, DjangoImpl):
             with_cached.insert(i + 1, DjangoImpl(sys.modules["django"], impl.module, True))
-    for impl in with_cached:
-        sig = impl.new_signal()
-        try:
-            for r, s in zip(receivers, senders, strict=True):
-                impl.connect(sig, r, sender=s)
-        except Unsupported as err:
-            cases.append(na(impl.name, err))
-            continue
-        expect_responses(impl.name, impl.send_once(sig, sender), 1)
-        cases.append(Case(impl.name, impl.send_runner(sig, sender), keep=(receivers, senders)))
-    scenario.results = run_cases(cases, cfg)
-    return scenario
+    sender = senders[42]
+    cases = [
+        Case("bare-weak(1)", send_runner(BareWeak(receivers[42:43]).send, sender)),
+        *signal_cases(with_cached, sender, 1, each_for_its_sender, (receivers, senders)),
+    ]
+    title = "send() from one of 100 senders, each with its own receiver (1 matches)"
+    return Scenario("send-filtered", title, "ns/op", "bare-weak(1)", run_cases(cases, cfg))
 
 
 def scenario_bound(impls: list[Impl], cfg: Config) -> Scenario:
-    scenario = Scenario(
-        "send-bound",
-        "send() with 10 bound-method receivers (10 instances)",
-        "ns/op",
-        "bare-loop",
-    )
     handlers = [Handler() for _ in range(10)]
     methods: list[Receiver] = [h.on_signal for h in handlers]
+
+    def each_handler(impl: Impl, sig: Any) -> None:
+        for h in handlers:
+            impl.connect(sig, h.on_signal)
+
     cases = [
         Case("bare-loop", send_runner(BareLoop(methods).send, Model)),
         Case("bare-weakmethod", send_runner(BareWeakMethod(methods).send, Model)),
+        *signal_cases(impls, Model, 10, each_handler, handlers),
     ]
-    for impl in impls:
-        sig = impl.new_signal()
-        for h in handlers:
-            impl.connect(sig, h.on_signal)
-        expect_responses(impl.name, impl.send_once(sig, Model), 10)
-        cases.append(Case(impl.name, impl.send_runner(sig, Model), keep=handlers))
-    scenario.results = run_cases(cases, cfg)
-    return scenario
+    title = "send() with 10 bound-method receivers (10 instances)"
+    return Scenario("send-bound", title, "ns/op", "bare-loop", run_cases(cases, cfg))
 
 
 def scenario_connect(impls: list[Impl], cfg: Config) -> Scenario:
@@ -873,12 +852,12 @@ TARGETS = (
 
 
 def print_scenario(scenario: Scenario) -> None:
-    heading(f"{scenario.id}: {scenario.title}")
+    harness.heading(f"{scenario.id}: {scenario.title}")
     columns = [
-        Column("implementation", 22, "<"),
-        Column(scenario.unit, 14),
-        Column("x " + scenario.baseline, 18, gap=2),
-        Column("", 0, "<"),
+        harness.Column("implementation", 22, "<"),
+        harness.Column(scenario.unit, 14),
+        harness.Column("x " + scenario.baseline, 18, gap=2),
+        harness.Column("", 0, "<"),
     ]
     rows = []
     for name, result in scenario.results.items():
@@ -886,9 +865,9 @@ def print_scenario(scenario: Scenario) -> None:
             rows.append([name, result.note])
             continue
         marker = "  (baseline)" if name == scenario.baseline else ""
-        shown = fmt_ratio(scenario.ratio(name))
-        rows.append([name, fmt(result.value, ",.1f"), shown, marker])
-    print_table(columns, rows)
+        shown = harness.fmt_ratio(scenario.ratio(name))
+        rows.append([name, harness.fmt(result.value, ",.1f"), shown, marker])
+    harness.print_table(columns, rows)
 
 
 def summarize(scenarios: dict[str, Scenario], path: str = "pure") -> list[dict[str, Any]]:
@@ -917,43 +896,44 @@ def summarize(scenarios: dict[str, Scenario], path: str = "pure") -> list[dict[s
             measured = result.value if result else None
             unit = target.unit
             row["target"] = f"<= {target.limit:g} {unit}" if target.limit else f"0 {unit} (< 1)"
-            row["shown"] = fmt(measured, ",.1f", missing="- (not run)", suffix=f" {unit}")
+            row["shown"] = harness.fmt(measured, ",.1f", missing="- (not run)", suffix=f" {unit}")
         row["measured"] = measured
         if target.limit == 0 and measured is not None:
             # A real leak retains at least one small block (>= 16 B) per cycle.
             row["result"] = "PASS" if measured < 1 else "MISS"
         else:
-            row["result"] = verdict(measured, target.limit)
+            row["result"] = harness.verdict(measured, target.limit)
         rows.append(row)
     return rows
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
-    heading("SUMMARY: tocsin against its targets")
-    columns = [Column("scenario", 22, "<"), Column("measured", 24, "<")]
-    columns += verdict_columns(16, gap=0)
-    print_table(columns, ([r["scenario"], r["shown"], r["target"], r["result"]] for r in rows))
+    harness.heading("SUMMARY: tocsin against its targets")
+    columns = [harness.Column("scenario", 22, "<"), harness.Column("measured", 24, "<")]
+    columns += harness.verdict_columns(16, gap=0)
+    harness.print_table(
+        columns, ([r["scenario"], r["shown"], r["target"], r["result"]] for r in rows)
+    )
 
 
 def header(cfg: Config) -> dict[str, Any]:
-    info = python_facts()
-    info["send path"] = send_path()
-    print(f"Python   {info['python']} ({info['implementation']})")
-    compiled = info["send path"] == "compiled"
-    also = " (the tocsin(pure) rows: the pure-Python one)" if compiled else ""
-    print(f"tocsin   send path: {info['send path']}{also}")
-    print(f"platform {info['platform']}")
-    info["run"] = run_facts()
-    print_run_facts(info["run"])
-    print(
-        f"mode     {cfg.name}: {cfg.repeats} samples of ~{cfg.sample_ns / 1e6:g} ms per case, "
-        f"fastest reported, gc disabled while timing"
+    path = harness.send_path()
+    also = " (the tocsin(pure) rows: the pure-Python one)" if path == "compiled" else ""
+    info = harness.header(
+        before=[("tocsin", f"send path: {path}{also}")],
+        after=[
+            (
+                "mode",
+                f"{cfg.name}: {cfg.repeats} samples of ~{cfg.sample_ns / 1e6:g} ms per case, "
+                "fastest reported, gc disabled while timing",
+            )
+        ],
     )
-    return info
+    return {**info, "send path": path}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args_parser = parser(__doc__)
+    args_parser = harness.parser(__doc__)
     args_parser.add_argument("--only", metavar="IDS", help="comma-separated scenario ids to run")
     args_parser.add_argument(
         "--against",
@@ -961,7 +941,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also run tocsin as it was at this git ref (before/after a change, in one run)",
     )
     args = args_parser.parse_args(argv)
-    selected = comma_list(args_parser, "--only", args.only or "", SCENARIO_IDS) or SCENARIO_IDS
+    selected = (
+        harness.comma_list(args_parser, "--only", args.only or "", SCENARIO_IDS) or SCENARIO_IDS
+    )
     cfg = QUICK if args.quick else DEFAULT
 
     started = time.perf_counter()
@@ -980,9 +962,9 @@ def main(argv: list[str] | None = None) -> int:
             print_scenario(scenarios[sid])
     rows = summarize(scenarios, info["send path"])
     print_summary(rows)
-    print_total(started)
+    harness.print_total(started)
 
-    write_json(
+    harness.write_json(
         args.json,
         cfg.name,
         {
@@ -997,7 +979,7 @@ def main(argv: list[str] | None = None) -> int:
                         name: {
                             "value": r.value,
                             "ratio": s.ratio(name),
-                            "median": median(r.samples) if r.samples else None,
+                            "median": harness.median(r.samples) if r.samples else None,
                             "samples": r.samples,
                             "note": r.note,
                         }
