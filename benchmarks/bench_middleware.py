@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,47 +24,13 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapp
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import repeat
-from pathlib import Path
 from typing import Any
 
+import _harness as harness
 from tocsin.signals import got_request_exception, request_finished, request_started
-
-# The harness the benchmark scripts share, beside this file.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (
-    Target,
-    TimedCase,
-    best,
-    columns,
-    configure,
-    cpu_seconds,
-    exit_when_orphaned,
-    fmt,
-    heading,
-    importable,
-    listening_socket,
-    median,
-    paired_ratios,
-    positive_float,
-    positive_int,
-    print_run_facts,
-    print_table,
-    print_total,
-    python_facts,
-    read_line,
-    round_order,
-    run_facts,
-    sample_cases,
-    stop_process,
-    verdict_columns,
-    version,
-    write_json,
-)
-from _harness import parser as harness_parser
 
 perf_counter_ns = time.perf_counter_ns
 
-Runner = Callable[[int], int]  # runs *loops* requests, returns the elapsed ns
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -75,7 +39,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Environ = dict[str, Any]
 WSGIApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
 
-TARGET = Target(3.0, unit="%")  # issue 3: at most 3 % fewer requests/s
+TARGET = harness.Target(3.0, unit="%")  # issue 3: at most 3 % fewer requests/s
 HOST = "127.0.0.1"
 SIGNALS = {
     "request_started": request_started,
@@ -256,7 +220,7 @@ def start_response(
     return write
 
 
-def asgi_runner(app: ASGIApp) -> Runner:
+def asgi_runner(app: ASGIApp) -> harness.Runner:
     """``await app(scope, receive, send)`` *loops* times, timed inside one event loop."""
     scope = make_scope()
 
@@ -273,7 +237,7 @@ def asgi_runner(app: ASGIApp) -> Runner:
     return run
 
 
-def wsgi_runner(app: WSGIApp) -> Runner:
+def wsgi_runner(app: WSGIApp) -> harness.Runner:
     """What a WSGI server does *loops* times: call, iterate the response, close it."""
     environ = make_environ()
 
@@ -341,7 +305,7 @@ class Case:
     """One app (bare, or in the middleware with some receivers) and its timed loop."""
 
     kind: str  # "bare" or a receiver kind
-    run: Runner
+    run: harness.Runner
     receivers: Receivers
 
     @property
@@ -357,7 +321,7 @@ class Result:
 
     @property
     def best(self) -> float:
-        return best(self.samples)
+        return harness.best(self.samples)
 
 
 def make_cases(protocol: str) -> list[Case]:
@@ -388,21 +352,21 @@ def make_cases(protocol: str) -> list[Case]:
 def run_cases(cases: list[Case], cfg: Config) -> dict[str, Result]:
     """Calibrate every case, then sample them round-robin (receivers connected only
     while their own case runs)."""
-    timed = [TimedCase(c.kind, c.run, around=c.receivers.connected) for c in cases]
-    samples = sample_cases(timed, cfg.repeats, cfg.sample_ns)
+    timed = [harness.TimedCase(c.kind, c.run, around=c.receivers.connected) for c in cases]
+    samples = harness.sample_cases(timed, cfg.repeats, cfg.sample_ns)
     return {c.kind: Result(c.kind, c.title, [ns / 1000 for ns in samples[c.kind]]) for c in cases}
 
 
 def print_in_process(protocol: str, title: str, results: dict[str, Result]) -> None:
     base = results["bare"].best
-    heading(f"{protocol} in-process: {title}")
-    table = columns(("case", 36), ("us/request", 12), ("added us", 11), ("overhead", 12))
+    harness.heading(f"{protocol} in-process: {title}")
+    table = harness.columns(("case", 36), ("us/request", 12), ("added us", 11), ("overhead", 12))
     rows = []
     for kind, result in results.items():
         added = result.best - base
         shown = ["-", "(baseline)"] if kind == "bare" else [f"{added:+.2f}", f"{added / base:+.1%}"]
         rows.append([result.title, f"{result.best:.2f}", *shown])
-    print_table(table, rows)
+    harness.print_table(table, rows)
 
 
 # -- the server and its load -----------------------------------------------------------------
@@ -418,21 +382,18 @@ def serve(kind: str) -> int:
 
     receivers = Receivers("none" if kind == "bare" else kind)
     receivers.connect()
-    sock = listening_socket(HOST)
+    sock = harness.listening_socket(HOST)
     config = uvicorn.Config(
         asgi_app(kind), log_level="warning", access_log=False, lifespan="off", backlog=2048
     )
     config.load()
-    loop = "uvloop" if importable("uvloop") else "asyncio"
-    info = {
-        "port": sock.getsockname()[1],
-        "pid": os.getpid(),
-        "server": f"uvicorn {version('uvicorn')}",
-        "http": config.http_protocol_class.__name__,
-        "loop": loop,
-    }
-    print(json.dumps(info), flush=True)
-    exit_when_orphaned()
+    loop = "uvloop" if harness.importable("uvloop") else "asyncio"
+    harness.announce(
+        sock,
+        server=f"uvicorn {harness.version('uvicorn')}",
+        http=config.http_protocol_class.__name__,
+        loop=loop,
+    )
     uvicorn.Server(config).run(sockets=[sock])
     # Reached once uvicorn has shut down; the receivers lived until then.
     receivers.disconnect()
@@ -444,12 +405,7 @@ class ServerProcess:
 
     def __init__(self, kind: str, timeout: float = 30.0) -> None:
         self.kind = kind
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", kind],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        self.proc = harness.start_child([__file__, "--serve", kind])
         try:
             self.info = self._read_info(timeout)
             self.port = int(self.info["port"])
@@ -459,23 +415,17 @@ class ServerProcess:
             raise
 
     def _read_info(self, timeout: float) -> dict[str, Any]:
-        line = read_line(self.proc, timeout)
-        if not line:
+        info = harness.read_announcement(self.proc, timeout)
+        if info is None:
             raise RuntimeError(f"the {self.kind} server did not start (see its errors above)")
-        info: dict[str, Any] = json.loads(line)
         return info
 
     def _wait_ready(self, timeout: float) -> None:
         """Until a GET / gets the hello-world response."""
         deadline = time.monotonic() + timeout
-        request = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
         while True:
             try:
-                with socket.create_connection((HOST, self.port), timeout=2.0) as conn:
-                    conn.sendall(request)
-                    data = b""
-                    while chunk := conn.recv(65536):
-                        data += chunk
+                data = harness.http_get(HOST, self.port, "/")
                 if data.startswith(b"HTTP/1.1 200") and data.endswith(BODY):
                     return
                 raise RuntimeError(f"the {self.kind} server answered {data!r}")
@@ -486,10 +436,10 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float | None:
         """CPU time the server has used so far (Linux: /proc), all threads; None elsewhere."""
-        return cpu_seconds(self.proc.pid)
+        return harness.cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
-        stop_process(self.proc)
+        harness.stop_process(self.proc)
 
 
 @dataclass
@@ -644,11 +594,11 @@ class ServerResult:
 
     @property
     def best(self) -> float:
-        return best((load.rps for load in self.loads), higher=True)
+        return harness.best((load.rps for load in self.loads), higher=True)
 
     @property
     def median(self) -> float:
-        return median(load.rps for load in self.loads)
+        return harness.median(load.rps for load in self.loads)
 
     @property
     def cpu_us(self) -> float | None:
@@ -682,7 +632,7 @@ def run_server(cfg: Config, load: LoadGenerator) -> tuple[dict[str, ServerResult
             load.run(server.port, cfg.connections, cfg.warmup, 0)
         for i in range(cfg.rounds):
             shown = []
-            for kind in round_order(SERVER_VARIANTS, i):
+            for kind in harness.round_order(SERVER_VARIANTS, i):
                 server = servers[kind]
                 cpu_before = server.cpu_seconds()
                 # No warm-up: the servers are warm, and the CPU time must match the count.
@@ -703,26 +653,28 @@ def run_server(cfg: Config, load: LoadGenerator) -> tuple[dict[str, ServerResult
 def paired_slowdowns(base: ServerResult, other: ServerResult) -> list[float]:
     """Per round: how many % fewer requests/s than the bare app in the same round."""
     rps = [[load.rps for load in result.loads] for result in (base, other)]
-    return [100 * (1 - r) for r in paired_ratios(*rps)]
+    return [100 * (1 - r) for r in harness.paired_ratios(*rps)]
 
 
 def print_server(results: dict[str, ServerResult]) -> None:
     base = results["bare"]
-    heading("asgi under uvicorn: requests/s (best and median of the rounds), server CPU/request")
+    harness.heading(
+        "asgi under uvicorn: requests/s (best and median of the rounds), server CPU/request"
+    )
     figures = (("median", 9), ("slower", 12), ("paired", 8), ("cpu us", 8), ("added", 8))
-    table = columns(("case", 36), ("best", 9), *figures, ("errors", 7))
+    table = harness.columns(("case", 36), ("best", 9), *figures, ("errors", 7))
     rows = []
     for kind, result in results.items():
         if kind == "bare":
             slower, paired, added = "(baseline)", "", ""
         else:
             slower = f"{100 * (1 - result.best / base.best):.1f}%"
-            paired = f"{median(paired_slowdowns(base, result)):.1f}%"
+            paired = f"{harness.median(paired_slowdowns(base, result)):.1f}%"
             cpu, base_cpu = result.cpu_us, base.cpu_us
             added = "-" if cpu is None or base_cpu is None else f"{cpu - base_cpu:+.1f}"
         cells = [result.title, f"{result.best:,.0f}", f"{result.median:,.0f}", slower, paired]
-        rows.append([*cells, fmt(result.cpu_us, ".1f"), added, str(result.errors)])
-    print_table(table, rows)
+        rows.append([*cells, harness.fmt(result.cpu_us, ".1f"), added, str(result.errors)])
+    harness.print_table(table, rows)
     print(
         "   (slower: best against best; paired: median over rounds of the drop against the\n"
         "   bare app's run of the same round; cpu us: the server process's CPU time per\n"
@@ -766,28 +718,28 @@ def summarize(
 
 
 SUMMARY_COLUMNS = [
-    *columns(
+    *harness.columns(
         ("case", 16), ("added us", 10), ("estimate", 12), ("added cpu us", 14), ("fewer req/s", 13)
     ),
-    *verdict_columns(8),
+    *harness.verdict_columns(8),
 ]
 
 
 def print_summary(rows: list[dict[str, Any]], server_ran: bool) -> None:
-    heading(
+    harness.heading(
         f"SUMMARY: middleware with one receiver on each signal; target: at most "
         f"{TARGET.limit:g}% fewer requests/s"
     )
     print(f"   {'':<16}{'-- in process --':^22}{'---- under uvicorn ----':^27}")
-    print_table(
+    harness.print_table(
         SUMMARY_COLUMNS,
         (
             [
                 f"{row['protocol']}, {row['receivers']}",
-                fmt(row["added_us"], "+.2f"),
-                fmt(row["estimated_percent"], ".1f", suffix="%"),
-                fmt(row["server_cpu_added_us"], "+.1f"),
-                fmt(row["server_percent"], ".1f", suffix="%"),
+                harness.fmt(row["added_us"], "+.2f"),
+                harness.fmt(row["estimated_percent"], ".1f", suffix="%"),
+                harness.fmt(row["server_cpu_added_us"], "+.1f"),
+                harness.fmt(row["server_percent"], ".1f", suffix="%"),
                 row["target"],
                 row["result"],
             ]
@@ -803,34 +755,33 @@ def print_summary(rows: list[dict[str, Any]], server_ran: bool) -> None:
 
 
 def header(cfg: Config) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        **python_facts(),
-        "cpus": str(os.cpu_count()),
-        "tocsin": version("tocsin"),
-    }
-    asgiref = importable("asgiref")
-    print(f"Python   {info['python']} ({info['implementation']})")
-    print(f"platform {info['platform']}, {info['cpus']} CPUs; tocsin {info['tocsin']}")
-    info["run"] = run_facts()
-    print_run_facts(info["run"])
-    print(
-        f"mode     {cfg.name}: in process, {cfg.repeats} samples of ~{cfg.sample_ns / 1e6:g} ms "
-        f"per case, fastest reported, gc disabled while timing"
+    asgiref = harness.importable("asgiref")
+    tocsin = harness.version("tocsin")
+    info = harness.header(
+        {"tocsin": tocsin},
+        after=[
+            (
+                "mode",
+                f"{cfg.name}: in process, {cfg.repeats} samples of ~{cfg.sample_ns / 1e6:g} ms "
+                "per case, fastest reported, gc disabled while timing",
+            ),
+            (
+                "",
+                "sync receivers under asend() run "
+                + ("in asgiref's sync_to_async (installed)" if asgiref else "in a worker thread")
+                + "; async receivers under send() run "
+                + ("in asgiref's async_to_sync" if asgiref else "in a private event loop"),
+            ),
+        ],
     )
-    print(
-        "         sync receivers under asend() run "
-        + ("in asgiref's sync_to_async (installed)" if asgiref else "in a worker thread")
-        + "; async receivers under send() run "
-        + ("in asgiref's async_to_sync" if asgiref else "in a private event loop")
-    )
-    return info
+    return {**info, "tocsin": tocsin}
 
 
 def in_process_json(result: Result) -> dict[str, Any]:
     return {
         "title": result.title,
         "us_per_request": result.best,
-        "median": median(result.samples),
+        "median": harness.median(result.samples),
         "samples": result.samples,
     }
 
@@ -849,7 +800,7 @@ def server_json(result: ServerResult) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = harness_parser(__doc__)
+    parser = harness.parser(__doc__)
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--in-process-only", action="store_true", help="do not run a server")
     only.add_argument("--server-only", action="store_true", help="only the uvicorn measurement")
@@ -859,17 +810,19 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="load generator for the server measurement (auto: wrk if installed)",
     )
-    parser.add_argument("--duration", type=positive_float, help="seconds of load per server sample")
-    parser.add_argument("--rounds", type=positive_int, help="server samples per variant")
     parser.add_argument(
-        "--connections", type=positive_int, help="concurrent connections of the load"
+        "--duration", type=harness.positive_float, help="seconds of load per server sample"
+    )
+    parser.add_argument("--rounds", type=harness.positive_int, help="server samples per variant")
+    parser.add_argument(
+        "--connections", type=harness.positive_int, help="concurrent connections of the load"
     )
     # The child processes: a server, and the asyncio load client.
     parser.add_argument("--serve", choices=SERVER_VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--load-client", metavar="PORT", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    cfg = configure(
+    cfg = harness.configure(
         QUICK if args.quick else DEFAULT,
         duration=args.duration,
         rounds=args.rounds,
@@ -898,18 +851,18 @@ def main(argv: list[str] | None = None) -> int:
     server: dict[str, ServerResult] | None = None
     if not args.in_process_only:
         print()
-        if importable("uvicorn"):
+        if harness.importable("uvicorn"):
             load = choose_load(args.load)
             server, info["server"] = run_server(cfg, load)
             print_server(server)
         else:
-            print("note     uvicorn is not installed: no measurement under a server")
+            harness.line("note", "uvicorn is not installed: no measurement under a server")
 
     rows = summarize(in_process, server)
     print_summary(rows, server is not None)
-    print_total(started)
+    harness.print_total(started)
 
-    write_json(
+    harness.write_json(
         args.json,
         cfg.name,
         {
