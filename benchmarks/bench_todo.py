@@ -40,31 +40,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from _harness import (
-    columns,
-    comma_list,
-    configure,
-    cpu_seconds,
-    exit_when_orphaned,
-    fmt,
-    heading,
-    importable,
-    listening_socket,
-    median,
-    paired_ratios,
-    print_run_facts,
-    print_table,
-    python_facts,
-    read_line,
-    round_order,
-    run_facts,
-    stop_process,
-    version,
-    write_json,
-)
-from _harness import parser as harness_parser
+import _harness as harness
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = harness.ROOT
 HOST = "127.0.0.1"
 SECRET_KEY = "bench-todo-secret-key-not-for-production"
 PASSWORD = "bench-todo-password"
@@ -118,13 +96,12 @@ def serve(variant: str, log: Path, cprofile_dir: Path | None) -> int:
     sends its output to *log*; exits when its stdin closes (the parent went away)
     or on SIGTERM.
     """
-    sock = listening_socket(HOST)  # TCP_NODELAY, as on those uvicorn makes itself
-    print(json.dumps({"port": sock.getsockname()[1], "pid": os.getpid()}), flush=True)
+    sock = harness.listening_socket(HOST)  # TCP_NODELAY, as on those uvicorn makes itself
+    harness.announce(sock)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    exit_when_orphaned()
     if cprofile_dir is not None:
         ThreadProfilers(cprofile_dir)
 
@@ -296,18 +273,10 @@ class ServerProcess:
             "PYTHONPATH": os.pathsep.join(p for p in path if p),  # this checkout's code
         }
         env.pop("TODO_SECURE_COOKIES", None)  # plain HTTP
-        cmd = [sys.executable, __file__, "--serve", variant, "--server-log", str(self.log)]
+        cmd = [__file__, "--serve", variant, "--server-log", str(self.log)]
         if cprofile_dir is not None:
             cmd += ["--cprofile-dir", str(cprofile_dir)]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            start_new_session=True,
-        )
+        self.proc = harness.start_child(cmd, env=env, cwd=ROOT, start_new_session=True)
         self.cprofile_dir = cprofile_dir
         self.port = 0
         self.state: dict[str, Any] = {}
@@ -319,23 +288,18 @@ class ServerProcess:
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Until the app has started and answers; then check what it runs."""
         deadline = time.monotonic() + timeout
-        line = read_line(self.proc, timeout)
+        said = harness.read_announcement(self.proc, timeout)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
-        if not line:
+        if said is None:
             raise RuntimeError(self.failure("did not start"))
-        self.port = int(json.loads(line)["port"])
+        self.port = int(said["port"])
         while not self.state_file.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(self.failure("did not start its app"))
             time.sleep(0.05)
         self.state = json.loads(self.state_file.read_text())
-        request = f"GET /api/todos HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
-        with socket.create_connection((HOST, self.port), timeout=max(1.0, timeout)) as conn:
-            conn.sendall(request.encode())
-            answer = b""
-            while chunk := conn.recv(65536):
-                answer += chunk
+        answer = harness.http_get(HOST, self.port, "/api/todos", timeout=max(1.0, timeout))
         if not answer.startswith(b"HTTP/1.1 401"):  # not logged in
             raise RuntimeError(self.failure(f"answered {answer[:200]!r}"))
         self.check_state()
@@ -353,7 +317,7 @@ class ServerProcess:
         return f"the {self.variant} server {what}; its log ends with:\n{log_tail(self.log)}"
 
     def stop(self) -> None:
-        stop_process(self.proc, STOP_TIMEOUT)
+        harness.stop_process(self.proc, STOP_TIMEOUT)
 
 
 def log_tail(log: Path, lines: int = 30) -> str:
@@ -587,10 +551,10 @@ async def run_load(
 
     async def measure() -> None:
         await asyncio.sleep(max(0.0, window.start - time.perf_counter()))
-        client_before, server_before = time.process_time(), cpu_seconds(server_pid)
+        client_before, server_before = time.process_time(), harness.cpu_seconds(server_pid)
         at_start()
         await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
-        client_after, server_after = time.process_time(), cpu_seconds(server_pid)
+        client_after, server_after = time.process_time(), harness.cpu_seconds(server_pid)
         at_end()
         window.client_cpu = client_after - client_before
         if server_before is not None and server_after is not None:
@@ -680,7 +644,7 @@ class Variant:
 
     @property
     def rps(self) -> float:
-        return median(w.rps for w in self.windows)
+        return harness.median(w.rps for w in self.windows)
 
     @property
     def requests(self) -> int:
@@ -713,7 +677,7 @@ class Variant:
     def paired_ratio(self, base: Variant) -> float:
         """Median over rounds of requests/s against *base*'s in the same round."""
         rps = [[w.rps for w in variant.windows] for variant in (base, self)]
-        return median(paired_ratios(*rps))
+        return harness.median(harness.paired_ratios(*rps))
 
 
 def summarize(variants: list[Variant]) -> dict[str, Any]:
@@ -753,7 +717,7 @@ def summarize(variants: list[Variant]) -> dict[str, Any]:
     return out
 
 
-SUMMARY_COLUMNS = columns(
+SUMMARY_COLUMNS = harness.columns(
     ("variant", 14),
     ("req/s", 8),
     ("x", 6),
@@ -775,27 +739,27 @@ def summary_row(name: str, s: dict[str, Any]) -> list[str]:
         name,
         f"{s['rps']:,.1f}",
         f"{s['rps_ratio']:.2f}",
-        fmt(lat["p50"], ".1f"),
-        fmt(s["p50_ratio"], ".2f"),
-        fmt(lat["p90"], ".1f"),
-        fmt(lat["p99"], ".1f"),
-        fmt(s["p99_ratio"], ".2f"),
-        fmt(lat["max"], ".1f"),
+        harness.fmt(lat["p50"], ".1f"),
+        harness.fmt(s["p50_ratio"], ".2f"),
+        harness.fmt(lat["p90"], ".1f"),
+        harness.fmt(lat["p99"], ".1f"),
+        harness.fmt(s["p99_ratio"], ".2f"),
+        harness.fmt(lat["max"], ".1f"),
         str(s["errors"]),
-        fmt(s["server_cpu_ms_per_request"], ".2f"),
-        fmt(s["server_cores"], ".2f"),
+        harness.fmt(s["server_cpu_ms_per_request"], ".2f"),
+        harness.fmt(s["server_cores"], ".2f"),
     ]
 
 
 def print_summary(variants: list[Variant], summary: dict[str, Any], cfg: Config) -> None:
     base = variants[0].name
-    heading(
+    harness.heading(
         f"SUMMARY: {cfg.clients} clients, authenticated JSON CRUD; {cfg.rounds} round(s) of "
         f"{cfg.duration:g} s per variant; ratios to {base}"
     )
-    print_table(SUMMARY_COLUMNS, [summary_row(v.name, summary[v.name]) for v in variants])
-    client = median(summary[v.name]["client_cpu_us_per_request"] for v in variants)
-    share = median(
+    harness.print_table(SUMMARY_COLUMNS, [summary_row(v.name, summary[v.name]) for v in variants])
+    client = harness.median(summary[v.name]["client_cpu_us_per_request"] for v in variants)
+    share = harness.median(
         sum(w.client_cpu for w in v.windows) / sum(w.seconds for w in v.windows) for v in variants
     )
     print("   (" + "; ".join(f"{v.name}: {v.title}" for v in variants) + ".")
@@ -805,16 +769,16 @@ def print_summary(variants: list[Variant], summary: dict[str, Any], cfg: Config)
         f"   CPU time. The load generator used {client:.0f} us of CPU per request, "
         f"{100 * share:.0f} % of a core.)"
     )
-    heading("latency by request, ms: p50 / p99 over every window")
-    by_request = columns(("request", 10), *((v.name, 18) for v in variants))
+    harness.heading("latency by request, ms: p50 / p99 over every window")
+    by_request = harness.columns(("request", 10), *((v.name, 18) for v in variants))
     rows = []
     for kind in KINDS:
         cells = [kind]
         for v in variants:
             lat = summary[v.name]["by_request_ms"][kind]
-            cells.append(f"{fmt(lat['p50'], '.1f')} / {fmt(lat['p99'], '.1f')}")
+            cells.append(f"{harness.fmt(lat['p50'], '.1f')} / {harness.fmt(lat['p99'], '.1f')}")
         rows.append(cells)
-    print_table(by_request, rows)
+    harness.print_table(by_request, rows)
 
 
 # -- profiles -----------------------------------------------------------------------------------
@@ -1053,45 +1017,51 @@ def filesystem_of(path: Path) -> str:
 
 
 def header(cfg: Config, databases: Databases, addresses: list[str | None]) -> dict[str, Any]:
-    versions = {
-        name: version(name) for name in ("tocsin", "fastapi", "starlette", "uvicorn", "sqlalchemy")
-    }
-    info: dict[str, Any] = {
-        "python": sys.version.split()[0],
-        "platform": python_facts()["platform"],
-        "cpus": os.cpu_count(),
-        "versions": versions,
-        "http": "httptools" if importable("httptools") else "h11",
-        "loop": "uvloop" if importable("uvloop") else "asyncio",
-        "database": databases.description,
-        "filesystem": filesystem_of(Path(tempfile.gettempdir())),
-        "config": asdict(cfg),
-        # Uncommitted changes in the app count too: it is what the run measures.
-        "run": run_facts(("todo", "src", "benchmarks")),
-    }
-    print(f"Python   {info['python']} on {info['platform']}, {info['cpus']} CPUs")
-    print_run_facts(info["run"])
-    print(
-        "app      " + ", ".join(f"{k} {v}" for k, v in versions.items()) + f"; uvicorn with "
-        f"{info['http']} and the {info['loop']} loop (its defaults), one process per variant"
-    )
-    if databases.url is None:
-        print(f"database {info['database']} ({info['filesystem']})")
-    else:
-        print(f"database {info['database']}")
+    names = ("tocsin", "fastapi", "starlette", "uvicorn", "sqlalchemy")
+    versions = {name: harness.version(name) for name in names}
+    http = "httptools" if harness.importable("httptools") else "h11"
+    loop = "uvloop" if harness.importable("uvloop") else "asyncio"
+    filesystem = filesystem_of(Path(tempfile.gettempdir()))
     where = (
         f"each from its own loopback address ({addresses[0]}-{addresses[-1]})"
         if addresses[0]
         else "all from 127.0.0.1"
     )
-    print(
-        f"load     {cfg.clients} clients, {where}, a user and a keep-alive connection each, "
-        f"{cfg.todos} todos each;\n"
-        f"         warm-up {cfg.first_warmup:g} s per server, then {cfg.rounds} round(s): "
-        f"{cfg.warmup:g} s of warm-up and {cfg.duration:g} s timed per variant, taking turns"
+    info = harness.header(
+        after=[
+            (
+                "app",
+                ", ".join(f"{k} {v}" for k, v in versions.items()) + f"; uvicorn with {http} "
+                f"and the {loop} loop (its defaults), one process per variant",
+            ),
+            (
+                "database",
+                databases.description + (f" ({filesystem})" if databases.url is None else ""),
+            ),
+            (
+                "load",
+                f"{cfg.clients} clients, {where}, a user and a keep-alive connection each, "
+                f"{cfg.todos} todos each;",
+            ),
+            (
+                "",
+                f"warm-up {cfg.first_warmup:g} s per server, then {cfg.rounds} round(s): "
+                f"{cfg.warmup:g} s of warm-up and {cfg.duration:g} s timed per variant, "
+                "taking turns",
+            ),
+        ],
+        # Uncommitted changes in the app count too: it is what the run measures.
+        paths=("todo", "src", "benchmarks"),
     )
-    sys.stdout.flush()
-    return info
+    return {
+        **info,
+        "versions": versions,
+        "http": http,
+        "loop": loop,
+        "database": databases.description,
+        "filesystem": filesystem,
+        "config": asdict(cfg),
+    }
 
 
 def run_rounds(variants: list[Variant], cfg: Config) -> None:
@@ -1102,7 +1072,7 @@ def run_rounds(variants: list[Variant], cfg: Config) -> None:
             raise RuntimeError(f"{v.name}: {warm.errors} errors: {warm.error_samples}")
     for number in range(cfg.rounds):
         shown = []
-        for v in round_order(variants, number):
+        for v in harness.round_order(variants, number):
             window = asyncio.run(
                 run_load(v.server.port, v.server.pid, v.users, cfg.warmup, cfg.duration)
             )
@@ -1150,7 +1120,7 @@ def run(cfg: Config, names: list[str], args: argparse.Namespace) -> int:
         info["load_average_end"] = os.getloadavg()
         print("load average at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
-    write_json(args.json, cfg.name, {**info, "variants": summary, "profile": profile})
+    harness.write_json(args.json, cfg.name, {**info, "variants": summary, "profile": profile})
     errors = sum(v.errors for v in variants)
     if errors:
         print(f"\nFAILED: {errors} requests failed, for example:")
@@ -1162,7 +1132,7 @@ def run(cfg: Config, names: list[str], args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = harness_parser(__doc__)
+    parser = harness.parser(__doc__)
     parser.add_argument("--clients", type=int, help="concurrent clients (users), 20")
     parser.add_argument("--todos", type=int, help="todos each user has besides its loop's, 10")
     parser.add_argument("--duration", type=float, help="seconds timed per variant and round, 10")
@@ -1202,8 +1172,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in given.items():
         if value is not None and (value < 0 or (value == 0 and name not in ("todos", "warmup"))):
             parser.error(f"--{name} must be positive")
-    cfg = configure(QUICK if args.quick else DEFAULT, **given)
-    names = comma_list(parser, "--variants", args.variants, VARIANTS)
+    cfg = harness.configure(QUICK if args.quick else DEFAULT, **given)
+    names = harness.comma_list(parser, "--variants", args.variants, VARIANTS)
     if not names or len(set(names)) != len(names):
         parser.error(f"--variants: choose among {', '.join(VARIANTS)}, each once")
     if args.profile and args.profile_variant not in names:
@@ -1227,7 +1197,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: the servers were stopped", file=sys.stderr)
         return 130
-    print(f"(total {time.perf_counter() - started:.0f} s)")
+    harness.print_total(started)
     return code
 
 
