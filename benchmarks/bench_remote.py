@@ -40,26 +40,7 @@ from typing import Any, ClassVar
 import redis
 import redis.asyncio
 
-from _harness import (
-    Target,
-    columns,
-    comma_list,
-    configure,
-    fmt,
-    fmt_ratio,
-    importable,
-    median,
-    parser,
-    positive_int,
-    print_run_facts,
-    print_table,
-    print_total,
-    python_facts,
-    run_facts,
-    turns,
-    version,
-    write_json,
-)
+import _harness as harness
 from tocsin import Signal
 from tocsin.remote import (
     AsyncRedisStreamsTransport,
@@ -82,9 +63,9 @@ PUBLISHERS = 8  # threads or tasks sending at once, one by one, in those modes
 # The remote-receivers issue's targets, with one worker: concurrent publishers one by
 # one, at least TARGET events/s published and end to end; batched, end to end at least
 # BATCH_TARGET times the pipelined redis-py loop's.
-TARGET = Target(20_000, at_least=True, unit="/s")
+TARGET = harness.Target(20_000, at_least=True, unit="/s")
 CONCURRENT_MODES = ("threads", "tasks")
-BATCH_TARGET = Target(0.8, at_least=True)
+BATCH_TARGET = harness.Target(0.8, at_least=True)
 SIGNAL_NAME = "bench_remote.item_saved"
 GROUP = "bench"  # the consumer group of tocsin's workers and of the redis-py loop
 WORKER_BATCH = 100  # events a worker reads at a time (tocsin's default)
@@ -828,7 +809,7 @@ class Scenario:
     def median(self, name: str) -> float | None:
         if not self.rounds:
             return None
-        return median(getattr(r, name) for r in self.rounds)
+        return harness.median(getattr(r, name) for r in self.rounds)
 
 
 def figures(run: Run, records: list[Record]) -> Round:
@@ -881,7 +862,7 @@ def measure(
         for pool in pools:
             if not pool.warm_up(cfg.warmup):
                 notes.append(f"not every {pool.system.name} worker got warm-up events")
-        for pool in turns(pools, cfg.rounds):
+        for pool in harness.turns(pools, cfg.rounds):
             for mode in (m for m in pool.system.modes if m in cfg.modes):
                 pool.run(mode, pool.system.events)
     except BaseException:
@@ -919,40 +900,28 @@ def header(
     cfg: Config, url: str, server: str, systems: list[str], skipped: dict[str, str]
 ) -> dict[str, Any]:
     load = os.getloadavg()
-    python = python_facts()
-    info: dict[str, Any] = {
-        "python": python["python"],
-        "platform": python["platform"],
-        "cpus": os.cpu_count(),
-        "tocsin": version("tocsin"),
-        "redis_server": server,
-        "redis_py": version("redis"),
-        "hiredis": version("hiredis"),
-        "rq": version("rq"),
-        "celery": version("celery"),
-        "kombu": version("kombu"),
-        "load_at_start": load,
-    }
-    hiredis = f" with hiredis {info['hiredis']}" if info["hiredis"] else " (no hiredis)"
-    print(f"Python   {info['python']}")
-    print(f"platform {info['platform']}, {info['cpus']} CPUs; tocsin {info['tocsin']}")
-    print(f"redis    server {server} at {url}; redis-py {info['redis_py']}{hiredis}")
-    info["run"] = run_facts()
-    print_run_facts(info["run"])
-    peers = {"rq": f"rq {info['rq']}", "celery": f"celery {info['celery']} (kombu {info['kombu']})"}
+    packages = {"redis_py": "redis", "hiredis": "hiredis", "rq": "rq", "celery": "celery"}
+    v = {key: harness.version(name) for key, name in {**packages, "kombu": "kombu"}.items()}
+    tocsin = harness.version("tocsin")
+    hiredis = f" with hiredis {v['hiredis']}" if v["hiredis"] else " (no hiredis)"
+    peers = {"rq": f"rq {v['rq']}", "celery": f"celery {v['celery']} (kombu {v['kombu']})"}
     shown = [text for name, text in peers.items() if name in systems]
-    if shown:
-        print(f"peers    {', '.join(shown)}")
-    for name, why in skipped.items():
-        print(f"note     {name} skipped: {why}")
-    print(f"load     {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1, 5, 15 min) at start")
-    print(
-        f"mode     {cfg.name}: {cfg.events:,} events per round (rq and celery "
-        f"{min(cfg.events, cfg.peer_events):,}), {cfg.rounds} round(s) per scenario, "
-        f"median reported; batches of {cfg.batch}; workers read {WORKER_BATCH} at a time"
+    info = harness.header(
+        {"tocsin": tocsin},
+        before=[("redis", f"server {server} at {url}; redis-py {v['redis_py']}{hiredis}")],
+        after=[
+            *([("peers", ", ".join(shown))] if shown else []),
+            *(("note", f"{name} skipped: {why}") for name, why in skipped.items()),
+            ("load", f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1, 5, 15 min) at start"),
+            (
+                "mode",
+                f"{cfg.name}: {cfg.events:,} events per round (rq and celery "
+                f"{min(cfg.events, cfg.peer_events):,}), {cfg.rounds} round(s) per scenario, "
+                f"median reported; batches of {cfg.batch}; workers read {WORKER_BATCH} at a time",
+            ),
+        ],
     )
-    sys.stdout.flush()
-    return info
+    return {**info, "tocsin": tocsin, "redis_server": server, **v, "load_at_start": load}
 
 
 def floor_ratio(
@@ -965,7 +934,7 @@ def floor_ratio(
     return None if mine is None or base is None else mine / base
 
 
-COLUMNS = columns(
+COLUMNS = harness.columns(
     ("scenario", 46),
     ("events", 8),
     ("publish/s", 11),
@@ -995,17 +964,17 @@ def table_row(scenarios: list[Scenario], s: Scenario) -> list[str]:
     if not s.rounds:
         return [title, "n/a", f"   ({s.note})"]
     cells = [title, f"{s.events:,}"]
-    cells += [fmt(s.median(name), spec, missing="n/a") for name, spec in FIGURES]
+    cells += [harness.fmt(s.median(name), spec, missing="n/a") for name, spec in FIGURES]
     for figure in ("publish", "end_to_end"):
-        cells.append(fmt_ratio(floor_ratio(scenarios, s, figure), missing="n/a "))
-    cells += [fmt(s.median(name), spec, missing="n/a") for name, spec in COSTS]
+        cells.append(harness.fmt_ratio(floor_ratio(scenarios, s, figure), missing="n/a "))
+    cells += [harness.fmt(s.median(name), spec, missing="n/a") for name, spec in COSTS]
     return cells
 
 
 def print_scenarios(workers: int, scenarios: list[Scenario], notes: list[str]) -> None:
     plural = "s" if workers > 1 else ""
     print(f"\n== {workers} worker{plural}: events/s, and ms from send to receiver")
-    print_table(COLUMNS, [table_row(scenarios, s) for s in scenarios])
+    harness.print_table(COLUMNS, [table_row(scenarios, s) for s in scenarios])
     for note in notes:
         print(f"   note: {note}")
     sys.stdout.flush()
@@ -1064,7 +1033,7 @@ def load_systems(
     systems: list[System] = []
     skipped: dict[str, str] = {}
     for name in names:
-        missing = [p for p in PEER_PACKAGES.get(name, ()) if not importable(p)]
+        missing = [p for p in PEER_PACKAGES.get(name, ()) if not harness.importable(p)]
         if missing:
             skipped[name] = f"not installed ({', '.join(missing)}): pip install -e . --group bench"
             continue
@@ -1073,16 +1042,18 @@ def load_systems(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    args_parser = parser(__doc__)
+    args_parser = harness.parser(__doc__)
     args_parser.add_argument(
-        "--events", type=positive_int, help="events per round (default 50,000)"
+        "--events", type=harness.positive_int, help="events per round (default 50,000)"
     )
     args_parser.add_argument(
         "--peer-events",
-        type=positive_int,
+        type=harness.positive_int,
         help="events per round for rq and celery (default 2,000)",
     )
-    args_parser.add_argument("--rounds", type=positive_int, help="rounds per scenario (default 3)")
+    args_parser.add_argument(
+        "--rounds", type=harness.positive_int, help="rounds per scenario (default 3)"
+    )
     args_parser.add_argument(
         "--workers", default="", help="worker counts, comma-separated (default 1,2)"
     )
@@ -1099,8 +1070,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args_parser.add_argument("--worker", choices=("redis-py", "rq"), help=argparse.SUPPRESS)
     args = args_parser.parse_args(argv)
-    args.systems = comma_list(args_parser, "--only", args.only, SYSTEMS) or list(SYSTEMS)
-    args.mode_names = tuple(comma_list(args_parser, "--modes", args.modes, MODES))
+    args.systems = harness.comma_list(args_parser, "--only", args.only, SYSTEMS) or list(SYSTEMS)
+    args.mode_names = tuple(harness.comma_list(args_parser, "--modes", args.modes, MODES))
     try:
         args.worker_counts = tuple(int(n) for n in args.workers.split(",") if n.strip())
     except ValueError:
@@ -1137,7 +1108,7 @@ def main(argv: list[str] | None = None) -> int:
         stream = os.environ[NAME_ENV]
         work = raw_worker if args.worker == "redis-py" else rq_worker
         return work(os.environ[URL_ENV], stream)
-    cfg = configure(
+    cfg = harness.configure(
         QUICK if args.quick else DEFAULT,
         events=args.events,
         peer_events=args.peer_events,
@@ -1178,9 +1149,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(all_scenarios)
     print_summary(rows, cfg.rounds)
     load = os.getloadavg()
-    print_total(started, f"; load {load[0]:.2f} at the end")
+    harness.print_total(started, f"; load {load[0]:.2f} at the end")
 
-    write_json(
+    harness.write_json(
         args.json,
         cfg.name,
         {
