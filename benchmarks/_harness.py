@@ -381,6 +381,28 @@ def configure(cfg: T, **given: Any) -> T:
     return replace(cfg, **{name: value for name, value in given.items() if value is not None})  # type: ignore[type-var]
 
 
+def config_options(
+    made: argparse.ArgumentParser, quick: T, default: T, **helps: str
+) -> Callable[..., T]:
+    """An option for each field of the config named in *helps* (``--peer-events`` for
+    peer_events): a positive number of the field's type, its help saying the default.
+    Returns how to make the run's config from the parsed options: the *quick* one with
+    ``--quick``, else the *default*, with what these options (and the keywords) gave."""
+    for name, what in helps.items():
+        value = getattr(default, name)
+        made.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=positive_float if isinstance(value, float) else positive_int,
+            help=f"{what} (default: {value:,g})",
+        )
+
+    def config(args: argparse.Namespace, **given: Any) -> T:
+        options = {name: getattr(args, name) for name in helps}
+        return configure(quick if args.quick else default, **options, **given)
+
+    return config
+
+
 def comma_list(
     made: argparse.ArgumentParser, option: str, text: str, known: Iterable[str]
 ) -> list[str]:

@@ -257,6 +257,32 @@ def test_the_common_options() -> None:
     assert harness.configure(quick, workers=(4,)) == Config("quick", 1, (4,))
 
 
+def test_config_options_are_positive_and_default_to_the_config(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    @dataclass(frozen=True)
+    class Run:
+        name: str
+        peer_events: int
+        seconds: float
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    config = harness.config_options(
+        parser, Run("quick", 2, 0.5), Run("default", 50_000, 5.0), peer_events="events", seconds="s"
+    )
+    assert config(parser.parse_args([])) == Run("default", 50_000, 5.0)
+    assert config(parser.parse_args(["--quick", "--seconds", "2"])) == Run("quick", 2, 2.0)
+    assert config(parser.parse_args(["--peer-events", "7"]), name="mine") == Run("mine", 7, 5.0)
+    for wrong in (["--peer-events", "0"], ["--peer-events", "1.5"], ["--seconds", "-1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(wrong)
+    parser.print_help()
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--peer-events PEER_EVENTS events (default: 50,000)" in shown
+    assert "--seconds SECONDS s (default: 5)" in shown
+
+
 def test_a_comma_list_takes_known_names_only(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
     assert harness.comma_list(parser, "--only", " a, c,", ["a", "b", "c"]) == ["a", "c"]
