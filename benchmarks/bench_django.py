@@ -318,21 +318,16 @@ QUICK = Config("quick", rounds=2, requests=20, sends=200)
 
 def main(argv: list[str] | None = None) -> int:
     args_parser = harness.parser(__doc__)
-    for option, default, what in (
-        ("rounds", DEFAULT.rounds, "samples per variant"),
-        ("requests", DEFAULT.requests, "requests per sample"),
-        ("sends", DEFAULT.sends, "sends per sample"),
-    ):
-        args_parser.add_argument(
-            f"--{option}", type=harness.positive_int, help=f"{what} (default: {default})"
-        )
-    args = args_parser.parse_args(argv)
-    cfg = harness.configure(
-        QUICK if args.quick else DEFAULT,
-        rounds=args.rounds,
-        requests=args.requests,
-        sends=args.sends,
+    config = harness.config_options(
+        args_parser,
+        QUICK,
+        DEFAULT,
+        rounds="samples per variant",
+        requests="requests per sample",
+        sends="sends per sample",
     )
+    args = args_parser.parse_args(argv)
+    cfg = config(args)
     with connection.schema_editor() as editor:
         editor.create_model(Item)
     ITEM.save()

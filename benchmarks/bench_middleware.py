@@ -810,24 +810,20 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="load generator for the server measurement (auto: wrk if installed)",
     )
-    parser.add_argument(
-        "--duration", type=harness.positive_float, help="seconds of load per server sample"
-    )
-    parser.add_argument("--rounds", type=harness.positive_int, help="server samples per variant")
-    parser.add_argument(
-        "--connections", type=harness.positive_int, help="concurrent connections of the load"
+    config = harness.config_options(
+        parser,
+        QUICK,
+        DEFAULT,
+        duration="seconds of load per server sample",
+        rounds="server samples per variant",
+        connections="concurrent connections of the load",
     )
     # The child processes: a server, and the asyncio load client.
     parser.add_argument("--serve", choices=SERVER_VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--load-client", metavar="PORT", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    cfg = harness.configure(
-        QUICK if args.quick else DEFAULT,
-        duration=args.duration,
-        rounds=args.rounds,
-        connections=args.connections,
-    )
+    cfg = config(args)
 
     if args.load == "wrk" and not args.in_process_only and shutil.which("wrk") is None:
         parser.error("--load wrk: wrk is not installed (on Debian/Ubuntu: apt-get install wrk)")

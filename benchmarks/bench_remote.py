@@ -1041,18 +1041,15 @@ def load_systems(
     return systems, skipped
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     args_parser = harness.parser(__doc__)
-    args_parser.add_argument(
-        "--events", type=harness.positive_int, help="events per round (default 50,000)"
-    )
-    args_parser.add_argument(
-        "--peer-events",
-        type=harness.positive_int,
-        help="events per round for rq and celery (default 2,000)",
-    )
-    args_parser.add_argument(
-        "--rounds", type=harness.positive_int, help="rounds per scenario (default 3)"
+    config = harness.config_options(
+        args_parser,
+        QUICK,
+        DEFAULT,
+        events="events per round",
+        peer_events="events per round for rq and celery",
+        rounds="rounds per scenario",
     )
     args_parser.add_argument(
         "--workers", default="", help="worker counts, comma-separated (default 1,2)"
@@ -1071,14 +1068,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args_parser.add_argument("--worker", choices=("redis-py", "rq"), help=argparse.SUPPRESS)
     args = args_parser.parse_args(argv)
     args.systems = harness.comma_list(args_parser, "--only", args.only, SYSTEMS) or list(SYSTEMS)
-    args.mode_names = tuple(harness.comma_list(args_parser, "--modes", args.modes, MODES))
+    modes = tuple(harness.comma_list(args_parser, "--modes", args.modes, MODES))
     try:
-        args.worker_counts = tuple(int(n) for n in args.workers.split(",") if n.strip())
+        workers = tuple(int(n) for n in args.workers.split(",") if n.strip())
     except ValueError:
         args_parser.error("--workers takes numbers: 1,2")
-    if any(n <= 0 for n in args.worker_counts):
+    if any(n <= 0 for n in workers):
         args_parser.error("--workers: counts must be positive")
-    return args
+    return args, config(args, workers=workers or None, modes=modes or None)
 
 
 MEDIANS = [figure for figure, _ in (*FIGURES, *COSTS)]
@@ -1103,19 +1100,11 @@ def scenario_json(everything: list[Scenario], s: Scenario) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args, cfg = parse_args(argv)
     if args.worker:
         stream = os.environ[NAME_ENV]
         work = raw_worker if args.worker == "redis-py" else rq_worker
         return work(os.environ[URL_ENV], stream)
-    cfg = harness.configure(
-        QUICK if args.quick else DEFAULT,
-        events=args.events,
-        peer_events=args.peer_events,
-        rounds=args.rounds,
-        workers=args.worker_counts or None,
-        modes=args.mode_names or None,
-    )
     if cfg.events < 2 or cfg.peer_events < 2:
         sys.exit("bench_remote: a round needs at least 2 events")
     try:

@@ -633,13 +633,8 @@ def main(argv: list[str] | None = None) -> int:
         help="which database (sqlite: memory and file; all, the default: the three, "
         "PostgreSQL only if the server can be reached)",
     )
-    args_parser.add_argument(
-        "--rows", type=harness.positive_int, help=f"rows per sample (default {DEFAULT.rows:,})"
-    )
-    args_parser.add_argument(
-        "--rounds",
-        type=harness.positive_int,
-        help=f"samples per variant (default {DEFAULT.rounds})",
+    config = harness.config_options(
+        args_parser, QUICK, DEFAULT, rows="rows per sample", rounds="samples per variant"
     )
     args_parser.add_argument(
         "--expire-on-commit",
@@ -647,12 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the session's default: the update phase then also reloads every row",
     )
     args = args_parser.parse_args(argv)
-    cfg = harness.configure(
-        QUICK if args.quick else DEFAULT,
-        rows=args.rows,
-        rounds=args.rounds,
-        expire_on_commit=args.expire_on_commit,
-    )
+    cfg = config(args, expire_on_commit=args.expire_on_commit)
     kinds: tuple[str, ...] = {"all": DATABASES, "sqlite": DATABASES[:2]}.get(args.db, (args.db,))
     postgresql: str | None = None
     unreachable = ""  # why PostgreSQL is left out of the default run

@@ -1133,11 +1133,17 @@ def run(cfg: Config, names: list[str], args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = harness.parser(__doc__)
-    parser.add_argument("--clients", type=int, help="concurrent clients (users), 20")
+    config = harness.config_options(
+        parser,
+        QUICK,
+        DEFAULT,
+        clients="concurrent clients (users)",
+        duration="seconds timed per variant and round",
+        rounds="rounds",
+    )
+    # These two may be zero.
     parser.add_argument("--todos", type=int, help="todos each user has besides its loop's, 10")
-    parser.add_argument("--duration", type=float, help="seconds timed per variant and round, 10")
     parser.add_argument("--warmup", type=float, help="seconds of load before each window, 2")
-    parser.add_argument("--rounds", type=int, help="rounds, 3")
     parser.add_argument(
         "--variants",
         default=",".join(VARIANTS),
@@ -1167,12 +1173,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         return serve(args.serve, args.server_log, args.cprofile_dir)
 
-    given = {name: getattr(args, name) for name in ("clients", "todos", "duration", "warmup")}
-    given["rounds"] = args.rounds
-    for name, value in given.items():
-        if value is not None and (value < 0 or (value == 0 and name not in ("todos", "warmup"))):
-            parser.error(f"--{name} must be positive")
-    cfg = harness.configure(QUICK if args.quick else DEFAULT, **given)
+    for name in ("todos", "warmup"):
+        if (getattr(args, name) or 0) < 0:
+            parser.error(f"--{name} must not be negative")
+    cfg = config(args, todos=args.todos, warmup=args.warmup)
     names = harness.comma_list(parser, "--variants", args.variants, VARIANTS)
     if not names or len(set(names)) != len(names):
         parser.error(f"--variants: choose among {', '.join(VARIANTS)}, each once")
