@@ -19,6 +19,7 @@ The scripts import it from their own folder (``python benchmarks/bench.py`` puts
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import gc
 import importlib
@@ -27,6 +28,7 @@ import json
 import math
 import os
 import platform
+import re
 import select
 import signal
 import socket
@@ -40,6 +42,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, fields, is_dataclass, replace
 from importlib import metadata
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -519,6 +522,42 @@ def http_get(host: str, port: int, path: str, timeout: float = 2.0) -> bytes:
         while chunk := conn.recv(65536):
             answer += chunk
     return answer
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM (timeout(1), a CI runner) unwinds the run as Ctrl-C does, as SystemExit(143):
+    its ``finally`` blocks stop its children and clean up after it."""
+
+    def stop(number: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + number)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+class ProtocolError(Exception):
+    """An answer a benchmark's HTTP client cannot read."""
+
+
+CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
+# Errors a load's connection may end with: the load counts them and connects again.
+CONNECTION_ERRORS = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ProtocolError)
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes]:
+    """One HTTP/1.1 answer on a keep-alive connection: its status, its head and its body
+    (Content-Length bytes; none for a 204 or a 304). Raises ProtocolError for any other
+    answer, and one of CONNECTION_ERRORS as the connection fails."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 "):
+        raise ProtocolError(f"not an HTTP/1.1 answer: {head[:80]!r}")
+    status = int(head[9:12])
+    if length := CONTENT_LENGTH.search(head):
+        body = await reader.readexactly(int(length.group(1)))
+    elif status in (204, 304):
+        body = b""
+    else:
+        raise ProtocolError(f"an answer without Content-Length: {head[:200]!r}")
+    return status, head, body
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float) -> str:

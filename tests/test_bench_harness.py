@@ -8,6 +8,7 @@ assert behaviour, never a timing.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import gc
 import math
@@ -370,6 +371,45 @@ def test_a_child_that_says_nothing_is_no_announcement() -> None:
         assert harness.read_announcement(proc, 0.2) is None
     finally:
         harness.stop_process(proc)
+
+
+def test_sigterm_unwinds_the_run() -> None:
+    code = (
+        f"import sys, time; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import _harness\n"
+        "_harness.exit_on_sigterm()\n"
+        "try:\n    print('ready', flush=True); time.sleep(60)\n"
+        "finally:\n    print('cleaned up', flush=True)\n"
+    )
+    proc = harness.start_child(["-c", code])
+    try:
+        assert harness.read_line(proc, 30.0) == "ready\n"
+        proc.terminate()
+        assert proc.wait(30) == 128 + signal.SIGTERM  # SystemExit(143), not killed by it
+        assert proc.stdout is not None
+        assert proc.stdout.read() == "cleaned up\n"
+    finally:
+        harness.stop_process(proc)
+
+
+def test_an_http_answer_is_read_by_its_length() -> None:
+    async def answers(data: bytes, count: int) -> list[tuple[int, bytes, bytes]]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        return [await harness.read_answer(reader) for _ in range(count)]
+
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+    gone = b"HTTP/1.1 204 No Content\r\n\r\n"
+    assert asyncio.run(answers(ok + gone, 2)) == [
+        (200, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", b"hi"),
+        (204, gone, b""),
+    ]
+    for wrong in (b"HTTP/1.0 200 OK\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\nhi"):
+        with pytest.raises(harness.ProtocolError):
+            asyncio.run(answers(wrong, 1))
+    with pytest.raises(asyncio.IncompleteReadError):  # the connection closed mid-body
+        asyncio.run(answers(ok[:-1], 1))
+    assert issubclass(harness.ProtocolError, harness.CONNECTION_ERRORS)
 
 
 def test_a_listening_socket_and_installed_modules() -> None:
