@@ -538,14 +538,12 @@ async def generate_load(port: int, connections: int, duration: float, warmup: fl
             try:
                 while not stop.is_set():
                     writer.write(request)
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
-                    if length is None or not head.startswith(b"HTTP/1.1 200"):
+                    status, _, _ = await harness.read_answer(reader)
+                    if status != 200:
                         counts["errors"] += 1
                         break
-                    await reader.readexactly(int(length.group(1)))
                     counts["requests"] += 1
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            except harness.CONNECTION_ERRORS:
                 counts["errors"] += 1
             finally:
                 writer.close()

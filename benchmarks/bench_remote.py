@@ -1114,8 +1114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_remote: Redis is not reachable at {args.url}: {err}", file=sys.stderr)
         return 2
 
-    # SIGTERM (timeout(1), a CI runner) stops the workers and cleans Redis up, as Ctrl-C does.
-    signals.signal(signals.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    harness.exit_on_sigterm()  # stops the workers and cleans Redis up, as Ctrl-C does
     started = time.perf_counter()
     run_id = uuid.uuid4().hex[:12]  # in every key the run makes
     systems, skipped = load_systems(args.systems, args.url, run_id, cfg)

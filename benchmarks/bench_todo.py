@@ -370,11 +370,6 @@ class Databases:
 # -- the clients --------------------------------------------------------------------------------
 
 
-class ProtocolError(Exception):
-    """An answer this client cannot read."""
-
-
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 _SET_COOKIE = re.compile(
     rb"\r\nset-cookie:[ \t]*" + COOKIE.encode() + rb"=([^;\r\n]*)([^\r\n]*)", re.I
 )
@@ -394,7 +389,7 @@ class Connection:
 
     async def request(self, method: str, path: str, payload: object = None) -> tuple[int, bytes]:
         """Send one request and read its answer: (status, body). Raises OSError,
-        asyncio.IncompleteReadError or ProtocolError (and the connection is closed)."""
+        asyncio.IncompleteReadError or harness.ProtocolError (and the connection is closed)."""
         if self.streams is None:
             local = None if self.address is None else (self.address, 0)
             self.streams = await asyncio.open_connection(HOST, self.port, local_addr=local)
@@ -414,19 +409,10 @@ class Connection:
             raise
 
     async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
-        head = await reader.readuntil(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 "):
-            raise ProtocolError(f"not an HTTP/1.1 answer: {head[:80]!r}")
-        status = int(head[9:12])
+        status, head, data = await harness.read_answer(reader)
         if cookie := _SET_COOKIE.search(head):
             expired = b"01 Jan 1970" in cookie.group(2)
             self.cookie = None if expired else cookie.group(1).decode()
-        if length := _CONTENT_LENGTH.search(head):
-            data = await reader.readexactly(int(length.group(1)))
-        elif status in (204, 304):
-            data = b""
-        else:
-            raise ProtocolError(f"an answer without Content-Length: {head[:200]!r}")
         if _CLOSE.search(head):
             self.close()
         return status, data
@@ -495,7 +481,7 @@ async def call(
     try:
         async with asyncio.timeout(REQUEST_TIMEOUT):
             status, body = await conn.request(method, path, payload)
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ProtocolError) as e:
+    except harness.CONNECTION_ERRORS as e:
         window.failed(f"{method} {path}: {type(e).__name__}: {e}")
         return None
     ended = time.perf_counter()
@@ -1185,13 +1171,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile == "py-spy" and find_py_spy() is None:
         parser.error("--profile py-spy: py-spy is not installed (pip install py-spy)")
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)  # unwinds, stopping the servers
-
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt  # unwinds at once, from inside the event loop too
 
-    signal.signal(signal.SIGTERM, stop)
+    harness.exit_on_sigterm()  # unwinds, stopping the servers
     # Not asyncio.run()'s own Ctrl+C handling, which only cancels the load's main
     # task: a client's cleanup can absorb that, and the run would go on.
     signal.signal(signal.SIGINT, interrupt)
