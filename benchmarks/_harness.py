@@ -109,17 +109,6 @@ def print_run_facts(facts: dict[str, Any]) -> None:
     )
 
 
-def python_facts() -> dict[str, Any]:
-    """Python's full version, its implementation, the platform and its CPUs, as the header
-    shows them (the run facts keep the short version)."""
-    return {
-        "python": sys.version.replace("\n", " "),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-    }
-
-
 def line(label: str, text: str) -> None:
     """A line of the header, or a note: *label* in the first 9 columns (``mode     ...``),
     none for a line that goes on from the one before."""
@@ -135,8 +124,9 @@ def header(
     after: Iterable[Line] = (),
     paths: Sequence[str] = ("src", "benchmarks"),
 ) -> dict[str, Any]:
-    """Print the header every script starts with, and return its facts (python_facts(),
-    the run's facts under ``"run"``)::
+    """Print the header every script starts with, and return its facts: Python's full
+    version (the run's facts keep the short one), its implementation, the platform, its
+    CPUs, and the run's facts under ``"run"``::
 
         Python   <version> (<implementation>)
         platform <platform>, <cpus> CPUs[; <name> <version>, ... from *versions*]
@@ -144,7 +134,12 @@ def header(
         run      <the run's facts, of *paths*>
         <the lines *after*: the mode, ...>
     """
-    info = python_facts()
+    info: dict[str, Any] = {
+        "python": sys.version.replace("\n", " "),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
     shown = ", ".join(f"{name} {number}" for name, number in (versions or {}).items())
     line("Python", f"{info['python']} ({info['implementation']})")
     line("platform", f"{info['platform']}, {info['cpus']} CPUs" + (f"; {shown}" if shown else ""))
