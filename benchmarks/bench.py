@@ -599,12 +599,6 @@ def scenario_bound(impls: list[Impl], cfg: Config) -> Scenario:
 
 
 def scenario_connect(impls: list[Impl], cfg: Config) -> Scenario:
-    scenario = Scenario(
-        "connect-disconnect",
-        "connect() + disconnect() of one receiver, 100 others connected",
-        "ns/op",
-        "blinker",
-    )
     cases = []
     for impl in impls:
         sig = impl.new_signal()
@@ -615,17 +609,11 @@ def scenario_connect(impls: list[Impl], cfg: Config) -> Scenario:
         # Every peer's connect(r) / disconnect(r) means "for any sender": time them bare.
         run = cycle_runner(sig.connect, sig.disconnect, receivers[100])
         cases.append(Case(impl.name, run, ops_per_loop=1, keep=receivers))
-    scenario.results = run_cases(cases, cfg)
-    return scenario
+    title = "connect() + disconnect() of one receiver, 100 others connected"
+    return Scenario("connect-disconnect", title, "ns/op", "blinker", run_cases(cases, cfg))
 
 
 def scenario_asend(impls: list[Impl], cfg: Config) -> Scenario:
-    scenario = Scenario(
-        "asend-10",
-        "asend() with 10 async receivers that do not suspend",
-        "ns/op",
-        "seq-await",
-    )
     receivers = make_async_receivers(10)
     cases = [Case("seq-await", asend_runner(SeqAwait(receivers).asend, Model))]
     for impl in impls:
@@ -639,8 +627,8 @@ def scenario_asend(impls: list[Impl], cfg: Config) -> Scenario:
             impl.connect(sig, r)
         expect_responses(impl.name, asyncio.run(asend(Model, value=1)), 10)
         cases.append(Case(impl.name, asend_runner(asend, Model), keep=receivers))
-    scenario.results = run_cases(cases, cfg)
-    return scenario
+    title = "asend() with 10 async receivers that do not suspend"
+    return Scenario("asend-10", title, "ns/op", "seq-await", run_cases(cases, cfg))
 
 
 def traced_bytes(action: Callable[[], object]) -> int:
