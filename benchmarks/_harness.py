@@ -555,6 +555,17 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bytes]:
     return status, head, body
 
 
+def wait_for(done: Callable[[], bool], proc: subprocess.Popen[Any], timeout: float) -> bool:
+    """Whether *done* came true (asked every 50 ms) while child *proc* lived, within
+    *timeout* seconds: a server up, its files written."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
     """The first line a child prints (its port, say), or "" if none comes in time."""
     assert proc.stdout is not None

@@ -365,6 +365,27 @@ def test_a_child_server_announces_itself_answers_and_stops_when_orphaned() -> No
         harness.stop_process(proc)
 
 
+def test_waiting_for_a_child_ends_when_done_when_it_exits_or_in_time() -> None:
+    asked: list[int] = []
+
+    def third_time() -> bool:
+        asked.append(1)
+        return len(asked) == 3
+
+    proc = harness.start_child(["-c", "import sys; sys.stdin.read()"])
+    try:
+        assert harness.wait_for(third_time, proc, 30.0)
+        assert len(asked) == 3
+        assert not harness.wait_for(lambda: False, proc, 0.1)  # out of time
+        assert proc.poll() is None
+        assert proc.stdin is not None
+        proc.stdin.close()  # the child exits: no use waiting on
+        assert not harness.wait_for(lambda: False, proc, 60.0)
+        assert proc.poll() == 0
+    finally:
+        harness.stop_process(proc)
+
+
 def test_a_child_that_says_nothing_is_no_announcement() -> None:
     proc = harness.start_child(["-c", "import time; time.sleep(60)"])
     try:
