@@ -422,17 +422,17 @@ class ServerProcess:
 
     def _wait_ready(self, timeout: float) -> None:
         """Until a GET / gets the hello-world response."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                data = harness.http_get(HOST, self.port, "/")
-                if data.startswith(b"HTTP/1.1 200") and data.endswith(BODY):
-                    return
-                raise RuntimeError(f"the {self.kind} server answered {data!r}")
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        if not harness.wait_for(self._answers, self.proc, timeout):
+            raise RuntimeError(f"the {self.kind} server did not answer (see its errors above)")
+
+    def _answers(self) -> bool:
+        try:
+            data = harness.http_get(HOST, self.port, "/")
+        except OSError:  # not listening yet
+            return False
+        if data.startswith(b"HTTP/1.1 200") and data.endswith(BODY):
+            return True
+        raise RuntimeError(f"the {self.kind} server answered {data!r}")
 
     def cpu_seconds(self) -> float | None:
         """CPU time the server has used so far (Linux: /proc), all threads; None elsewhere."""

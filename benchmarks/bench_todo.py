@@ -287,17 +287,14 @@ class ServerProcess:
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Until the app has started and answers; then check what it runs."""
-        deadline = time.monotonic() + timeout
         said = harness.read_announcement(self.proc, timeout)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
         if said is None:
             raise RuntimeError(self.failure("did not start"))
         self.port = int(said["port"])
-        while not self.state_file.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(self.failure("did not start its app"))
-            time.sleep(0.05)
+        if not harness.wait_for(self.state_file.exists, self.proc, timeout):
+            raise RuntimeError(self.failure("did not start its app"))
         self.state = json.loads(self.state_file.read_text())
         answer = harness.http_get(HOST, self.port, "/api/todos", timeout=max(1.0, timeout))
         if not answer.startswith(b"HTTP/1.1 401"):  # not logged in
@@ -957,11 +954,10 @@ def profile_cprofile(
                 at_end=lambda: os.kill(server.pid, signal.SIGUSR2),
             )
         )
-        deadline = time.monotonic() + PROFILE_TIMEOUT
-        while not (server.cprofile_dir / "done").exists():
-            if server.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(server.failure("wrote no profile"))
-            time.sleep(0.05)
+        if not harness.wait_for(
+            (server.cprofile_dir / "done").exists, server.proc, PROFILE_TIMEOUT
+        ):
+            raise RuntimeError(server.failure("wrote no profile"))
     finally:
         server.stop()
     if window.errors:
