@@ -973,7 +973,7 @@ def table_row(scenarios: list[Scenario], s: Scenario) -> list[str]:
 
 def print_scenarios(workers: int, scenarios: list[Scenario], notes: list[str]) -> None:
     plural = "s" if workers > 1 else ""
-    print(f"\n== {workers} worker{plural}: events/s, and ms from send to receiver")
+    harness.heading(f"{workers} worker{plural}: events/s, and ms from send to receiver")
     harness.print_table(COLUMNS, [table_row(scenarios, s) for s in scenarios])
     for note in notes:
         print(f"   note: {note}")
@@ -1009,9 +1009,8 @@ def summarize(scenarios: list[Scenario]) -> list[dict[str, Any]]:
 
 
 def print_summary(rows: list[dict[str, Any]], rounds: int) -> None:
-    print(
-        f"\n== SUMMARY: the targets, 1 worker (median of {rounds} round{'s' if rounds > 1 else ''})"
-    )
+    plural = "s" if rounds > 1 else ""
+    harness.heading(f"SUMMARY: the targets, 1 worker (median of {rounds} round{plural})")
     for row in rows:
         ratio = row["end_to_end_vs_floor"]
         versus = "" if ratio is None else f" ({ratio:.2f}x the floor)"
