@@ -441,6 +441,15 @@ def print_total(started: float, also: str = "") -> None:
     print(f"\n(total {time.perf_counter() - started:.1f} s{also})")
 
 
+def finish(
+    started: float, path: Path | None, cfg: Any, info: dict[str, Any], also: str = "", **data: Any
+) -> None:
+    """The run's end: print_total(), then its JSON file, if *path*: the header's facts
+    (*info*), the config *cfg* (a dataclass named for its mode), then the script's *data*."""
+    print_total(started, also)
+    write_json(path, cfg.name, {**info, "config": cfg, **data})
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A run's JSON file, as write_json() wrote it (what the smoke tests read)."""
     data: dict[str, Any] = json.loads(path.read_text())

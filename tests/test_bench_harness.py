@@ -12,9 +12,11 @@ import asyncio
 import datetime
 import gc
 import math
+import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -312,6 +314,27 @@ def test_the_json_file_round_trips(tmp_path: Path, capsys: pytest.CaptureFixture
     assert capsys.readouterr().out == ""
     with pytest.raises(ValueError, match="'run'"):
         harness.write_json(path, "quick", {"samples": []})
+
+
+def test_a_run_finishes_with_its_total_then_its_json_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "out.json"
+    info = {"python": "3.x", "run": harness.run_facts()}
+    started = time.perf_counter() - 2.0
+    harness.finish(started, path, Config("quick", 2), info, "; more", rows=[1])
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["", out[1]]
+    assert re.fullmatch(r"\(total 2\.\d s; more\)", out[1]), out
+    assert out[2:] == [f"results written to {path}"]
+    assert harness.read_json(path) == {
+        "mode": "quick",
+        **info,
+        "config": {"name": "quick", "rounds": 2, "workers": [1, 2]},
+        "rows": [1],
+    }
+    harness.finish(started, None, Config("quick", 2), info)  # no --json: only the total
+    assert capsys.readouterr().out.startswith("\n(total ")
 
 
 # -- child processes -----------------------------------------------------------------------
