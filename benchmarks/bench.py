@@ -950,34 +950,31 @@ def main(argv: list[str] | None = None) -> int:
             print_scenario(scenarios[sid])
     rows = summarize(scenarios, info["send path"])
     print_summary(rows)
-    harness.print_total(started)
-
-    harness.write_json(
+    harness.finish(
+        started,
         args.json,
-        cfg.name,
-        {
-            **info,
-            "peers": {impl.name: impl.version for impl in impls} | skipped,
-            "scenarios": {
-                sid: {
-                    "title": s.title,
-                    "unit": s.unit,
-                    "baseline": s.baseline,
-                    "results": {
-                        name: {
-                            "value": r.value,
-                            "ratio": s.ratio(name),
-                            "median": harness.median(r.samples) if r.samples else None,
-                            "samples": r.samples,
-                            "note": r.note,
-                        }
-                        for name, r in s.results.items()
-                    },
-                }
-                for sid, s in scenarios.items()
-            },
-            "summary": rows,
+        cfg,
+        info,
+        peers={impl.name: impl.version for impl in impls} | skipped,
+        scenarios={
+            sid: {
+                "title": s.title,
+                "unit": s.unit,
+                "baseline": s.baseline,
+                "results": {
+                    name: {
+                        "value": r.value,
+                        "ratio": s.ratio(name),
+                        "median": harness.median(r.samples) if r.samples else None,
+                        "samples": r.samples,
+                        "note": r.note,
+                    }
+                    for name, r in s.results.items()
+                },
+            }
+            for sid, s in scenarios.items()
         },
+        summary=rows,
     )
     return 0
 

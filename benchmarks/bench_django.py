@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import django
@@ -328,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = args_parser.parse_args(argv)
     cfg = config(args)
+    started = time.perf_counter()
     with connection.schema_editor() as editor:
         editor.create_model(Item)
     ITEM.save()
@@ -343,11 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = measure(cfg.rounds, cfg.requests, cfg.sends)
     report(results)
-    harness.write_json(
-        args.json,
-        cfg.name,
-        {**info, "django": django.get_version(), "config": asdict(cfg), "results": results},
-    )
+    harness.finish(started, args.json, cfg, info, django=django.get_version(), results=results)
     return 0
 
 

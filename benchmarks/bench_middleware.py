@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
@@ -854,22 +854,18 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = summarize(in_process, server)
     print_summary(rows, server is not None)
-    harness.print_total(started)
-
-    harness.write_json(
+    harness.finish(
+        started,
         args.json,
-        cfg.name,
-        {
-            **info,
-            "config": asdict(cfg),
-            "target_percent": TARGET.limit,
-            "in_process": {
-                protocol: {kind: in_process_json(r) for kind, r in results.items()}
-                for protocol, results in in_process.items()
-            },
-            "server": server and {kind: server_json(r) for kind, r in server.items()},
-            "summary": rows,
+        cfg,
+        info,
+        target_percent=TARGET.limit,
+        in_process={
+            protocol: {kind: in_process_json(r) for kind, r in results.items()}
+            for protocol, results in in_process.items()
         },
+        server=server and {kind: server_json(r) for kind, r in server.items()},
+        summary=rows,
     )
     return 0
 

@@ -1136,19 +1136,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarize(all_scenarios)
     print_summary(rows, cfg.rounds)
     load = os.getloadavg()
-    harness.print_total(started, f"; load {load[0]:.2f} at the end")
-
-    harness.write_json(
+    harness.finish(
+        started,
         args.json,
-        cfg.name,
-        {
-            **info,
-            "config": asdict(cfg),
-            "skipped": skipped,
-            "load_at_end": load,
-            "scenarios": [scenario_json(all_scenarios, s) for s in all_scenarios],
-            "summary": rows,
-        },
+        cfg,
+        info,
+        f"; load {load[0]:.2f} at the end",
+        skipped=skipped,
+        load_at_end=load,
+        scenarios=[scenario_json(all_scenarios, s) for s in all_scenarios],
+        summary=rows,
     )
     return 0
 

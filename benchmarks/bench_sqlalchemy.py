@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -674,22 +674,16 @@ def main(argv: list[str] | None = None) -> int:
             print_database(db, cfg, all_results[kind])
     rows = summarize(all_results)
     print_summary(rows)
-    harness.print_total(started)
-
-    harness.write_json(
+    harness.finish(
+        started,
         args.json,
-        cfg.name,
-        {
-            **info,
-            "config": asdict(cfg),
-            "per_rows": PER_ROWS,
-            "target_ratio": TARGET.limit,
-            "skipped": {"postgresql": unreachable} if unreachable else {},
-            "databases": {
-                kind: database_json(kind, results) for kind, results in all_results.items()
-            },
-            "summary": rows,
-        },
+        cfg,
+        info,
+        per_rows=PER_ROWS,
+        target_ratio=TARGET.limit,
+        skipped={"postgresql": unreachable} if unreachable else {},
+        databases={kind: database_json(kind, results) for kind, results in all_results.items()},
+        summary=rows,
     )
     return 0
 

@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -1042,7 +1042,6 @@ def header(cfg: Config, databases: Databases, addresses: list[str | None]) -> di
         "loop": loop,
         "database": databases.description,
         "filesystem": filesystem,
-        "config": asdict(cfg),
     }
 
 
@@ -1065,6 +1064,7 @@ def run_rounds(variants: list[Variant], cfg: Config) -> None:
 
 
 def run(cfg: Config, names: list[str], args: argparse.Namespace) -> int:
+    started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_todo-")))
         databases = Databases(args.database_url, stack)
@@ -1102,7 +1102,7 @@ def run(cfg: Config, names: list[str], args: argparse.Namespace) -> int:
         info["load_average_end"] = os.getloadavg()
         print("load average at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
 
-    harness.write_json(args.json, cfg.name, {**info, "variants": summary, "profile": profile})
+    harness.finish(started, args.json, cfg, info, variants=summary, profile=profile)
     errors = sum(v.errors for v in variants)
     if errors:
         print(f"\nFAILED: {errors} requests failed, for example:")
@@ -1174,14 +1174,11 @@ def main(argv: list[str] | None = None) -> int:
     # Not asyncio.run()'s own Ctrl+C handling, which only cancels the load's main
     # task: a client's cleanup can absorb that, and the run would go on.
     signal.signal(signal.SIGINT, interrupt)
-    started = time.perf_counter()
     try:
-        code = run(cfg, names, args)
+        return run(cfg, names, args)
     except KeyboardInterrupt:
         print("\ninterrupted: the servers were stopped", file=sys.stderr)
         return 130
-    harness.print_total(started)
-    return code
 
 
 if __name__ == "__main__":
