@@ -7,10 +7,12 @@ and its targets, and they all time, compare, judge and report the same way.
   garbage collector off, so that drift and collections hit every case alike;
 * statistics (best, median, ratios paired by round) and their formatting;
 * aligned tables, the verdicts against an issue's target, and the summary's heading;
-* the command line every script has (``--quick``, ``--json``) and its JSON file;
-* the header every script starts with (Python, the platform, the run's facts, its mode);
+* the command line every script has (``--quick``, ``--json``, a config's counts), the
+  header every script starts with (Python, the platform, the run's facts, its mode), and
+  its end (the total time, the JSON file);
 * child processes: servers on a loopback socket that announce their port, a GET to see
-  they are up, their CPU time, stopping them.
+  they are up, waiting for them, their CPU time, stopping them; an HTTP/1.1 answer read
+  for the load clients; SIGTERM that unwinds a run.
 
 The scripts import it from their own folder (``python benchmarks/bench.py`` puts it on
 ``sys.path``); tests/test_bench_harness.py tests it.
