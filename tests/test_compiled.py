@@ -205,7 +205,62 @@ def test_sending_again_and_again_keeps_no_memory() -> None:
     assert grown < 2_000, f"{grown} bytes kept by 5,000 sends"
 
 
+def test_would_send_answers_from_the_plan_in_every_state() -> None:
+    """Any sender, one sender, a plan not built yet, a hook, a receiver that died."""
+    from tocsin import hooks
+
+    signal = Signal()
+    assert signal.would_send(Sender) is False  # no plan built yet
+    assert signal.would_send(Sender) is False  # the empty plan, cached
+    receiver = make_receiver("ok")
+    signal.connect(receiver, sender=Sender)
+    assert signal.would_send(Sender) is True
+    assert signal.would_send(Owner) is False
+    assert signal.would_send(None) is False
+    signal.disconnect(receiver, sender=Sender)
+    assert signal.would_send(Sender) is False
+    signal.connect(receiver)
+    assert (signal.would_send(Sender), signal.would_send(None)) == (True, True)
+    signal.disconnect(receiver)
+
+    undo = hooks.install(hooks.SendHook(), signal)
+    assert signal.would_send(Sender) is True  # a hook hears of every send
+    undo()
+    assert signal.would_send(Sender) is False
+
+    def dying(**kwargs: Any) -> None:
+        pass
+
+    signal.connect(dying)
+    assert signal.would_send(Sender) is True
+    del dying
+    gc.collect()
+    assert signal.would_send(Sender) is False
+
+
+def test_would_send_refuses_what_the_pure_method_refuses() -> None:
+    signal = Signal()
+    with pytest.raises(TypeError, match="would_send"):
+        signal.would_send()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="would_send"):
+        signal.would_send(Sender, Sender)  # type: ignore[call-arg]
+    assert signal.would_send(sender=Sender) is False
+
+
 # -- the compiled path only ------------------------------------------------------------
+
+
+@compiled_only
+def test_signal_would_send_is_the_compiled_method_wrapping_the_pure_one() -> None:
+    assert speedups is not None
+    would_send = Signal.__dict__["would_send"]
+    assert type(would_send) is speedups.WouldSendMethod
+    pure = would_send.__wrapped__
+    assert inspect.isfunction(pure)
+    assert would_send.__doc__ == pure.__doc__
+    assert Signal().would_send.__func__ is would_send  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="callable"):
+        speedups.WouldSendMethod(None)
 
 
 @compiled_only

@@ -1192,6 +1192,7 @@ if speedups is not None:
     # The pure send() stays the reference: the compiled one calls it for
     # everything but the two commonest cases (see tocsin/_speedups.c).
     Signal.send = speedups.SendMethod(Signal.send, _send_frame)  # type: ignore[method-assign]
+    Signal.would_send = speedups.WouldSendMethod(Signal.would_send)  # type: ignore[method-assign]
 
 
 @functools.cache
