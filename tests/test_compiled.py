@@ -251,34 +251,34 @@ def test_would_send_refuses_what_the_pure_method_refuses() -> None:
 
 
 @compiled_only
-def test_signal_would_send_is_the_compiled_method_wrapping_the_pure_one() -> None:
-    assert speedups is not None
-    would_send = Signal.__dict__["would_send"]
-    assert type(would_send) is speedups.WouldSendMethod
-    pure = would_send.__wrapped__
-    assert inspect.isfunction(pure)
-    assert would_send.__doc__ == pure.__doc__
-    assert Signal().would_send.__func__ is would_send  # type: ignore[attr-defined]
-    with pytest.raises(TypeError, match="callable"):
-        speedups.WouldSendMethod(None)
-
-
-@compiled_only
-def test_signal_send_is_the_compiled_method_wrapping_the_pure_one() -> None:
+@pytest.mark.parametrize(
+    ("method", "kind"), [("send", "SendMethod"), ("would_send", "WouldSendMethod")]
+)
+def test_signal_send_is_the_compiled_method_wrapping_the_pure_one(method: str, kind: str) -> None:
     """Introspection sees the pure function: name, docstring, signature, module."""
     assert speedups is not None
-    send = Signal.__dict__["send"]
-    assert type(send) is speedups.SendMethod
+    send = Signal.__dict__[method]
+    assert type(send) is getattr(speedups, kind)
     pure = send.__wrapped__
     assert inspect.isfunction(pure)
     assert pure.__code__.co_filename == dispatcher.__file__
     for name in ("__name__", "__qualname__", "__doc__", "__module__", "__annotations__"):
         assert getattr(send, name) == getattr(pure, name)
-    assert Signal.send is send  # as a method descriptor: the class gets it unbound
+    assert getattr(Signal, method) is send  # as a method descriptor: the class gets it unbound
     signal = Signal()
-    assert signal.send.__func__ is send  # type: ignore[attr-defined]
-    assert str(inspect.signature(signal.send)) == str(inspect.signature(pure.__get__(signal)))
+    bound = getattr(signal, method)
+    assert bound.__func__ is send
+    assert str(inspect.signature(bound)) == str(inspect.signature(pure.__get__(signal)))
     assert repr(send) == f"<compiled {pure!r}>"
+
+
+@compiled_only
+def test_the_compiled_methods_refuse_what_is_not_callable() -> None:
+    assert speedups is not None
+    with pytest.raises(TypeError, match="callable"):
+        speedups.WouldSendMethod(None)
+    with pytest.raises(TypeError, match="callables"):
+        speedups.SendMethod(print, None)
 
 
 @compiled_only

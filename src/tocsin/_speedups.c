@@ -477,6 +477,20 @@ send_descr_get(PyObject *self, PyObject *obj, PyObject *type)
     return PyMethod_New(self, obj);
 }
 
+/* A SendMethod or WouldSendMethod around *pure* (their arguments checked). */
+static PyObject *
+descriptor_alloc(PyTypeObject *type, PyObject *pure, PyObject *frame, vectorcallfunc vectorcall)
+{
+    SendMethod *self = (SendMethod *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->pure = Py_NewRef(pure);
+    self->frame = Py_NewRef(frame);
+    self->vectorcall = vectorcall;
+    return (PyObject *)self;
+}
+
 static PyObject *
 send_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -489,14 +503,7 @@ send_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "SendMethod(pure, frame) takes two callables");
         return NULL;
     }
-    SendMethod *self = (SendMethod *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->pure = Py_NewRef(pure);
-    self->frame = Py_NewRef(frame);
-    self->vectorcall = send_vectorcall;
-    return (PyObject *)self;
+    return descriptor_alloc(type, pure, frame, send_vectorcall);
 }
 
 static int
@@ -552,22 +559,26 @@ static PyGetSetDef send_getset[] = {
     {NULL},
 };
 
-static PyTypeObject SendMethod_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "tocsin._speedups.SendMethod",
-    .tp_basicsize = sizeof(SendMethod),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
-                Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_IMMUTABLETYPE,
-    .tp_new = send_new,
-    .tp_dealloc = (destructor)send_dealloc,
-    .tp_traverse = (traverseproc)send_traverse,
-    .tp_clear = (inquiry)send_clear,
-    .tp_repr = (reprfunc)send_repr,
-    .tp_getset = send_getset,
-    .tp_descr_get = send_descr_get,
-    .tp_vectorcall_offset = offsetof(SendMethod, vectorcall),
-    .tp_call = PyVectorcall_Call,
-};
+/* Both descriptors' type: they differ in name and constructor only. */
+#define DESCRIPTOR_TYPE(NAME, NEW)                                                          \
+    {                                                                                       \
+        PyVarObject_HEAD_INIT(NULL, 0)                                                      \
+        .tp_name = NAME,                                                                    \
+        .tp_basicsize = sizeof(SendMethod),                                                 \
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |  \
+                    Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_IMMUTABLETYPE,                \
+        .tp_new = NEW,                                                                      \
+        .tp_dealloc = (destructor)send_dealloc,                                             \
+        .tp_traverse = (traverseproc)send_traverse,                                         \
+        .tp_clear = (inquiry)send_clear,                                                    \
+        .tp_repr = (reprfunc)send_repr,                                                     \
+        .tp_getset = send_getset,                                                           \
+        .tp_descr_get = send_descr_get,                                                     \
+        .tp_vectorcall_offset = offsetof(SendMethod, vectorcall),                           \
+        .tp_call = PyVectorcall_Call,                                                       \
+    }
+
+static PyTypeObject SendMethod_Type = DESCRIPTOR_TYPE("tocsin._speedups.SendMethod", send_new);
 
 /* -- would_send() ------------------------------------------------------------ */
 
@@ -604,32 +615,11 @@ would_send_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "WouldSendMethod(pure) takes a callable");
         return NULL;
     }
-    SendMethod *self = (SendMethod *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->pure = Py_NewRef(pure);
-    self->frame = Py_NewRef(Py_None);
-    self->vectorcall = would_send_vectorcall;
-    return (PyObject *)self;
+    return descriptor_alloc(type, pure, Py_None, would_send_vectorcall);
 }
 
-static PyTypeObject WouldSendMethod_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "tocsin._speedups.WouldSendMethod",
-    .tp_basicsize = sizeof(SendMethod),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
-                Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_IMMUTABLETYPE,
-    .tp_new = would_send_new,
-    .tp_dealloc = (destructor)send_dealloc,
-    .tp_traverse = (traverseproc)send_traverse,
-    .tp_clear = (inquiry)send_clear,
-    .tp_repr = (reprfunc)send_repr,
-    .tp_getset = send_getset,
-    .tp_descr_get = send_descr_get,
-    .tp_vectorcall_offset = offsetof(SendMethod, vectorcall),
-    .tp_call = PyVectorcall_Call,
-};
+static PyTypeObject WouldSendMethod_Type =
+    DESCRIPTOR_TYPE("tocsin._speedups.WouldSendMethod", would_send_new);
 
 /* -- asend()'s calls ------------------------------------------------------------- */
 
