@@ -205,25 +205,80 @@ def test_sending_again_and_again_keeps_no_memory() -> None:
     assert grown < 2_000, f"{grown} bytes kept by 5,000 sends"
 
 
+def test_would_send_answers_from_the_plan_in_every_state() -> None:
+    """Any sender, one sender, a plan not built yet, a hook, a receiver that died."""
+    from tocsin import hooks
+
+    signal = Signal()
+    assert signal.would_send(Sender) is False  # no plan built yet
+    assert signal.would_send(Sender) is False  # the empty plan, cached
+    receiver = make_receiver("ok")
+    signal.connect(receiver, sender=Sender)
+    assert signal.would_send(Sender) is True
+    assert signal.would_send(Owner) is False
+    assert signal.would_send(None) is False
+    signal.disconnect(receiver, sender=Sender)
+    assert signal.would_send(Sender) is False
+    signal.connect(receiver)
+    assert (signal.would_send(Sender), signal.would_send(None)) == (True, True)
+    signal.disconnect(receiver)
+
+    undo = hooks.install(hooks.SendHook(), signal)
+    assert signal.would_send(Sender) is True  # a hook hears of every send
+    undo()
+    assert signal.would_send(Sender) is False
+
+    def dying(**kwargs: Any) -> None:
+        pass
+
+    signal.connect(dying)
+    assert signal.would_send(Sender) is True
+    del dying
+    gc.collect()
+    assert signal.would_send(Sender) is False
+
+
+def test_would_send_refuses_what_the_pure_method_refuses() -> None:
+    signal = Signal()
+    with pytest.raises(TypeError, match="would_send"):
+        signal.would_send()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="would_send"):
+        signal.would_send(Sender, Sender)  # type: ignore[call-arg]
+    assert signal.would_send(sender=Sender) is False
+
+
 # -- the compiled path only ------------------------------------------------------------
 
 
 @compiled_only
-def test_signal_send_is_the_compiled_method_wrapping_the_pure_one() -> None:
+@pytest.mark.parametrize(
+    ("method", "kind"), [("send", "SendMethod"), ("would_send", "WouldSendMethod")]
+)
+def test_signal_send_is_the_compiled_method_wrapping_the_pure_one(method: str, kind: str) -> None:
     """Introspection sees the pure function: name, docstring, signature, module."""
     assert speedups is not None
-    send = Signal.__dict__["send"]
-    assert type(send) is speedups.SendMethod
+    send = Signal.__dict__[method]
+    assert type(send) is getattr(speedups, kind)
     pure = send.__wrapped__
     assert inspect.isfunction(pure)
     assert pure.__code__.co_filename == dispatcher.__file__
     for name in ("__name__", "__qualname__", "__doc__", "__module__", "__annotations__"):
         assert getattr(send, name) == getattr(pure, name)
-    assert Signal.send is send  # as a method descriptor: the class gets it unbound
+    assert getattr(Signal, method) is send  # as a method descriptor: the class gets it unbound
     signal = Signal()
-    assert signal.send.__func__ is send  # type: ignore[attr-defined]
-    assert str(inspect.signature(signal.send)) == str(inspect.signature(pure.__get__(signal)))
+    bound = getattr(signal, method)
+    assert bound.__func__ is send
+    assert str(inspect.signature(bound)) == str(inspect.signature(pure.__get__(signal)))
     assert repr(send) == f"<compiled {pure!r}>"
+
+
+@compiled_only
+def test_the_compiled_methods_refuse_what_is_not_callable() -> None:
+    assert speedups is not None
+    with pytest.raises(TypeError, match="callable"):
+        speedups.WouldSendMethod(None)
+    with pytest.raises(TypeError, match="callables"):
+        speedups.SendMethod(print, None)
 
 
 @compiled_only

@@ -16,7 +16,7 @@ import os
 from types import ModuleType
 
 # What this version of dispatcher.py and _refs.py expect (API_VERSION in _speedups.c).
-API_VERSION = 2
+API_VERSION = 3
 
 
 def _load() -> ModuleType | None:

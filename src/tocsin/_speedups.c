@@ -24,6 +24,11 @@
  *              receiver is one frame below the line that sent, as in Django
  *              and in the pure path: Django's own receivers compute warnings'
  *              stacklevel from that.
+ * WouldSendMethod  What Signal.would_send is when compiled: the same
+ *              descriptor around the pure would_send(), answering from the
+ *              cached plan without entering Python (the SQLAlchemy
+ *              integration asks it several times per row); anything it does
+ *              not recognise goes to the pure method.
  * MethodDeref  The deref of a weakly connected bound method (tocsin._refs):
  *              two weak references, the bound method rebuilt when both live.
  * call_each    asend()'s first step (tocsin._async): call every async
@@ -38,7 +43,7 @@
 
 /* Bumped when what dispatcher.py and _refs.py expect from this module
  * changes: a stale build is then ignored rather than misused. */
-#define API_VERSION 2
+#define API_VERSION 3
 
 static PyObject *str_any_plan;  /* "_any_plan" */
 static PyObject *str_plans;     /* "_plans" */
@@ -472,6 +477,20 @@ send_descr_get(PyObject *self, PyObject *obj, PyObject *type)
     return PyMethod_New(self, obj);
 }
 
+/* A SendMethod or WouldSendMethod around *pure* (their arguments checked). */
+static PyObject *
+descriptor_alloc(PyTypeObject *type, PyObject *pure, PyObject *frame, vectorcallfunc vectorcall)
+{
+    SendMethod *self = (SendMethod *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->pure = Py_NewRef(pure);
+    self->frame = Py_NewRef(frame);
+    self->vectorcall = vectorcall;
+    return (PyObject *)self;
+}
+
 static PyObject *
 send_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
@@ -484,14 +503,7 @@ send_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "SendMethod(pure, frame) takes two callables");
         return NULL;
     }
-    SendMethod *self = (SendMethod *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->pure = Py_NewRef(pure);
-    self->frame = Py_NewRef(frame);
-    self->vectorcall = send_vectorcall;
-    return (PyObject *)self;
+    return descriptor_alloc(type, pure, frame, send_vectorcall);
 }
 
 static int
@@ -547,22 +559,67 @@ static PyGetSetDef send_getset[] = {
     {NULL},
 };
 
-static PyTypeObject SendMethod_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "tocsin._speedups.SendMethod",
-    .tp_basicsize = sizeof(SendMethod),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
-                Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_IMMUTABLETYPE,
-    .tp_new = send_new,
-    .tp_dealloc = (destructor)send_dealloc,
-    .tp_traverse = (traverseproc)send_traverse,
-    .tp_clear = (inquiry)send_clear,
-    .tp_repr = (reprfunc)send_repr,
-    .tp_getset = send_getset,
-    .tp_descr_get = send_descr_get,
-    .tp_vectorcall_offset = offsetof(SendMethod, vectorcall),
-    .tp_call = PyVectorcall_Call,
-};
+/* Both descriptors' type: they differ in name and constructor only. */
+#define DESCRIPTOR_TYPE(NAME, NEW)                                                          \
+    {                                                                                       \
+        PyVarObject_HEAD_INIT(NULL, 0)                                                      \
+        .tp_name = NAME,                                                                    \
+        .tp_basicsize = sizeof(SendMethod),                                                 \
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |  \
+                    Py_TPFLAGS_METHOD_DESCRIPTOR | Py_TPFLAGS_IMMUTABLETYPE,                \
+        .tp_new = NEW,                                                                      \
+        .tp_dealloc = (destructor)send_dealloc,                                             \
+        .tp_traverse = (traverseproc)send_traverse,                                         \
+        .tp_clear = (inquiry)send_clear,                                                    \
+        .tp_repr = (reprfunc)send_repr,                                                     \
+        .tp_getset = send_getset,                                                           \
+        .tp_descr_get = send_descr_get,                                                     \
+        .tp_vectorcall_offset = offsetof(SendMethod, vectorcall),                           \
+        .tp_call = PyVectorcall_Call,                                                       \
+    }
+
+static PyTypeObject SendMethod_Type = DESCRIPTOR_TYPE("tocsin._speedups.SendMethod", send_new);
+
+/* -- would_send() ------------------------------------------------------------ */
+
+/* signal.would_send(sender): bool(plan), as the pure method answers. */
+static PyObject *
+would_send_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    SendMethod *self = (SendMethod *)op;
+    if (PyVectorcall_NARGS(nargsf) != 2 || kwnames != NULL) {
+        return PyObject_Vectorcall(self->pure, args, nargsf, kwnames);
+    }
+    PyObject *plan = find_plan(args[0], args[1]);
+    if (plan == NULL) {
+        return NULL;
+    }
+    if (!PyTuple_CheckExact(plan)) {
+        Py_DECREF(plan);
+        return PyObject_Vectorcall(self->pure, args, nargsf, kwnames);
+    }
+    int answer = PyTuple_GET_SIZE(plan) != 0;
+    Py_DECREF(plan);
+    return PyBool_FromLong(answer);
+}
+
+static PyObject *
+would_send_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *pure;
+    static char *keywords[] = {"pure", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:WouldSendMethod", keywords, &pure)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(pure)) {
+        PyErr_SetString(PyExc_TypeError, "WouldSendMethod(pure) takes a callable");
+        return NULL;
+    }
+    return descriptor_alloc(type, pure, Py_None, would_send_vectorcall);
+}
+
+static PyTypeObject WouldSendMethod_Type =
+    DESCRIPTOR_TYPE("tocsin._speedups.WouldSendMethod", would_send_new);
 
 /* -- asend()'s calls ------------------------------------------------------------- */
 
@@ -669,7 +726,7 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     if (PyType_Ready(&MethodDeref_Type) < 0 || PyType_Ready(&Call_Type) < 0 ||
-        PyType_Ready(&SendMethod_Type) < 0) {
+        PyType_Ready(&SendMethod_Type) < 0 || PyType_Ready(&WouldSendMethod_Type) < 0) {
         return NULL;
     }
     str_any_plan = PyUnicode_InternFromString("_any_plan");
@@ -693,6 +750,7 @@ PyInit__speedups(void)
     }
     if (PyModule_AddIntConstant(module, "API_VERSION", API_VERSION) < 0 ||
         PyModule_AddObjectRef(module, "SendMethod", (PyObject *)&SendMethod_Type) < 0 ||
+        PyModule_AddObjectRef(module, "WouldSendMethod", (PyObject *)&WouldSendMethod_Type) < 0 ||
         PyModule_AddObjectRef(module, "MethodDeref", (PyObject *)&MethodDeref_Type) < 0) {
         Py_DECREF(module);
         return NULL;

@@ -26,6 +26,7 @@ import functools
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 from . import diagnostics, hooks, oncommit
@@ -281,14 +282,21 @@ class Signal:
         """
         receiver_is_async = check_receiver(receiver)
         later, priority = read_options(options) if options else _DEFAULT_OPTIONS
+        # The common case (a function, for any sender, weakly) makes no call
+        # of a helper: connect() and disconnect() run in loops at start-up and
+        # in tests that connect per test.
+        function = type(receiver) is FunctionType
         key: Hashable
-        if sender is None and not dispatch_uid:  # the common case, inline
-            key = make_id(receiver)
+        if sender is None and not dispatch_uid:
+            key = id(receiver) if function else make_id(receiver)
         else:
             key = self._lookup_key(receiver, sender, dispatch_uid)
         ref: Any = receiver
         if weak:
-            ref = self._weak_ref(receiver, watch=True)
+            if function and not diagnostics._switch.on:
+                ref = weakref.ref(receiver, self._on_dead)
+            else:
+                ref = self._weak_ref(receiver, watch=True)
         sender_ref = None
         if sender is not None:
             # As in Django, a sender that cannot be weakly referenced is
@@ -323,7 +331,9 @@ class Signal:
                 self._registry[key] = entry
                 if sender is not None:
                     self._count_sender(key, +1)
-                self._invalidate()
+                self._any_plan = None  # self._invalidate(), inline
+                self._plans.clear()
+                self._version += 1
         del purged, replaced  # only now: a receiver's __del__ may use this signal
         return receiver
 
@@ -353,16 +363,20 @@ class Signal:
                 "it was connected with."
             )
         key: Hashable
-        if sender is None and not dispatch_uid:  # the common case, inline
-            key = make_id(receiver)
+        if sender is None and not dispatch_uid:  # the common case: no helper's call
+            key = id(receiver) if type(receiver) is FunctionType else make_id(receiver)
         else:
             key = self._lookup_key(receiver, sender, dispatch_uid)
         with self.lock:
             purged = self._clear_dead_receivers() if self._dead_receivers else None
-            entry = self._remove(key)
+            entry = self._registry.pop(key, None)  # self._remove(key), inline
             if entry is None:
                 return False
-            self._invalidate()
+            if type(key) is tuple:
+                self._count_sender(key, -1)
+            self._any_plan = None  # self._invalidate(), inline
+            self._plans.clear()
+            self._version += 1
         del purged, entry  # only now: a receiver's __del__ may use this signal
         return True
 
@@ -1178,6 +1192,7 @@ if speedups is not None:
     # The pure send() stays the reference: the compiled one calls it for
     # everything but the two commonest cases (see tocsin/_speedups.c).
     Signal.send = speedups.SendMethod(Signal.send, _send_frame)  # type: ignore[method-assign]
+    Signal.would_send = speedups.WouldSendMethod(Signal.would_send)  # type: ignore[method-assign]
 
 
 @functools.cache

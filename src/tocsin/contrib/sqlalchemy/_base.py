@@ -12,6 +12,7 @@ can run then.
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import sys
 import weakref
@@ -43,6 +44,10 @@ def _not_in_greenlet() -> bool:
 # own test, which differs between its versions.
 in_greenlet: Callable[[], bool] = (
     concurrency.in_greenlet if importlib.util.find_spec("greenlet") else _not_in_greenlet
+)
+# greenlet.getcurrent (untyped), or None without greenlet.
+current_greenlet: Callable[[], Any] | None = (
+    importlib.import_module("greenlet").getcurrent if importlib.util.find_spec("greenlet") else None
 )
 
 
@@ -120,9 +125,11 @@ def sending(signal: Signal) -> Callable[..., Any]:
     the arguments as keywords straight to the send, where :func:`fire` would
     build a dict and unpack it again.
     """
-    if in_greenlet():
-        return functools.partial(signal.send_with_awaiter, await_)
-    return signal.send
+    # The first test answers for most calls without a call of Python code:
+    # the greenlet SQLAlchemy runs an AsyncSession in always has a parent.
+    if (current_greenlet is None or current_greenlet().parent is None) or not in_greenlet():
+        return signal.send
+    return functools.partial(signal.send_with_awaiter, await_)
 
 
 def awaiter() -> Callable[[Any], Any] | None:
