@@ -4,9 +4,11 @@ client they were given open, trim, reconnect, and read every reply shape redis-p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import inspect
+import signal
 import sys
 import threading
 import time
@@ -446,6 +448,168 @@ def test_a_leader_interrupted_before_sending_hands_over(redis_url: str, stream: 
         assert len(raised) == 1
         payloads = sorted(m.payload for m in transport.read(stream))
     assert payloads == [b"0", b"1", b"first"]
+
+
+def test_callers_that_stop_publishing_at_different_times_never_hold_up_the_others(
+    redis_url: str, stream: str
+) -> None:
+    """The callers of a round are woken one by one, each by the one before it: threads
+    that publish once and stop, or publish on, all finish, each event once, in order."""
+    counts = [1, 2, 3, 5, 8, 50, 200, 400, 1, 300]
+    returned: dict[int, list[str]] = {}
+    with RedisStreamsTransport(url=redis_url) as transport:
+        start = threading.Barrier(len(counts))
+
+        def publish(number: int) -> None:
+            start.wait()
+            ids = []
+            for n in range(counts[number]):
+                ids.append(transport.publish(stream, f"{number}:{n}".encode()))
+                if n % 7 == number % 7:
+                    time.sleep(0.0005)  # off the connection for a while, mid-round
+            returned[number] = ids
+
+        threads = [threading.Thread(target=publish, args=(t,)) for t in range(len(counts))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not any(thread.is_alive() for thread in threads)
+        by_id = {m.id: m.payload.decode() for m in transport.read(stream, count=2000)}
+    assert len(by_id) == sum(counts)
+    for number, ids in returned.items():
+        assert [by_id[id] for id in ids] == [f"{number}:{n}" for n in range(counts[number])]
+
+
+class _Interrupted(BaseException):
+    pass
+
+
+@contextlib.contextmanager
+def _interruptible_main_thread() -> Iterator[Callable[[], None]]:
+    """A function that interrupts the main thread (this test's) with _Interrupted once it
+    waits in the transport's _wait(), as Ctrl-C would; from another thread."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals go to the main thread")
+
+    def on_signal(number: int, frame: Any) -> None:
+        raise _Interrupted
+
+    def interrupt() -> None:
+        main = threading.main_thread().ident
+        assert main is not None
+        deadline = time.monotonic() + 10
+        while sys._current_frames()[main].f_code.co_name != "_wait":
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        signal.pthread_kill(main, signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+
+def test_a_queued_caller_interrupted_is_not_sent_and_the_others_are(
+    redis_url: str, stream: str
+) -> None:
+    """A caller interrupted while it waits in the queue leaves it unsent; the leader
+    sends the others, and every one of them is woken."""
+    with RedisStreamsTransport(url=redis_url) as transport, _interruptible_main_thread() as stop:
+        transport.publish(stream, b"first")
+        results: list[Any] = []
+
+        def publish(payload: bytes) -> threading.Thread:
+            thread = threading.Thread(
+                target=lambda: results.append(transport.publish(stream, payload))
+            )
+            thread.start()
+            return thread
+
+        def arrange() -> None:
+            _wait_for(lambda: len(transport._queue) == 2)  # the leader, then this test
+            others.append(publish(b"b"))
+            others.append(publish(b"c"))
+            _wait_for(lambda: len(transport._queue) == 4)
+            stop()
+            _wait_for(lambda: len(transport._queue) == 3)  # this test's publish left it
+            transport._publish_lock.release()
+
+        others: list[threading.Thread] = []
+        transport._publish_lock.acquire()
+        leader = publish(b"a")
+        helper = threading.Thread(target=arrange)
+        helper.start()
+        with pytest.raises(_Interrupted):
+            transport.publish(stream, b"interrupted")
+        helper.join(10)
+        for thread in (leader, *others):
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in (leader, *others))
+        assert len(results) == 3
+        payloads = sorted(m.payload for m in transport.read(stream))
+    assert payloads == [b"a", b"b", b"c", b"first"]
+
+
+def test_a_caller_interrupted_while_its_round_is_sent_still_wakes_those_after_it(
+    redis_url: str, stream: str
+) -> None:
+    """A caller interrupted while its round is on the wire is skipped: the callers
+    after it in the round are woken all the same, each with its own id."""
+    with RedisStreamsTransport(url=redis_url) as transport, _interruptible_main_thread() as stop:
+        transport.publish(stream, b"first")
+        send, taken, gate = transport._send, threading.Event(), threading.Event()
+
+        def held(batch: Any) -> None:
+            taken.set()
+            gate.wait(10)
+            send(batch)
+
+        transport._send = held  # type: ignore[method-assign]
+        returned: dict[bytes, str] = {}
+
+        def publish(payload: bytes) -> threading.Thread:
+            def run() -> None:
+                returned[payload] = transport.publish(stream, payload)
+
+            thread = threading.Thread(target=run)
+            thread.start()
+            return thread
+
+        def arrange() -> None:
+            _wait_for(lambda: len(transport._queue) == 2)  # the leader, then this test
+            others.append(publish(b"b"))
+            _wait_for(lambda: len(transport._queue) == 3)
+            others.append(publish(b"c"))
+            _wait_for(lambda: len(transport._queue) == 4)
+            transport._publish_lock.release()
+            taken.wait(10)  # the round is taken: this test's publish is on the wire
+            stop()
+            time.sleep(0.05)  # the interruption handled
+            gate.set()
+
+        others: list[threading.Thread] = []
+        transport._publish_lock.acquire()
+        leader = publish(b"a")
+        helper = threading.Thread(target=arrange)
+        helper.start()
+        with pytest.raises(_Interrupted):
+            transport.publish(stream, b"interrupted")
+        helper.join(10)
+        for thread in (leader, *others):
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in (leader, *others))
+        published = {m.id: m.payload for m in transport.read(stream)}
+    assert {published[id] for id in returned.values()} == {b"a", b"b", b"c"}
+    assert sorted(published.values()) == [b"a", b"b", b"c", b"first", b"interrupted"]
 
 
 # -- the asyncio transport's shared round trips ----------------------------------------------
