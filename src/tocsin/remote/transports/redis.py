@@ -124,6 +124,8 @@ class _Commands:
             () if maxlen is None else (b"MAXLEN", b"~", str(maxlen).encode())
         )
         self._xadd_heads: dict[str, bytes] = {}
+        self._reads: dict[tuple[str, str, str, int, int | None], bytes] = {}  # XREADGROUPs
+        self._xack_heads: dict[tuple[str, str], bytes] = {}
 
     def key(self, name: str) -> bytes:
         """A stream, group or consumer name as redis-py would send it."""
@@ -134,13 +136,11 @@ class _Commands:
         own publishing connection: all but the payload is made once per stream."""
         head = self._xadd_heads.get(stream)
         if head is None:
-            if len(self._xadd_heads) >= 1024:  # streams named per tenant, say: keep it bounded
-                self._xadd_heads.clear()
             args = (b"XADD", self.key(stream), *self._xadd_options, b"*", _EVENT)
             head = b"*%d\r\n" % (len(args) + 1) + b"".join(
                 b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args
             )
-            self._xadd_heads[stream] = head
+            _bounded(self._xadd_heads)[stream] = head
         return b"%s$%d\r\n%s\r\n" % (head, len(payload), payload)
 
     def ensure_group(self, stream: str, group: str, consumer: str | None) -> _Plan[None]:
@@ -172,22 +172,34 @@ class _Commands:
 
     def read_group(
         self,
-        stream: bytes,
-        group: bytes,
-        consumer: bytes,
+        stream: str,
+        group: str,
+        consumer: str,
         count: int,
         block: float | None,
-        ack: Sequence[bytes],
+        ack: Sequence[str],
     ) -> list[bytes]:
         """:meth:`consume`'s commands in Redis' protocol, for the sync transport,
         which sends them on a connection of its own: ``XACK`` of *ack* (if any),
-        then ``XREADGROUP``; :func:`_raw_messages` reads the last reply."""
-        commands = [_pack(b"XACK", stream, group, *ack)] if ack else []
-        args = [b"XREADGROUP", b"GROUP", group, consumer, b"COUNT", b"%d" % count]
-        if block is not None:
-            args += [b"BLOCK", b"%d" % _milliseconds(block)]
-        commands.append(_pack(*args, b"STREAMS", stream, b">"))
-        return commands
+        then ``XREADGROUP``; :func:`_raw_messages` reads the last reply. All but
+        the ids is made once (a worker reads in small batches when it keeps up)."""
+        block_ms = None if block is None else _milliseconds(block)
+        read = self._reads.get((stream, group, consumer, count, block_ms))
+        if read is None:
+            args = [b"XREADGROUP", b"GROUP", self.key(group), self.key(consumer)]
+            args += [b"COUNT", b"%d" % count]
+            if block_ms is not None:
+                args += [b"BLOCK", b"%d" % block_ms]
+            read = _pack(*args, b"STREAMS", self.key(stream), b">")
+            _bounded(self._reads)[stream, group, consumer, count, block_ms] = read
+        if not ack:
+            return [read]
+        head = self._xack_heads.get((stream, group))
+        if head is None:
+            head = _pack(b"XACK", self.key(stream), self.key(group)).partition(b"\r\n")[2]
+            _bounded(self._xack_heads)[stream, group] = head
+        ids = b"".join(b"$%d\r\n%s\r\n" % (len(id), id.encode()) for id in ack)
+        return [b"*%d\r\n%s%s" % (len(ack) + 3, head, ids), read]
 
     def ack(self, stream: str, group: str, ids: Sequence[str]) -> _Plan[int]:
         if not ids:
@@ -398,10 +410,7 @@ class RedisStreamsTransport(Transport):
         of the pool. A worker's hot path: as for publish(), going round redis-py's
         command layer (and its parsing of each entry into a dict) halves its cost."""
         self._check_open()
-        key = self._commands.key
-        commands = self._commands.read_group(
-            key(stream), key(group), key(consumer), count, block, [id.encode() for id in ids]
-        )
+        commands = self._commands.read_group(stream, group, consumer, count, block, ids)
         what = "XACK+XREADGROUP" if ids else "XREADGROUP"
         pool = self._client.connection_pool
         with _translate_errors(what, stream):
@@ -1164,6 +1173,13 @@ def _message(entry: Any, deliveries: int) -> Message:
         if name != _EVENT
     }
     return Message(id.decode(), fields.get(_EVENT, b""), deliveries, headers)
+
+
+def _bounded(cache: dict[Any, bytes]) -> dict[Any, bytes]:
+    """*cache*, emptied first if full: streams named per tenant, say, keep it bounded."""
+    if len(cache) >= 1024:
+        cache.clear()
+    return cache
 
 
 def _pack(*args: bytes) -> bytes:
