@@ -197,6 +197,57 @@ def test_consume_sends_its_acknowledgement_in_the_same_round_trip(
     assert client.xpending(stream, GROUP)["pending"] == 1
 
 
+def test_reads_keep_one_connection_and_threads_reading_at_once_take_others(
+    redis_url: str, stream: str
+) -> None:
+    """consume() reads on one connection it keeps (no pool checkout per read); a
+    thread that reads while another waits on it takes a connection of the pool, and
+    gives it back; close() gives the kept one back."""
+    with RedisStreamsTransport(url=redis_url) as transport:
+        pool = transport._client.connection_pool
+        transport.ensure_group(stream, GROUP)
+        transport.consume(stream, GROUP, "c1", block=0.01)
+        kept = transport._reader
+        assert kept is not None
+        assert kept in pool._in_use_connections
+        transport.consume(stream, GROUP, "c1", block=0.01)
+        assert transport._reader is kept
+        waiting = threading.Thread(
+            target=transport.consume, args=(stream, GROUP, "c2"), kwargs={"block": 1.0}
+        )
+        waiting.start()
+        _wait_for(transport._reader_lock.locked)
+        [id] = transport.publish_many(stream, [b"x"])
+        got = transport.consume(stream, GROUP, "c3", block=0.5)  # on a connection of the pool
+        waiting.join(5)
+        assert [m.id for m in got] in ([id], [])  # the waiting read may have taken it
+        assert pool._in_use_connections == {kept, transport._publisher}
+    assert not pool._in_use_connections
+
+
+def test_close_while_a_thread_reads_gives_the_reading_connection_back_after(
+    client: redis.Redis, stream: str
+) -> None:
+    """close() does not wait for a read blocked in Redis: the reading thread gives
+    its connection back to the (caller's) pool when the read ends."""
+    pool = client.connection_pool
+    transport = RedisStreamsTransport(client)
+    transport.ensure_group(stream, GROUP)
+    done: list[Any] = []
+    reading = threading.Thread(
+        target=lambda: done.append(transport.consume(stream, GROUP, "c1", block=0.3))
+    )
+    reading.start()
+    _wait_for(transport._reader_lock.locked)
+    started = time.monotonic()
+    transport.close()
+    assert time.monotonic() - started < 0.2
+    reading.join(5)
+    assert done == [[]]
+    assert transport._reader is None
+    assert not pool._in_use_connections
+
+
 def test_a_refused_read_after_an_acknowledgement_keeps_the_connection_in_step(
     client: redis.Redis, stream: str
 ) -> None:

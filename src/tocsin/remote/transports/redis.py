@@ -325,9 +325,10 @@ class RedisStreamsTransport(Transport):
     """A :class:`~tocsin.remote.transports.base.Transport` on Redis Streams.
 
     Safe to share between threads, as a ``redis.Redis`` client is. ``publish``
-    keeps one connection of the client's pool for itself (the others take one
-    from the pool per call), which halves its cost; if that connection has
-    broken since the last publish (a server restart), the command is sent once
+    keeps one connection of the client's pool for itself, and so does
+    ``consume`` (while a thread reads on it, others take one from the pool, as
+    the other commands do), which halves their cost; if that connection has
+    broken since it was last used (a server restart), the command is sent once
     more on a new one, so an event may, rarely, be published twice.
 
     :param client: the ``redis.Redis`` client to use, made with
@@ -357,6 +358,9 @@ class RedisStreamsTransport(Transport):
         self._publish_lock = threading.Lock()  # the publishing connection's, held by the leader
         self._publisher: Connection | None = None  # taken from the pool on first publish
         self._publisher_pid = 0
+        self._reader_lock = threading.Lock()  # held by the thread reading on _reader
+        self._reader: Connection | None = None  # a worker's: taken from the pool on first read
+        self._reader_pid = 0
         self._queue_lock = threading.Lock()
         self._queue: list[_Slot] = []  # publishes waiting for the connection
         self._leading = False  # whether a thread is sending (or about to send) the queue
@@ -406,23 +410,49 @@ class RedisStreamsTransport(Transport):
         count: int,
         block: float | None,
     ) -> list[Message]:
-        """XACK *ids* (if any) and XREADGROUP, in one round trip on a connection
-        of the pool. A worker's hot path: as for publish(), going round redis-py's
-        command layer (and its parsing of each entry into a dict) halves its cost."""
+        """XACK *ids* (if any) and XREADGROUP, in one round trip on the
+        connection kept for reading (:meth:`_on_reader`). A worker's hot path:
+        as for publish(), going round redis-py's command layer (and its parsing
+        of each entry into a dict) halves its cost."""
         self._check_open()
         commands = self._commands.read_group(stream, group, consumer, count, block, ids)
         what = "XACK+XREADGROUP" if ids else "XREADGROUP"
-        pool = self._client.connection_pool
         with _translate_errors(what, stream):
-            connection = pool.get_connection()
-            try:
-                replies = _pipeline(connection, commands)
-            finally:
-                pool.release(connection)
+            replies = self._on_reader(commands)
         for reply in replies:
             if isinstance(reply, redis.RedisError):
                 raise _transport_error(what, stream, reply) from reply
         return _raw_messages(replies[-1])
+
+    def _on_reader(self, commands: list[bytes]) -> list[Any]:
+        """Run *commands* on the connection the transport keeps for reading, or
+        on one of the pool while another thread reads on it (two workers in
+        threads). Taking a connection from redis-py's pool and giving it back
+        costs 6-9 us a read (a lock, a poll() for stale data, its metrics): as
+        much as the Python of the read itself, in a worker keeping up with
+        small batches."""
+        pool = self._client.connection_pool
+        if not self._reader_lock.acquire(blocking=False):
+            connection = pool.get_connection()
+            try:
+                return _pipeline(connection, commands)
+            finally:
+                pool.release(connection)
+        try:
+            if self._reader is None or self._reader_pid != os.getpid():
+                # Not one taken before a fork: the parent reads on that socket too.
+                self._reader = pool.get_connection()
+                self._reader_pid = os.getpid()
+            return _pipeline(self._reader, commands)
+        finally:
+            if self._closed:  # close() came while this read was on the wire
+                self._give_back_reader()
+            self._reader_lock.release()
+
+    def _give_back_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None and self._reader_pid == os.getpid():
+            self._client.connection_pool.release(reader)
 
     def _ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
         return self._run("XACK", stream, self._commands.ack(stream, group, ids))
@@ -488,6 +518,11 @@ class RedisStreamsTransport(Transport):
             publisher, self._publisher = self._publisher, None
         if publisher is not None:
             self._client.connection_pool.release(publisher)
+        if self._reader_lock.acquire(blocking=False):  # else the reading thread gives it back
+            try:
+                self._give_back_reader()
+            finally:
+                self._reader_lock.release()
         if self._owns_client:
             self._client.close()
 
