@@ -501,6 +501,27 @@ def test_a_leader_interrupted_before_sending_hands_over(redis_url: str, stream: 
     assert payloads == [b"0", b"1", b"first"]
 
 
+def test_the_callers_of_a_round_that_publish_again_share_the_next_round(
+    redis_url: str, stream: str
+) -> None:
+    """The next leader is woken after the round's other callers: callers that publish
+    again at once all go in the next write, not only the quickest of them."""
+    with RedisStreamsTransport(url=redis_url) as transport:
+        transport.publish(stream, b"first")
+        writes = _spy_writes(transport)
+
+        def twice(number: int) -> list[str]:
+            return [transport.publish(stream, f"{number}:{n}".encode()) for n in range(2)]
+
+        results = _queue_behind_a_held_connection(
+            transport, [functools.partial(twice, number) for number in range(4)]
+        )
+        assert writes == [4, 4]
+        published = {m.id: m.payload for m in transport.read(stream)}
+    for number, ids in enumerate(results):
+        assert [published[id] for id in ids] == [f"{number}:{n}".encode() for n in range(2)]
+
+
 def test_callers_that_stop_publishing_at_different_times_never_hold_up_the_others(
     redis_url: str, stream: str
 ) -> None:
