@@ -501,25 +501,67 @@ def test_a_leader_interrupted_before_sending_hands_over(redis_url: str, stream: 
     assert payloads == [b"0", b"1", b"first"]
 
 
-def test_the_callers_of_a_round_that_publish_again_share_the_next_round(
-    redis_url: str, stream: str
+def test_the_next_leader_is_woken_after_every_caller_of_the_round(
+    redis_url: str, stream: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The next leader is woken after the round's other callers: callers that publish
-    again at once all go in the next write, not only the quickest of them."""
+    """The callers of a round are woken one after the other, and the one that leads the
+    next round after them all (not first), so that those of them that publish again at
+    once can go in that round too, not only the quickest."""
+    from tocsin.remote.transports import redis as module
+
+    woken: list[bytes] = []  # the payload of each publish whose caller was woken
+
+    class Recorded(module._Slot):
+        def __init__(self, commands: list[bytes]) -> None:
+            super().__init__(commands)
+            self.wake = _RecordedWake(self.wake, commands[0].rsplit(b"\r\n", 2)[-2], woken)  # type: ignore[assignment]
+
+    monkeypatch.setattr(module, "_Slot", Recorded)
     with RedisStreamsTransport(url=redis_url) as transport:
         transport.publish(stream, b"first")
-        writes = _spy_writes(transport)
+        send, taken, gate = transport._send, threading.Event(), threading.Event()
 
-        def twice(number: int) -> list[str]:
-            return [transport.publish(stream, f"{number}:{n}".encode()) for n in range(2)]
+        def held(batch: Any) -> None:
+            taken.set()
+            gate.wait(10)
+            send(batch)
 
-        results = _queue_behind_a_held_connection(
-            transport, [functools.partial(twice, number) for number in range(4)]
-        )
-        assert writes == [4, 4]
-        published = {m.id: m.payload for m in transport.read(stream)}
-    for number, ids in enumerate(results):
-        assert [published[id] for id in ids] == [f"{number}:{n}".encode() for n in range(2)]
+        transport._send = held  # type: ignore[method-assign]
+
+        def publish(payload: bytes) -> threading.Thread:
+            thread = threading.Thread(target=transport.publish, args=(stream, payload))
+            thread.start()
+            return thread
+
+        with transport._publish_lock:
+            threads = [publish(f"{number}:0".encode()) for number in range(4)]
+            _wait_for(lambda: len(transport._queue) == 4)
+        taken.wait(10)  # the round of four is on the wire
+        threads.append(publish(b"next"))  # it leads the next round
+        _wait_for(lambda: len(transport._queue) == 1)
+        gate.set()
+        for thread in threads:
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in threads)
+        payloads = sorted(m.payload for m in transport.read(stream))
+    assert len(woken) == 4
+    assert all(payload.endswith(b":0") for payload in woken[:3])
+    assert woken[3] == b"next"
+    assert payloads == sorted([b"first", b"next", *(f"{n}:0".encode() for n in range(4))])
+
+
+class _RecordedWake:
+    """A slot's wake-up lock that notes its publish's payload when released."""
+
+    def __init__(self, lock: Any, payload: bytes, woken: list[bytes]) -> None:
+        self.lock, self.payload, self.woken = lock, payload, woken
+
+    def acquire(self, blocking: bool = True) -> bool:
+        return bool(self.lock.acquire(blocking))
+
+    def release(self) -> None:
+        self.woken.append(self.payload)
+        self.lock.release()
 
 
 def test_callers_that_stop_publishing_at_different_times_never_hold_up_the_others(
