@@ -7,6 +7,7 @@ import datetime
 import decimal
 import enum
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -246,6 +247,42 @@ def test_self_referencing_values_are_refused() -> None:
     looped.append(looped)
     with pytest.raises(SerializationError, match="nested too deeply"):
         JSONSerializer().dumps({"v": looped})
+
+
+JSON_VALUES = [
+    {"s": 'é"\n\u2028', "i": 10**30, "f": [1.5, -0.0, 1e300], "n": None, "b": True},
+    {"nested": [{"a": [[]]}, {}], "nan": float("nan"), "inf": float("-inf")},
+]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES, ids=["scalars", "nested"])
+def test_json_types_are_written_as_compact_json_dumps_writes_them(value: dict[str, Any]) -> None:
+    """dumps() writes JSON's own types as json.dumps() would, compact and not ASCII-only."""
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    assert JSONSerializer().dumps(value) == expected
+
+
+def test_one_serializer_writes_from_many_threads_at_once() -> None:
+    """The JSON writer a serializer keeps holds no state between values: threads
+    writing through one serializer at once each get their own value's JSON."""
+    serializer = JSONSerializer()
+    values = [{"thread": t, "items": list(range(t * 10)), "deep": {"x": [t] * t}} for t in range(8)]
+    start = threading.Barrier(len(values))
+    wrong: list[int] = []
+
+    def write(value: dict[str, Any]) -> None:
+        start.wait()
+        expected = json.dumps(value, separators=(",", ":")).encode()
+        for _ in range(2000):
+            if serializer.dumps(value) != expected:
+                wrong.append(value["thread"])
+
+    threads = [threading.Thread(target=write, args=(value,)) for value in values]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not wrong
 
 
 @pytest.mark.parametrize(

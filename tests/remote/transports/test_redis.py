@@ -4,9 +4,11 @@ client they were given open, trim, reconnect, and read every reply shape redis-p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import inspect
+import signal
 import sys
 import threading
 import time
@@ -193,6 +195,57 @@ def test_consume_sends_its_acknowledgement_in_the_same_round_trip(
         assert [m.id for m in transport.consume(stream, GROUP, "c1", ack=ids[:1])] == ids[1:]
     assert writes == [[b"XACK", b"XREADGROUP"]]
     assert client.xpending(stream, GROUP)["pending"] == 1
+
+
+def test_reads_keep_one_connection_and_threads_reading_at_once_take_others(
+    redis_url: str, stream: str
+) -> None:
+    """consume() reads on one connection it keeps (no pool checkout per read); a
+    thread that reads while another waits on it takes a connection of the pool, and
+    gives it back; close() gives the kept one back."""
+    with RedisStreamsTransport(url=redis_url) as transport:
+        pool = transport._client.connection_pool
+        transport.ensure_group(stream, GROUP)
+        transport.consume(stream, GROUP, "c1", block=0.01)
+        kept = transport._reader
+        assert kept is not None
+        assert kept in pool._in_use_connections
+        transport.consume(stream, GROUP, "c1", block=0.01)
+        assert transport._reader is kept
+        waiting = threading.Thread(
+            target=transport.consume, args=(stream, GROUP, "c2"), kwargs={"block": 1.0}
+        )
+        waiting.start()
+        _wait_for(transport._reader_lock.locked)
+        [id] = transport.publish_many(stream, [b"x"])
+        got = transport.consume(stream, GROUP, "c3", block=0.5)  # on a connection of the pool
+        waiting.join(5)
+        assert [m.id for m in got] in ([id], [])  # the waiting read may have taken it
+        assert pool._in_use_connections == {kept, transport._publisher}
+    assert not pool._in_use_connections
+
+
+def test_close_while_a_thread_reads_gives_the_reading_connection_back_after(
+    client: redis.Redis, stream: str
+) -> None:
+    """close() does not wait for a read blocked in Redis: the reading thread gives
+    its connection back to the (caller's) pool when the read ends."""
+    pool = client.connection_pool
+    transport = RedisStreamsTransport(client)
+    transport.ensure_group(stream, GROUP)
+    done: list[Any] = []
+    reading = threading.Thread(
+        target=lambda: done.append(transport.consume(stream, GROUP, "c1", block=0.3))
+    )
+    reading.start()
+    _wait_for(transport._reader_lock.locked)
+    started = time.monotonic()
+    transport.close()
+    assert time.monotonic() - started < 0.2
+    reading.join(5)
+    assert done == [[]]
+    assert transport._reader is None
+    assert not pool._in_use_connections
 
 
 def test_a_refused_read_after_an_acknowledgement_keeps_the_connection_in_step(
@@ -446,6 +499,231 @@ def test_a_leader_interrupted_before_sending_hands_over(redis_url: str, stream: 
         assert len(raised) == 1
         payloads = sorted(m.payload for m in transport.read(stream))
     assert payloads == [b"0", b"1", b"first"]
+
+
+def test_the_next_leader_is_woken_after_every_caller_of_the_round(
+    redis_url: str, stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The callers of a round are woken one after the other, and the one that leads the
+    next round after them all (not first), so that those of them that publish again at
+    once can go in that round too, not only the quickest."""
+    from tocsin.remote.transports import redis as module
+
+    woken: list[bytes] = []  # the payload of each publish whose caller was woken
+
+    class Recorded(module._Slot):
+        def __init__(self, commands: list[bytes]) -> None:
+            super().__init__(commands)
+            self.wake = _RecordedWake(self.wake, commands[0].rsplit(b"\r\n", 2)[-2], woken)  # type: ignore[assignment]
+
+    monkeypatch.setattr(module, "_Slot", Recorded)
+    with RedisStreamsTransport(url=redis_url) as transport:
+        transport.publish(stream, b"first")
+        send, taken, gate = transport._send, threading.Event(), threading.Event()
+
+        def held(batch: Any) -> None:
+            taken.set()
+            gate.wait(10)
+            send(batch)
+
+        transport._send = held  # type: ignore[method-assign]
+
+        def publish(payload: bytes) -> threading.Thread:
+            thread = threading.Thread(target=transport.publish, args=(stream, payload))
+            thread.start()
+            return thread
+
+        with transport._publish_lock:
+            threads = [publish(f"{number}:0".encode()) for number in range(4)]
+            _wait_for(lambda: len(transport._queue) == 4)
+        taken.wait(10)  # the round of four is on the wire
+        threads.append(publish(b"next"))  # it leads the next round
+        _wait_for(lambda: len(transport._queue) == 1)
+        gate.set()
+        for thread in threads:
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in threads)
+        payloads = sorted(m.payload for m in transport.read(stream))
+    assert len(woken) == 4
+    assert all(payload.endswith(b":0") for payload in woken[:3])
+    assert woken[3] == b"next"
+    assert payloads == sorted([b"first", b"next", *(f"{n}:0".encode() for n in range(4))])
+
+
+class _RecordedWake:
+    """A slot's wake-up lock that notes its publish's payload when released."""
+
+    def __init__(self, lock: Any, payload: bytes, woken: list[bytes]) -> None:
+        self.lock, self.payload, self.woken = lock, payload, woken
+
+    def acquire(self, blocking: bool = True) -> bool:
+        return bool(self.lock.acquire(blocking))
+
+    def release(self) -> None:
+        self.woken.append(self.payload)
+        self.lock.release()
+
+
+def test_callers_that_stop_publishing_at_different_times_never_hold_up_the_others(
+    redis_url: str, stream: str
+) -> None:
+    """The callers of a round are woken one by one, each by the one before it: threads
+    that publish once and stop, or publish on, all finish, each event once, in order."""
+    counts = [1, 2, 3, 5, 8, 50, 200, 400, 1, 300]
+    returned: dict[int, list[str]] = {}
+    with RedisStreamsTransport(url=redis_url) as transport:
+        start = threading.Barrier(len(counts))
+
+        def publish(number: int) -> None:
+            start.wait()
+            ids = []
+            for n in range(counts[number]):
+                ids.append(transport.publish(stream, f"{number}:{n}".encode()))
+                if n % 7 == number % 7:
+                    time.sleep(0.0005)  # off the connection for a while, mid-round
+            returned[number] = ids
+
+        threads = [threading.Thread(target=publish, args=(t,)) for t in range(len(counts))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not any(thread.is_alive() for thread in threads)
+        by_id = {m.id: m.payload.decode() for m in transport.read(stream, count=2000)}
+    assert len(by_id) == sum(counts)
+    for number, ids in returned.items():
+        assert [by_id[id] for id in ids] == [f"{number}:{n}" for n in range(counts[number])]
+
+
+class _Interrupted(BaseException):
+    pass
+
+
+@contextlib.contextmanager
+def _interruptible_main_thread() -> Iterator[Callable[[], None]]:
+    """A function that interrupts the main thread (this test's) with _Interrupted once it
+    waits in the transport's _wait(), as Ctrl-C would; from another thread."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals go to the main thread")
+
+    def on_signal(number: int, frame: Any) -> None:
+        raise _Interrupted
+
+    def interrupt() -> None:
+        main = threading.main_thread().ident
+        assert main is not None
+        deadline = time.monotonic() + 10
+        while sys._current_frames()[main].f_code.co_name != "_wait":
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        signal.pthread_kill(main, signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+
+def test_a_queued_caller_interrupted_is_not_sent_and_the_others_are(
+    redis_url: str, stream: str
+) -> None:
+    """A caller interrupted while it waits in the queue leaves it unsent; the leader
+    sends the others, and every one of them is woken."""
+    with RedisStreamsTransport(url=redis_url) as transport, _interruptible_main_thread() as stop:
+        transport.publish(stream, b"first")
+        results: list[Any] = []
+
+        def publish(payload: bytes) -> threading.Thread:
+            thread = threading.Thread(
+                target=lambda: results.append(transport.publish(stream, payload))
+            )
+            thread.start()
+            return thread
+
+        def arrange() -> None:
+            _wait_for(lambda: len(transport._queue) == 2)  # the leader, then this test
+            others.append(publish(b"b"))
+            others.append(publish(b"c"))
+            _wait_for(lambda: len(transport._queue) == 4)
+            stop()
+            _wait_for(lambda: len(transport._queue) == 3)  # this test's publish left it
+            transport._publish_lock.release()
+
+        others: list[threading.Thread] = []
+        transport._publish_lock.acquire()
+        leader = publish(b"a")
+        helper = threading.Thread(target=arrange)
+        helper.start()
+        with pytest.raises(_Interrupted):
+            transport.publish(stream, b"interrupted")
+        helper.join(10)
+        for thread in (leader, *others):
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in (leader, *others))
+        assert len(results) == 3
+        payloads = sorted(m.payload for m in transport.read(stream))
+    assert payloads == [b"a", b"b", b"c", b"first"]
+
+
+def test_a_caller_interrupted_while_its_round_is_sent_still_wakes_those_after_it(
+    redis_url: str, stream: str
+) -> None:
+    """A caller interrupted while its round is on the wire is skipped: the callers
+    after it in the round are woken all the same, each with its own id."""
+    with RedisStreamsTransport(url=redis_url) as transport, _interruptible_main_thread() as stop:
+        transport.publish(stream, b"first")
+        send, taken, gate = transport._send, threading.Event(), threading.Event()
+
+        def held(batch: Any) -> None:
+            taken.set()
+            gate.wait(10)
+            send(batch)
+
+        transport._send = held  # type: ignore[method-assign]
+        returned: dict[bytes, str] = {}
+
+        def publish(payload: bytes) -> threading.Thread:
+            def run() -> None:
+                returned[payload] = transport.publish(stream, payload)
+
+            thread = threading.Thread(target=run)
+            thread.start()
+            return thread
+
+        def arrange() -> None:
+            _wait_for(lambda: len(transport._queue) == 2)  # the leader, then this test
+            others.append(publish(b"b"))
+            _wait_for(lambda: len(transport._queue) == 3)
+            others.append(publish(b"c"))
+            _wait_for(lambda: len(transport._queue) == 4)
+            transport._publish_lock.release()
+            taken.wait(10)  # the round is taken: this test's publish is on the wire
+            stop()
+            time.sleep(0.05)  # the interruption handled
+            gate.set()
+
+        others: list[threading.Thread] = []
+        transport._publish_lock.acquire()
+        leader = publish(b"a")
+        helper = threading.Thread(target=arrange)
+        helper.start()
+        with pytest.raises(_Interrupted):
+            transport.publish(stream, b"interrupted")
+        helper.join(10)
+        for thread in (leader, *others):
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in (leader, *others))
+        published = {m.id: m.payload for m in transport.read(stream)}
+    assert {published[id] for id in returned.values()} == {b"a", b"b", b"c"}
+    assert sorted(published.values()) == [b"a", b"b", b"c", b"first", b"interrupted"]
 
 
 # -- the asyncio transport's shared round trips ----------------------------------------------
