@@ -179,9 +179,12 @@ def start_concurrently(
         # Receiver len(results) suspended: the lane ends with it, and the
         # receivers after it start in tasks of their own.
         after = len(results) + 1
+        hosted = _Hosted(lane, context, caller, cancels, failed)
+        if after == len(receivers):
+            # The last one (a lone receiver, most often): no task to start.
+            return hosted.finish(results, yielded, [], None)
         rest = list(zip(receivers[after:], items[after:], strict=True))
         del items[after:]
-        hosted = _Hosted(lane, context, caller, cancels, failed)
 
         def start(pair: tuple[Any, Any], outcome: list[Any]) -> Coroutine[Any, Any, bool]:
             # A lane of one receiver: it records a failure when it happens.
@@ -290,24 +293,29 @@ class _Hosted:
         self.seen = 0  # failures acted on so far
 
     async def finish(
-        self, results: list[tuple[Any, Any]], yielded: Any, rest: list[Any], start: _Start
+        self,
+        results: list[tuple[Any, Any]],
+        yielded: Any,
+        rest: list[Any],
+        start: _Start | None,
     ) -> list[tuple[Any, Any]]:
         """Run the rest of the send; return all its results, *results* first."""
         try:
             await self.run(yielded, rest, start)
         finally:
             restore_context(self.context)
-        return results + self.results()
+        return results + self.results() if rest else results
 
-    async def run(self, yielded: Any, rest: list[Any], start: _Start) -> None:
-        """Start *rest* in tasks, run the suspended receiver to its end, wait
-        for the tasks, then raise as a TaskGroup would."""
+    async def run(self, yielded: Any, rest: list[Any], start: _Start | None) -> None:
+        """Start *rest* in tasks (with *start*), run the suspended receiver to
+        its end, wait for the tasks, then raise as a TaskGroup would."""
         caller = self.caller
         if caller is not None:
             # Cancellations requested while the receivers ran, before this one
             # suspended: its own, most likely (they will reach it at its wait).
             self.self_cancels = max(caller.cancelling() - self.cancels, 0)
         if rest:
+            assert start is not None  # given with rest
             if _EAGER:
                 # Started from the loop, right before this receiver's next
                 # step: the steps then come in the order of Django's TaskGroup
