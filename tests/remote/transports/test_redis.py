@@ -632,6 +632,40 @@ def _wait_for(condition: Callable[[], bool]) -> None:
         time.sleep(0.001)
 
 
+def _publish_interrupted_among(
+    transport: RedisStreamsTransport,
+    stream: str,
+    arrange: Callable[[Callable[[bytes], None]], None],
+) -> dict[bytes, str]:
+    """Publish ``b"a"`` from a thread, held as the next round's leader by the
+    publishing lock, then ``b"interrupted"`` from the main thread, which *arrange*
+    (run in a helper thread, given a function that publishes a payload from a
+    thread of its own) must interrupt. Returns the id each thread's payload got,
+    once every thread has ended."""
+    returned: dict[bytes, str] = {}
+    threads: list[threading.Thread] = []
+
+    def publish(payload: bytes) -> None:
+        def run() -> None:
+            returned[payload] = transport.publish(stream, payload)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        threads.append(thread)
+
+    transport._publish_lock.acquire()
+    publish(b"a")
+    helper = threading.Thread(target=arrange, args=(publish,))
+    helper.start()
+    with pytest.raises(_Interrupted):
+        transport.publish(stream, b"interrupted")
+    helper.join(10)
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    return returned
+
+
 def test_a_queued_caller_interrupted_is_not_sent_and_the_others_are(
     redis_url: str, stream: str
 ) -> None:
@@ -639,36 +673,18 @@ def test_a_queued_caller_interrupted_is_not_sent_and_the_others_are(
     sends the others, and every one of them is woken."""
     with RedisStreamsTransport(url=redis_url) as transport, _interruptible_main_thread() as stop:
         transport.publish(stream, b"first")
-        results: list[Any] = []
 
-        def publish(payload: bytes) -> threading.Thread:
-            thread = threading.Thread(
-                target=lambda: results.append(transport.publish(stream, payload))
-            )
-            thread.start()
-            return thread
-
-        def arrange() -> None:
+        def arrange(publish: Callable[[bytes], None]) -> None:
             _wait_for(lambda: len(transport._queue) == 2)  # the leader, then this test
-            others.append(publish(b"b"))
-            others.append(publish(b"c"))
+            publish(b"b")
+            publish(b"c")
             _wait_for(lambda: len(transport._queue) == 4)
             stop()
             _wait_for(lambda: len(transport._queue) == 3)  # this test's publish left it
             transport._publish_lock.release()
 
-        others: list[threading.Thread] = []
-        transport._publish_lock.acquire()
-        leader = publish(b"a")
-        helper = threading.Thread(target=arrange)
-        helper.start()
-        with pytest.raises(_Interrupted):
-            transport.publish(stream, b"interrupted")
-        helper.join(10)
-        for thread in (leader, *others):
-            thread.join(10)
-        assert not any(thread.is_alive() for thread in (leader, *others))
-        assert len(results) == 3
+        returned = _publish_interrupted_among(transport, stream, arrange)
+        assert len(returned) == 3
         payloads = sorted(m.payload for m in transport.read(stream))
     assert payloads == [b"a", b"b", b"c", b"first"]
 
@@ -688,21 +704,12 @@ def test_a_caller_interrupted_while_its_round_is_sent_still_wakes_those_after_it
             send(batch)
 
         transport._send = held  # type: ignore[method-assign]
-        returned: dict[bytes, str] = {}
 
-        def publish(payload: bytes) -> threading.Thread:
-            def run() -> None:
-                returned[payload] = transport.publish(stream, payload)
-
-            thread = threading.Thread(target=run)
-            thread.start()
-            return thread
-
-        def arrange() -> None:
+        def arrange(publish: Callable[[bytes], None]) -> None:
             _wait_for(lambda: len(transport._queue) == 2)  # the leader, then this test
-            others.append(publish(b"b"))
+            publish(b"b")
             _wait_for(lambda: len(transport._queue) == 3)
-            others.append(publish(b"c"))
+            publish(b"c")
             _wait_for(lambda: len(transport._queue) == 4)
             transport._publish_lock.release()
             taken.wait(10)  # the round is taken: this test's publish is on the wire
@@ -710,17 +717,7 @@ def test_a_caller_interrupted_while_its_round_is_sent_still_wakes_those_after_it
             time.sleep(0.05)  # the interruption handled
             gate.set()
 
-        others: list[threading.Thread] = []
-        transport._publish_lock.acquire()
-        leader = publish(b"a")
-        helper = threading.Thread(target=arrange)
-        helper.start()
-        with pytest.raises(_Interrupted):
-            transport.publish(stream, b"interrupted")
-        helper.join(10)
-        for thread in (leader, *others):
-            thread.join(10)
-        assert not any(thread.is_alive() for thread in (leader, *others))
+        returned = _publish_interrupted_among(transport, stream, arrange)
         published = {m.id: m.payload for m in transport.read(stream)}
     assert {published[id] for id in returned.values()} == {b"a", b"b", b"c"}
     assert sorted(published.values()) == [b"a", b"b", b"c", b"first", b"interrupted"]
