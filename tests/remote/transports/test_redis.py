@@ -22,6 +22,7 @@ import redis.asyncio
 
 from tocsin.exceptions import TransportError
 from tocsin.remote import AsyncRedisStreamsTransport, Message, RedisStreamsTransport
+from tocsin.remote.transports import _pipelined
 
 GROUP = "workers"
 NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection refused
@@ -723,14 +724,44 @@ def test_a_caller_interrupted_while_its_round_is_sent_still_wakes_those_after_it
     assert sorted(published.values()) == [b"a", b"b", b"c", b"first", b"interrupted"]
 
 
-# -- the asyncio transport's shared round trips ----------------------------------------------
+# -- the asyncio transport's shared writes ---------------------------------------------------
+# On a redis-py whose connections it can take over, the asyncio transport publishes
+# on a pipelined connection of its own (tests/remote/transports/test_pipelined.py);
+# otherwise through redis.asyncio, one round at a time. Both keep these promises.
+
+
+@pytest.fixture(params=["pipelined", "redis.asyncio"])
+def publishing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How the asyncio transport publishes, both ways."""
+    monkeypatch.setattr(_pipelined, "SUPPORTED", request.param == "pipelined")
+    return str(request.param)
+
+
+@pytest.fixture
+def through_redis_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The asyncio transport publishing through redis.asyncio, as where it cannot
+    take a connection over."""
+    monkeypatch.setattr(_pipelined, "SUPPORTED", False)
 
 
 def _spy_async_writes(transport: AsyncRedisStreamsTransport) -> list[int]:
-    """:func:`_spy_writes` for the asyncio transport's publishing connection."""
+    """:func:`_spy_writes` for the asyncio transport's publishing connection (after
+    a first publish has made it)."""
+    writes: list[int] = []
+    pipeline = transport._pipeline
+    if pipeline is not None:
+        wire = pipeline._wire
+        assert wire is not None
+        write = wire.write
+
+        def counted_write(data: Any) -> None:
+            writes.append(bytes(data).count(b"$4\r\nXADD\r\n"))
+            write(data)
+
+        wire.write = counted_write  # type: ignore[method-assign]
+        return writes
     connection = transport._publisher
     assert connection is not None
-    writes: list[int] = []
     send = connection.send_packed_command
 
     async def counted(command: Any, check_health: bool = True) -> None:
@@ -742,7 +773,7 @@ def _spy_async_writes(transport: AsyncRedisStreamsTransport) -> list[int]:
 
 
 def test_concurrent_async_publishes_share_round_trips_exactly_once_in_order(
-    redis_url: str, stream: str
+    redis_url: str, stream: str, publishing: str
 ) -> None:
     """8 tasks publishing one by one at once share writes on one connection; every
     event is published exactly once, with the id its caller got, in each task's order."""
@@ -761,7 +792,10 @@ def test_concurrent_async_publishes_share_round_trips_exactly_once_in_order(
 
             await asyncio.gather(*(publish(t) for t in range(tasks)))
             assert sum(writes) == tasks * each
-            assert len(writes) <= each + 1  # every round carries the 8 tasks' next publish
+            # Every round carries the 8 tasks' next publishes: in one write, or
+            # in two that take turns on the wire (the pipelined connection).
+            rounds = each if publishing == "redis.asyncio" else 2 * each
+            assert len(writes) <= rounds + 2
             return await transport.read(stream, count=tasks * each + 1)
 
     messages = asyncio.run(main())
@@ -772,7 +806,7 @@ def test_concurrent_async_publishes_share_round_trips_exactly_once_in_order(
 
 
 def test_a_refused_command_in_a_shared_async_pipeline_fails_only_its_caller(
-    client: redis.Redis, redis_url: str, stream: str
+    client: redis.Redis, redis_url: str, stream: str, publishing: str
 ) -> None:
     """Refused XADDs (a key holding a string) raise in exactly their tasks; the others
     of the same write are published, publish_many's together."""
@@ -789,7 +823,7 @@ def test_a_refused_command_in_a_shared_async_pipeline_fails_only_its_caller(
             ]
             calls.append(transport.publish_many(stream, [b"m1", b"m2"]))
             results = await asyncio.gather(*calls, return_exceptions=True)
-            assert writes == [7]
+            assert sum(writes) == 7
             return results
 
     results = asyncio.run(main())
@@ -798,30 +832,27 @@ def test_a_refused_command_in_a_shared_async_pipeline_fails_only_its_caller(
 
 
 def test_an_async_publish_cancelled_before_its_round_leaves_is_not_sent(
-    redis_url: str, stream: str
+    redis_url: str, stream: str, publishing: str
 ) -> None:
-    """A task cancelled while its publish waits for the next round is not published;
-    the publishes beside it are."""
+    """A task cancelled while its publish waits to be written (here: for the
+    connection) is not published; the publishes beside it are."""
 
     async def main() -> None:
         async with AsyncRedisStreamsTransport(url=redis_url) as transport:
-            await transport.publish(stream, b"first")
-            writes = _spy_async_writes(transport)
             kept = asyncio.create_task(transport.publish(stream, b"kept"))
             dropped = asyncio.create_task(transport.publish(stream, b"dropped"))
-            await asyncio.sleep(0)  # both queued; the round has not left
+            await asyncio.sleep(0)  # both queued; nothing has left
             dropped.cancel()
             await kept
             with pytest.raises(asyncio.CancelledError):
                 await dropped
-            assert writes == [1]
-            assert [m.payload for m in await transport.read(stream)] == [b"first", b"kept"]
+            assert [m.payload for m in await transport.read(stream)] == [b"kept"]
 
     asyncio.run(main())
 
 
 def test_a_shared_async_pipeline_is_sent_again_once_on_a_dropped_connection(
-    client: redis.Redis, redis_url: str, stream: str
+    client: redis.Redis, redis_url: str, stream: str, publishing: str
 ) -> None:
     """When Redis dropped the publishing connection, the publishes of the round go
     through, once each, on a new one; each task gets its own id."""
@@ -846,11 +877,12 @@ def test_a_shared_async_pipeline_is_sent_again_once_on_a_dropped_connection(
 
 
 def test_an_async_round_interrupted_on_the_wire_fails_its_callers_and_the_next_works(
-    redis_url: str, stream: str
+    redis_url: str, stream: str, through_redis_asyncio: None
 ) -> None:
-    """If the task sending a round is cancelled while it waits for the replies (its
-    loop closing, say), its callers get a TransportError saying the publish may have
-    been sent, the connection is dropped (no reply left unread) and publishing goes on."""
+    """Through redis.asyncio: if the task sending a round is cancelled while it
+    waits for the replies (its loop closing, say), its callers get a
+    TransportError saying the publish may have been sent, the connection is
+    dropped (no reply left unread) and publishing goes on."""
 
     async def main() -> None:
         async with AsyncRedisStreamsTransport(url=redis_url) as transport:
@@ -882,7 +914,7 @@ def test_an_async_round_interrupted_on_the_wire_fails_its_callers_and_the_next_w
 
 
 def test_closing_the_async_transport_finishes_the_round_on_the_wire(
-    redis_url: str, stream: str
+    redis_url: str, stream: str, publishing: str
 ) -> None:
     """close() lets the publishes already queued go out, then refuses new ones."""
 
@@ -902,12 +934,13 @@ def test_closing_the_async_transport_finishes_the_round_on_the_wire(
 
 
 def test_an_async_round_whose_replies_stall_times_out_after_socket_timeout(
-    redis_url: str, stream: str
+    redis_url: str, stream: str, through_redis_asyncio: None
 ) -> None:
-    """The replies of a round are read without redis-py's timer per reply, under one
-    timer: a connection that makes no progress for socket_timeout fails the round
-    with a TransportError (redis-py's TimeoutError), is dropped, and the next round
-    works; a round that keeps making progress is never cut short."""
+    """Through redis.asyncio, the replies of a round are read without redis-py's
+    timer per reply, under one timer: a connection that makes no progress for
+    socket_timeout fails the round with a TransportError (redis-py's
+    TimeoutError), is dropped, and the next round works; a round that keeps
+    making progress is never cut short."""
 
     async def main() -> None:
         async with (
@@ -944,7 +977,7 @@ def test_an_async_round_whose_replies_stall_times_out_after_socket_timeout(
 
 
 def test_bad_publishes_among_30_tasks_at_once_are_refused_alone(
-    redis_url: str, stream: str
+    redis_url: str, stream: str, publishing: str
 ) -> None:
     """30 tasks publish at once, a third of them with a payload that is not bytes or
     an empty stream name: those raise before anything is queued, each with its own

@@ -61,6 +61,7 @@ from typing import Any, Self, TypeVar
 from redis.connection import Connection
 
 from ...exceptions import TransportError
+from . import _pipelined
 from ._checks import (
     _check_count,
     _dead_letter_headers,
@@ -719,6 +720,8 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         self._commands = _Commands(maxlen, encoder)
         self._owns_client = client is None
         self._closed = False
+        self._pipeline: _pipelined.Pipeline | None = None  # made on first publish
+        # Without _pipelined.SUPPORTED, publishing goes through redis.asyncio:
         self._publisher: redis.asyncio.Connection | None = None  # taken on first publish
         self._queue: list[tuple[list[bytes], asyncio.Future[list[Any]]]] = []  # publishes waiting
         self._sender: asyncio.Task[None] | None = None  # sends the queue, while it is not empty
@@ -820,6 +823,9 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         if self._closed:
             return
         self._closed = True
+        if self._pipeline is not None:
+            # Publishes queued before close() were accepted: let them go out.
+            await self._pipeline.aclose()
         if self._sender is not None:
             # Publishes queued before close() were accepted: let them go out.
             await asyncio.wait([self._sender])
@@ -831,21 +837,19 @@ class AsyncRedisStreamsTransport(AsyncTransport):
 
     async def _coalesced(self, stream: str, commands: list[bytes]) -> list[Any]:
         """Send *commands* on the publishing connection and return their replies,
-        in one pipeline with those of every other task publishing meanwhile.
-
-        The asyncio form of :meth:`RedisStreamsTransport._coalesced`: each
-        publish waits on a future; one task, started by the first publish to
-        find none running, sends everything queued in one write per round
-        until the queue is empty. Tasks that publish while a round is on the
-        wire share the next one. A publish cancelled before its round leaves
-        is not sent.
+        sharing writes with every other task publishing meanwhile (see
+        :mod:`._pipelined`). A publish cancelled before its write leaves is not
+        sent.
         """
         self._check_open()
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[list[Any]] = loop.create_future()
-        self._queue.append((commands, waiter))
-        if self._sender is None:
-            self._sender = loop.create_task(self._send_queued())
+        if _pipelined.SUPPORTED:
+            pipeline = self._pipeline
+            if pipeline is None:
+                pool = self._client.connection_pool
+                pipeline = self._pipeline = _pipelined.Pipeline(pool.get_connection, pool.release)
+            waiter = pipeline.publish(commands)
+        else:
+            waiter = self._queued(commands)
         try:
             replies = await waiter
         except redis.RedisError as err:
@@ -854,6 +858,19 @@ class AsyncRedisStreamsTransport(AsyncTransport):
             if isinstance(reply, redis.RedisError):
                 raise _transport_error("XADD", stream, reply) from reply
         return replies
+
+    def _queued(self, commands: list[bytes]) -> asyncio.Future[list[Any]]:
+        """Publishing through redis.asyncio, where the pipeline cannot take a
+        connection over: each publish waits on a future; one task, started by
+        the first publish to find none running, sends everything queued in one
+        write per round until the queue is empty. Tasks that publish while a
+        round is on the wire share the next one."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[list[Any]] = loop.create_future()
+        self._queue.append((commands, waiter))
+        if self._sender is None:
+            self._sender = loop.create_task(self._send_queued())
+        return waiter
 
     async def _send_queued(self) -> None:
         try:
