@@ -5,7 +5,6 @@ connection breaks, stalls or says something nobody asked for."""
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -216,7 +215,7 @@ def test_eight_publishers_write_in_two_halves_that_take_turns_on_the_wire(
 
     writes = asyncio.run(main())
     assert sum(count for count, _ in writes) == tasks * each
-    assert len(writes) <= 2 * each + 4
+    assert len(writes) <= tasks * each / 2  # shared: 4 a write when they keep in step
     overlapping = [count for count, waiting in writes if waiting]
     assert len(overlapping) > len(writes) / 2  # most writes leave while another is out
     _ids_match(client, stream, returned)
@@ -285,9 +284,11 @@ def test_replies_that_stall_fail_after_socket_timeout_and_the_next_publish_recon
             received = pipeline.data_received
             loop = asyncio.get_running_loop()
 
-            def trickle(data: bytes) -> None:  # each reply 0.05 s after the one before
-                for index, reply in enumerate(re.findall(rb"\$\d+\r\n[^\r]*\r\n", data)):
-                    loop.call_later(0.05 * (index + 1), received, reply)
+            def trickle(data: bytes) -> None:  # in 8 pieces, 0.05 s apart
+                size = -(-len(data) // 8)
+                for index in range(8):
+                    piece = data[index * size : (index + 1) * size]
+                    loop.call_later(0.05 * (index + 1), received, piece)
 
             pipeline.data_received = trickle  # type: ignore[method-assign]
             ids = await transport.publish_many(stream, [b"%d" % i for i in range(8)])
