@@ -262,12 +262,18 @@ class Pipeline:
         if self._wire is None:
             if self._connecting is None:
                 self._connecting = self._loop.create_task(self._reconnect())
-        elif len(unsent) * 2 >= max(self._peak, self._high):
-            self._flush()  # half of those outstanding: this write overlaps the other
+        elif self._half(len(unsent)):
+            self._flush()  # this write overlaps the other half's
         elif not self._flush_soon:
             self._flush_soon = True
             self._loop.call_soon(self._flush)
         return entry.future
+
+    def _half(self, unsent: int) -> bool:
+        """Whether *unsent* publishes are half of the publishers (at least two
+        of them, unless there is only one: alone, a publish leaves at once)."""
+        publishers = max(self._peak, self._high)
+        return unsent * 2 >= publishers and (unsent > 1 or publishers == 1)
 
     async def aclose(self) -> None:
         """Wait for every publish queued or on the wire, then give the connection back."""
