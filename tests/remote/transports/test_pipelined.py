@@ -221,6 +221,27 @@ def test_eight_publishers_write_in_two_halves_that_take_turns_on_the_wire(
     _ids_match(client, stream, returned)
 
 
+def test_two_publishers_share_their_writes(redis_url: str, stream: str) -> None:
+    """Two tasks publishing one by one are not split into writes of one each: a
+    write leaves early only when it carries two publishes or more."""
+
+    async def main() -> list[tuple[int, int]]:
+        async with AsyncRedisStreamsTransport(url=redis_url) as transport:
+            await transport.publish(stream, b"first")
+            writes = _spy(transport)
+
+            async def publish(number: int) -> None:
+                for n in range(200):
+                    await transport.publish(stream, b"%d:%d" % (number, n))
+
+            await asyncio.gather(publish(0), publish(1))
+            return writes
+
+    writes = asyncio.run(main())
+    assert sum(count for count, _ in writes) == 400
+    assert len(writes) < 400 * 2 / 3  # most carry both
+
+
 def test_a_lone_publisher_is_written_at_once(redis_url: str, stream: str) -> None:
     """With nobody else publishing, a publish is written from its own call, not
     after a trip through the event loop."""
