@@ -698,7 +698,9 @@ class AsyncRedisStreamsTransport(AsyncTransport):
 
     A ``redis.asyncio.Redis`` client belongs to the event loop that first uses
     it: make and use the transport in one loop. ``consume(block=...)`` waits in
-    Redis (``XREADGROUP BLOCK``), not in the loop.
+    Redis (``XREADGROUP BLOCK``), not in the loop. Publishes go out on a
+    connection the transport takes from the client's pool and keeps, shared by
+    every task publishing at once (see :mod:`._pipelined`).
 
     :param client: the ``redis.asyncio.Redis`` client to use, made with
         ``decode_responses=False``; ``close()`` leaves it open.
