@@ -14,7 +14,9 @@ its own, and needs only the binary.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal as signals
@@ -33,8 +35,16 @@ import pytest
 import redis
 
 import remote_app
-from tocsin.exceptions import TransportError
-from tocsin.remote import Event, Message, Pending, RedisStreamsTransport
+from tocsin import Signal
+from tocsin.exceptions import PublishError, TransportError
+from tocsin.remote import (
+    AsyncRedisStreamsTransport,
+    Event,
+    Message,
+    Pending,
+    RedisStreamsTransport,
+    Remote,
+)
 
 TESTS = Path(__file__).resolve().parent.parent  # where remote_app.py is
 REDIS_URL = os.environ.get("TOCSIN_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -476,6 +486,58 @@ def test_a_redis_restart_loses_no_event(redis_server: RedisServer, tmp_path: Pat
         assert held <= handled.ids
         assert "broker unavailable" in worker.logs()
         assert worker.process.poll() is None
+
+
+def test_tasks_publishing_through_a_redis_restart_lose_no_event(
+    redis_server: RedisServer,
+) -> None:
+    """8 tasks publish one by one through the asyncio transport's pipelined connection
+    while Redis is killed and started again: each publish returns its event, or raises a
+    PublishError whose events the task publishes again (the same ids) until Redis takes
+    them. Every event ends in the stream; an id appears twice only if its first attempt
+    got through unanswered."""
+    stream = f"tocsin-test:{uuid.uuid4().hex}:events"
+    signal = Signal()
+    returned: set[str] = set()
+    raised: set[str] = set()
+
+    async def main() -> None:
+        transport = AsyncRedisStreamsTransport(url=redis_server.url)
+        remote = Remote(transport, stream=stream)
+        remote.publish(signal, name="faults.restart")
+
+        async def publisher(number: int) -> None:
+            for n in range(300):
+                try:
+                    [(_, event)] = await signal.asend(None, number=number, n=n)
+                    returned.add(event.id)
+                except PublishError as error:
+                    raised.update(error.event_ids)
+                    while True:
+                        await asyncio.sleep(0.02)
+                        try:
+                            await remote.arepublish(error)
+                            break
+                        except PublishError:
+                            pass
+
+        tasks = [asyncio.create_task(publisher(number)) for number in range(8)]
+        await asyncio.sleep(0.1)  # publishing
+        await asyncio.to_thread(redis_server.kill)
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(redis_server.start)
+        await asyncio.wait_for(asyncio.gather(*tasks), PATIENCE)
+        remote.disconnect()
+        await transport.close()
+
+    asyncio.run(main())
+    assert raised  # the outage was met
+    with RedisStreamsTransport(url=redis_server.url) as transport:
+        messages = transport.read(stream, count=10_000)
+    ids = Counter(json.loads(message.payload)["id"] for message in messages)
+    assert set(ids) == returned | raised
+    assert len(returned | raised) == 8 * 300
+    assert {id for id, count in ids.items() if count > 1} <= raised | returned
 
 
 def test_sigterm_stops_a_worker_after_it_acknowledges_the_batch_in_hand(lab: Lab) -> None:
