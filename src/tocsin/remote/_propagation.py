@@ -95,14 +95,12 @@ def inject() -> dict[str, str] | None:
     return carrier or None
 
 
-def extracted(carrier: Mapping[str, str]) -> AbstractContextManager[object]:
-    """Every propagator's context from *carrier*, current for the block."""
+def extracted(carrier: Mapping[str, str]) -> AbstractContextManager[object] | None:
+    """Every propagator's context from *carrier*, current for the block; ``None``
+    without propagators (every event a worker runs comes through here)."""
     if not _propagators:
-        return _NOTHING  # every event a worker runs comes through here
+        return None
     return _extracted(carrier)
-
-
-_NOTHING = contextlib.nullcontext()
 
 
 @contextlib.contextmanager

@@ -50,6 +50,7 @@ from ..exceptions import PublishError, SerializationError, TransportError
 from ..introspect import signal_name
 from . import _propagation as propagation
 from . import _signing
+from ._frozen import maker
 from ._serializer import JSONSerializer, Serializer
 from .transports.base import AsyncTransport, Transport
 
@@ -96,6 +97,8 @@ class Event:
     context: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
+_make_event = maker(Event)  # Event(...) with every field, for each event a worker reads
+
 _current: contextvars.ContextVar[Event | None] = contextvars.ContextVar(
     "tocsin_current_event", default=None
 )
@@ -129,6 +132,8 @@ class _handling:
         self._context = _current.set(self._event)
         self._relay = _relaying.set(self._signal)
         self._extracted = propagation.extracted(self._event.context)
+        if self._extracted is None:
+            return  # no propagators: the common case
         try:
             self._extracted.__enter__()
         except BaseException:
@@ -138,7 +143,8 @@ class _handling:
 
     def __exit__(self, *exc_info: Any) -> None:
         try:
-            self._extracted.__exit__(*exc_info)
+            if self._extracted is not None:
+                self._extracted.__exit__(*exc_info)
         finally:
             _relaying.reset(self._relay)
             _current.reset(self._context)
@@ -646,7 +652,7 @@ class Remote:
         it is even parsed, for a payload without a valid signature when the
         remote has signing keys.
         """
-        if not isinstance(payload, bytes | bytearray):
+        if type(payload) is not bytes and not isinstance(payload, bytes | bytearray):
             raise SerializationError(f"the payload is a {type(payload).__name__}, not bytes.")
         if len(payload) > self.max_payload:
             raise SerializationError(
@@ -667,7 +673,7 @@ class Remote:
             raise SerializationError(f"unknown signal {name!r}: not published here.")
         # Positional: a worker makes one per event (id, signal, sender, kwargs,
         # time, receiver, message_id, deliveries, context).
-        return Event(
+        return _make_event(
             envelope["id"],
             name,
             envelope["sender"],

@@ -278,10 +278,10 @@ class JSONSerializer:
         """The value :meth:`dumps` wrote; ``SerializationError`` for anything
         else (not JSON, nested deeper than ``max_depth``, an unknown tag or
         name), without importing or calling anything but registered decoders."""
-        if not isinstance(data, bytes | bytearray | str):
+        if type(data) is not bytes and not isinstance(data, bytes | bytearray | str):
             raise TypeError(f"loads() takes the bytes dumps() wrote; got {type(data).__name__}.")
         try:
-            text = data.decode() if isinstance(data, bytes | bytearray) else data
+            text = data.decode() if isinstance(data, _BINARY) else data
         except UnicodeDecodeError as error:
             raise SerializationError(f"the payload is not valid JSON: {error}") from None
         _check_depth(text, self.max_depth)
@@ -474,6 +474,8 @@ def _check_depth(text: str, limit: int) -> None:
         else:
             depth -= 1
 
+
+_BINARY = (bytes, bytearray)  # a tuple, not a union made on each call
 
 _BUILT_IN: list[tuple[type, str, Callable[[Any], Any], Callable[[Any], Any]]] = [
     (tuple, "tuple", list, tuple),

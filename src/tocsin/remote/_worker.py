@@ -524,10 +524,6 @@ class _Base:
             delay,
         )
 
-    def _checked_event(self, message: Message) -> Event | str:
-        """The event to run, or why it is dead-lettered without running."""
-        return self._decode(message)
-
     def _due_retries(self) -> list[tuple[str, float]]:
         now = time.monotonic()
         due = []
@@ -697,7 +693,7 @@ class Worker(_Base):
             return list(pool.map(self._handle, messages))
 
     def _handle(self, message: Message) -> list[BaseException] | str:
-        event = self._checked_event(message)
+        event = self._decode(message)
         if isinstance(event, str):
             return event
         ttl = self.remote.dedupe_for(event)
@@ -820,7 +816,7 @@ class AsyncWorker(_Base):
         return list(await asyncio.gather(*(run(message) for message in messages)))
 
     async def _handle(self, message: Message) -> list[BaseException] | str:
-        event = self._checked_event(message)
+        event = self._decode(message)
         if isinstance(event, str):
             return event
         ttl = self.remote.dedupe_for(event)

@@ -61,6 +61,7 @@ from typing import Any, Self, TypeVar
 from redis.connection import Connection
 
 from ...exceptions import TransportError
+from .._frozen import maker
 from . import _pipelined
 from ._checks import (
     _check_count,
@@ -1242,6 +1243,9 @@ def _pack(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
 
 
+_make_message = maker(Message)  # Message(...), for each message a worker reads
+
+
 def _raw_messages(reply: Any) -> list[Message]:
     """XREADGROUP's messages from its reply as the connection parses it, without
     redis-py's response callbacks: ``[[stream, entries]]`` (RESP2), ``{stream:
@@ -1252,7 +1256,7 @@ def _raw_messages(reply: Any) -> list[Message]:
     messages = []
     for id, fields in entries:
         if fields and len(fields) == 2 and fields[0] == _EVENT:  # a published event alone
-            messages.append(Message(id.decode(), fields[1], 1, {}))
+            messages.append(_make_message(id.decode(), fields[1], 1, {}))
         else:
             pairs = dict(zip(fields[::2], fields[1::2], strict=True)) if fields else {}
             messages.append(_message((id, pairs), 1))
