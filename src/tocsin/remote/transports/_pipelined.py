@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import redis
@@ -235,6 +235,7 @@ class Pipeline:
         self._wire: asyncio.Transport | None = None
         self._link: _Link | None = None
         self._connecting: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()  # giving broken connections back
         self._unsent: list[_Entry] = []
         self._sent: collections.deque[_Entry] = collections.deque()
         self._flush_soon = False
@@ -284,6 +285,8 @@ class Pipeline:
         if waiting:
             await asyncio.wait(waiting)
         await self._drop()
+        if self._background:  # broken connections still being given back
+            await asyncio.wait(set(self._background))
 
     # -- writing -------------------------------------------------------------
 
@@ -348,6 +351,12 @@ class Pipeline:
         self._stop_stall()
         return connection
 
+    def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        # Held until done: the event loop keeps only a weak reference to a task.
+        task = self._loop.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _release_closed(self, connection: redis.asyncio.Connection) -> None:
         await connection.disconnect(nowait=True)
         await self._release(connection)
@@ -378,7 +387,7 @@ class Pipeline:
         again on a new connection, once."""
         connection = self._detach()
         if connection is not None:
-            self._loop.create_task(self._release_closed(connection))
+            self._in_background(self._release_closed(connection))
         error = redis.ConnectionError(
             f"Error while reading from the publishing connection: {exc!r}"
             if exc is not None
@@ -419,7 +428,7 @@ class Pipeline:
         if wire is not None:
             wire.abort()
         if connection is not None:
-            self._loop.create_task(self._release_closed(connection))
+            self._in_background(self._release_closed(connection))
         if self._unsent and self._connecting is None:
             self._connecting = self._loop.create_task(self._reconnect())
 
