@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -21,6 +21,7 @@ from tocsin.remote import AsyncRedisStreamsTransport, RedisStreamsTransport
 from tocsin.remote.transports import _pipelined
 from tocsin.remote.transports._pipelined import INCOMPLETE, PyReader
 
+T = TypeVar("T")
 hiredis = _pipelined.hiredis
 needs_hiredis = pytest.mark.skipif(hiredis is None, reason="hiredis is not installed")
 
@@ -39,6 +40,21 @@ def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     if request.param == "python":
         monkeypatch.setattr(_pipelined, "hiredis", None)
     return str(request.param)
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, T]], T]:
+    """Runs a coroutine on asyncio's event loop, and on uvloop's (whose transports are
+    not asyncio.Transport instances, and are taken over all the same)."""
+    if request.param == "asyncio":
+        return asyncio.run
+    uvloop = pytest.importorskip("uvloop")
+
+    def on_uvloop(coroutine: Coroutine[Any, Any, T]) -> T:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coroutine)
+
+    return on_uvloop
 
 
 def _gets_all(reader: Any) -> list[Any]:
@@ -169,15 +185,23 @@ def _spy(transport: AsyncRedisStreamsTransport) -> list[tuple[int, int]]:
     pipeline = transport._pipeline
     assert pipeline is not None
     assert pipeline._wire is not None
-    wire, writes = pipeline._wire, []
-    write = wire.write
-
-    def counted(data: Any) -> None:
-        writes.append((bytes(data).count(b"$4\r\nXADD\r\n"), len(pipeline._sent)))
-        write(data)
-
-    wire.write = counted  # type: ignore[method-assign]
+    writes: list[tuple[int, int]] = []
+    pipeline._wire = _CountingWire(pipeline._wire, writes, pipeline)  # type: ignore[assignment]
     return writes
+
+
+class _CountingWire:
+    """An event loop transport that records each write (uvloop's cannot be patched)."""
+
+    def __init__(self, wire: Any, writes: list[tuple[int, int]], pipeline: Any) -> None:
+        self._wire, self._writes, self._pipeline = wire, writes, pipeline
+
+    def write(self, data: bytes) -> None:
+        self._writes.append((data.count(b"$4\r\nXADD\r\n"), len(self._pipeline._sent)))
+        self._wire.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wire, name)
 
 
 def _ids_match(client: redis.Redis, stream: str, returned: dict[bytes, str]) -> None:
@@ -192,7 +216,11 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def test_eight_publishers_write_in_two_halves_that_take_turns_on_the_wire(
-    client: redis.Redis, redis_url: str, stream: str, parser: str
+    client: redis.Redis,
+    redis_url: str,
+    stream: str,
+    parser: str,
+    run: Callable[[Coroutine[Any, Any, list[tuple[int, int]]]], list[tuple[int, int]]],
 ) -> None:
     """8 tasks publishing one by one: once half of them wait to be written, they
     are written, while the other half's replies are still to come; every event
@@ -211,9 +239,11 @@ def test_eight_publishers_write_in_two_halves_that_take_turns_on_the_wire(
                     returned[payload] = await transport.publish(stream, payload)
 
             await asyncio.gather(*(publish(t) for t in range(tasks)))
+            assert transport._pipeline is not None
+            assert not transport._pipeline.unsupported  # taken over, uvloop's too
             return writes
 
-    writes = asyncio.run(main())
+    writes = run(main())
     assert sum(count for count, _ in writes) == tasks * each
     assert len(writes) <= tasks * each / 2  # shared: 4 a write when they keep in step
     overlapping = [count for count, waiting in writes if waiting]
@@ -242,7 +272,9 @@ def test_two_publishers_share_their_writes(redis_url: str, stream: str) -> None:
     assert len(writes) < 400 * 2 / 3  # most carry both
 
 
-def test_a_lone_publisher_is_written_at_once(redis_url: str, stream: str) -> None:
+def test_a_lone_publisher_is_written_at_once(
+    redis_url: str, stream: str, run: Callable[[Coroutine[Any, Any, None]], None]
+) -> None:
     """With nobody else publishing, a publish is written from its own call, not
     after a trip through the event loop."""
 
@@ -256,7 +288,7 @@ def test_a_lone_publisher_is_written_at_once(redis_url: str, stream: str) -> Non
                 assert len(writes) == n + 1
                 await publishing
 
-    asyncio.run(main())
+    run(main())
 
 
 def test_a_publish_cancelled_after_its_write_leaves_the_connection_in_step(
@@ -287,7 +319,7 @@ def test_a_publish_cancelled_after_its_write_leaves_the_connection_in_step(
 
 
 def test_replies_that_stall_fail_after_socket_timeout_and_the_next_publish_reconnects(
-    redis_url: str, stream: str
+    redis_url: str, stream: str, run: Callable[[Coroutine[Any, Any, None]], None]
 ) -> None:
     """A connection that makes no progress for socket_timeout fails the publishes
     waiting on it (TransportError from redis-py's TimeoutError) and is dropped;
@@ -327,7 +359,7 @@ def test_replies_that_stall_fail_after_socket_timeout_and_the_next_publish_recon
             assert pipeline._wire is not wire
             assert await transport.publish(stream, b"after")
 
-    asyncio.run(main())
+    run(main())
 
 
 def test_a_reply_nobody_asked_for_fails_the_publishes_on_the_wire_and_reconnects(
@@ -388,7 +420,10 @@ def test_push_frames_between_replies_are_skipped(
 
 
 def test_a_publish_whose_connection_breaks_twice_says_it_may_have_been_published(
-    client: redis.Redis, redis_url: str, stream: str
+    client: redis.Redis,
+    redis_url: str,
+    stream: str,
+    run: Callable[[Coroutine[Any, Any, None]], None],
 ) -> None:
     """Written, then the connection broken, written again on a new one, broken
     again: the caller's TransportError says both attempts failed and that the
@@ -426,4 +461,35 @@ def test_a_publish_whose_connection_breaks_twice_says_it_may_have_been_published
                 client.client_unpause()
             assert await transport.publish(stream, b"after")
 
+    run(main())
+
+
+def test_where_no_connection_can_be_taken_over_publishing_goes_through_redis_asyncio(
+    client: redis.Redis, redis_url: str, stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event loop whose transports cannot change protocols: the publishes queued
+    for the first connection, and all later ones, go through redis.asyncio, each
+    once under the id its caller got; one cancelled before it leaves is not sent."""
+    monkeypatch.setattr(_pipelined, "take_over", lambda connection: None)
+    returned: dict[bytes, str] = {}
+
+    async def main() -> None:
+        async with AsyncRedisStreamsTransport(url=redis_url) as transport:
+            dropped = asyncio.ensure_future(transport.publish(stream, b"dropped"))
+
+            async def publish(number: int) -> None:
+                for n in range(50):
+                    payload = b"%d:%d" % (number, n)
+                    returned[payload] = await transport.publish(stream, payload)
+
+            publishing = asyncio.gather(*(publish(t) for t in range(8)))
+            await asyncio.sleep(0)
+            dropped.cancel()
+            await publishing
+            assert transport._pipeline is not None
+            assert transport._pipeline.unsupported
+            assert transport._publisher is not None  # redis.asyncio's connection
+
     asyncio.run(main())
+    _ids_match(client, stream, returned)
+    assert client.xlen(stream) == 8 * 50

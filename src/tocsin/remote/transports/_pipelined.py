@@ -19,9 +19,10 @@ turns, each prepared while the other is on the wire.
 
 Redis-py still makes the connection (address, TLS, authentication, protocol,
 database, client name: whatever the client was configured with); this module
-then takes over its socket's transport. If that is not possible (a redis-py
-that keeps its socket elsewhere), the transport publishes through redis.asyncio
-instead (:func:`take_over` returns None).
+then takes over its socket's transport, asyncio's or uvloop's. Where that is not
+possible (a redis-py that keeps its socket elsewhere, an event loop whose
+transports cannot change protocols: :func:`take_over` returns None), the
+transport publishes through redis.asyncio instead, one round at a time.
 
 If the connection breaks, the commands still without a reply are written once
 more on a new one (the same payloads, so the same event ids); if that one breaks
@@ -168,14 +169,22 @@ def reader() -> Any:
 SUPPORTED = "_writer" in getattr(redis.asyncio.connection.AbstractConnection, "__slots__", ())
 
 
+# What a taken-over transport must do. uvloop's are not asyncio.Transport
+# instances (nor registered as such), but do all of it.
+_WIRE = ("write", "get_protocol", "set_protocol", "is_closing", "abort", "pause_reading")
+
+
 def take_over(connection: redis.asyncio.Connection) -> asyncio.Transport | None:
-    """The asyncio transport under a connected redis.asyncio *connection*, if
-    redis-py keeps it where this module knows to look."""
+    """The event loop's transport under a connected redis.asyncio *connection*,
+    if redis-py keeps it where this module knows to look and it can change
+    protocols (asyncio's and uvloop's can)."""
     writer = getattr(connection, "_writer", None)
-    transport = getattr(writer, "transport", None)
-    if isinstance(transport, asyncio.Transport) and not transport.is_closing():
-        return transport
-    return None
+    transport: Any = getattr(writer, "transport", None)
+    if transport is None or not all(callable(getattr(transport, m, None)) for m in _WIRE):
+        return None
+    if transport.is_closing():
+        return None
+    return transport  # type: ignore[no-any-return]
 
 
 class _Link(asyncio.Protocol):
@@ -216,6 +225,8 @@ _WINDOW = 256
 # Gives a connected redis.asyncio connection and takes one back.
 Connect = Callable[[], Awaitable[redis.asyncio.Connection]]
 Release = Callable[[redis.asyncio.Connection], Awaitable[None]]
+# Publishes commands some other way, where no connection can be taken over.
+Fallback = Callable[[list[bytes]], "asyncio.Future[list[Any]]"]
 
 
 class Pipeline:
@@ -224,11 +235,15 @@ class Pipeline:
     :param connect: gives a connected redis.asyncio connection to take over
         (the client's pool's ``get_connection``).
     :param release: gives it back, once disconnected.
+    :param fallback: publishes commands through redis.asyncio, from the first
+        connection that cannot be taken over (:func:`take_over`) on.
     """
 
-    def __init__(self, connect: Connect, release: Release) -> None:
+    def __init__(self, connect: Connect, release: Release, fallback: Fallback) -> None:
         self._connect = connect
         self._release = release
+        self._fallback = fallback
+        self.unsupported = False  # publishing through the fallback
         self._loop = asyncio.get_running_loop()
         self._reader = reader()
         self._connection: redis.asyncio.Connection | None = None
@@ -252,6 +267,8 @@ class Pipeline:
         reply as a ``redis.ResponseError``), or the ``redis.RedisError`` that
         stopped them all. Cancelling it before its commands are written keeps
         them from being sent."""
+        if self.unsupported:
+            return self._fallback(commands)
         entry = _Entry(commands, self._loop.create_future())
         unsent = self._unsent
         unsent.append(entry)
@@ -322,6 +339,9 @@ class Pipeline:
                 raise
             return
         self._connecting = None
+        if wire is None:
+            self._hand_over()
+            return
         self._connection, self._wire = connection, wire
         self._limit = connection.socket_timeout or 0.0
         self._reader = reader()
@@ -329,13 +349,21 @@ class Pipeline:
         wire.set_protocol(self._link)
         self._flush()
 
-    async def _taken_over(self) -> tuple[redis.asyncio.Connection, asyncio.Transport]:
+    async def _taken_over(self) -> tuple[redis.asyncio.Connection, asyncio.Transport | None]:
         connection = await self._connect()
         wire = take_over(connection)
         if wire is None:
             await self._release(connection)
-            raise redis.ConnectionError("the connection's socket could not be taken over")
         return connection, wire
+
+    def _hand_over(self) -> None:
+        """No connection can be taken over here: what waits, and every publish
+        from now on, goes through the fallback."""
+        self.unsupported = True
+        unsent, self._unsent = self._unsent, []
+        for entry in unsent:
+            if not entry.future.done():
+                _chain(self._fallback(entry.commands), entry.future)
 
     async def _drop(self) -> None:
         """Close the connection and give it back to the pool."""
@@ -452,3 +480,24 @@ class Pipeline:
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
+
+
+def _chain(source: asyncio.Future[list[Any]], target: asyncio.Future[list[Any]]) -> None:
+    """Settle *target* as *source* settles; cancelling *target* cancels *source*."""
+
+    def settle(done: asyncio.Future[list[Any]]) -> None:
+        if target.done():
+            return
+        if done.cancelled():
+            target.cancel()
+        elif (error := done.exception()) is not None:
+            target.set_exception(error)
+        else:
+            target.set_result(done.result())
+
+    def cancel(done: asyncio.Future[list[Any]]) -> None:
+        if done.cancelled():
+            source.cancel()
+
+    source.add_done_callback(settle)
+    target.add_done_callback(cancel)

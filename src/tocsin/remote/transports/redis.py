@@ -849,7 +849,9 @@ class AsyncRedisStreamsTransport(AsyncTransport):
             pipeline = self._pipeline
             if pipeline is None:
                 pool = self._client.connection_pool
-                pipeline = self._pipeline = _pipelined.Pipeline(pool.get_connection, pool.release)
+                pipeline = self._pipeline = _pipelined.Pipeline(
+                    pool.get_connection, pool.release, self._queued
+                )
             waiter = pipeline.publish(commands)
         else:
             waiter = self._queued(commands)
