@@ -163,12 +163,6 @@ def reader() -> Any:
     )
 
 
-# Whether redis.asyncio keeps a connection's stream writer where take_over() looks
-# (it has from redis-py 4.2 to 8 at least); if not, the transport publishes through
-# redis.asyncio.
-SUPPORTED = "_writer" in getattr(redis.asyncio.connection.AbstractConnection, "__slots__", ())
-
-
 # What a taken-over transport must do. uvloop's are not asyncio.Transport
 # instances (nor registered as such), but do all of it.
 _WIRE = ("write", "get_protocol", "set_protocol", "is_closing", "abort", "pause_reading")

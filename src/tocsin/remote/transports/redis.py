@@ -724,7 +724,7 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         self._owns_client = client is None
         self._closed = False
         self._pipeline: _pipelined.Pipeline | None = None  # made on first publish
-        # Without _pipelined.SUPPORTED, publishing goes through redis.asyncio:
+        # Where the pipeline cannot take a connection over, through redis.asyncio:
         self._publisher: redis.asyncio.Connection | None = None  # taken on first publish
         self._queue: list[tuple[list[bytes], asyncio.Future[list[Any]]]] = []  # publishes waiting
         self._sender: asyncio.Task[None] | None = None  # sends the queue, while it is not empty
@@ -845,16 +845,13 @@ class AsyncRedisStreamsTransport(AsyncTransport):
         sent.
         """
         self._check_open()
-        if _pipelined.SUPPORTED:
-            pipeline = self._pipeline
-            if pipeline is None:
-                pool = self._client.connection_pool
-                pipeline = self._pipeline = _pipelined.Pipeline(
-                    pool.get_connection, pool.release, self._queued
-                )
-            waiter = pipeline.publish(commands)
-        else:
-            waiter = self._queued(commands)
+        pipeline = self._pipeline
+        if pipeline is None:
+            pool = self._client.connection_pool
+            pipeline = self._pipeline = _pipelined.Pipeline(
+                pool.get_connection, pool.release, self._queued
+            )
+        waiter = pipeline.publish(commands)
         try:
             replies = await waiter
         except redis.RedisError as err:
