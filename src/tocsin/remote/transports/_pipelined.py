@@ -252,9 +252,8 @@ class Pipeline:
         # and so far in this one: how many publishers there are.
         self._peak = self._high = 0
         self._window = 0
-        self._limit = 0.0  # socket_timeout: no progress for that long fails the wait
-        self._progress = 0.0  # when the connection last made progress
-        self._stall: asyncio.TimerHandle | None = None
+        # Fails the publishes on the wire after the connection's socket_timeout without progress.
+        self._watchdog = Watchdog(self._loop, None, self._stalled)
 
     def publish(self, commands: list[bytes]) -> asyncio.Future[list[Any]]:
         """Queue *commands*; the future gets their replies, in order (an error
@@ -310,9 +309,7 @@ class Pipeline:
         if not entries:
             return
         if not self._sent:
-            self._progress = self._loop.time()
-            if self._limit and self._stall is None:
-                self._stall = self._loop.call_at(self._progress + self._limit, self._check)
+            self._watchdog.arm()
         self._sent.extend(entries)
         self._wire.write(
             b"".join([command for e in entries for command in e.commands[len(e.replies) :]])
@@ -337,7 +334,7 @@ class Pipeline:
             self._hand_over()
             return
         self._connection, self._wire = connection, wire
-        self._limit = connection.socket_timeout or 0.0
+        self._watchdog = Watchdog(self._loop, connection.socket_timeout, self._stalled)
         self._reader = reader()
         self._link = _Link(self, wire.get_protocol())
         wire.set_protocol(self._link)
@@ -370,7 +367,7 @@ class Pipeline:
         if self._link is not None:
             self._link.pipeline = None
         connection, self._connection, self._wire, self._link = self._connection, None, None, None
-        self._stop_stall()
+        self._watchdog.disarm()
         return connection
 
     def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -402,7 +399,7 @@ class Pipeline:
         except (redis.RedisError, IndexError) as error:  # garbage, or a reply nobody asked for
             self._abandon(redis.InvalidResponse(f"Protocol error: {error!r}"))
             return
-        self._progress = self._loop.time()
+        self._watchdog.progress()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Redis closed the connection, or it broke: what has no reply yet goes
@@ -456,24 +453,54 @@ class Pipeline:
 
     # -- the timeout ----------------------------------------------------------
 
-    def _check(self) -> None:
-        self._stall = None
+    def _stalled(self) -> None:
         if not self._sent:
-            return
-        due = self._progress + self._limit
-        if self._loop.time() < due:  # progress since it was armed: wait the rest
-            self._stall = self._loop.call_at(due, self._check)
-            return
+            return  # nothing was waiting: the watchdog is armed again by the next write
         connection = self._connection
         where = f"{connection.host}:{connection.port}" if connection is not None else "Redis"
+        limit = self._watchdog.limit
         self._abandon(
-            redis.TimeoutError(f"Timeout reading from {where} (no progress for {self._limit} s)")
+            redis.TimeoutError(f"Timeout reading from {where} (no progress for {limit} s)")
         )
 
-    def _stop_stall(self) -> None:
-        if self._stall is not None:
-            self._stall.cancel()
-            self._stall = None
+
+class Watchdog:
+    """Calls *expire* once *limit* seconds pass without :meth:`progress` after
+    :meth:`arm` (never without a limit). One timer, moved on lazily: progress
+    costs a clock reading, not a timer."""
+
+    __slots__ = ("_expire", "_handle", "_last", "_loop", "limit")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, limit: float | None, expire: Callable[[], None]
+    ) -> None:
+        self._loop = loop
+        self.limit = limit or 0.0
+        self._expire = expire
+        self._last = loop.time()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def arm(self) -> None:
+        """Count from now, with a timer if none is running."""
+        self._last = self._loop.time()
+        if self.limit and self._handle is None:
+            self._handle = self._loop.call_at(self._last + self.limit, self._check)
+
+    def progress(self) -> None:
+        self._last = self._loop.time()
+
+    def disarm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        self._handle = None
+        due = self._last + self.limit
+        if self._loop.time() < due:  # progress since it was armed: wait the rest
+            self._handle = self._loop.call_at(due, self._check)
+        else:
+            self._expire()
 
 
 def _chain(source: asyncio.Future[list[Any]], target: asyncio.Future[list[Any]]) -> None:

@@ -1160,28 +1160,22 @@ class _Stall:
     cancellation (a ``redis.TimeoutError``) from any other (None), as
     ``asyncio.timeout()`` does with ``uncancel()``."""
 
-    __slots__ = ("_handle", "_last", "_limit", "_loop", "_task", "expired")
+    __slots__ = ("_task", "_watchdog", "expired")
 
     def __init__(self, limit: float | None) -> None:
         task = asyncio.current_task()
         assert task is not None  # run by a task: the transport's sender
         self._task = task
-        self._loop = asyncio.get_running_loop()
-        self._limit = limit or 0.0  # no limit: no timer
-        self._last = self._loop.time()
         self.expired = False
-        self._handle = None if not limit else self._loop.call_at(self._last + limit, self._check)
+        self._watchdog = _pipelined.Watchdog(asyncio.get_running_loop(), limit, self._expire)
+        self._watchdog.arm()
+
+    def _expire(self) -> None:
+        self.expired = True
+        self._task.cancel()
 
     def progress(self) -> None:
-        self._last = self._loop.time()
-
-    def _check(self) -> None:
-        due = self._last + self._limit
-        if self._loop.time() < due:  # progress since it was armed: wait the rest
-            self._handle = self._loop.call_at(due, self._check)
-        else:
-            self.expired = True
-            self._task.cancel()
+        self._watchdog.progress()
 
     def timeout(self, connection: redis.asyncio.Connection) -> redis.TimeoutError | None:
         if not self.expired:
@@ -1192,13 +1186,11 @@ class _Stall:
         self.progress()
         return redis.TimeoutError(
             f"Timeout reading from {connection.host}:{connection.port} "
-            f"(no progress for {self._limit} s)"
+            f"(no progress for {self._watchdog.limit} s)"
         )
 
     def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        self._watchdog.disarm()
 
 
 def _transport_error(command: str, stream: str, err: redis.RedisError) -> TransportError:
