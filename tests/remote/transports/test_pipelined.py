@@ -5,9 +5,10 @@ connection breaks, stalls or says something nobody asked for."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -204,6 +205,23 @@ class _CountingWire:
         return getattr(self._wire, name)
 
 
+@contextlib.asynccontextmanager
+async def _connected(
+    redis_url: str, stream: str, **options: Any
+) -> AsyncIterator[tuple[AsyncRedisStreamsTransport, _pipelined.Pipeline]]:
+    """A transport on a client of its own made with *options*, and its pipeline,
+    connected by a first publish."""
+    async with (
+        redis.asyncio.Redis.from_url(redis_url, **options) as own,
+        AsyncRedisStreamsTransport(own) as transport,
+    ):
+        await transport.publish(stream, b"first")
+        pipeline = transport._pipeline
+        assert pipeline is not None
+        assert pipeline._wire is not None
+        yield transport, pipeline
+
+
 def _ids_match(client: redis.Redis, stream: str, returned: dict[bytes, str]) -> None:
     published = {m.id: m.payload for m in RedisStreamsTransport(client).read(stream, count=10**6)}
     assert {published[id]: id for id in returned.values()} == returned
@@ -326,14 +344,7 @@ def test_replies_that_stall_fail_after_socket_timeout_and_the_next_publish_recon
     replies that keep coming, however slowly, are never cut short."""
 
     async def main() -> None:
-        async with (
-            redis.asyncio.Redis.from_url(redis_url, socket_timeout=0.2) as own,
-            AsyncRedisStreamsTransport(own) as transport,
-        ):
-            await transport.publish(stream, b"first")
-            pipeline = transport._pipeline
-            assert pipeline is not None
-            assert pipeline._wire is not None
+        async with _connected(redis_url, stream, socket_timeout=0.2) as (transport, pipeline):
             received = pipeline.data_received
             loop = asyncio.get_running_loop()
 
@@ -349,6 +360,7 @@ def test_replies_that_stall_fail_after_socket_timeout_and_the_next_publish_recon
             pipeline.data_received = received  # type: ignore[method-assign]
 
             wire = pipeline._wire
+            assert wire is not None
             wire.pause_reading()  # the replies never come
             started = time.monotonic()
             with pytest.raises(TransportError, match="Timeout reading") as raised:
@@ -391,13 +403,7 @@ def test_push_frames_between_replies_are_skipped(
     returned: dict[bytes, str] = {}
 
     async def main() -> None:
-        async with (
-            redis.asyncio.Redis.from_url(redis_url, protocol=3) as own,
-            AsyncRedisStreamsTransport(own) as transport,
-        ):
-            await transport.publish(stream, b"first")
-            pipeline = transport._pipeline
-            assert pipeline is not None
+        async with _connected(redis_url, stream, protocol=3) as (transport, pipeline):
             tracking = [b"*4\r\n$6\r\nCLIENT\r\n$8\r\nTRACKING\r\n$2\r\nON\r\n$5\r\nBCAST\r\n"]
             assert await pipeline.publish(tracking) == [b"OK"]
             pushed = 0
@@ -436,13 +442,7 @@ def test_a_publish_whose_connection_breaks_twice_says_it_may_have_been_published
                 client.client_kill_filter(_id=connection["id"])
 
     async def main() -> None:
-        async with (
-            redis.asyncio.Redis.from_url(redis_url, client_name=name) as own,
-            AsyncRedisStreamsTransport(own) as transport,
-        ):
-            await transport.publish(stream, b"first")
-            pipeline = transport._pipeline
-            assert pipeline is not None
+        async with _connected(redis_url, stream, client_name=name) as (transport, pipeline):
             client.client_pause(10_000, all=False)  # writes wait: the XADD gets no reply
             try:
                 publishing = asyncio.ensure_future(transport.publish(stream, b"twice"))

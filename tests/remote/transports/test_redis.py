@@ -502,6 +502,21 @@ def test_a_leader_interrupted_before_sending_hands_over(redis_url: str, stream: 
     assert payloads == [b"0", b"1", b"first"]
 
 
+def _hold_rounds(transport: RedisStreamsTransport) -> tuple[threading.Event, threading.Event]:
+    """Hold every round of *transport* before it is written: the first event is set
+    when a round is taken (its callers' publishes then count as on the wire), and
+    rounds go out once the second is set."""
+    send, taken, gate = transport._send, threading.Event(), threading.Event()
+
+    def held(batch: Any) -> None:
+        taken.set()
+        gate.wait(10)
+        send(batch)
+
+    transport._send = held  # type: ignore[method-assign]
+    return taken, gate
+
+
 def test_the_next_leader_is_woken_after_every_caller_of_the_round(
     redis_url: str, stream: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -520,14 +535,7 @@ def test_the_next_leader_is_woken_after_every_caller_of_the_round(
     monkeypatch.setattr(module, "_Slot", Recorded)
     with RedisStreamsTransport(url=redis_url) as transport:
         transport.publish(stream, b"first")
-        send, taken, gate = transport._send, threading.Event(), threading.Event()
-
-        def held(batch: Any) -> None:
-            taken.set()
-            gate.wait(10)
-            send(batch)
-
-        transport._send = held  # type: ignore[method-assign]
+        taken, gate = _hold_rounds(transport)
 
         def publish(payload: bytes) -> threading.Thread:
             thread = threading.Thread(target=transport.publish, args=(stream, payload))
@@ -697,14 +705,7 @@ def test_a_caller_interrupted_while_its_round_is_sent_still_wakes_those_after_it
     after it in the round are woken all the same, each with its own id."""
     with RedisStreamsTransport(url=redis_url) as transport, _interruptible_main_thread() as stop:
         transport.publish(stream, b"first")
-        send, taken, gate = transport._send, threading.Event(), threading.Event()
-
-        def held(batch: Any) -> None:
-            taken.set()
-            gate.wait(10)
-            send(batch)
-
-        transport._send = held  # type: ignore[method-assign]
+        taken, gate = _hold_rounds(transport)
 
         def arrange(publish: Callable[[bytes], None]) -> None:
             _wait_for(lambda: len(transport._queue) == 2)  # the leader, then this test
