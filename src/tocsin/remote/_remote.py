@@ -117,39 +117,6 @@ def current_event() -> Event | None:
     return _current.get()
 
 
-class _handling:
-    """Make *event* current, and its signal's publishers stand aside, for the block.
-
-    A class rather than a @contextmanager generator: it runs for every event a
-    worker handles."""
-
-    __slots__ = ("_context", "_event", "_extracted", "_relay", "_signal")
-
-    def __init__(self, event: Event, signal: Signal | None) -> None:
-        self._event, self._signal = event, signal
-
-    def __enter__(self) -> None:
-        self._context = _current.set(self._event)
-        self._relay = _relaying.set(self._signal)
-        self._extracted = propagation.extracted(self._event.context)
-        if self._extracted is None:
-            return  # no propagators: the common case
-        try:
-            self._extracted.__enter__()
-        except BaseException:
-            _relaying.reset(self._relay)
-            _current.reset(self._context)
-            raise
-
-    def __exit__(self, *exc_info: Any) -> None:
-        try:
-            if self._extracted is not None:
-                self._extracted.__exit__(*exc_info)
-        finally:
-            _relaying.reset(self._relay)
-            _current.reset(self._context)
-
-
 class Outbox(Protocol):
     """Where a :class:`Remote` writes events sent inside a database transaction.
 
@@ -598,7 +565,9 @@ class Remote:
         the argument that cannot be sent."""
         carrier = propagation.inject()
         event_id, sent = os.urandom(16).hex(), time.time()
-        event = Event(event_id, name, sender, named, sent, target, context=carrier or {})
+        # Positional, as a worker makes them (id, signal, sender, kwargs, time,
+        # receiver, message_id, deliveries, context): every send makes one.
+        event = _make_event(event_id, name, sender, named, sent, target, None, 0, carrier or {})
         try:
             if self._json is not None:
                 # JSONSerializer: the constant parts are encoded once, not per send.
@@ -662,7 +631,7 @@ class Remote:
             payload = bytes(payload)
         if self._signing_keys:
             payload = _signing.verified(self._signing_keys, payload)
-        else:
+        elif payload.startswith(_signing.PREFIX):  # signed by a sender with keys
             payload = _signing.unsigned(payload)
         envelope = self.serializer.loads(payload)
         _check_envelope(envelope)
@@ -697,21 +666,33 @@ class Remote:
         """
         _check_event(event)
         signal, func = self._resolve(event)
-        with _handling(event, signal):
-            if func is not None:
-                return _call(func, signal, event)
-            responses = signal.send_robust(event.sender, **event.kwargs)
-        return [value for _, value in responses if isinstance(value, BaseException)]
+        # The event made current here rather than in a context manager object:
+        # a worker runs this for every event, and each method call counts.
+        current, relay = _current.set(event), _relaying.set(signal)
+        try:
+            carried = propagation.extracted(event.context)
+            if carried is None:  # no propagators: the common case
+                return _run(func, signal, event)
+            with carried:
+                return _run(func, signal, event)
+        finally:
+            _relaying.reset(relay)
+            _current.reset(current)
 
     async def ahandle(self, event: Event) -> list[BaseException]:
         """:meth:`handle` for asyncio: async receivers are awaited in this loop."""
         _check_event(event)
         signal, func = self._resolve(event)
-        with _handling(event, signal):
-            if func is not None:
-                return await _acall(func, signal, event)
-            responses = await signal.asend_robust(event.sender, **event.kwargs)
-        return [value for _, value in responses if isinstance(value, BaseException)]
+        current, relay = _current.set(event), _relaying.set(signal)
+        try:
+            carried = propagation.extracted(event.context)
+            if carried is None:
+                return await _arun(func, signal, event)
+            with carried:
+                return await _arun(func, signal, event)
+        finally:
+            _relaying.reset(relay)
+            _current.reset(current)
 
     def _resolve(self, event: Event) -> tuple[Signal, Callable[..., Any] | None]:
         if event.receiver is not None:
@@ -945,6 +926,24 @@ def _check_event(event: object) -> None:
 def _defined_at(func: Callable[..., Any]) -> tuple[str, str]:
     code = getattr(func, "__code__", None)
     return (getattr(func, "__module__", ""), getattr(func, "__qualname__", repr(code)))
+
+
+def _run(func: Callable[..., Any] | None, signal: Signal, event: Event) -> list[BaseException]:
+    """Send *event*'s signal to its local receivers (or call *func*, its remote
+    receiver); what they raised."""
+    if func is not None:
+        return _call(func, signal, event)
+    responses = signal.send_robust(event.sender, **event.kwargs)
+    return [value for _, value in responses if isinstance(value, BaseException)]
+
+
+async def _arun(
+    func: Callable[..., Any] | None, signal: Signal, event: Event
+) -> list[BaseException]:
+    if func is not None:
+        return await _acall(func, signal, event)
+    responses = await signal.asend_robust(event.sender, **event.kwargs)
+    return [value for _, value in responses if isinstance(value, BaseException)]
 
 
 def _call(func: Callable[..., Any], signal: Signal, event: Event) -> list[BaseException]:

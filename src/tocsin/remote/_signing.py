@@ -20,9 +20,9 @@ from collections.abc import Sequence
 
 from ..exceptions import ForgedEventError
 
-__all__ = ["check_keys", "sign", "unsigned", "verified"]
+__all__ = ["PREFIX", "check_keys", "sign", "unsigned", "verified"]
 
-_PREFIX = b"hmac-sha256:"
+PREFIX = b"hmac-sha256:"  # what a signed payload starts with
 _DIGEST_LENGTH = 64  # hex digits of a SHA-256
 
 
@@ -47,14 +47,14 @@ def _digest(key: bytes, payload: bytes) -> bytes:
 
 def sign(key: bytes, payload: bytes) -> bytes:
     """*payload* with its signature line before it."""
-    return b"%s%s\n%s" % (_PREFIX, _digest(key, payload), payload)
+    return b"%s%s\n%s" % (PREFIX, _digest(key, payload), payload)
 
 
 def _split(data: bytes) -> tuple[bytes, bytes] | None:
     """``(signature, payload)`` of a signed payload, ``None`` if it is not signed."""
-    if not data.startswith(_PREFIX):
+    if not data.startswith(PREFIX):
         return None
-    start = len(_PREFIX)
+    start = len(PREFIX)
     end = start + _DIGEST_LENGTH
     if data[end : end + 1] != b"\n":
         raise ForgedEventError("its signature line is malformed.")
