@@ -299,7 +299,7 @@ def test_two_publishers_write_early_only_together(redis_url: str, stream: str) -
                 wire._wire.write(data)
 
             wire.write = write  # type: ignore[method-assign]
-            pipeline._wire = wire
+            pipeline._wire = wire  # type: ignore[assignment]
             pipeline.publish = publishing  # type: ignore[method-assign]
 
             async def publisher(number: int) -> None:
