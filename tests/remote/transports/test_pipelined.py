@@ -180,25 +180,31 @@ def test_the_python_parser_reads_what_hiredis_reads(replies: list[Any], cuts: li
 # -- the connection ---------------------------------------------------------------------------
 
 
-def _spy(transport: AsyncRedisStreamsTransport) -> list[tuple[int, int]]:
-    """Each write on the publishing connection: (XADDs in it, publishes still
-    waiting for replies when it left)."""
+def _spy(
+    transport: AsyncRedisStreamsTransport, state: Callable[[], Any] | None = None
+) -> list[tuple[int, Any]]:
+    """Each write on the publishing connection: (XADDs in it, *state* when it
+    left; by default, the publishes still waiting for replies)."""
     pipeline = transport._pipeline
     assert pipeline is not None
     assert pipeline._wire is not None
-    writes: list[tuple[int, int]] = []
-    pipeline._wire = _CountingWire(pipeline._wire, writes, pipeline)  # type: ignore[assignment]
+    writes: list[tuple[int, Any]] = []
+
+    def waiting() -> int:
+        return len(pipeline._sent)
+
+    pipeline._wire = _CountingWire(pipeline._wire, writes, state or waiting)  # type: ignore[assignment]
     return writes
 
 
 class _CountingWire:
     """An event loop transport that records each write (uvloop's cannot be patched)."""
 
-    def __init__(self, wire: Any, writes: list[tuple[int, int]], pipeline: Any) -> None:
-        self._wire, self._writes, self._pipeline = wire, writes, pipeline
+    def __init__(self, wire: Any, writes: list[tuple[int, Any]], state: Callable[[], Any]) -> None:
+        self._wire, self._writes, self._state = wire, writes, state
 
     def write(self, data: bytes) -> None:
-        self._writes.append((data.count(b"$4\r\nXADD\r\n"), len(self._pipeline._sent)))
+        self._writes.append((data.count(b"$4\r\nXADD\r\n"), self._state()))
         self._wire.write(data)
 
     def __getattr__(self, name: str) -> Any:
@@ -283,9 +289,10 @@ def test_two_publishers_write_early_only_together(redis_url: str, stream: str) -
             await transport.publish(stream, b"first")
             pipeline = transport._pipeline
             assert pipeline is not None
-            writes: list[tuple[int, bool]] = []  # (XADDs, from a publish's own call)
             inside = [False]
-            publish, wire = pipeline.publish, _CountingWire(pipeline._wire, [], pipeline)
+            # (XADDs, whether the write left from a publish's own call)
+            writes = _spy(transport, lambda: inside[0])
+            publish = pipeline.publish
 
             def publishing(commands: list[bytes]) -> Any:
                 inside[0] = True
@@ -294,12 +301,6 @@ def test_two_publishers_write_early_only_together(redis_url: str, stream: str) -
                 finally:
                     inside[0] = False
 
-            def write(data: bytes) -> None:
-                writes.append((data.count(b"$4\r\nXADD\r\n"), inside[0]))
-                wire._wire.write(data)
-
-            wire.write = write  # type: ignore[method-assign]
-            pipeline._wire = wire  # type: ignore[assignment]
             pipeline.publish = publishing  # type: ignore[method-assign]
 
             async def publisher(number: int) -> None:
