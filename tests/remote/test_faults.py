@@ -469,15 +469,18 @@ def test_a_redis_restart_loses_no_event(redis_server: RedisServer, tmp_path: Pat
     the worker reconnects by itself and handles again the batch whose acknowledgement
     failed, and every event is handled."""
     with open_lab(redis_server.url, tmp_path / "lab") as lab:
+        # A backlog before the worker starts, so that it still has batches of 50 to be
+        # frozen in when it is busy (a worker that keeps pace with one-by-one sends reads
+        # an event at a time, and may be done before it is caught mid-batch).
+        sent = lab.publish(3_000)
         options = ("--batch", "50", "--claim-after", "1")
         worker = lab.start_worker("steady", *options, sleep=0.001)
-        sent = lab.publish_one_by_one(range(1_000))
         lab.wait_until("the worker busy", lambda: len(lab.handled().ids) >= 200)
 
         held = lab.freeze_mid_batch(worker)
         with redis_server.outage(seconds=0.3):
             lab.thaw(worker)  # its acknowledgement of the batch in hand fails
-            sent |= lab.publish_one_by_one(range(1_000, 2_000))
+            sent |= lab.publish_one_by_one(range(3_000, 4_000))
 
         handled = lab.wait_until_handled(sent)
         assert lab.failed_sends > 0  # the publisher met the outage, and sent again
