@@ -149,6 +149,24 @@ def test_a_plan_hook_changes_who_receives_every_kind_of_send(signal: Signal, met
     assert hook.asked == [Sender]  # not asked once undone
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_a_plan_hook_gives_receivers_to_a_signal_nobody_listens_to(method: str) -> None:
+    """With nobody connected a send returns [] at once, but not past a hook."""
+    signal = Signal()
+    assert send_with(method, signal) == []
+
+    class Adds(SendHook):
+        def plan(self, signal: Signal, sender: object, plan: Plan) -> Plan:
+            return plan._replace(sync=(*plan.sync, lambda: first))
+
+    undo = hooks.install(Adds(), signal)
+    try:
+        assert send_with(method, signal) == [(first, "first")]
+    finally:
+        undo()
+    assert send_with(method, signal) == []
+
+
 def test_a_plan_hook_is_seen_by_has_listeners_and_live_receivers() -> None:
     signal = Signal()
     assert not signal.has_listeners()

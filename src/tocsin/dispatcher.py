@@ -603,7 +603,10 @@ class Signal:
         context when they are done (as in Django 6.1).
         """
         sync, slow = self._receivers_of(sender)
-        if slow and not sync and not slow.later and not slow.hooks:
+        if not slow:
+            if not sync:  # nobody listens (nor hooks): as Django, at once
+                return []
+        elif not sync and not slow.later and not slow.hooks:
             # The common async case: only async receivers, nothing deferred or hooked.
             receivers = [r for deref in slow.async_ if (r := deref()) is not None]
             responses = _async().start_concurrently(receivers, self, sender, named)
@@ -621,6 +624,8 @@ class Signal:
         (in the caller's task, or in its own once an earlier one waited), so a
         receiver whose call raises is handled like one whose coroutine raises.
         """
+        if not self._cached_plan(sender):  # nobody listens (nor hooks)
+            return []
         return await self._asend(sender, named, "asend_robust")
 
     async def _asend(
