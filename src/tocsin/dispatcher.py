@@ -549,7 +549,9 @@ class Signal:
 
         :raises AsyncReceiversInLoopError: in the same case as :meth:`send`.
         """
-        plan = self._receivers_of(sender)
+        plan = self._cached_plan(sender)
+        if not plan:  # nobody listens (nor hooks)
+            return []
         if plan[1]:
             return self._send_slow(sender, named, plan, "send_robust")
         return self._call_robust(_live(plan[0]), sender, named)
