@@ -49,15 +49,19 @@ SIGNALS = {
 # What one successful request sends.
 EXPECTED_CALLS = {"request_started": 1, "request_finished": 1, "got_request_exception": 0}
 RECEIVER_KINDS = ("none", "async", "sync", "sync-on-loop")
+# The least any request-signal middleware costs: one receiver per signal called
+# directly, with no dispatcher (async receivers under ASGI, sync ones under WSGI).
+FLOOR = "floor"
 CASE_TITLES = {
     "bare": "bare app (no middleware)",
+    FLOOR: "floor: 1 receiver each, called directly",
     "none": "middleware, no receivers",
     "async": "middleware, 1 async receiver each",
     "sync": "middleware, 1 sync receiver each",
     # The signals' sync_receivers_on_loop set: asend() calls them on the loop.
     "sync-on-loop": "middleware, 1 sync receiver each, on the loop",
 }
-SERVER_VARIANTS = ("bare", "none", "async", "sync", "sync-on-loop")
+SERVER_VARIANTS = ("bare", FLOOR, "none", "async", "sync", "sync-on-loop")
 
 
 @dataclass(frozen=True)
@@ -94,24 +98,105 @@ def hello_wsgi(environ: Environ, start_response: Callable[..., Any]) -> list[byt
     return [BODY]
 
 
-def asgi_app(kind: str) -> ASGIApp:
-    """``hello_asgi``, bare (*kind* ``"bare"``) or in the middleware."""
+def asgi_app(kind: str, receivers: Receivers) -> ASGIApp:
+    """``hello_asgi``, bare (*kind* ``"bare"``), in the floor or in the middleware."""
     from tocsin.contrib.asgi import RequestSignalsMiddleware
 
+    if kind == FLOOR:
+        return FloorASGI(hello_asgi, receivers.functions)
     return hello_asgi if kind == "bare" else RequestSignalsMiddleware(hello_asgi)
 
 
-def wsgi_app(kind: str) -> WSGIApp:
+def wsgi_app(kind: str, receivers: Receivers) -> WSGIApp:
     from tocsin.contrib.wsgi import RequestSignalsMiddleware
 
+    if kind == FLOOR:
+        return FloorWSGI(hello_wsgi, receivers.functions)
     return hello_wsgi if kind == "bare" else RequestSignalsMiddleware(hello_wsgi)
 
 
-class Receivers:
-    """One receiver (sync or async) on each request signal, counting its calls."""
+class FloorASGI:
+    """The least an ASGI middleware sending the request signals can do: await one
+    receiver per signal itself, ``request_started`` before the app,
+    ``request_finished`` after the response's last body (or once the app ends
+    without one), ``got_request_exception`` if the app raises. What the middleware
+    costs beyond this is what Django's semantics add: the dispatcher, a copy of the
+    context per send, and ``request_finished`` in a task the app cannot cancel."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, app: ASGIApp, receivers: dict[str, Callable[..., Any]]) -> None:
+        self.app = app
+        self.started = receivers["request_started"]
+        self.finished = receivers["request_finished"]
+        self.failed = receivers["got_request_exception"]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sender = FloorASGI
+        await self.started(sender=sender, scope=scope)
+        done = False
+
+        async def send_and_finish(message: Message) -> None:
+            nonlocal done
+            await send(message)
+            last = message["type"] == "http.response.body" and not message.get("more_body")
+            if last and not done:
+                done = True
+                await self.finished(sender=sender, scope=scope)
+
+        try:
+            await self.app(scope, receive, send_and_finish)
+        except Exception as exc:
+            await self.failed(sender=sender, scope=scope, exception=exc)
+            raise
+        finally:
+            if not done:
+                done = True
+                await self.finished(sender=sender, scope=scope)
+
+
+class FloorWSGI:
+    """:class:`FloorASGI` for WSGI: sync receivers, ``request_finished`` on ``close()``."""
+
+    def __init__(self, app: WSGIApp, receivers: dict[str, Callable[..., Any]]) -> None:
+        self.app = app
+        self.started = receivers["request_started"]
+        self.finished = receivers["request_finished"]
+        self.failed = receivers["got_request_exception"]
+
+    def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        self.started(sender=FloorWSGI, environ=environ)
+        try:
+            response = self.app(environ, start_response)
+        except Exception as exc:
+            self.failed(sender=FloorWSGI, environ=environ, exception=exc)
+            self.finished(sender=FloorWSGI, environ=environ)
+            raise
+        return _FloorResponse(response, lambda: self.finished(sender=FloorWSGI, environ=environ))
+
+
+class _FloorResponse:
+    def __init__(self, response: Iterable[bytes], finish: Callable[[], None]) -> None:
+        self.response = response
+        self.finish = finish
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.response)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.response, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.finish()
+
+
+class Receivers:
+    """One receiver (sync or async) on each request signal, counting its calls. The
+    floor's are not connected: its app calls them (async ones under ASGI)."""
+
+    def __init__(self, kind: str, protocol: str = "asgi") -> None:
         self.kind = kind
+        self.asynchronous = kind == "async" or (kind == FLOOR and protocol == "asgi")
         self.calls = dict.fromkeys(SIGNALS, 0)
         self.functions = {name: self._make(name) for name in SIGNALS}
 
@@ -124,16 +209,18 @@ class Receivers:
         async def on_signal_async(sender: object = None, **kw: Any) -> None:
             calls[name] += 1
 
-        return on_signal_async if self.kind == "async" else on_signal
+        return on_signal_async if self.asynchronous else on_signal
 
     def connect(self) -> None:
-        if self.kind == "none":
+        if self.kind in ("none", FLOOR):
             return
         for name, function in self.functions.items():
             SIGNALS[name].connect(function)
             SIGNALS[name].sync_receivers_on_loop = self.kind == "sync-on-loop"
 
     def disconnect(self) -> None:
+        if self.kind == FLOOR:
+            return
         for name, function in self.functions.items():
             SIGNALS[name].disconnect(function)
             SIGNALS[name].sync_receivers_on_loop = False
@@ -325,21 +412,21 @@ class Result:
 
 
 def make_cases(protocol: str) -> list[Case]:
-    """The four cases of *protocol* (``"asgi"`` or ``"wsgi"``), each checked once."""
+    """The cases of *protocol* (``"asgi"`` or ``"wsgi"``), each checked once."""
     check_no_listeners()
     cases = []
-    for kind in ("bare", *RECEIVER_KINDS):
-        receivers = Receivers("none" if kind == "bare" else kind)
+    for kind in ("bare", FLOOR, *RECEIVER_KINDS):
+        receivers = Receivers("none" if kind == "bare" else kind, protocol)
         what = f"{protocol} {CASE_TITLES[kind]}"
         receivers.connect()
         try:
             before = dict(receivers.calls)
             if protocol == "asgi":
-                app = asgi_app(kind)
+                app = asgi_app(kind, receivers)
                 check_asgi(app, what)
                 run = asgi_runner(app)
             else:
-                wapp = wsgi_app(kind)
+                wapp = wsgi_app(kind, receivers)
                 check_wsgi(wapp, what)
                 run = wsgi_runner(wapp)
             receivers.check(before, what)
@@ -384,7 +471,11 @@ def serve(kind: str) -> int:
     receivers.connect()
     sock = harness.listening_socket(HOST)
     config = uvicorn.Config(
-        asgi_app(kind), log_level="warning", access_log=False, lifespan="off", backlog=2048
+        asgi_app(kind, receivers),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        backlog=2048,
     )
     config.load()
     loop = "uvloop" if harness.importable("uvloop") else "asyncio"
@@ -696,7 +787,7 @@ def summarize(
         results = in_process.get(protocol)
         if results is None and (protocol == "wsgi" or server is None):
             continue
-        for kind in RECEIVER_KINDS:
+        for kind in (FLOOR, *RECEIVER_KINDS):
             row: dict[str, Any] = {"protocol": protocol, "receivers": kind}
             row["added_us"] = added = results[kind].best - results["bare"].best if results else None
             row["estimated_percent"] = row["server_cpu_added_us"] = row["server_percent"] = None

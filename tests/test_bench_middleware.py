@@ -16,11 +16,15 @@ from _bench import row, run_quick
 PROTOCOLS = ("asgi", "wsgi")
 CASES = {
     "bare": "bare app (no middleware)",
+    "floor": "floor: 1 receiver each, called directly",
     "none": "middleware, no receivers",
     "async": "middleware, 1 async receiver each",
     "sync": "middleware, 1 sync receiver each",
     "sync-on-loop": "middleware, 1 sync receiver each, on the loop",
 }
+# The summary's rows: the floor (one receiver per signal called directly, no
+# tocsin), then the middleware with each kind of receivers.
+SUMMARY_KINDS = ("floor", "none", "async", "sync", "sync-on-loop")
 NUMBER = r"[+-]?[\d,]+\.\d+"
 
 
@@ -33,7 +37,7 @@ def test_quick_in_process_run_reports_every_case(tmp_path: Path) -> None:
         assert table, f"no {protocol} table:\n{run.head}"
         for title in CASES.values():
             row(rf"^\s+{re.escape(title)}\s+{NUMBER}\s", table)
-        for kind in ("none", "async", "sync", "sync-on-loop"):
+        for kind in SUMMARY_KINDS:
             found = row(rf"^\s+{protocol}, {kind}\s+({NUMBER})\s.*$", run.summary)
             # Only the target's row has a verdict, and without a server it has none yet.
             expected = "n/a" if (protocol, kind) == ("asgi", "async") else "-"
@@ -50,4 +54,4 @@ def test_quick_in_process_run_reports_every_case(tmp_path: Path) -> None:
             assert isinstance(result["us_per_request"], float)
             assert result["us_per_request"] > 0
     rows = [(r["protocol"], r["receivers"]) for r in data["summary"]]
-    assert rows == [(p, k) for p in PROTOCOLS for k in ("none", "async", "sync", "sync-on-loop")]
+    assert rows == [(p, k) for p in PROTOCOLS for k in SUMMARY_KINDS]
