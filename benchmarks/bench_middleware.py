@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure what tocsin's request-signal middleware costs a hello-world ASGI or WSGI app.
 
-    python benchmarks/bench_middleware.py                    # the full run (about 70 s)
+    python benchmarks/bench_middleware.py                    # the full run (about 2 minutes)
     python benchmarks/bench_middleware.py --quick            # a few seconds: smoke test only
     python benchmarks/bench_middleware.py --in-process-only  # no server, no load generator
     python benchmarks/bench_middleware.py --json out.json    # also write every number
