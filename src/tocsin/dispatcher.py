@@ -604,18 +604,18 @@ class Signal:
         context, and the values they set are copied back into the caller's
         context when they are done (as in Django 6.1).
         """
-        sync, slow = self._receivers_of(sender)
-        if not slow:
-            if not sync:  # nobody listens (nor hooks): as Django, at once
-                return []
-        elif not sync and not slow.later and not slow.hooks:
+        plan = self._cached_plan(sender)
+        if not plan:  # nobody listens (nor hooks): as Django, at once
+            return []
+        sync, slow = plan
+        if slow and not sync and not slow.later and not slow.hooks:
             # The common async case: only async receivers, nothing deferred or hooked.
             receivers = [r for deref in slow.async_ if (r := deref()) is not None]
             responses = _async().start_concurrently(receivers, self, sender, named)
             if type(responses) is not list:  # a receiver waits
                 responses = await responses
             return responses  # type: ignore[no-any-return]
-        return await self._asend(sender, named, "asend")
+        return await self._asend(plan, sender, named, "asend")
 
     async def asend_robust(self, sender: object, **named: Any) -> list[tuple[Any, Any]]:
         """Send from async code, catching exceptions: :meth:`asend` with the error
@@ -626,14 +626,14 @@ class Signal:
         (in the caller's task, or in its own once an earlier one waited), so a
         receiver whose call raises is handled like one whose coroutine raises.
         """
-        if not self._cached_plan(sender):  # nobody listens (nor hooks)
+        plan = self._cached_plan(sender)
+        if not plan:  # nobody listens (nor hooks)
             return []
-        return await self._asend(sender, named, "asend_robust")
+        return await self._asend(plan, sender, named, "asend_robust")
 
     async def _asend(
-        self, sender: object, named: dict[str, Any], method: hooks.Method
+        self, plan: _Plan, sender: object, named: dict[str, Any], method: hooks.Method
     ) -> list[tuple[Any, Any]]:
-        plan = self._receivers_of(sender)
         robust = method == "asend_robust"
         if plan[1] and plan[1].hooks:
             plan, observers = self._hooked(plan, sender, named, method)
