@@ -32,6 +32,7 @@ VARIANTS = {
     "plain": "plain SQLAlchemy (integration disabled)",
     "enabled": "integration enabled, no receivers",
     "receivers": "integration enabled, 1 receiver per signal",
+    "floor": "floor: 1 receiver per signal, called directly",
     "events": "plain SQLAlchemy, 1 listener per event",
 }
 PEER_TITLE = "receivers vs SQLAlchemy events"
@@ -39,7 +40,9 @@ PEER_TITLE = "receivers vs SQLAlchemy events"
 COMPARISONS = (
     ("enabled", "plain"),
     ("receivers", "plain"),
+    ("floor", "plain"),
     ("events", "plain"),
+    ("receivers", "floor"),
     ("receivers", "events"),
 )
 PHASES = ("insert", "update", "total")
@@ -109,7 +112,7 @@ def test_quick_run_reports_every_variant(tmp_path: Path) -> None:
         peer = database["receivers_vs_events"]
         assert set(peer) == set(PHASES)
         for phase in PHASES:
-            receivers, events = (database["variants"][k][phase]["best_ms"] for k in COMPARISONS[3])
+            receivers, events = (database["variants"][k][phase]["best_ms"] for k in COMPARISONS[-1])
             assert peer[phase] == pytest.approx(receivers / events)
     rows = [(r["database"], r["variant"], r["baseline"], r["phase"]) for r in data["summary"]]
     assert rows == [(d, k, b, p) for d in databases for k, b in COMPARISONS for p in PHASES]
