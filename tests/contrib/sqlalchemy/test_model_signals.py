@@ -389,6 +389,33 @@ def test_what_a_pre_save_receiver_changes_is_written_and_reported(engine: Engine
         assert session.get_one(Pizza, pizza_id).price == 12
 
 
+def test_a_value_a_pre_save_receiver_changes_after_it_was_set_unchanged_is_reported(
+    engine: Engine,
+) -> None:
+    """An attribute set to its own value is not written; a pre_save receiver that then
+    sets it to another value makes the UPDATE write it, and post_save says so."""
+    pizza_id = saved_pizza(engine)
+
+    def raise_the_price(sender: Any, instance: Pizza, **kwargs: Any) -> None:
+        instance.price = 12
+
+    pre_save.connect(raise_the_price, sender=Pizza)
+    try:
+        with receiving(pre_save, Pizza) as pres, receiving(post_save, Pizza) as posts:
+            with Session(engine) as session:
+                pizza = session.get_one(Pizza, pizza_id)
+                pizza.price = pizza.price  # set, but to what it was: not written
+                pizza.name = "marinara"
+                session.commit()
+    finally:
+        pre_save.disconnect(raise_the_price, sender=Pizza)
+
+    assert [c["update_fields"] for c in pres] == [frozenset({"name"})]
+    assert [c["update_fields"] for c in posts] == [frozenset({"name", "price"})]
+    with Session(engine) as session:
+        assert session.get_one(Pizza, pizza_id).price == 12
+
+
 def test_what_a_pre_save_receiver_sets_on_a_new_instance_is_inserted(engine: Engine) -> None:
     """An attribute set by pre_save on an insert is part of the INSERT."""
 

@@ -98,8 +98,9 @@ class _Columns:
         tables = self.tables = equal, _foreign_key_fields(mapper)
         return tables
 
-    def changed(self, state: State) -> frozenset[str]:
-        """The keys of the column attributes whose value an UPDATE will write.
+    def changed(self, state: State, values: dict[str, Any]) -> frozenset[str]:
+        """The keys of the column attributes whose value an UPDATE will write
+        (*values*: ``state.dict``, which the caller has at hand).
 
         The test the unit of work itself makes: an attribute that was set (it
         is in ``committed_state``) to a value that is not equal to the old one.
@@ -108,7 +109,6 @@ class _Columns:
         if not committed:
             return _NOTHING
         equal = (self.tables or self._read())[0]
-        values = state.dict
         changed = []
         for key, old in committed.items():
             is_equal = equal.get(key)
@@ -200,19 +200,21 @@ def _save_listeners(mapper: Mapper[Any], options: Options) -> dict[str, Callable
         pre = would_pre_save(cls)
         if not pre and not would_post_save(cls):
             return
-        changed = columns.changed(state)
+        values = state.dict
+        changed = columns.changed(state, values)
         if not changed:
             return
         fields = columns.update_fields(changed)
         if pre:
-            committed, values = state.committed_state, state.dict
-            before = len(committed), list(map(values.get, changed))
             sending(_pre_save)(
                 cls, instance=state.obj(), raw=False, using=using(connection), update_fields=fields
             )
             # What pre_save receivers changed is written too: post_save says so.
-            if before != (len(committed), list(map(values.get, changed))):
-                fields = columns.update_fields(columns.changed(state))
+            # Asked again rather than looked for: a receiver may also change an
+            # attribute that was set to its own value (so not in *changed*).
+            after = columns.changed(state, values)
+            if after != changed:
+                fields = columns.update_fields(after)
         _written[state] = fields
 
     def after_update(mapper: Mapper[Any], connection: Connection, state: State) -> None:
